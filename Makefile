@@ -1,0 +1,50 @@
+# update_engine: A/B partition updates for immutable container-host OSes.
+# `make demo` and `make test` are the two commands that matter; see README.md.
+
+GO       ?= go
+BIN      ?= bin
+FUZZTIME ?= 30s
+
+.PHONY: all build test bench demo fuzz lint testdata generate deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Installs the Debian packages the tests use when run as root (see scripts/deps.sh).
+deps:
+	@scripts/deps.sh
+
+# Every test, including each fuzz target's seed corpus. Root-only tests skip
+# loudly when not root.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 14m ./...
+
+# Benchmarks, each figure also printed as `bench <name> <value> <unit>`.
+bench: deps
+	@scripts/bench.sh
+
+demo: deps build
+	@scripts/demo.sh
+
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Small fixtures (disk images, keys) are generated, never committed.
+testdata:
+	$(GO) run ./internal/testenv/cmd/mktestdata -dir testdata/generated
+
+# Regenerates the committed protobuf Go code from pkg/payload/metadata/*.proto.
+generate:
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	PATH=$(CURDIR)/$(BIN):$$PATH protoc --go_out=. --go_opt=paths=source_relative pkg/payload/metadata/*.proto
+
+clean:
+	rm -rf $(BIN) testdata/generated
