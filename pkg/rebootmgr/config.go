@@ -1,0 +1,152 @@
+package rebootmgr
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+)
+
+// ConfigFiles is the update.conf search order: the first file that holds
+// a key wins (Flatcar first, then the CoreOS paths; /etc before /usr).
+var ConfigFiles = []string{
+	"/etc/flatcar/update.conf",
+	"/etc/coreos/update.conf",
+	"/usr/share/flatcar/update.conf",
+	"/usr/share/coreos/update.conf",
+}
+
+// ErrBadConfig: an update.conf value does not parse.
+var ErrBadConfig = errors.New("rebootmgr: invalid configuration")
+
+// Env is a merged set of KEY=VALUE settings.
+type Env map[string]string
+
+// ParseEnv reads a systemd-EnvironmentFile-like file: KEY=VALUE lines,
+// blank lines and lines starting with # or ; ignored, an optional
+// `export ` prefix, and values optionally in matching single or double
+// quotes. Later keys in one file replace earlier ones.
+func ParseEnv(r io.Reader) (Env, error) {
+	env := Env{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return nil, fmt.Errorf("%w: line %d: %q is not KEY=VALUE", ErrBadConfig, n, line)
+		}
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		env[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("rebootmgr: read config: %w", err)
+	}
+	return env, nil
+}
+
+// LoadEnv merges files so that, for each key, the first file holding it
+// wins. Missing files are skipped.
+func LoadEnv(files []string) (Env, error) {
+	merged := Env{}
+	for _, name := range files {
+		f, err := os.Open(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rebootmgr: %w", err)
+		}
+		env, err := ParseEnv(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		for k, v := range env {
+			if _, ok := merged[k]; !ok {
+				merged[k] = v
+			}
+		}
+	}
+	return merged, nil
+}
+
+// first returns the value of the first key set (non-empty) in env.
+func (e Env) first(keys ...string) string {
+	for _, k := range keys {
+		if v := e[k]; v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Config is the reboot manager's part of update.conf.
+type Config struct {
+	Strategy Strategy
+	Window   *Window // nil = any time
+	// Endpoints are the etcd client URLs (LOCKSMITHD_ENDPOINT, comma list).
+	Endpoints []string
+	// Group is the lock group (LOCKSMITHD_GROUP; "" = default).
+	Group string
+	// FleetLockURL is the FleetLock base URL (FLEETLOCK_URL).
+	FleetLockURL string
+	// HolderTTL lets contenders evict an etcd holder that has not released
+	// its slot after this long (REBOOT_LOCK_TTL; 0 = operator unlock only).
+	HolderTTL time.Duration
+	// EtcdUsername, EtcdPassword: LOCKSMITHD_ETCD_USERNAME/_PASSWORD.
+	EtcdUsername, EtcdPassword string
+}
+
+// DefaultEndpoints are locksmith's default etcd endpoints.
+var DefaultEndpoints = []string{"http://127.0.0.1:2379", "http://127.0.0.1:4001"}
+
+// ConfigFromEnv reads the keys of SPEC section 6 from env.
+func ConfigFromEnv(env Env) (Config, error) {
+	var c Config
+	var err error
+	if c.Strategy, err = ParseStrategy(env["REBOOT_STRATEGY"]); err != nil {
+		return c, err
+	}
+	start := env.first("LOCKSMITHD_REBOOT_WINDOW_START", "REBOOT_WINDOW_START")
+	length := env.first("LOCKSMITHD_REBOOT_WINDOW_LENGTH", "REBOOT_WINDOW_LENGTH")
+	if c.Window, err = ParseWindow(start, length); err != nil {
+		return c, err
+	}
+	c.Endpoints = SplitEndpoints(env["LOCKSMITHD_ENDPOINT"])
+	if len(c.Endpoints) == 0 {
+		c.Endpoints = DefaultEndpoints
+	}
+	c.Group = env["LOCKSMITHD_GROUP"]
+	c.FleetLockURL = env["FLEETLOCK_URL"]
+	if v := env["REBOOT_LOCK_TTL"]; v != "" {
+		if c.HolderTTL, err = time.ParseDuration(v); err != nil || c.HolderTTL < 0 {
+			return c, fmt.Errorf("%w: REBOOT_LOCK_TTL=%q", ErrBadConfig, v)
+		}
+	}
+	c.EtcdUsername = env["LOCKSMITHD_ETCD_USERNAME"]
+	c.EtcdPassword = env["LOCKSMITHD_ETCD_PASSWORD"]
+	return c, nil
+}
+
+// SplitEndpoints splits a comma-separated endpoint list, dropping blanks.
+func SplitEndpoints(v string) []string {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}

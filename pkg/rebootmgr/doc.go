@@ -1,0 +1,33 @@
+// Package rebootmgr decides when a host that has staged an update reboots.
+//
+// Parties and files:
+//
+//   - update_engine, on the D-Bus name com.coreos.update1 at
+//     /com/coreos/update1, interface com.coreos.update1.Manager: GetStatus
+//     and the StatusUpdate signal, both (int64 last_checked_time, float64
+//     progress, string current_operation, string new_version, int64
+//     new_size). Every field is type-checked; a malformed body is skipped.
+//   - logind, org.freedesktop.login1 at /org/freedesktop/login1: Reboot(false)
+//     once no "shutdown" block inhibitor is listed by ListInhibitors.
+//   - a fleet lock (package etcdlock: locksmith's semaphore on etcd v3;
+//     package fleetlock: the FleetLock HTTP protocol of Zincati/airlock).
+//   - update.conf (REBOOT_STRATEGY, LOCKSMITHD_REBOOT_WINDOW_START/_LENGTH,
+//     LOCKSMITHD_ENDPOINT, LOCKSMITHD_GROUP, …), searched in
+//     /etc/flatcar, /etc/coreos, /usr/share/flatcar, /usr/share/coreos;
+//     the first file holding a key wins.
+//   - /run/update-engine/coordinator.conf (NAME=, STRATEGY=, STATE=) under
+//     an exclusive flock held for the manager's lifetime, as locksmithd.
+//   - a state file recording the reboot intent (atomic write), so a
+//     restarted manager resumes a reboot it had committed to and releases a
+//     lock it took before the reboot.
+//   - utmp: logged-in users' ttys get "System reboot in 5 minutes!" and the
+//     manager waits that long before rebooting (when anyone was warned).
+//
+// Flow (Manager.Run): on UPDATE_STATUS_UPDATED_NEED_REBOOT (from GetStatus
+// at start or a signal) → wait for the reboot window → take the fleet lock
+// (retry 5 s doubling to 5 min, jittered) → persist the intent → warn users
+// → logind Reboot. After the reboot, once update_engine reports any other
+// status, the lock is released.
+//
+// Time comes from an injected Clock; nothing here sleeps on the wall clock.
+package rebootmgr
