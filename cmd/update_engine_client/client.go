@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/dbusapi"
+)
+
+// Exit codes.
+const (
+	exitOK         = 0
+	exitFailed     = 1 // the daemon refused or a call failed
+	exitUsage      = 2 // bad flags
+	exitNotRunning = 3 // no bus, or nobody owns com.coreos.update1
+)
+
+type options struct {
+	resetStatus, status, checkForUpdate, update, watch bool
+	json, rollback, powerwash, slots                   bool
+	bus, disk, progress, channel                       string
+	pollInterval                                       time.Duration
+}
+
+const usageHead = `Usage: update_engine_client [flags]
+
+Talks to the update_engine daemon (D-Bus name com.coreos.update1). Flags may
+be written -flag or --flag. When several actions are given, the first in this
+order runs (Flatcar's order): -reset_status, -status, -check_for_update,
+-update, -watch_for_updates; then our own --rollback, --channel, --json,
+--slots. With no action it prints "Done." and exits 0.
+
+Flatcar-compatible actions:
+  -reset_status       leave UPDATE_STATUS_UPDATED_NEED_REBOOT (back to IDLE)
+  -status             print the status block:
+                        LAST_CHECKED_TIME=<unix time>
+                        PROGRESS=<0.000000..1.000000>
+                        CURRENT_OP=<UPDATE_STATUS_...>
+                        NEW_VERSION=<version or 0.0.0>
+                        NEW_SIZE=<bytes>
+  -check_for_update   ask for an update check and return at once
+  -update             ask for an update check and wait until the daemon is
+                      idle again (no update, or failure) or needs a reboot;
+                      prints the status block at every poll, or a live
+                      progress bar when stdout is a terminal
+  -watch_for_updates  print the status block of every StatusUpdate signal
+                      until interrupted
+
+Our own:
+  --json              print the detailed status as JSON (also with -status)
+  --rollback          make the other slot boot next (root only)
+  --channel NAME      set the update channel / Omaha track (root only)
+  --disk DEV --slots  list the A/B slots of DEV, read-only; needs no daemon
+
+Connection and output:
+  --bus ADDR          D-Bus address (default: $DBUS_SYSTEM_BUS_ADDRESS, else
+                      the system bus)
+  --progress MODE     -update output: auto (bar on a terminal), bar, plain
+  --poll-interval D   -update poll interval (default 5s, as Flatcar)
+
+Exit codes: 0 ok, 1 the call failed or was refused, 2 bad flags,
+3 update_engine is not running or the bus is unreachable.
+
+All flags:
+`
+
+func parse(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("update_engine_client", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&o.resetStatus, "reset_status", false, "reset an UPDATED_NEED_REBOOT status to IDLE")
+	fs.BoolVar(&o.status, "status", false, "print the current status block")
+	fs.BoolVar(&o.checkForUpdate, "check_for_update", false, "initiate an update check and return")
+	fs.BoolVar(&o.update, "update", false, "initiate an update check and wait for the result")
+	fs.BoolVar(&o.watch, "watch_for_updates", false, "print every StatusUpdate signal")
+	fs.BoolVar(&o.json, "json", false, "print the detailed status as JSON")
+	fs.BoolVar(&o.rollback, "rollback", false, "boot the other slot next (root only)")
+	fs.BoolVar(&o.powerwash, "powerwash", false, "with --rollback: ask for a powerwash (ChromeOS; recorded only)")
+	fs.StringVar(&o.channel, "channel", "", "set the update channel (Omaha track) (root only)")
+	fs.BoolVar(&o.slots, "slots", false, "list the A/B slots of --disk (read-only)")
+	fs.StringVar(&o.disk, "disk", "", "disk device or image file for --slots")
+	fs.StringVar(&o.bus, "bus", "", "D-Bus address (default $DBUS_SYSTEM_BUS_ADDRESS or the system bus)")
+	fs.StringVar(&o.progress, "progress", "auto", "-update output: auto, bar or plain")
+	fs.DurationVar(&o.pollInterval, "poll-interval", 5*time.Second, "-update poll interval")
+	// Accepted and ignored, as gflags-based tools are called with them.
+	fs.Bool("logtostderr", true, "accepted for Flatcar compatibility (logs always go to stderr)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only; see --help)", fs.Arg(0))
+	}
+	switch o.progress {
+	case "auto", "bar", "plain":
+	default:
+		return nil, fmt.Errorf("--progress: %q is not auto, bar or plain", o.progress)
+	}
+	if o.pollInterval <= 0 {
+		return nil, fmt.Errorf("--poll-interval must be positive, got %v", o.pollInterval)
+	}
+	if o.slots && o.disk == "" {
+		return nil, errors.New("--slots needs --disk DEV")
+	}
+	return o, nil
+}
+
+// Main runs the client with args (without the program name) and returns
+// the exit code. Logs go to stderr, results to stdout.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "update_engine_client: %v\n", err)
+		return exitUsage
+	}
+	r := &runner{o: o, stdout: stdout, stderr: stderr}
+	switch {
+	case o.resetStatus:
+		return r.withClient(ctx, r.resetStatus)
+	case o.status:
+		return r.withClient(ctx, r.printStatus)
+	case o.checkForUpdate:
+		return r.withClient(ctx, r.checkForUpdate)
+	case o.update:
+		return r.withClient(ctx, r.runUpdate)
+	case o.watch:
+		return r.withClient(ctx, r.watchForUpdates)
+	case o.rollback:
+		return r.withClient(ctx, r.doRollback)
+	case o.channel != "":
+		return r.withClient(ctx, r.setChannel)
+	case o.json:
+		return r.withClient(ctx, r.printStatus)
+	case o.slots:
+		return r.listSlots(ctx)
+	}
+	fmt.Fprintln(stderr, "Done.")
+	return exitOK
+}
+
+type runner struct {
+	o              *options
+	stdout, stderr io.Writer
+}
+
+// withClient connects, runs f and maps its error to an exit code with a
+// message a person can act on.
+func (r *runner) withClient(ctx context.Context, f func(context.Context, *dbusapi.Client) error) int {
+	addr := r.o.bus
+	if addr == "" {
+		addr = dbusapi.SystemBusAddress()
+	}
+	c, err := dbusapi.Dial(ctx, addr)
+	if err == nil {
+		defer c.Close()
+		err = f(ctx, c)
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, dbusapi.ErrNoBus):
+		fmt.Fprintf(r.stderr, "update_engine_client: cannot reach the D-Bus bus at %s: %v\n", addr, err)
+		return exitNotRunning
+	case errors.Is(err, dbusapi.ErrNotRunning):
+		fmt.Fprintf(r.stderr, "update_engine_client: update_engine is not running on %s (nobody owns %s).\n"+
+			"Start it with: systemctl start update-engine.service\n", addr, dbusapi.CoreOSName)
+		return exitNotRunning
+	case ctx.Err() != nil:
+		fmt.Fprintf(r.stderr, "update_engine_client: interrupted\n")
+		return exitFailed
+	default:
+		fmt.Fprintf(r.stderr, "update_engine_client: %v\n", err)
+		return exitFailed
+	}
+}
+
+// formatStatus is Flatcar's -status block, byte for byte.
+func formatStatus(st dbusapi.Status) string {
+	return fmt.Sprintf("LAST_CHECKED_TIME=%d\nPROGRESS=%f\nCURRENT_OP=%s\nNEW_VERSION=%s\nNEW_SIZE=%d\n",
+		st.LastCheckedTime, st.Progress, st.CurrentOperation, st.NewVersion, st.NewSize)
+}
+
+func (r *runner) printStatus(ctx context.Context, c *dbusapi.Client) error {
+	if r.o.json {
+		s, err := c.StatusJSON(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(r.stdout, s)
+		return nil
+	}
+	st, err := c.GetStatus(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(r.stdout, formatStatus(st))
+	return nil
+}
+
+func (r *runner) resetStatus(ctx context.Context, c *dbusapi.Client) error {
+	return c.ResetStatus(ctx)
+}
+
+func (r *runner) checkForUpdate(ctx context.Context, c *dbusapi.Client) error {
+	if err := c.AttemptUpdate(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(r.stderr, "Initiating update check and install.")
+	return nil
+}
+
+func (r *runner) doRollback(ctx context.Context, c *dbusapi.Client) error {
+	if err := c.AttemptRollback(ctx, r.o.powerwash); err != nil {
+		return err
+	}
+	fmt.Fprintln(r.stderr, "Rollback requested: the other slot boots next. Reboot to use it.")
+	return nil
+}
+
+func (r *runner) setChannel(ctx context.Context, c *dbusapi.Client) error {
+	if err := c.SetChannel(ctx, r.o.channel); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.stderr, "Channel set to %q; the next check uses it.\n", r.o.channel)
+	return nil
+}
+
+func (r *runner) watchForUpdates(ctx context.Context, c *dbusapi.Client) error {
+	ch, err := c.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	// Fail early, with the not-running message, if nobody is there.
+	if _, err := c.GetStatus(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(r.stderr, "Watching for StatusUpdate signals (Ctrl-C to stop).")
+	for st := range ch {
+		fmt.Fprint(r.stdout, formatStatus(st))
+		fmt.Fprintln(r.stdout)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar renders one line for a terminal, e.g.
+// "[##########----------]  50.0%  DOWNLOADING  3850.0.0  12.3 MiB".
+func progressBar(st dbusapi.Status, width int) string {
+	p := min(max(st.Progress, 0), 1)
+	n := int(p*float64(width) + 0.5)
+	op := strings.TrimPrefix(st.CurrentOperation, "UPDATE_STATUS_")
+	s := fmt.Sprintf("[%s%s] %5.1f%%  %-20s", strings.Repeat("#", n), strings.Repeat("-", width-n), p*100, op)
+	if st.NewVersion != "" && st.NewVersion != "0.0.0" {
+		s += "  " + st.NewVersion
+	}
+	if st.NewSize > 0 {
+		s += fmt.Sprintf("  %.1f MiB", float64(st.NewSize)/(1<<20))
+	}
+	return s
+}
