@@ -58,7 +58,9 @@ func (e *scriptEngine) ResetStatus(context.Context) error {
 	}
 	return nil
 }
-func (e *scriptEngine) AttemptRollback(context.Context, bool) error { return errors.New("engine: no other slot") }
+func (e *scriptEngine) AttemptRollback(context.Context, bool) error {
+	return errors.New("engine: no other slot")
+}
 func (e *scriptEngine) SetChannel(_ context.Context, ch string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
