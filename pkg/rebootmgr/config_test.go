@@ -1,0 +1,166 @@
+package rebootmgr
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    Env
+		wantErr error
+	}{
+		{name: "plain", in: "GROUP=stable\nREBOOT_STRATEGY=etcd-lock\n", want: Env{"GROUP": "stable", "REBOOT_STRATEGY": "etcd-lock"}},
+		{name: "comments and blanks", in: "# c\n\n; c\n  A = b  \n", want: Env{"A": "b"}},
+		{name: "quotes", in: `A="x y"` + "\nB='z'\nC=\"unbalanced\n", want: Env{"A": "x y", "B": "z", "C": `"unbalanced`}},
+		{name: "export and empty", in: "export A=1\nB=\n", want: Env{"A": "1", "B": ""}},
+		{name: "later wins in a file", in: "A=1\nA=2\n", want: Env{"A": "2"}},
+		{name: "window with space", in: "LOCKSMITHD_REBOOT_WINDOW_START=Thu 04:00\n", want: Env{"LOCKSMITHD_REBOOT_WINDOW_START": "Thu 04:00"}},
+		{name: "no equals", in: "JUNK\n", wantErr: ErrBadConfig},
+		{name: "space in key", in: "A B=1\n", wantErr: ErrBadConfig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseEnv(strings.NewReader(tt.in))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadEnvFirstFileWins(t *testing.T) {
+	dir := t.TempDir()
+	etc := filepath.Join(dir, "etc.conf")
+	usr := filepath.Join(dir, "usr.conf")
+	os.WriteFile(etc, []byte("REBOOT_STRATEGY=off\n"), 0o644)
+	os.WriteFile(usr, []byte("REBOOT_STRATEGY=reboot\nGROUP=beta\n"), 0o644)
+	env, err := LoadEnv([]string{etc, filepath.Join(dir, "missing.conf"), usr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Env{"REBOOT_STRATEGY": "off", "GROUP": "beta"}
+	if !reflect.DeepEqual(env, want) {
+		t.Fatalf("got %v, want %v", env, want)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     Env
+		check   func(t *testing.T, c Config)
+		wantErr error
+	}{
+		{name: "defaults", env: Env{}, check: func(t *testing.T, c Config) {
+			if c.Strategy != StrategyReboot || c.Window != nil || !reflect.DeepEqual(c.Endpoints, DefaultEndpoints) {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "etcd-lock with window and group", env: Env{
+			"REBOOT_STRATEGY": "ETCD-LOCK", "LOCKSMITHD_REBOOT_WINDOW_START": "Sun 04:00",
+			"LOCKSMITHD_REBOOT_WINDOW_LENGTH": "1h", "LOCKSMITHD_ENDPOINT": "http://a:2379, http://b:2379",
+			"LOCKSMITHD_GROUP": "web", "REBOOT_LOCK_TTL": "2h",
+		}, check: func(t *testing.T, c Config) {
+			if c.Strategy != StrategyEtcdLock || c.Window == nil || c.Window.Weekday != time.Sunday ||
+				!reflect.DeepEqual(c.Endpoints, []string{"http://a:2379", "http://b:2379"}) || c.Group != "web" || c.HolderTTL != 2*time.Hour {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "legacy window keys", env: Env{"REBOOT_WINDOW_START": "22:00", "REBOOT_WINDOW_LENGTH": "3h"}, check: func(t *testing.T, c Config) {
+			if c.Window == nil || c.Window.Hour != 22 || c.Window.Length != 3*time.Hour {
+				t.Errorf("got %+v", c.Window)
+			}
+		}},
+		{name: "half a window", env: Env{"LOCKSMITHD_REBOOT_WINDOW_START": "22:00"}, wantErr: ErrBadWindow},
+		{name: "best-effort removed", env: Env{"REBOOT_STRATEGY": "best-effort"}, wantErr: ErrBadStrategy},
+		{name: "bad ttl", env: Env{"REBOOT_LOCK_TTL": "soon"}, wantErr: ErrBadConfig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ConfigFromEnv(tt.env)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func TestStrategyRoundTrip(t *testing.T) {
+	for _, s := range []Strategy{StrategyReboot, StrategyOff, StrategyEtcdLock, StrategyFleetLock} {
+		got, err := ParseStrategy(s.String())
+		if err != nil || got != s {
+			t.Errorf("ParseStrategy(%q) = %v, %v", s.String(), got, err)
+		}
+	}
+}
+
+func FuzzParseEnv(f *testing.F) {
+	f.Add("A=1\n# c\nB='x'\n")
+	f.Add("export X=\"y\"\n")
+	f.Add("=\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		env, err := ParseEnv(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for k := range env {
+			if k == "" || strings.ContainsAny(k, " \t=") {
+				t.Fatalf("bad key %q", k)
+			}
+		}
+	})
+}
+
+func TestBackoff(t *testing.T) {
+	b := Backoff{}
+	want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 5 * time.Minute, 5 * time.Minute}
+	for i, w := range want {
+		if got := b.Delay(i); got != w {
+			t.Errorf("Delay(%d) = %v, want %v", i, got, w)
+		}
+	}
+	j := Backoff{Rand: func() float64 { return 0.5 }}
+	if got := j.Delay(0); got != 3750*time.Millisecond {
+		t.Errorf("jittered Delay(0) = %v, want 3.75s", got)
+	}
+	if got := j.Delay(100); got < 150*time.Second || got >= 5*time.Minute {
+		t.Errorf("jittered Delay(100) = %v, want in [2.5m, 5m)", got)
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    []any
+		want    Status
+		wantErr error
+	}{
+		{name: "ok", body: []any{int64(1), 0.5, StatusNeedsReboot, "1.2.3", int64(99)}, want: Status{1, 0.5, StatusNeedsReboot, "1.2.3", 99}},
+		{name: "short", body: []any{int64(1)}, wantErr: ErrBadStatus},
+		{name: "int32 time", body: []any{int32(1), 0.5, "x", "y", int64(1)}, wantErr: ErrBadStatus},
+		{name: "string progress", body: []any{int64(1), "0.5", "x", "y", int64(1)}, wantErr: ErrBadStatus},
+		{name: "uint64 size", body: []any{int64(1), 0.5, "x", "y", uint64(1)}, wantErr: ErrBadStatus},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseStatus(tt.body)
+			if !errors.Is(err, tt.wantErr) || got != tt.want {
+				t.Fatalf("got %+v, %v; want %+v, %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
