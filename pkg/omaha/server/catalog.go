@@ -1,0 +1,139 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Metadata is one payload's OUT.json as payload_generator writes it
+// (RULES.md "Shared contracts").
+type Metadata struct {
+	File          string `json:"file"`           // basename of the payload, next to the .json
+	Version       string `json:"version"`        // target version
+	SourceVersion string `json:"source_version"` // delta source; "" for full payloads
+	Delta         bool   `json:"delta"`
+	Size          int64  `json:"size"`
+	SHA256        string `json:"sha256"` // base64 SHA-256 of the whole file
+	SHA1          string `json:"sha1"`   // base64 SHA-1 of the whole file
+	AppID         string `json:"appid"`  // "" = the CoreOS/Flatcar app id
+	Track         string `json:"track"`  // "" = every track
+}
+
+// Sentinel errors of the catalog.
+var (
+	// ErrBadMetadata: a metadata file is not usable (bad JSON, missing
+	// file name or version, bad hash).
+	ErrBadMetadata = errors.New("omaha/server: bad payload metadata")
+)
+
+// LoadDir reads every *.json in dir as payload Metadata. Files that are
+// not payload metadata (no "file" and "version") are skipped; broken ones
+// are errors naming the file.
+func LoadDir(dir string) ([]Metadata, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Metadata
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		var m Metadata
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadMetadata, n, err)
+		}
+		if m.File == "" && m.Version == "" {
+			continue
+		}
+		if err := m.check(); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadMetadata, n, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (m *Metadata) check() error {
+	switch {
+	case m.File == "" || m.File != filepath.Base(m.File) || m.File == "." || m.File == "..":
+		return fmt.Errorf("file %q is not a basename", m.File)
+	case m.Version == "":
+		return errors.New("no version")
+	case m.Size <= 0:
+		return fmt.Errorf("size %d", m.Size)
+	case m.Delta && m.SourceVersion == "":
+		return errors.New("delta without source_version")
+	}
+	if b, err := base64.StdEncoding.DecodeString(m.SHA256); err != nil || len(b) != 32 {
+		return fmt.Errorf("sha256 %q is not base64 SHA-256", m.SHA256)
+	}
+	return nil
+}
+
+// normalizeAppID strips braces and lowercases, as Nebraska compares ids.
+func normalizeAppID(id string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(id), "{"), "}"))
+}
+
+// CompareVersions compares dotted versions numerically field by field
+// (semver-ish: "3815.2.0" < "3850.0.0"; a missing field counts as 0; a
+// "+build" suffix is ignored; a field that is not a number compares as a
+// string after all numeric fields). Returns -1, 0 or 1.
+func CompareVersions(a, b string) int {
+	a, _, _ = strings.Cut(a, "+")
+	b, _, _ = strings.Cut(b, "+")
+	af, bf := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(af) || i < len(bf); i++ {
+		x, y := "0", "0"
+		if i < len(af) {
+			x = af[i]
+		}
+		if i < len(bf) {
+			y = bf[i]
+		}
+		if c := compareField(x, y); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+func compareField(x, y string) int {
+	// Split a leading number from a suffix ("0-rc1").
+	xn, xs := splitNum(x)
+	yn, ys := splitNum(y)
+	if xn != yn {
+		if xn < yn {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case xs == ys:
+		return 0
+	case xs == "": // 1.0 > 1.0-rc1
+		return 1
+	case ys == "":
+		return -1
+	case xs < ys:
+		return -1
+	}
+	return 1
+}
+
+func splitNum(s string) (uint64, string) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	n, _ := strconv.ParseUint(s[:i], 10, 64)
+	return n, s[i:]
+}
