@@ -117,7 +117,7 @@ func TestErrorEvent(t *testing.T) {
 		{"flagged", 9 | 1<<28 | 1<<30, EventResultError, "1342177289"},
 		{"deferred per policy", 36 | 1<<28, EventResultUpdateDeferred, "268435492"},
 		{"backoff", 40, EventResultUpdateDeferred, "40"},
-		{"dev mode bit is negative", -1 << 31 | 10, EventResultError, "-2147483638"},
+		{"dev mode bit is negative", -1<<31 | 10, EventResultError, "-2147483638"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
