@@ -1,0 +1,253 @@
+package cgroup
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// tidWriter records the OS thread each WriteAt ran on.
+type tidWriter struct {
+	tid    atomic.Int64
+	n      atomic.Int64
+	synced atomic.Bool
+	closed atomic.Bool
+}
+
+func (w *tidWriter) WriteAt(p []byte, off int64) (int, error) {
+	w.tid.Store(int64(unix.Gettid()))
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+func (w *tidWriter) Sync() error  { w.synced.Store(true); return nil }
+func (w *tidWriter) Close() error { w.closed.Store(true); return nil }
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestFakeV1(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "blkio"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(t.Context(), Config{Name: "ue-test", Device: "7:3", WriteBPS: 8 << 20,
+		Root: root, Version: 1, SysRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "blkio", "ue-test")
+	if l.Dir() != dir {
+		t.Errorf("Dir = %s, want %s", l.Dir(), dir)
+	}
+	if got, want := readFile(t, filepath.Join(dir, "blkio.throttle.write_bps_device")), "7:3 8388608"; got != want {
+		t.Errorf("write_bps_device = %q, want %q", got, want)
+	}
+	tw := &tidWriter{}
+	w := l.WriterAt(tw)
+	if n, err := w.WriteAt(make([]byte, 4096), 0); n != 4096 || err != nil {
+		t.Fatalf("WriteAt = %d, %v", n, err)
+	}
+	if _, err := w.WriteAt(make([]byte, 512), 8192); err != nil {
+		t.Fatal(err)
+	}
+	tid := strconv.FormatInt(tw.tid.Load(), 10)
+	if got := readFile(t, filepath.Join(dir, "tasks")); got != tid {
+		t.Errorf("tasks = %q, want the writing thread %s", got, tid)
+	}
+	if tw.tid.Load() == int64(unix.Gettid()) {
+		t.Errorf("write ran on the caller's thread")
+	}
+	if err := w.Sync(); err != nil || !tw.synced.Load() {
+		t.Errorf("Sync = %v, synced %v", err, tw.synced.Load())
+	}
+	if st := l.Stats(); st.Bytes != 4096+512 || st.Writes != 2 || st.Busy <= 0 {
+		t.Errorf("Stats = %+v", st)
+	}
+	// The kernel would list no processes once the thread left; the fake
+	// hierarchy needs the file for Delete's emptiness check.
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	if got := readFile(t, filepath.Join(root, "blkio", "tasks")); got != tid {
+		t.Errorf("root tasks = %q, want thread %s moved back", got, tid)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("group dir still there after Close: %v", err)
+	}
+	if _, err := w.WriteAt(make([]byte, 1), 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("WriteAt after Close err = %v, want ErrClosed", err)
+	}
+	if err := w.Close(); err != nil || !tw.closed.Load() {
+		t.Errorf("Writer.Close = %v, closed %v", err, tw.closed.Load())
+	}
+}
+
+func TestFakeV2(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(t.Context(), Config{Name: "ue-test", Device: "8:0", WriteBPS: 1 << 20,
+		Root: root, Version: 2, SysRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "ue-test")
+	pid := strconv.Itoa(os.Getpid())
+	for _, c := range []struct{ file, want string }{
+		{filepath.Join(dir, "io.max"), "8:0 wbps=1048576"},
+		{filepath.Join(dir, "cgroup.procs"), pid},
+		{filepath.Join(root, "cgroup.subtree_control"), "+io"},
+	} {
+		if got := readFile(t, c.file); got != c.want {
+			t.Errorf("%s = %q, want %q", c.file, got, c.want)
+		}
+	}
+	tw := &tidWriter{}
+	if _, err := l.WriterAt(tw).WriteAt([]byte("x"), 0); err != nil || tw.n.Load() != 1 {
+		t.Fatalf("WriteAt: %v, %d bytes", err, tw.n.Load())
+	}
+	// Simulate the kernel: moving the process out empties the group.
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(root, "cgroup.procs")); got != pid {
+		t.Errorf("root cgroup.procs = %q, want %s", got, pid)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("group dir still there after Close: %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	root := t.TempDir()
+	plain := filepath.Join(root, "file")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr error
+	}{
+		{name: "zero rate", cfg: Config{Device: "7:0", Root: root, Version: 1}, wantErr: ErrInvalidConfig},
+		{name: "nested name", cfg: Config{Name: "a/b", Device: "7:0", WriteBPS: 1, Root: root, Version: 1}, wantErr: ErrInvalidConfig},
+		{name: "root without version", cfg: Config{Device: "7:0", WriteBPS: 1, Root: root}, wantErr: ErrInvalidConfig},
+		{name: "bad version", cfg: Config{Device: "7:0", WriteBPS: 1, Root: root, Version: 3}, wantErr: ErrInvalidConfig},
+		{name: "empty device", cfg: Config{WriteBPS: 1, Root: root, Version: 1}, wantErr: ErrInvalidConfig},
+		{name: "regular file", cfg: Config{Device: plain, WriteBPS: 1, Root: root, Version: 1}, wantErr: ErrNotBlockDevice},
+		{name: "missing device", cfg: Config{Device: filepath.Join(root, "nope"), WriteBPS: 1, Root: root, Version: 1}, wantErr: ErrNotBlockDevice},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := New(t.Context(), tc.cfg)
+			if !errors.Is(err, tc.wantErr) {
+				t.Errorf("New err = %v, want %v", err, tc.wantErr)
+			}
+			if l != nil {
+				l.Close()
+			}
+		})
+	}
+}
+
+func TestDiskOf(t *testing.T) {
+	sys := t.TempDir()
+	// A disk 7:3 with one partition 259:0, laid out as sysfs does.
+	disk := filepath.Join(sys, "devices", "virtual", "block", "loop3")
+	part := filepath.Join(disk, "loop3p1")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(part, 0o755))
+	must(os.WriteFile(filepath.Join(disk, "dev"), []byte("7:3\n"), 0o644))
+	must(os.WriteFile(filepath.Join(part, "dev"), []byte("259:0\n"), 0o644))
+	must(os.WriteFile(filepath.Join(part, "partition"), []byte("1\n"), 0o644))
+	must(os.MkdirAll(filepath.Join(sys, "dev", "block"), 0o755))
+	must(os.Symlink(disk, filepath.Join(sys, "dev", "block", "7:3")))
+	must(os.Symlink(part, filepath.Join(sys, "dev", "block", "259:0")))
+	tests := []struct {
+		name    string
+		dev     string
+		want    string
+		wantErr error
+	}{
+		{name: "whole disk", dev: "7:3", want: "7:3"},
+		{name: "partition to disk", dev: "259:0", want: "7:3"},
+		{name: "unknown to sysfs", dev: "8:16", want: "8:16"},
+		{name: "not a number", dev: "a:b", wantErr: ErrNotBlockDevice},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ma, mi, err := diskOf(tc.dev, sys)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got := strconv.Itoa(int(ma)) + ":" + strconv.Itoa(int(mi)); err == nil && got != tc.want {
+				t.Errorf("diskOf(%s) = %s, want %s", tc.dev, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNilLimiterWritesDirectly(t *testing.T) {
+	var l *Limiter
+	tw := &tidWriter{}
+	if _, err := l.WriterAt(tw).WriteAt([]byte("abc"), 0); err != nil || tw.n.Load() != 3 {
+		t.Fatalf("WriteAt: %v, %d bytes", err, tw.n.Load())
+	}
+	if err := l.Close(); err != nil {
+		t.Error(err)
+	}
+	if l.Stats() != (Stats{}) || l.Dir() != "" {
+		t.Error("nil Limiter reports state")
+	}
+}
+
+func TestNiceThread(t *testing.T) {
+	errc := make(chan error, 1)
+	got := make(chan int, 1)
+	go func() {
+		if err := NiceThread(7); err != nil {
+			errc <- err
+			return
+		}
+		p, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
+		errc <- err
+		got <- p
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// The raw syscall returns 20 - nice.
+	if p := <-got; 20-p != 7 {
+		t.Errorf("thread nice = %d, want 7", 20-p)
+	}
+	if err := NiceThread(40); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("NiceThread(40) = %v, want ErrInvalidConfig", err)
+	}
+}

@@ -1,0 +1,126 @@
+package cgroup
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/abupdate/update_engine/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// alignedBuf returns n bytes starting on a 4096-byte boundary, as O_DIRECT
+// needs.
+func alignedBuf(n int) []byte {
+	b := make([]byte, n+4096)
+	off := (4096 - int(uintptr(unsafe.Pointer(&b[0]))&4095)) & 4095
+	return b[off : off+n]
+}
+
+// writeAll writes total bytes in chunk-sized WriteAt calls and returns the
+// rate in bytes per second.
+func writeAll(t *testing.T, w interface {
+	WriteAt([]byte, int64) (int, error)
+}, total, chunk int) float64 {
+	t.Helper()
+	buf := alignedBuf(chunk)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	start := time.Now()
+	for off := 0; off < total; off += chunk {
+		if _, err := w.WriteAt(buf, int64(off)); err != nil {
+			t.Fatalf("WriteAt %d: %v", off, err)
+		}
+	}
+	return float64(total) / time.Since(start).Seconds()
+}
+
+// TestLimitOnLoopDevice writes 24 MiB with O_DIRECT to a loop device, once
+// unlimited and once through a Limiter at 8 MiB/s, and checks the measured
+// rate. It runs on the host's real cgroup hierarchy.
+func TestLimitOnLoopDevice(t *testing.T) {
+	testenv.RequireRoot(t)
+	// The image lives in memory (tmpfs) when possible, so the disk under
+	// the loop device is much faster than the limit and the throttle alone
+	// sets the rate.
+	img := filepath.Join(memTempDir(t), "disk.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	dev := testenv.LoopDevice(t, img)
+	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_DIRECT, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	const total, chunk, limit = 24 << 20, 1 << 20, 8 << 20
+	free := writeAll(t, f, total, chunk)
+	t.Logf("unlimited: %.1f MiB/s", free/(1<<20))
+
+	l, err := New(t.Context(), Config{Name: fmt.Sprintf("ue-test-%d", os.Getpid()), Device: dev, WriteBPS: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := l.Dir()
+	closed := false
+	defer func() {
+		if !closed {
+			l.Close()
+		}
+	}()
+	var st unix.Stat_t
+	if err := unix.Stat(dev, &st); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)); l.Device() != want {
+		t.Errorf("Device = %s, want %s", l.Device(), want)
+	}
+	w := l.WriterAt(f)
+	limited := writeAll(t, w, total, chunk)
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("limited to %d MiB/s: %.2f MiB/s (busy %v)", limit>>20, limited/(1<<20), l.Stats().Busy)
+	if limited < 0.85*limit || limited > 1.15*limit {
+		t.Errorf("limited rate %.2f MiB/s, want %d MiB/s ±15%%", limited/(1<<20), limit>>20)
+	}
+	if free < 3*limit {
+		t.Errorf("unlimited rate %.1f MiB/s is not much faster than the limit", free/(1<<20))
+	}
+
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed = true
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("cgroup %s still exists after Close (%v)", dir, err)
+	}
+	// The disk is unlimited again for this process.
+	if again := writeAll(t, f, 8<<20, chunk); again < 3*limit {
+		t.Errorf("after Close: %.1f MiB/s, still limited?", again/(1<<20))
+	}
+}
+
+// memTempDir returns a temporary directory on /dev/shm when that is a
+// tmpfs, else t.TempDir().
+func memTempDir(t *testing.T) string {
+	t.Helper()
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &fs); err != nil || fs.Type != unix.TMPFS_MAGIC {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "cgroup-test-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
