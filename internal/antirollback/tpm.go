@@ -41,16 +41,42 @@ func newTPMFloor(s sender, index uint32, ownerAuth []byte) *tpmFloor {
 
 func (f *tpmFloor) Close() error { return f.s.Close() }
 
-// tpmErr wraps a failed command: ErrTPM, ErrNVFull for TPM_RC_NV_SPACE,
-// and the underlying error (a tpm2.TPMRC when the TPM answered).
+// tpmErr wraps a failed command on the index: see tpmError.
 func tpmErr(op string, index tpm2.TPMHandle, err error) error {
+	return cmdErr(fmt.Sprintf("%s 0x%08x", op, uint32(index)), err)
+}
+
+// cmdErr wraps a failed command: a tpmError, or the context's error when
+// the call was canceled.
+func cmdErr(op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("antirollback: %s 0x%08x: %w", op, uint32(index), err)
+		return fmt.Errorf("antirollback: %s: %w", op, err)
 	}
-	if errors.Is(err, tpm2.TPMRCNVSpace) {
-		return fmt.Errorf("%w (%w): %s 0x%08x: %w", ErrNVFull, ErrTPM, op, uint32(index), err)
+	return &tpmError{op: op, err: err}
+}
+
+// tpmError is a TPM command that failed. It wraps ErrTPM, ErrNVFull when
+// the TPM answered TPM_RC_NV_SPACE, and the cause (a tpm2.TPMRC when the
+// TPM answered, a network or device error when it did not).
+type tpmError struct {
+	op  string // command and its object: "NV_Write 0x01005545"
+	err error
+}
+
+func (e *tpmError) full() bool { return errors.Is(e.err, tpm2.TPMRCNVSpace) }
+
+func (e *tpmError) Error() string {
+	if e.full() {
+		return fmt.Sprintf("%v: %s: %v", ErrNVFull, e.op, e.err)
 	}
-	return fmt.Errorf("%w: %s 0x%08x: %w", ErrTPM, op, uint32(index), err)
+	return fmt.Sprintf("%v: %s: %v", ErrTPM, e.op, e.err)
+}
+
+func (e *tpmError) Unwrap() []error {
+	if e.full() {
+		return []error{ErrTPM, ErrNVFull, e.err}
+	}
+	return []error{ErrTPM, e.err}
 }
 
 // public reads the index's public area. ok is false when it is not defined.
@@ -206,7 +232,7 @@ func (f *tpmFloor) ExtendPCR(ctx context.Context, pcr int, imageSHA256 []byte) (
 		Digests:   tpm2.TPMLDigestValues{Digests: []tpm2.TPMTHA{{HashAlg: tpm2.TPMAlgSHA256, Digest: imageSHA256}}},
 	}.Execute(t)
 	if err != nil {
-		return PCRRecord{}, fmt.Errorf("%w: PCR_Extend %d: %w", ErrTPM, pcr, err)
+		return PCRRecord{}, cmdErr(fmt.Sprintf("PCR_Extend %d", pcr), err)
 	}
 	after, err := readPCR(t, pcr)
 	if err != nil {
@@ -225,7 +251,7 @@ func readPCR(t ctxTPM, pcr int) ([]byte, error) {
 		PCRSelect: tpm2.PCClientCompatible.PCRs(uint(pcr)),
 	}}}}.Execute(t)
 	if err != nil {
-		return nil, fmt.Errorf("%w: PCR_Read %d: %w", ErrTPM, pcr, err)
+		return nil, cmdErr(fmt.Sprintf("PCR_Read %d", pcr), err)
 	}
 	if len(rsp.PCRValues.Digests) != 1 || len(rsp.PCRValues.Digests[0].Buffer) != sha256.Size {
 		return nil, fmt.Errorf("%w: PCR_Read %d: no SHA-256 value (is the sha256 bank allocated?)", ErrTPM, pcr)
