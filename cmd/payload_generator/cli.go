@@ -1,0 +1,465 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/abupdate/update_engine/pkg/payload"
+)
+
+const usage = `usage:
+  payload_generator generate --new IMAGE [--old IMAGE] --key KEY.pem [--version V]
+                             [--compression xz|zstd|none] [--major 1|2] [--partition NAME] -o OUT
+  payload_generator show PAYLOAD
+  payload_generator verify PAYLOAD [--key PUB.pem] [--target DEV]
+  payload_generator apply PAYLOAD|- [--key PUB.pem] --target FILE|DEV [--source FILE|DEV]
+  payload_generator keygen --private KEY.pem --public PUB.pem [--bits 2048]
+`
+
+// Main runs the command line args (without the program name) and returns
+// the exit status.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer) error{
+		"generate": cmdGenerate, "show": cmdShow, "verify": cmdVerify, "apply": cmdApply, "keygen": cmdKeygen,
+	}
+	f := cmds[args[0]]
+	if f == nil {
+		fmt.Fprintf(stderr, "payload_generator: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	if err := f(ctx, args[1:], stdin, stdout); err != nil {
+		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stderr, "payload_generator %s: %v\n%s", args[0], err, usage)
+			return 2
+		}
+		fmt.Fprintf(stderr, "payload_generator %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+var errUsage = errors.New("bad usage")
+
+// parse parses flags that may come before or after the positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+// Metadata is OUT.json, read by the Omaha dev server (RULES.md "Shared
+// contracts").
+type Metadata struct {
+	File          string `json:"file"`
+	Version       string `json:"version"`
+	SourceVersion string `json:"source_version"`
+	Delta         bool   `json:"delta"`
+	Size          int64  `json:"size"`
+	SHA256        string `json:"sha256"`
+	SHA1          string `json:"sha1"`
+	AppID         string `json:"appid"`
+	Track         string `json:"track"`
+}
+
+func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	newImg := fs.String("new", "", "new image")
+	oldImg := fs.String("old", "", "old image (delta)")
+	var keys multiFlag
+	fs.Var(&keys, "key", "private key PEM (repeat, or several keys in one file, for key rotation)")
+	version := fs.String("version", "", "version of the new image")
+	srcVersion := fs.String("source-version", "", "version of the old image (delta)")
+	comp := fs.String("compression", payload.CompressXZ, "xz, zstd (project extension) or none")
+	major := fs.Uint64("major", 2, "payload major version, 1 (Flatcar) or 2")
+	part := fs.String("partition", "root", "v2 partition name")
+	appid := fs.String("appid", "", "Omaha app id for OUT.json")
+	track := fs.String("track", "", "Omaha track for OUT.json")
+	out := fs.String("o", "", "output payload")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *newImg == "" || *out == "" || len(pos) > 0 {
+		return fmt.Errorf("%w: need --new and -o", errUsage)
+	}
+	o := payload.GenerateOptions{Compression: *comp, Major: *major, Partition: *part, Version: *version,
+		TempDir: filepath.Dir(*out)}
+	for _, k := range keys {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			return err
+		}
+		ks, err := payload.ParsePrivateKeys(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		o.Keys = append(o.Keys, ks...)
+	}
+	nf, err := os.Open(*newImg)
+	if err != nil {
+		return err
+	}
+	defer nf.Close()
+	if o.NewSize, err = sizeOf(nf); err != nil {
+		return err
+	}
+	o.New = nf
+	if *oldImg != "" {
+		of, err := os.Open(*oldImg)
+		if err != nil {
+			return err
+		}
+		defer of.Close()
+		if o.OldSize, err = sizeOf(of); err != nil {
+			return err
+		}
+		o.Old = of
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(*out), ".payload-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h256, h1 := sha256.New(), sha1.New()
+	res, err := payload.Generate(ctx, io.MultiWriter(tmp, h256, h1), o)
+	if err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), *out); err != nil {
+		return err
+	}
+	md := Metadata{File: filepath.Base(*out), Version: *version, SourceVersion: *srcVersion, Delta: res.Delta,
+		Size: res.Size, SHA256: base64.StdEncoding.EncodeToString(h256.Sum(nil)),
+		SHA1: base64.StdEncoding.EncodeToString(h1.Sum(nil)), AppID: *appid, Track: *track}
+	jb, _ := json.MarshalIndent(md, "", "  ")
+	if err := writeFileAtomic(*out+".json", append(jb, '\n')); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %d bytes, sha256 %s, ops %s\n", *out, res.Size, md.SHA256, countsString(res.OpCounts))
+	return nil
+}
+
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+func countsString(m map[string]int) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	var s []string
+	for _, k := range ks {
+		s = append(s, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(s, " ")
+}
+
+// sizeOf returns the size of a regular file or block device.
+func sizeOf(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if st.Mode().IsRegular() {
+		return st.Size(), nil
+	}
+	n, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, err
+	}
+	_, err = f.Seek(0, io.SeekStart)
+	return n, err
+}
+
+func loadPublicKeys(files []string) ([]*rsa.PublicKey, error) {
+	var keys []*rsa.PublicKey
+	for _, k := range files {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			return nil, err
+		}
+		ks, err := payload.ParsePublicKeys(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		keys = append(keys, ks...)
+	}
+	return keys, nil
+}
+
+func cmdShow(_ context.Context, args []string, _ io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("show", flag.ContinueOnError)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: need one PAYLOAD", errUsage)
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	m, err := payload.ReadMetadata(f)
+	if err != nil {
+		return err
+	}
+	size, _ := sizeOf(f)
+	w := stdout
+	fmt.Fprintf(w, "file:               %s (%d bytes)\n", pos[0], size)
+	fmt.Fprintf(w, "major version:      %d\n", m.Major)
+	fmt.Fprintf(w, "manifest size:      %d\n", m.ManifestSize)
+	fmt.Fprintf(w, "metadata signature: %d bytes%s\n", m.MetadataSignatureSize, sigCount(m.MetadataSignature()))
+	fmt.Fprintf(w, "block size:         %d\n", m.BlockSize)
+	if m.Major == 2 {
+		fmt.Fprintf(w, "minor version:      %d (%s)\n", m.MinorVersion, map[bool]string{true: "full", false: "delta"}[m.MinorVersion == 0])
+	}
+	var dataSize uint64
+	for _, p := range m.Partitions {
+		counts := map[string]int{}
+		for _, op := range p.Ops {
+			counts[op.GetType().String()]++
+			dataSize += op.GetDataLength()
+		}
+		fmt.Fprintf(w, "partition %q: %d ops (%s)\n", p.Name, len(p.Ops), countsString(counts))
+		if p.NewInfo != nil {
+			fmt.Fprintf(w, "  new: size %d sha256 %s\n", p.NewInfo.GetSize(), hex.EncodeToString(p.NewInfo.GetHash()))
+		}
+		if p.OldInfo != nil {
+			fmt.Fprintf(w, "  old: size %d sha256 %s\n", p.OldInfo.GetSize(), hex.EncodeToString(p.OldInfo.GetHash()))
+		}
+	}
+	fmt.Fprintf(w, "data:               %d bytes\n", dataSize)
+	if m.SignaturesSize == 0 {
+		fmt.Fprintf(w, "payload signature:  none\n")
+		return nil
+	}
+	blob := make([]byte, m.SignaturesSize)
+	if _, err := f.ReadAt(blob, int64(m.DataStart()+m.SignaturesOffset)); err != nil {
+		return fmt.Errorf("read signature blob: %w", err)
+	}
+	fmt.Fprintf(w, "payload signature:  %d bytes at data offset %d%s\n", m.SignaturesSize, m.SignaturesOffset, sigCount(blob))
+	return nil
+}
+
+func sigCount(blob []byte) string {
+	if len(blob) == 0 {
+		return ""
+	}
+	n, err := payload.CountSignatures(blob)
+	if err != nil {
+		return " (unparseable)"
+	}
+	return fmt.Sprintf(" (%d signature(s))", n)
+}
+
+// discard is a target that drops writes: verify streams the whole payload
+// through the applier without writing anything.
+type discard struct{}
+
+func (discard) WriteAt(b []byte, _ int64) (int, error) { return len(b), nil }
+
+func openPayload(name string, stdin io.Reader) (io.Reader, func(), error) {
+	if name == "-" {
+		return stdin, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+func cmdVerify(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	var keys multiFlag
+	fs.Var(&keys, "key", "public key PEM (repeatable)")
+	target := fs.String("target", "", "also check that this device/file holds the new partition")
+	part := fs.String("partition", "", "payload partition (default root or the only one)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: need one PAYLOAD", errUsage)
+	}
+	pk, err := loadPublicKeys(keys)
+	if err != nil {
+		return err
+	}
+	r, closer, err := openPayload(pos[0], stdin)
+	if err != nil {
+		return err
+	}
+	defer closer()
+	res, err := payload.Apply(ctx, r, discard{}, payload.Options{Keys: pk, Partition: *part})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "payload OK: %d bytes, sha256 %s, %d ops, signature %s\n", res.Size,
+		base64.StdEncoding.EncodeToString(res.SHA256), res.Ops, map[bool]string{true: "verified", false: "not checked (no key)"}[len(pk) > 0])
+	if *target != "" {
+		if res.PartitionHash == nil {
+			return errors.New("payload has no new partition hash to compare with")
+		}
+		f, err := os.Open(*target)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(f, 0, int64(res.PartitionSize))); err != nil {
+			return err
+		}
+		if string(h.Sum(nil)) != string(res.PartitionHash) {
+			return fmt.Errorf("%s: %w", *target, payload.ErrNewPartitionHash)
+		}
+		fmt.Fprintf(stdout, "target OK: %s holds partition %q (%d bytes)\n", *target, res.Partition, res.PartitionSize)
+	}
+	return nil
+}
+
+func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("apply", flag.ContinueOnError)
+	var keys multiFlag
+	fs.Var(&keys, "key", "public key PEM (repeatable)")
+	target := fs.String("target", "", "target file or block device")
+	source := fs.String("source", "", "source (old) partition for delta payloads")
+	part := fs.String("partition", "", "payload partition (default root or the only one)")
+	direct := fs.Bool("direct", false, "open the target O_DIRECT (always for block devices)")
+	strict := fs.Bool("strict", false, "refuse project extensions (REPLACE_ZSTD)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *target == "" {
+		return fmt.Errorf("%w: need PAYLOAD and --target", errUsage)
+	}
+	pk, err := loadPublicKeys(keys)
+	if err != nil {
+		return err
+	}
+	o := payload.Options{Keys: pk, Partition: *part, Strict: *strict}
+	t, err := openTarget(*target, *direct)
+	if err != nil {
+		return err
+	}
+	defer t.f.Close()
+	o.Direct, o.TargetSize = t.direct, t.size
+	if *source != "" {
+		sf, err := os.Open(*source)
+		if err != nil {
+			return err
+		}
+		defer sf.Close()
+		o.Source = sf
+	}
+	r, closer, err := openPayload(pos[0], stdin)
+	if err != nil {
+		return err
+	}
+	defer closer()
+	res, err := payload.Apply(ctx, r, t.f, o)
+	if err != nil {
+		return err
+	}
+	if err := t.f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "applied: %d bytes, sha256 %s, %d ops, partition %q", res.Size,
+		base64.StdEncoding.EncodeToString(res.SHA256), res.Ops, res.Partition)
+	if res.PartitionHash != nil {
+		fmt.Fprintf(stdout, " verified (%d bytes)", res.PartitionSize)
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+func cmdKeygen(_ context.Context, args []string, _ io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	priv := fs.String("private", "", "private key PEM to write")
+	pub := fs.String("public", "", "public key PEM to write")
+	bits := fs.Int("bits", 2048, "RSA key size")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *priv == "" || *pub == "" || len(pos) > 0 {
+		return fmt.Errorf("%w: need --private and --public", errUsage)
+	}
+	k, err := rsa.GenerateKey(rand.Reader, *bits)
+	if err != nil {
+		return err
+	}
+	pb, err := payload.MarshalPublicKey(&k.PublicKey)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*priv, payload.MarshalPrivateKey(k), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(*pub, pb, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s and %s (RSA %d)\n", *priv, *pub, *bits)
+	return nil
+}

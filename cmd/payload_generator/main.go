@@ -1,0 +1,31 @@
+// Command payload_generator builds, signs, shows, verifies and applies CrAU
+// update payloads (see package payload).
+//
+//	payload_generator generate --new IMAGE [--old IMAGE] --key KEY.pem [--version V]
+//	                           [--compression xz|zstd|none] [--major 1|2] -o OUT
+//	payload_generator show PAYLOAD
+//	payload_generator verify PAYLOAD --key PUB.pem [--target DEV]
+//	payload_generator apply PAYLOAD|- --key PUB.pem --target FILE|DEV [--source FILE|DEV]
+//	payload_generator keygen --private KEY.pem --public PUB.pem
+//
+// generate also writes OUT.json, the metadata the Omaha dev server reads.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "apply" || os.Args[1] == "verify") {
+		// The applier keeps ~16 MiB of operations in flight; keep the heap
+		// near that rather than letting garbage double it.
+		debug.SetMemoryLimit(40 << 20)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

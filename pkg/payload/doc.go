@@ -1,0 +1,52 @@
+// Package payload reads, writes, signs, verifies and applies CrAU update
+// payloads, the format of ChromeOS/Android update_engine, which CoreOS and
+// Flatcar also use.
+//
+// # Byte layout (integers big-endian)
+//
+// Major version 1 (CoreOS, Flatcar; metadata_size = 20 + manifest_size):
+//
+//	0   4  magic "CrAU"
+//	4   8  major version = 1
+//	12  8  manifest_size
+//	20  .. manifest: protobuf FlatcarManifest
+//	..  .. data blobs, op data_offset relative to the first blob byte
+//	..  .. payload Signatures blob at blob offset signatures_offset,
+//	       signatures_size bytes, no length prefix
+//
+// Major version 2 (Android/ChromeOS; metadata_size = 24 + manifest_size):
+//
+//	0   4  magic "CrAU"
+//	4   8  major version = 2
+//	12  8  manifest_size
+//	20  4  metadata_signature_size (u32)
+//	24  .. manifest: protobuf DeltaArchiveManifest
+//	..  .. metadata Signatures blob, metadata_signature_size bytes, signs
+//	       the bytes [0, metadata_size)
+//	..  .. data blobs, then the payload Signatures blob as in version 1
+//
+// # Signatures
+//
+// RSASSA-PKCS1-v1_5 over SHA-256. Version 1 signs the SHA-256 of
+// [0, metadata_size + signatures_offset). Version 2 signs the SHA-256 of the
+// same bytes less the metadata signature. A Signatures blob may hold several
+// signatures (key rotation): a payload verifies when any signature verifies
+// with any configured key. Version 1 writers also add one noop REPLACE
+// operation into a hole (start_block 2^64-1) covering the signature blob.
+//
+// # Applying
+//
+// [Apply] streams a payload from an io.Reader onto an io.WriterAt target,
+// never holding it whole: the metadata (and its v2 signature) is verified and
+// every operation validated before the first write, each operation's data
+// hash is checked before its write, operations are decoded on all cores and
+// written in order, and the payload signature and new partition hash are
+// verified at the end. [Resume] continues from a [Checkpoint].
+//
+// Operation types: REPLACE, REPLACE_BZ, REPLACE_XZ, ZERO, DISCARD,
+// SOURCE_COPY, and the project extension REPLACE_ZSTD (type 0x5a5a, a zstd
+// frame), which readers told to be strict refuse.
+//
+// Errors are sentinels of this package; each documents the update_engine
+// error code (SPEC section 7) the engine maps it to.
+package payload

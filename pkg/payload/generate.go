@@ -1,0 +1,292 @@
+package payload
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/abupdate/update_engine/pkg/payload/metadata"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+	"google.golang.org/protobuf/proto"
+)
+
+// Compression names accepted by GenerateOptions.
+const (
+	CompressXZ   = "xz"   // REPLACE_XZ (standard)
+	CompressZstd = "zstd" // REPLACE_ZSTD (project extension)
+	CompressNone = "none" // REPLACE only
+)
+
+// GenerateOptions configure Generate.
+type GenerateOptions struct {
+	New     io.ReaderAt // the new image
+	NewSize int64
+	// Old is the source image for a delta; nil = full payload. Chunks
+	// identical to Old at the same offset become SOURCE_COPY.
+	Old         io.ReaderAt
+	OldSize     int64
+	Keys        []*rsa.PrivateKey // empty: unsigned
+	Major       uint64            // 1 or 2; 0 means 2. Version 1 uses REPLACE only (Flatcar clients).
+	Compression string            // CompressXZ (default), CompressZstd, CompressNone
+	Partition   string            // v2 partition name; "" = "root"
+	Version     string
+	ChunkSize   int    // bytes per operation, multiple of 4096; 0 = 2 MiB
+	Workers     int    // 0 = GOMAXPROCS
+	TempDir     string // for the data blobs before the manifest is known
+}
+
+// ErrGenerate: bad generator options.
+var ErrGenerate = errors.New("payload: generate")
+
+// GenerateResult summarizes a generated payload.
+type GenerateResult struct {
+	Size     int64
+	OpCounts map[string]int
+	Delta    bool
+}
+
+const blockSize = 4096
+
+// Generate writes a payload for o.New to w. The output is deterministic.
+func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateResult, error) {
+	chunk := o.ChunkSize
+	if chunk == 0 {
+		chunk = 2 << 20
+	}
+	if chunk%blockSize != 0 || chunk <= 0 {
+		return nil, fmt.Errorf("%w: chunk size %d", ErrGenerate, chunk)
+	}
+	comp := o.Compression
+	if comp == "" {
+		comp = CompressXZ
+	}
+	if comp != CompressXZ && comp != CompressZstd && comp != CompressNone {
+		return nil, fmt.Errorf("%w: compression %q", ErrGenerate, comp)
+	}
+	if o.Major == 1 {
+		comp = CompressNone
+	}
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	tmp, err := os.CreateTemp(o.TempDir, "payload-blobs-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+
+	n := int((o.NewSize + int64(chunk) - 1) / int64(chunk))
+	type result struct {
+		op   *metadata.InstallOperation
+		data []byte
+		err  error
+		done chan struct{}
+	}
+	results := make([]*result, n)
+	for i := range results {
+		results[i] = &result{done: make(chan struct{})}
+	}
+	idx := make(chan int)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for w := 0; w < workers; w++ {
+		go func() {
+			c := newChunker(comp, o.Major == 1)
+			defer c.close()
+			for i := range idx {
+				r := results[i]
+				r.op, r.data, r.err = c.chunk(o, i, chunk)
+				close(r.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(idx)
+		for i := 0; i < n; i++ {
+			// Window: stay at most 2*workers chunks ahead of the writer.
+			if i >= 2*workers {
+				select {
+				case <-results[i-2*workers].done:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case idx <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	newHash := sha256.New()
+	spec := &Spec{Major: o.Major, Partition: o.Partition, Version: o.Version}
+	res := &GenerateResult{OpCounts: map[string]int{}, Delta: o.Old != nil}
+	var off uint64
+	for i, r := range results {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		if err := hashNew(o, i, chunk, newHash); err != nil {
+			return nil, err
+		}
+		if len(r.data) > 0 {
+			r.op.DataOffset, r.op.DataLength = proto.Uint64(off), proto.Uint64(uint64(len(r.data)))
+			s := sha256.Sum256(r.data)
+			r.op.DataSha256Hash = s[:]
+			if _, err := tmp.Write(r.data); err != nil {
+				return nil, err
+			}
+			off += uint64(len(r.data))
+		}
+		res.OpCounts[r.op.GetType().String()]++
+		spec.Ops = append(spec.Ops, r.op)
+		r.data = nil
+	}
+	spec.NewInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.NewSize)), Hash: newHash.Sum(nil)}
+	if o.Old != nil {
+		spec.MinorVersion = 4 // source ops, REPLACE_XZ, ZERO
+		oh := sha256.New()
+		if _, err := io.Copy(oh, io.NewSectionReader(o.Old, 0, o.OldSize)); err != nil {
+			return nil, fmt.Errorf("payload: hash old image: %w", err)
+		}
+		spec.OldInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.OldSize)), Hash: oh.Sum(nil)}
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	sz, err := WritePayload(w, spec, tmp, o.Keys)
+	if err != nil {
+		return nil, err
+	}
+	res.Size = sz
+	return res, nil
+}
+
+// hashNew adds chunk i of the new image to h (sequentially, in the
+// writer's goroutine).
+func hashNew(o GenerateOptions, i, chunk int, h io.Writer) error {
+	start := int64(i) * int64(chunk)
+	_, err := io.Copy(h, io.NewSectionReader(o.New, start, min(int64(chunk), o.NewSize-start)))
+	return err
+}
+
+// chunker turns one chunk of the image into an operation; one per worker.
+type chunker struct {
+	comp     string
+	v1       bool
+	buf, old []byte
+	zenc     *zstd.Encoder
+	xbuf     bytes.Buffer
+}
+
+func newChunker(comp string, v1 bool) *chunker { return &chunker{comp: comp, v1: v1} }
+
+func (c *chunker) close() {
+	if c.zenc != nil {
+		c.zenc.Close()
+	}
+}
+
+func (c *chunker) chunk(o GenerateOptions, i, chunk int) (*metadata.InstallOperation, []byte, error) {
+	start := int64(i) * int64(chunk)
+	n := int(min(int64(chunk), o.NewSize-start))
+	if cap(c.buf) < chunk {
+		c.buf = make([]byte, chunk)
+	}
+	b := c.buf[:n]
+	if _, err := o.New.ReadAt(b, start); err != nil && !(errors.Is(err, io.EOF) && n > 0) {
+		return nil, nil, fmt.Errorf("payload: read new image at %d: %w", start, err)
+	}
+	blocks := uint64((n + blockSize - 1) / blockSize)
+	ext := []*metadata.Extent{{StartBlock: proto.Uint64(uint64(start) / blockSize), NumBlocks: proto.Uint64(blocks)}}
+	op := &metadata.InstallOperation{DstExtents: ext}
+	if o.Old != nil && start+int64(n) <= o.OldSize && n%blockSize == 0 {
+		if cap(c.old) < chunk {
+			c.old = make([]byte, chunk)
+		}
+		ob := c.old[:n]
+		if _, err := o.Old.ReadAt(ob, start); err == nil && bytes.Equal(ob, b) {
+			s := sha256.Sum256(ob)
+			op.Type = OpSourceCopy.Enum()
+			op.SrcExtents = []*metadata.Extent{{StartBlock: proto.Uint64(uint64(start) / blockSize), NumBlocks: proto.Uint64(blocks)}}
+			op.SrcSha256Hash = s[:]
+			return op, nil, nil
+		}
+	}
+	if !c.v1 && isZero(b) {
+		op.Type = OpZero.Enum()
+		return op, nil, nil
+	}
+	best := append([]byte(nil), b...)
+	op.Type = OpReplace.Enum()
+	var alt []byte
+	var altType metadata.InstallOperation_Type
+	switch c.comp {
+	case CompressXZ:
+		c.xbuf.Reset()
+		xw, err := xz.WriterConfig{DictCap: chunk, CheckSum: xz.CRC32}.NewWriter(&c.xbuf)
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := xw.Write(b); err != nil {
+			return nil, nil, err
+		}
+		if err := xw.Close(); err != nil {
+			return nil, nil, err
+		}
+		alt, altType = c.xbuf.Bytes(), OpReplaceXZ
+	case CompressZstd:
+		if c.zenc == nil {
+			z, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+				zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(chunkWindow(chunk)), zstd.WithZeroFrames(true))
+			if err != nil {
+				return nil, nil, err
+			}
+			c.zenc = z
+		}
+		alt, altType = c.zenc.EncodeAll(b, nil), OpReplaceZstd
+	}
+	if alt != nil && len(alt) < len(best) {
+		best = append(best[:0], alt...)
+		op.Type = altType.Enum()
+	}
+	return op, best, nil
+}
+
+// chunkWindow is the zstd window: the smallest power of two ≥ chunk.
+func chunkWindow(chunk int) int {
+	w := zstd.MinWindowSize
+	for w < chunk && w < zstd.MaxWindowSize {
+		w <<= 1
+	}
+	return w
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
+}
