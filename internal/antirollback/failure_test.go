@@ -169,6 +169,9 @@ func TestTPMErrors(t *testing.T) {
 		if err := req.Check(ctx, "1.0.0", false); !errors.Is(err, ErrTPM) {
 			t.Errorf("Check with a failing required TPM = %v, want ErrTPM", err)
 		}
+		if err := req.Check(ctx, "1.0.0", true); err != nil {
+			t.Errorf("operator rollback with a failing required TPM = %v, want nil", err)
+		}
 		// Back up: the same Guard works again, the floor is still there.
 		tp.Restart(t)
 		if err := g.Check(ctx, "1.0.0", false); !errors.Is(err, ErrBelowFloor) {

@@ -21,8 +21,10 @@ func TestFloorRaiseAndCheck(t *testing.T) {
 	if _, err := nvread(t, tp, DefaultNVIndex); err == nil {
 		t.Fatal("tpm2_nvread found the floor index on a fresh TPM")
 	}
-	if err := g.Check(ctx, "1.0.0", false); err != nil {
-		t.Fatalf("Check on fresh TPM: %v", err)
+	for _, c := range []string{"1.0.0", "20240320.1"} {
+		if err := g.Check(ctx, c, false); err != nil {
+			t.Fatalf("Check(%s) on fresh TPM: %v", c, err)
+		}
 	}
 
 	if err := g.Raise(ctx, "3815.2.0"); err != nil {
@@ -46,6 +48,7 @@ func TestFloorRaiseAndCheck(t *testing.T) {
 		{"pre-release of floor refused", "3815.2.0-rc1", false, ErrBelowFloor},
 		{"rollback allowed by operator", "3510.3.0", true, nil},
 		{"unencodable refused", "20240320.1", false, ErrVersion},
+		{"unencodable allowed by operator", "20240320.1", true, nil},
 	}
 	for _, tt := range checks {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +148,24 @@ func TestIndexConflict(t *testing.T) {
 	}
 	if err := g.Check(ctx, "1.0.0", false); !errors.Is(err, ErrIndexConflict) {
 		t.Fatalf("Check with a required TPM = %v, want ErrIndexConflict", err)
+	}
+}
+
+func TestConcurrentRaises(t *testing.T) {
+	tp := testenv.StartSwtpm(t, "")
+	g := openSwtpm(t, tp, Config{})
+	versions := []string{"3815.2.0", "3900.0.0", "3816.1.0", "3899.9.9", "3000.0.0", "3850.0.0"}
+	errs := make(chan error, len(versions))
+	for _, v := range versions {
+		go func() { errs <- g.Raise(t.Context(), v) }()
+	}
+	for range versions {
+		if err := <-errs; err != nil {
+			t.Fatalf("Raise: %v", err)
+		}
+	}
+	if v, err := nvread(t, tp, DefaultNVIndex); err != nil || v != mustVersion(t, "3900.0.0") {
+		t.Fatalf("tpm2_nvread after concurrent raises = %s, %v; want the highest, 3900.0.0", v, err)
 	}
 }
 

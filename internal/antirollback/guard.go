@@ -104,28 +104,37 @@ func Open(ctx context.Context, cfg Config) (*Guard, error) {
 }
 
 // Check refuses candidate when it is below the floor, with an error
-// wrapping ErrBelowFloor, unless allowRollback (the operator asked for a
-// rollback explicitly; the refusal is then logged and waived).
+// wrapping ErrBelowFloor, unless allowRollback: the operator asked for a
+// rollback explicitly, so the refusal is logged and waived (the floor
+// itself stays where it is).
 //
 // When the floor cannot be read (TPM errors), Check fails with an error
-// wrapping ErrTPM if the TPM is required, and otherwise logs why and
-// returns nil: the engine keeps updating. A candidate that does not parse
-// fails with ErrVersion when a TPM is in use.
+// wrapping ErrTPM if the TPM is required and no rollback was allowed;
+// otherwise it logs why and returns nil, and the engine keeps updating.
+// A candidate that has no encoding (ParseVersion) fails with ErrVersion
+// once a floor is set; while the floor is 0 nothing can be below it.
 func (g *Guard) Check(ctx context.Context, candidate string, allowRollback bool) error {
 	if _, ok := g.f.(noFloor); ok {
 		return nil
 	}
-	c, err := ParseVersion(candidate)
-	if err != nil {
-		return fmt.Errorf("antirollback: check candidate: %w", err)
-	}
 	floor, err := g.f.Floor(ctx)
 	if err != nil {
-		if g.require || ctx.Err() != nil {
-			return fmt.Errorf("antirollback: read floor: %w", err)
+		if ctx.Err() != nil || (g.require && !allowRollback) {
+			return fmt.Errorf("antirollback: check %s: read floor: %w", candidate, err)
 		}
 		g.logf("antirollback: rollback check of %s skipped, cannot read the TPM floor: %v", candidate, err)
 		return nil
+	}
+	if floor == 0 {
+		return nil
+	}
+	c, err := ParseVersion(candidate)
+	if err != nil {
+		if allowRollback {
+			g.logf("antirollback: %v; allowed by the operator's rollback request", err)
+			return nil
+		}
+		return fmt.Errorf("antirollback: check against floor %s: %w", floor, err)
 	}
 	if c >= floor {
 		return nil

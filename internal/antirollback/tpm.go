@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/go-tpm/tpm2"
 )
@@ -27,12 +28,17 @@ var floorAttrs = tpm2.TPMANV{
 	NT:         tpm2.TPMNTOrdinary,
 }
 
-// tpmFloor keeps the floor in an NV index of a real TPM. Its fields do not
-// change after newTPMFloor; the sender serializes commands.
+// tpmFloor keeps the floor in an NV index of a real TPM. The sender
+// serializes single commands.
 type tpmFloor struct {
 	s         sender
 	index     tpm2.TPMHandle
 	ownerAuth []byte
+
+	// raiseMu makes Raise's read, compare, write one step within this
+	// process: two interleaved Raises could otherwise write the lower value
+	// last.
+	raiseMu sync.Mutex
 }
 
 func newTPMFloor(s sender, index uint32, ownerAuth []byte) *tpmFloor {
@@ -127,6 +133,8 @@ func (f *tpmFloor) read(t ctxTPM, name tpm2.TPM2BName) (Version, error) {
 // Raise defines the index on first use, then writes v if it is above the
 // floor. It reads the value back to be sure the TPM holds it.
 func (f *tpmFloor) Raise(ctx context.Context, v Version) error {
+	f.raiseMu.Lock()
+	defer f.raiseMu.Unlock()
 	t := ctxTPM{ctx, f.s}
 	pub, name, ok, err := f.public(t)
 	if err != nil {
