@@ -73,7 +73,7 @@ func pcrread(t *testing.T, tp *testenv.Swtpm, pcr int) []byte {
 	return b
 }
 
-func mustVersion(t *testing.T, s string) Version {
+func mustVersion(t testing.TB, s string) Version {
 	t.Helper()
 	v, err := ParseVersion(s)
 	if err != nil {
