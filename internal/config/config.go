@@ -1,0 +1,414 @@
+// Package config reads the update engine's configuration the way
+// Flatcar/CoreOS update_engine does (SPEC.md section 6), plus this
+// project's own keys for the daemon.
+//
+// Files and order: every key is looked up in these files, relative to
+// Options.Root, and the first file that assigns it wins:
+//
+//	/etc/flatcar/update.conf        (user, Flatcar)
+//	/etc/coreos/update.conf         (user, CoreOS; a symlink to /etc/flatcar on Flatcar)
+//	/usr/share/flatcar/update.conf  (vendor defaults per channel)
+//	/usr/share/coreos/update.conf
+//	/usr/share/flatcar/release      (FLATCAR_RELEASE_*)
+//	/usr/share/coreos/release       (COREOS_RELEASE_*)
+//
+// Flatcar searches its three files and CoreOS its three; searching both
+// sets, the /etc files first, keeps a user's /etc/coreos/update.conf above
+// the vendor defaults on a host migrated from CoreOS. The release keys
+// FLATCAR_RELEASE_X and COREOS_RELEASE_X are one key: in each file the
+// FLATCAR_ name is tried first. Options.Overrides (command-line flags,
+// same key names) are applied last and beat every file. Files are plain
+// KEY=VALUE lines as systemd EnvironmentFile= reads them (see parse).
+// Load is cheap; the engine calls it again before every check, as Flatcar
+// re-reads update.conf at every check.
+//
+// Compatible keys (meaning and default):
+//
+//	GROUP                 Omaha track; "stable"
+//	SERVER                Omaha URL; https://public.update.flatcar-linux.net/v1/update/
+//	MACHINE_ALIAS         machinealias attribute; ""
+//	DOWNLOAD_USER         HTTP basic auth user for payload downloads; ""
+//	DOWNLOAD_PASSWORD     its password; ""
+//	PCR_POLICY_SERVER     URL for the TPM PCR policy; "" = disabled
+//	FLATCAR_RELEASE_VERSION / COREOS_RELEASE_VERSION   running version; ""
+//	FLATCAR_RELEASE_BOARD   / COREOS_RELEASE_BOARD     board; ""
+//	FLATCAR_RELEASE_APPID   / COREOS_RELEASE_APPID     Omaha app id; {e96281a6-d1af-4bde-9a0a-97b76e56dc57}
+//	REBOOT_STRATEGY       reboot | etcd-lock | off | best-effort | fleetlock; "reboot"
+//	LOCKSMITHD_REBOOT_WINDOW_START, LOCKSMITHD_REBOOT_WINDOW_LENGTH
+//	                      (legacy REBOOT_WINDOW_START/_LENGTH) both or neither;
+//	                      start "HH:MM" or "Day HH:MM", length a Go duration
+//
+// Extension keys of this project (ignored by Flatcar's update_engine):
+//
+//	UPDATE_ENGINE_IO_WRITE_BPS        write limit on the passive slot, bytes/s,
+//	                                  suffix K, M, G (powers of 1024); 0 = no limit (default)
+//	UPDATE_ENGINE_METRICS_LISTEN      Prometheus address host:port; "" = off (default)
+//	UPDATE_ENGINE_METRICS_ALLOW_REMOTE  true to allow a non-loopback address; false
+//	UPDATE_ENGINE_PUBKEY              payload public key (PEM);
+//	                                  /usr/share/update_engine/update-payload-key.pub.pem
+//	UPDATE_ENGINE_PREFS_DIR           state directory; /var/lib/update_engine/prefs
+//	UPDATE_ENGINE_HEALTH_DELAY        wait after boot before marking the slot good; 1m
+//	UPDATE_ENGINE_HEALTH_UNITS        systemd units that must be active (space or comma list); none
+//	UPDATE_ENGINE_HEALTH_COMMAND      command (run by sh -c) that must exit 0; none
+//	UPDATE_ENGINE_HEALTH_TIMEOUT      how long the health gate may take before it fails; 5m
+//
+// Machine facts read alongside: /etc/machine-id, /proc/sys/kernel/random/boot_id,
+// and the OEM's ID and VERSION_ID from /etc/oem-release or /usr/share/oem/oem-release
+// (all under Root; missing files give empty values).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults.
+const (
+	DefaultGroup          = "stable"
+	DefaultServer         = "https://public.update.flatcar-linux.net/v1/update/"
+	DefaultAppID          = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
+	DefaultRebootStrategy = "reboot"
+	DefaultPubKey         = "/usr/share/update_engine/update-payload-key.pub.pem"
+	DefaultPrefsDir       = "/var/lib/update_engine/prefs"
+	DefaultHealthDelay    = time.Minute
+	DefaultHealthTimeout  = 5 * time.Minute
+)
+
+// SearchPath is the order in which files are searched for every key.
+var SearchPath = []string{
+	"/etc/flatcar/update.conf",
+	"/etc/coreos/update.conf",
+	"/usr/share/flatcar/update.conf",
+	"/usr/share/coreos/update.conf",
+	"/usr/share/flatcar/release",
+	"/usr/share/coreos/release",
+}
+
+// Fact files.
+const (
+	MachineIDFile = "/etc/machine-id"
+	BootIDFile    = "/proc/sys/kernel/random/boot_id"
+)
+
+// OEMReleaseFiles are tried in order for the OEM ID and VERSION_ID.
+var OEMReleaseFiles = []string{"/etc/oem-release", "/usr/share/oem/oem-release"}
+
+// ErrBadValue is wrapped by errors for a key whose value does not parse; the
+// message names the file, line and key.
+var ErrBadValue = errors.New("config: bad value")
+
+// Options tell Load where to look.
+type Options struct {
+	// Root is prefixed to every path (tests, image builders); "" = "/".
+	Root string
+	// Overrides maps keys (the names above, e.g. "GROUP",
+	// "FLATCAR_RELEASE_VERSION") to values that beat every file. Flags go
+	// here.
+	Overrides map[string]string
+}
+
+// Window is a reboot window: a start time of day, optionally on one
+// weekday, and a length.
+type Window struct {
+	Start   string        // as written, e.g. "Thu 04:00"
+	Weekday int           // 0 = Sunday … 6 = Saturday; -1 = every day
+	Hour    int           // 0-23
+	Minute  int           // 0-59
+	Length  time.Duration // > 0
+}
+
+// Config is one reading of the configuration. Load fills every field.
+type Config struct {
+	Group            string
+	Server           string
+	MachineAlias     string
+	DownloadUser     string
+	DownloadPassword string
+	PCRPolicyServer  string
+	ReleaseVersion   string
+	Board            string
+	AppID            string
+	RebootStrategy   string
+	RebootWindow     *Window // nil = no window
+
+	IOWriteBPS         uint64
+	MetricsListen      string
+	MetricsAllowRemote bool
+	PubKey             string
+	PrefsDir           string
+	HealthDelay        time.Duration
+	HealthUnits        []string
+	HealthCommand      string
+	HealthTimeout      time.Duration
+
+	MachineID  string
+	BootID     string
+	OEMID      string
+	OEMVersion string
+
+	sources map[string]string // key → "file:line", "override" or "default"
+}
+
+// Source says where key's value came from: "file:line", "override", or
+// "default" when nothing set it.
+func (c *Config) Source(key string) string {
+	if s, ok := c.sources[key]; ok {
+		return s
+	}
+	return "default"
+}
+
+// IsDefaultServer reports whether SERVER is the public Flatcar server; when
+// it is not, reported error codes carry the TestOmahaURL flag (SPEC.md 7).
+func (c *Config) IsDefaultServer() bool { return c.Server == DefaultServer }
+
+// lookup holds the parsed files and overrides.
+type lookup struct {
+	files     []map[string]entry
+	overrides map[string]string
+	sources   map[string]string
+}
+
+// get returns the value of the first name any source assigns, trying the
+// names in order within each file.
+func (l *lookup) get(names ...string) (entry, bool) {
+	for _, n := range names {
+		if v, ok := l.overrides[n]; ok {
+			l.sources[names[0]] = "override"
+			return entry{value: v, file: "override " + n}, true
+		}
+	}
+	for _, f := range l.files {
+		for _, n := range names {
+			if e, ok := f[n]; ok {
+				l.sources[names[0]] = e.where()
+				return e, true
+			}
+		}
+	}
+	return entry{}, false
+}
+
+func (l *lookup) str(def string, names ...string) string {
+	if e, ok := l.get(names...); ok {
+		return e.value
+	}
+	return def
+}
+
+func bad(e entry, key, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s=%q: %s", ErrBadValue, e.where(), key, e.value, fmt.Sprintf(format, args...))
+}
+
+// Load reads the configuration.
+func Load(opts Options) (*Config, error) {
+	l := &lookup{overrides: opts.Overrides, sources: map[string]string{}}
+	for _, p := range SearchPath {
+		m, err := parseFile(filepath.Join(opts.Root, p))
+		if err != nil {
+			return nil, err
+		}
+		if m != nil {
+			l.files = append(l.files, m)
+		}
+	}
+	c := &Config{
+		Group:            l.str(DefaultGroup, "GROUP"),
+		Server:           l.str(DefaultServer, "SERVER"),
+		MachineAlias:     l.str("", "MACHINE_ALIAS"),
+		DownloadUser:     l.str("", "DOWNLOAD_USER"),
+		DownloadPassword: l.str("", "DOWNLOAD_PASSWORD"),
+		PCRPolicyServer:  l.str("", "PCR_POLICY_SERVER"),
+		ReleaseVersion:   l.str("", "FLATCAR_RELEASE_VERSION", "COREOS_RELEASE_VERSION"),
+		Board:            l.str("", "FLATCAR_RELEASE_BOARD", "COREOS_RELEASE_BOARD"),
+		AppID:            l.str(DefaultAppID, "FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID"),
+		RebootStrategy:   l.str(DefaultRebootStrategy, "REBOOT_STRATEGY"),
+		MetricsListen:    l.str("", "UPDATE_ENGINE_METRICS_LISTEN"),
+		PubKey:           l.str(DefaultPubKey, "UPDATE_ENGINE_PUBKEY"),
+		PrefsDir:         l.str(DefaultPrefsDir, "UPDATE_ENGINE_PREFS_DIR"),
+		HealthCommand:    l.str("", "UPDATE_ENGINE_HEALTH_COMMAND"),
+		HealthDelay:      DefaultHealthDelay,
+		HealthTimeout:    DefaultHealthTimeout,
+	}
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, u := range []struct{ key, val string }{{"SERVER", c.Server}, {"PCR_POLICY_SERVER", c.PCRPolicyServer}} {
+		if u.val == "" && u.key != "SERVER" {
+			continue
+		}
+		if p, err := url.Parse(u.val); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			e, _ := l.get(u.key)
+			check(bad(e, u.key, "want an http:// or https:// URL"))
+		}
+	}
+	if c.Group == "" {
+		e, _ := l.get("GROUP")
+		check(bad(e, "GROUP", "must not be empty"))
+	}
+	if c.AppID == "" {
+		e, _ := l.get("FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID")
+		check(bad(e, "FLATCAR_RELEASE_APPID", "must not be empty"))
+	}
+	switch c.RebootStrategy {
+	case "reboot", "etcd-lock", "off", "best-effort", "fleetlock":
+	default:
+		e, _ := l.get("REBOOT_STRATEGY")
+		check(bad(e, "REBOOT_STRATEGY", "want reboot, etcd-lock, off, best-effort or fleetlock"))
+	}
+	var err error
+	c.RebootWindow, err = window(l)
+	check(err)
+	if e, ok := l.get("UPDATE_ENGINE_IO_WRITE_BPS"); ok {
+		c.IOWriteBPS, err = parseBytes(e.value)
+		if err != nil {
+			check(bad(e, "UPDATE_ENGINE_IO_WRITE_BPS", "%v", err))
+		}
+	}
+	if e, ok := l.get("UPDATE_ENGINE_METRICS_ALLOW_REMOTE"); ok {
+		c.MetricsAllowRemote, err = strconv.ParseBool(e.value)
+		if err != nil {
+			check(bad(e, "UPDATE_ENGINE_METRICS_ALLOW_REMOTE", "want true or false"))
+		}
+	}
+	for _, d := range []struct {
+		key string
+		dst *time.Duration
+	}{{"UPDATE_ENGINE_HEALTH_DELAY", &c.HealthDelay}, {"UPDATE_ENGINE_HEALTH_TIMEOUT", &c.HealthTimeout}} {
+		if e, ok := l.get(d.key); ok {
+			v, err := time.ParseDuration(e.value)
+			if err != nil || v < 0 {
+				check(bad(e, d.key, "want a duration such as 90s or 5m"))
+				continue
+			}
+			*d.dst = v
+		}
+	}
+	if e, ok := l.get("UPDATE_ENGINE_HEALTH_UNITS"); ok {
+		c.HealthUnits = strings.FieldsFunc(e.value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := c.readFacts(opts.Root); err != nil {
+		return nil, err
+	}
+	c.sources = l.sources
+	return c, nil
+}
+
+// window reads the reboot window: the LOCKSMITHD_ names win over the legacy
+// ones, and start and length come both or neither.
+func window(l *lookup) (*Window, error) {
+	s, okS := l.get("LOCKSMITHD_REBOOT_WINDOW_START", "REBOOT_WINDOW_START")
+	n, okN := l.get("LOCKSMITHD_REBOOT_WINDOW_LENGTH", "REBOOT_WINDOW_LENGTH")
+	switch {
+	case !okS && !okN:
+		return nil, nil
+	case !okN:
+		return nil, bad(s, "LOCKSMITHD_REBOOT_WINDOW_START", "set without a window length")
+	case !okS:
+		return nil, bad(n, "LOCKSMITHD_REBOOT_WINDOW_LENGTH", "set without a window start")
+	}
+	w := &Window{Start: s.value, Weekday: -1}
+	clock := s.value
+	if day, rest, ok := strings.Cut(strings.TrimSpace(s.value), " "); ok {
+		w.Weekday = weekday(day)
+		if w.Weekday < 0 {
+			return nil, bad(s, "LOCKSMITHD_REBOOT_WINDOW_START", "unknown day %q (want Sun…Sat)", day)
+		}
+		clock = strings.TrimSpace(rest)
+	}
+	hh, mm, ok := strings.Cut(clock, ":")
+	h, err1 := strconv.Atoi(hh)
+	m, err2 := strconv.Atoi(mm)
+	if !ok || err1 != nil || err2 != nil || h < 0 || h > 23 || m < 0 || m > 59 || len(mm) != 2 {
+		return nil, bad(s, "LOCKSMITHD_REBOOT_WINDOW_START", "want HH:MM or Day HH:MM (24 h)")
+	}
+	w.Hour, w.Minute = h, m
+	d, err := time.ParseDuration(n.value)
+	if err != nil || d <= 0 {
+		return nil, bad(n, "LOCKSMITHD_REBOOT_WINDOW_LENGTH", "want a positive duration such as 1h30m")
+	}
+	w.Length = d
+	return w, nil
+}
+
+func weekday(s string) int {
+	for i, d := range []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"} {
+		if strings.EqualFold(s, d) {
+			return i
+		}
+	}
+	return -1
+}
+
+// parseBytes parses a byte count with an optional K, M, G or T suffix
+// (powers of 1024), as systemd's IOWriteBandwidthMax= does.
+func parseBytes(s string) (uint64, error) {
+	mult := uint64(1)
+	if s != "" {
+		switch s[len(s)-1] {
+		case 'K', 'k':
+			mult = 1 << 10
+		case 'M', 'm':
+			mult = 1 << 20
+		case 'G', 'g':
+			mult = 1 << 30
+		case 'T', 't':
+			mult = 1 << 40
+		}
+		if mult != 1 {
+			s = s[:len(s)-1]
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, errors.New("want a byte count such as 8388608 or 8M")
+	}
+	if n > (1<<64-1)/mult {
+		return 0, errors.New("too large")
+	}
+	return n * mult, nil
+}
+
+// readFacts fills the machine facts; missing files leave them empty.
+func (c *Config) readFacts(root string) error {
+	read := func(p string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("config: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	var err error
+	if c.MachineID, err = read(MachineIDFile); err != nil {
+		return err
+	}
+	if c.BootID, err = read(BootIDFile); err != nil {
+		return err
+	}
+	for _, p := range OEMReleaseFiles {
+		m, err := parseFile(filepath.Join(root, p))
+		if err != nil {
+			return err
+		}
+		if m != nil {
+			c.OEMID, c.OEMVersion = m["ID"].value, m["VERSION_ID"].value
+			break
+		}
+	}
+	return nil
+}
