@@ -8,8 +8,8 @@
 // 0x01005545 unless configured, of 8 bytes: the Version, a uint64 big
 // endian (16 bits per dotted component, see Version). Attributes:
 // OWNERWRITE | WRITEALL | OWNERREAD | AUTHREAD | NO_DA, empty index auth,
-// no policy. Anyone may read it (tpm2_nvread -C 0x01005545 -s 8 0x01005545
-// prints the 8 bytes); only the owner hierarchy may write it, and the
+// no policy. Anyone may read it (tpm2_nvread -s 8 0x01005545 prints the 8
+// bytes); only the owner hierarchy may write it, and the
 // engine writes it only to raise it (Raise reads, compares, writes, reads
 // back). The index is defined on the first Raise; until then the floor is
 // 0 and every version passes.
@@ -34,6 +34,13 @@
 // index, and a TPM clear (TPM2_Clear) erases it; such an attacker can
 // install anything directly. Set Config.OwnerAuth if the owner hierarchy
 // has a password.
+//
+// # Use
+//
+//	g, err := antirollback.Open(ctx, antirollback.Config{Require: cfg.RequireTPM, Logf: logf})
+//	err = g.Check(ctx, offeredVersion, operatorAllowsRollback) // ErrBelowFloor → code 44
+//	rec, err := g.ExtendPCR(ctx, cfg.PCR, imageSHA256)       // at flip; store rec as JSON
+//	err = g.Raise(ctx, runningVersion)                       // after boot + mark good
 //
 // # When the floor moves
 //

@@ -48,6 +48,7 @@ func TestNoTPM(t *testing.T) {
 			if lines := log.all(); len(lines) != 1 || !containsLine(lines, tt.wantLog) || !containsLine(lines, tt.device) {
 				t.Fatalf("log = %q, want one line naming %s and saying %q", lines, tt.device, tt.wantLog)
 			}
+			t.Logf("logged: %s", log.all()[0])
 			if g.Enabled() {
 				t.Error("Enabled() = true without a TPM")
 			}
@@ -65,6 +66,24 @@ func TestNoTPM(t *testing.T) {
 			}
 			if n := len(log.all()); n != 1 {
 				t.Errorf("%d log lines after use, want still 1: %q", n, log.all())
+			}
+		})
+	}
+}
+
+func TestOpenBadIndex(t *testing.T) {
+	tests := []struct {
+		name  string
+		index uint32
+	}{
+		{"persistent object handle", 0x81000001},
+		{"PCR handle", 0x00000010},
+		{"owner hierarchy", 0x40000001},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Open(t.Context(), Config{Addr: "127.0.0.1:1", NVIndex: tt.index}); err == nil {
+				t.Fatalf("Open accepted NV index 0x%08x", tt.index)
 			}
 		})
 	}

@@ -16,9 +16,8 @@ const DefaultDevice = "/dev/tpmrm0"
 // 0x01000000–0x013FFFFF of the TCG handle registry ("UE").
 const DefaultNVIndex uint32 = 0x01005545
 
-// Floor keeps the version floor. Implementations: the TPM-backed one and,
-// without a TPM, a no-op one whose floor is always 0.
-type Floor interface {
+// store keeps the version floor: tpmFloor, or noFloor without a TPM.
+type store interface {
 	// Floor returns the current floor; 0 when none was ever set.
 	Floor(ctx context.Context) (Version, error)
 	// Raise sets the floor to v if v is higher; it never lowers it.
@@ -55,7 +54,7 @@ type Config struct {
 // Guard is what the engine holds: Check before download, ExtendPCR at flip
 // time, Raise after the new version booted and was marked good.
 type Guard struct {
-	f       Floor
+	f       store
 	require bool
 	logf    Logf
 }
@@ -77,6 +76,9 @@ func Open(ctx context.Context, cfg Config) (*Guard, error) {
 	if index == 0 {
 		index = DefaultNVIndex
 	}
+	if index>>24 != 0x01 {
+		return nil, fmt.Errorf("antirollback: NV index 0x%08x is not an NV index handle (0x01xxxxxx)", index)
+	}
 	if cfg.Addr != "" {
 		g.f = newTPMFloor(&tcpSender{addr: cfg.Addr}, index, cfg.OwnerAuth)
 		return g, nil
@@ -91,11 +93,10 @@ func Open(ctx context.Context, cfg Config) (*Guard, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			why = "does not exist"
 		}
-		err = fmt.Errorf("%w: %s %s: %w", ErrNoTPM, dev, why, err)
 		if cfg.Require {
-			return nil, err
+			return nil, fmt.Errorf("%w: %s %s (TPM required): %w", ErrNoTPM, dev, why, err)
 		}
-		logf("antirollback: TPM %s %s (%v): version floor disabled, rollback check skipped", dev, why, err)
+		logf("antirollback: no TPM: %s %s (%v); version floor disabled, rollback check skipped", dev, why, err)
 		g.f = noFloor{}
 		return g, nil
 	}
