@@ -77,7 +77,7 @@ type Disk struct {
 func Open(path string, flag int, sectorSize int) (*Disk, error) {
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIO, err)
+		return nil, fmt.Errorf("%w: %w", ErrIO, err)
 	}
 	d, err := newDisk(f, sectorSize)
 	if err != nil {
@@ -90,11 +90,11 @@ func Open(path string, flag int, sectorSize int) (*Disk, error) {
 func newDisk(f *os.File, ss int) (*Disk, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrIO, err)
+		return nil, fmt.Errorf("%w: %w", ErrIO, err)
 	}
 	d := &Disk{f: f, block: fi.Mode()&os.ModeDevice != 0}
 	if d.size, err = f.Seek(0, io.SeekEnd); err != nil {
-		return nil, fmt.Errorf("%w: size of %s: %v", ErrIO, f.Name(), err)
+		return nil, fmt.Errorf("%w: size of %s: %w", ErrIO, f.Name(), err)
 	}
 	switch {
 	case ss != 0:
@@ -118,7 +118,7 @@ const blkSSZGet = 0x1268
 func blockSectorSize(f *os.File) (int, error) {
 	var ss int32
 	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), blkSSZGet, uintptr(unsafe.Pointer(&ss))); e != 0 {
-		return 0, fmt.Errorf("%w: BLKSSZGET on %s: %v", ErrIO, f.Name(), e)
+		return 0, fmt.Errorf("%w: BLKSSZGET on %s: %w", ErrIO, f.Name(), e)
 	}
 	return int(ss), nil
 }

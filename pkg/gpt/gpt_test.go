@@ -1,7 +1,8 @@
-package gpt
+package gpt_test
 
 import (
 	"errors"
+	"github.com/abupdate/update_engine/pkg/gpt"
 	"testing"
 )
 
@@ -18,12 +19,12 @@ func TestGUID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g, err := ParseGUID(tt.in)
+			g, err := gpt.ParseGUID(tt.in)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
 			if err != nil {
-				if !errors.Is(err, ErrInvalid) {
+				if !errors.Is(err, gpt.ErrInvalid) {
 					t.Fatalf("err %v is not ErrInvalid", err)
 				}
 				return
@@ -34,12 +35,12 @@ func TestGUID(t *testing.T) {
 		})
 	}
 	// On-disk byte order is mixed-endian: the first field is little-endian.
-	g := MustParseGUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
+	g := gpt.MustParseGUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
 	if g[0] != 0x28 || g[3] != 0xc1 || g[4] != 0x1f || g[6] != 0xd2 || g[8] != 0xba || g[15] != 0x3b {
 		t.Fatalf("byte order % x", g[:])
 	}
-	n := NewGUID()
-	if n.String()[14] != '4' || n == NewGUID() {
+	n := gpt.NewGUID()
+	if n.String()[14] != '4' || n == gpt.NewGUID() {
 		t.Fatalf("NewGUID %s: not a random v4 GUID", n)
 	}
 }
@@ -64,10 +65,10 @@ func TestAttributeBits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := Entry{Attributes: others | 0x01ff<<48}
+			e := gpt.Entry{Attributes: others | 0x01ff<<48}
 			err1, err2 := e.SetPriority(tt.prio), e.SetTries(tt.tries)
 			if tt.wantErr {
-				if !errors.Is(err1, ErrInvalid) && !errors.Is(err2, ErrInvalid) {
+				if !errors.Is(err1, gpt.ErrInvalid) && !errors.Is(err2, gpt.ErrInvalid) {
 					t.Fatalf("want ErrInvalid, got %v %v", err1, err2)
 				}
 				return
@@ -88,10 +89,10 @@ func TestRoundTripMemory(t *testing.T) {
 		t.Run(map[int]string{512: "512", 4096: "4096"}[ss], func(t *testing.T) {
 			want := abTable(t, 32<<20, ss)
 			m := memImage(t, want)
-			if got := DetectSectorSize(m, int64(len(m))); got != ss {
+			if got := gpt.DetectSectorSize(m, int64(len(m))); got != ss {
 				t.Fatalf("DetectSectorSize = %d", got)
 			}
-			got, rep, err := Read(m, int64(len(m)), ss)
+			got, rep, err := gpt.Read(m, int64(len(m)), ss)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +103,7 @@ func TestRoundTripMemory(t *testing.T) {
 			if got.FirstUsableLBA != 2+uint64(16384/ss) || got.LastUsableLBA != got.Sectors-2-uint64(16384/ss) {
 				t.Fatalf("usable %d..%d", got.FirstUsableLBA, got.LastUsableLBA)
 			}
-			if e := got.Entries[2]; e.FirstLBA*uint64(ss)%Align != 0 || e.Sectors()*uint64(ss) != 4<<20 {
+			if e := got.Entries[2]; e.FirstLBA*uint64(ss)%gpt.Align != 0 || e.Sectors()*uint64(ss) != 4<<20 {
 				t.Fatalf("USR-A at %d+%d", e.FirstLBA, e.Sectors())
 			}
 			// Rewriting what was read is byte-identical.
@@ -127,15 +128,15 @@ func TestLookup(t *testing.T) {
 		wantErr error
 	}{
 		{"label", func() (int, error) { return tab.FindLabel("USR-B") }, 4, nil},
-		{"label missing", func() (int, error) { return tab.FindLabel("USR-C") }, 0, ErrNotFound},
-		{"guid", func() (int, error) { return tab.FindGUID(MustParseGUID("7130c94a-213a-4e5a-8e26-6cce9662f132")) }, 3, nil},
-		{"guid missing", func() (int, error) { return tab.FindGUID(NewGUID()) }, 0, ErrNotFound},
+		{"label missing", func() (int, error) { return tab.FindLabel("USR-C") }, 0, gpt.ErrNotFound},
+		{"guid", func() (int, error) { return tab.FindGUID(gpt.MustParseGUID("7130c94a-213a-4e5a-8e26-6cce9662f132")) }, 3, nil},
+		{"guid missing", func() (int, error) { return tab.FindGUID(gpt.NewGUID()) }, 0, gpt.ErrNotFound},
 		{"index 9", func() (int, error) {
 			e, err := tab.Entry(9)
 			return map[bool]int{true: 9}[err == nil && e.Name == "ROOT"], err
 		}, 9, nil},
-		{"index 0", func() (int, error) { _, err := tab.Entry(0); return 0, err }, 0, ErrNotFound},
-		{"index 129", func() (int, error) { _, err := tab.Entry(129); return 0, err }, 0, ErrNotFound},
+		{"index 0", func() (int, error) { _, err := tab.Entry(0); return 0, err }, 0, gpt.ErrNotFound},
+		{"index 129", func() (int, error) { _, err := tab.Entry(129); return 0, err }, 0, gpt.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,11 +149,11 @@ func TestLookup(t *testing.T) {
 			}
 		})
 	}
-	if got := tab.FindType(TypeCoreOSUsr); len(got) != 2 || got[0] != 3 || got[1] != 4 {
+	if got := tab.FindType(gpt.TypeCoreOSUsr); len(got) != 2 || got[0] != 3 || got[1] != 4 {
 		t.Fatalf("FindType = %v", got)
 	}
 	tab.Entries[5].Name = "USR-B"
-	if _, err := tab.FindLabel("USR-B"); !errors.Is(err, ErrInvalid) {
+	if _, err := tab.FindLabel("USR-B"); !errors.Is(err, gpt.ErrInvalid) {
 		t.Fatalf("duplicate label: err = %v", err)
 	}
 }
@@ -162,19 +163,19 @@ func TestNewRejects(t *testing.T) {
 		name  string
 		size  int64
 		ss    int
-		parts []Partition
+		parts []gpt.Partition
 	}{
 		{"sector size 520", 8 << 20, 520, nil},
 		{"disk too small", 16 << 10, 512, nil},
-		{"too big", 8 << 20, 512, []Partition{{Name: "X", Type: TypeLinuxData, Size: 8 << 20}}},
-		{"zero type", 8 << 20, 512, []Partition{{Name: "X", Size: 1 << 20}}},
-		{"index twice", 8 << 20, 512, []Partition{{Index: 2, Name: "X", Type: TypeLinuxData, Size: 1 << 20}, {Index: 2, Name: "Y", Type: TypeLinuxData, Size: 1 << 20}}},
-		{"index 200", 8 << 20, 512, []Partition{{Index: 200, Name: "X", Type: TypeLinuxData, Size: 1 << 20}}},
-		{"long name", 8 << 20, 512, []Partition{{Name: "0123456789012345678901234567890123456", Type: TypeLinuxData, Size: 1 << 20}}},
+		{"too big", 8 << 20, 512, []gpt.Partition{{Name: "X", Type: gpt.TypeLinuxData, Size: 8 << 20}}},
+		{"zero type", 8 << 20, 512, []gpt.Partition{{Name: "X", Size: 1 << 20}}},
+		{"index twice", 8 << 20, 512, []gpt.Partition{{Index: 2, Name: "X", Type: gpt.TypeLinuxData, Size: 1 << 20}, {Index: 2, Name: "Y", Type: gpt.TypeLinuxData, Size: 1 << 20}}},
+		{"index 200", 8 << 20, 512, []gpt.Partition{{Index: 200, Name: "X", Type: gpt.TypeLinuxData, Size: 1 << 20}}},
+		{"long name", 8 << 20, 512, []gpt.Partition{{Name: "0123456789012345678901234567890123456", Type: gpt.TypeLinuxData, Size: 1 << 20}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := New(tt.size, tt.ss, tt.parts); !errors.Is(err, ErrInvalid) {
+			if _, err := gpt.New(tt.size, tt.ss, tt.parts); !errors.Is(err, gpt.ErrInvalid) {
 				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
 		})

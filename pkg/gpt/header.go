@@ -73,6 +73,9 @@ func parseHeader(b []byte, at, lastLBA uint64, ss int, which string) (header, er
 		return bad("%d entries of %d bytes: array must be 1 byte..%d bytes", h.numEntries, h.entrySize, maxArrayBytes)
 	}
 	n := arraySectors(h.arrayBytes(), ss)
+	if at == 1 && h.altLBA > lastLBA {
+		return bad("backup expected at LBA %d, past the end of the disk (last LBA %d): truncated image?", h.altLBA, lastLBA)
+	}
 	if h.firstUsable > h.lastUsable || h.lastUsable >= lastLBA {
 		return bad("usable LBAs %d..%d outside the disk (last LBA %d)", h.firstUsable, h.lastUsable, lastLBA)
 	}

@@ -1,7 +1,8 @@
-package gpt
+package gpt_test
 
 import (
 	"errors"
+	"github.com/abupdate/update_engine/pkg/gpt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,17 +64,17 @@ func (d *countingDisk) WriteAt(p []byte, off int64) (int, error) {
 }
 
 // abTable is a small Flatcar-like layout on a disk of size bytes.
-func abTable(t testing.TB, size int64, ss int) *Table {
+func abTable(t testing.TB, size int64, ss int) *gpt.Table {
 	t.Helper()
-	tab, err := New(size, ss, []Partition{
-		{Name: "EFI-SYSTEM", Type: TypeEFISystem, Size: 2 << 20, Attributes: 1 << 2},
-		{Name: "BIOS-BOOT", Type: TypeBIOSBoot, Size: 1 << 20},
-		{Name: "USR-A", Type: TypeCoreOSUsr, Size: 4 << 20, GUID: MustParseGUID("7130c94a-213a-4e5a-8e26-6cce9662f132"),
-			Attributes: 1<<SuccessfulShift | 1<<PriorityShift},
-		{Name: "USR-B", Type: TypeCoreOSUsr, Size: 4 << 20, GUID: MustParseGUID("e03dd35c-7c2d-4a47-b3fe-27f15780a57c"),
+	tab, err := gpt.New(size, ss, []gpt.Partition{
+		{Name: "EFI-SYSTEM", Type: gpt.TypeEFISystem, Size: 2 << 20, Attributes: 1 << 2},
+		{Name: "BIOS-BOOT", Type: gpt.TypeBIOSBoot, Size: 1 << 20},
+		{Name: "USR-A", Type: gpt.TypeCoreOSUsr, Size: 4 << 20, GUID: gpt.MustParseGUID("7130c94a-213a-4e5a-8e26-6cce9662f132"),
+			Attributes: 1<<gpt.SuccessfulShift | 1<<gpt.PriorityShift},
+		{Name: "USR-B", Type: gpt.TypeCoreOSUsr, Size: 4 << 20, GUID: gpt.MustParseGUID("e03dd35c-7c2d-4a47-b3fe-27f15780a57c"),
 			Attributes: 1 << 60},
-		{Index: 6, Name: "OEM", Type: TypeLinuxData, Size: 1 << 20},
-		{Index: 9, Name: "ROOT", Type: TypeCoreOSResize},
+		{Index: 6, Name: "OEM", Type: gpt.TypeLinuxData, Size: 1 << 20},
+		{Index: 9, Name: "ROOT", Type: gpt.TypeCoreOSResize},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -83,21 +84,20 @@ func abTable(t testing.TB, size int64, ss int) *Table {
 
 // newImage writes tab (with a protective MBR) to a sparse file and returns
 // its path.
-func newImage(t testing.TB, tab *Table) string {
+func newImage(t testing.TB, tab *gpt.Table) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "disk.img")
-	f, err := os.Create(path)
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, int64(tab.Sectors)*int64(tab.SectorSize)); err != nil {
+		t.Fatal(err)
+	}
+	d, err := gpt.Open(path, os.O_RDWR, tab.SectorSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if err := f.Truncate(int64(tab.Sectors) * int64(tab.SectorSize)); err != nil {
-		t.Fatal(err)
-	}
-	d, err := newDisk(f, tab.SectorSize)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer d.Close()
 	if err := d.Create(tab); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func newImage(t testing.TB, tab *Table) string {
 }
 
 // memImage returns tab written to a fresh in-memory disk.
-func memImage(t testing.TB, tab *Table) memDisk {
+func memImage(t testing.TB, tab *gpt.Table) memDisk {
 	t.Helper()
 	m := make(memDisk, int64(tab.Sectors)*int64(tab.SectorSize))
 	if _, err := tab.WritePMBR(m); err != nil {
@@ -127,7 +127,7 @@ func run(t testing.TB, name string, args ...string) string {
 }
 
 // equalTables compares everything but the raw bytes.
-func equalTables(t testing.TB, got, want *Table) {
+func equalTables(t testing.TB, got, want *gpt.Table) {
 	t.Helper()
 	if got.SectorSize != want.SectorSize || got.Sectors != want.Sectors || got.DiskGUID != want.DiskGUID ||
 		got.FirstUsableLBA != want.FirstUsableLBA || got.LastUsableLBA != want.LastUsableLBA ||
@@ -143,4 +143,4 @@ func equalTables(t testing.TB, got, want *Table) {
 	}
 }
 
-func hdrOnly(t *Table) Table { c := *t; c.Entries = nil; return c }
+func hdrOnly(t *gpt.Table) gpt.Table { c := *t; c.Entries = nil; return c }

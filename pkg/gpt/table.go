@@ -69,7 +69,7 @@ type copyOf struct {
 func readCopy(r io.ReaderAt, at, lastLBA uint64, ss int, which string) (*copyOf, error) {
 	sec := make([]byte, ss)
 	if _, err := r.ReadAt(sec, int64(at)*int64(ss)); err != nil {
-		return nil, fmt.Errorf("%w: %s header at LBA %d: %v", ErrIO, which, at, err)
+		return nil, fmt.Errorf("%w: %s header at LBA %d: %w", ErrIO, which, at, err)
 	}
 	h, err := parseHeader(sec, at, lastLBA, ss, which)
 	if err != nil {
@@ -80,7 +80,7 @@ func readCopy(r io.ReaderAt, at, lastLBA uint64, ss int, which string) (*copyOf,
 	}
 	array := make([]byte, h.arrayBytes())
 	if _, err := r.ReadAt(array, int64(h.entriesLBA)*int64(ss)); err != nil {
-		return nil, fmt.Errorf("%w: %s entry array at LBA %d: %v", ErrIO, which, h.entriesLBA, err)
+		return nil, fmt.Errorf("%w: %s entry array at LBA %d: %w", ErrIO, which, h.entriesLBA, err)
 	}
 	if got := crc32.ChecksumIEEE(array); got != h.entriesCRC {
 		return &copyOf{h: h}, fmt.Errorf("%w: %s entry array at LBA %d: CRC32 %#08x, computed %#08x", ErrCorrupt, which, h.entriesLBA, h.entriesCRC, got)
@@ -110,9 +110,6 @@ func Read(r io.ReaderAt, size int64, sectorSize int) (*Table, *Report, error) {
 	if errors.Is(perr, ErrIO) {
 		return nil, nil, perr
 	}
-	if perr == nil && pri.h.altLBA > last {
-		perr = fmt.Errorf("%w: primary header: backup expected at LBA %d, past the end of the disk (last LBA %d): truncated image?", ErrCorrupt, pri.h.altLBA, last)
-	}
 	// Where the backup should be, and where a grown disk has it.
 	candidates := []uint64{last}
 	if pri != nil && pri.h.altLBA < last && pri.h.altLBA > 1 {
@@ -138,7 +135,7 @@ func Read(r io.ReaderAt, size int64, sectorSize int) (*Table, *Report, error) {
 		rep.BackupMoved = true
 	}
 	if perr != nil && (bak == nil || berr != nil) {
-		return nil, nil, fmt.Errorf("%w: %v; %v", ErrNoValidGPT, perr, berr)
+		return nil, nil, fmt.Errorf("%w: %s; %s", ErrNoValidGPT, bare(perr), bare(berr))
 	}
 	rep.Primary, rep.Backup = perr, berr
 
@@ -175,10 +172,16 @@ func Read(r io.ReaderAt, size int64, sectorSize int) (*Table, *Report, error) {
 
 	mbr := make([]byte, mbrSize)
 	if _, err := r.ReadAt(mbr, 0); err != nil {
-		return nil, nil, fmt.Errorf("%w: protective MBR: %v", ErrIO, err)
+		return nil, nil, fmt.Errorf("%w: protective MBR: %w", ErrIO, err)
 	}
 	rep.PMBR = checkPMBR(mbr, sectors)
 	return t, rep, nil
+}
+
+// bare is err's text without the package prefixes.
+func bare(err error) string {
+	s := strings.TrimPrefix(err.Error(), "gpt: ")
+	return strings.TrimPrefix(strings.TrimPrefix(s, "corrupt: "), "I/O error: ")
 }
 
 func sameCopy(p, b *header, moved bool) bool {
@@ -296,7 +299,7 @@ func (t *Table) Write(w io.WriterAt) error {
 			continue
 		}
 		if _, err := w.WriteAt(s.b, s.off); err != nil {
-			return fmt.Errorf("%w: writing %s at byte %d: %v", ErrIO, s.what, s.off, err)
+			return fmt.Errorf("%w: writing %s at byte %d: %w", ErrIO, s.what, s.off, err)
 		}
 	}
 	return nil
@@ -305,7 +308,7 @@ func (t *Table) Write(w io.WriterAt) error {
 func syncIfSyncer(w io.WriterAt) error {
 	if s, ok := w.(interface{ Sync() error }); ok {
 		if err := s.Sync(); err != nil {
-			return fmt.Errorf("%w: sync: %v", ErrIO, err)
+			return fmt.Errorf("%w: sync: %w", ErrIO, err)
 		}
 	}
 	return nil
@@ -320,13 +323,13 @@ func (t *Table) WritePMBR(rw interface {
 }) (bool, error) {
 	old := make([]byte, mbrSize)
 	if _, err := rw.ReadAt(old, 0); err != nil {
-		return false, fmt.Errorf("%w: reading MBR: %v", ErrIO, err)
+		return false, fmt.Errorf("%w: reading MBR: %w", ErrIO, err)
 	}
 	if checkPMBR(old, t.Sectors) == nil {
 		return false, nil
 	}
 	if _, err := rw.WriteAt(fixPMBR(old, t.Sectors), 0); err != nil {
-		return false, fmt.Errorf("%w: writing protective MBR: %v", ErrIO, err)
+		return false, fmt.Errorf("%w: writing protective MBR: %w", ErrIO, err)
 	}
 	return true, nil
 }
