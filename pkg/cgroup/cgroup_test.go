@@ -8,7 +8,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/abupdate/update_engine/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -249,5 +251,71 @@ func TestNiceThread(t *testing.T) {
 	}
 	if err := NiceThread(40); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("NiceThread(40) = %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestFakeV1ReusesLeftover: a group left behind by a killed daemon (empty,
+// maybe with an old limit) is taken over by the next New.
+func TestFakeV1ReusesLeftover(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "blkio", "ue-test")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "blkio.throttle.write_bps_device"), []byte("7:3 1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(t.Context(), Config{Name: "ue-test", Device: "7:3", WriteBPS: 4096,
+		Root: root, Version: 1, SysRoot: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dir, "blkio.throttle.write_bps_device")); got != "7:3 4096" {
+		t.Errorf("write_bps_device = %q, want the new limit", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkWriterHop measures what running each WriteAt on the limiter's
+// thread costs over a direct call, with a no-op writer (fake hierarchy).
+func BenchmarkWriterHop(b *testing.B) {
+	root := b.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "blkio"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	l, err := New(b.Context(), Config{Name: "ue-bench", Device: "7:3", WriteBPS: 1 << 30,
+		Root: root, Version: 1, SysRoot: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = os.WriteFile(filepath.Join(l.Dir(), "cgroup.procs"), nil, 0o644)
+		l.Close()
+	}()
+	const n = 20000
+	buf := make([]byte, 4096)
+	tw := &tidWriter{}
+	per := func(w interface {
+		WriteAt([]byte, int64) (int, error)
+	}) float64 {
+		start := time.Now()
+		for i := range n {
+			if _, err := w.WriteAt(buf, int64(i)*4096); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return float64(time.Since(start).Nanoseconds()) / n
+	}
+	for b.Loop() {
+		direct := per(tw)
+		hop := per(l.WriterAt(tw))
+		testenv.Bench(b, "cgroup_writeat_direct", direct, "ns/op")
+		testenv.Bench(b, "cgroup_writeat_hop", hop, "ns/op")
+		testenv.Bench(b, "cgroup_writeat_hop_overhead", hop-direct, "ns/op")
 	}
 }

@@ -22,10 +22,9 @@ func alignedBuf(n int) []byte {
 
 // writeAll writes total bytes in chunk-sized WriteAt calls and returns the
 // rate in bytes per second.
-func writeAll(t *testing.T, w interface {
+func writeAll(w interface {
 	WriteAt([]byte, int64) (int, error)
-}, total, chunk int) float64 {
-	t.Helper()
+}, total, chunk int) (float64, error) {
 	buf := alignedBuf(chunk)
 	for i := range buf {
 		buf[i] = byte(i)
@@ -33,10 +32,10 @@ func writeAll(t *testing.T, w interface {
 	start := time.Now()
 	for off := 0; off < total; off += chunk {
 		if _, err := w.WriteAt(buf, int64(off)); err != nil {
-			t.Fatalf("WriteAt %d: %v", off, err)
+			return 0, fmt.Errorf("WriteAt %d: %w", off, err)
 		}
 	}
-	return float64(total) / time.Since(start).Seconds()
+	return float64(total) / time.Since(start).Seconds(), nil
 }
 
 // TestLimitOnLoopDevice writes 24 MiB with O_DIRECT to a loop device, once
@@ -62,7 +61,10 @@ func TestLimitOnLoopDevice(t *testing.T) {
 	defer f.Close()
 
 	const total, chunk, limit = 24 << 20, 1 << 20, 8 << 20
-	free := writeAll(t, f, total, chunk)
+	free, err := writeAll(f, total, chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("unlimited: %.1f MiB/s", free/(1<<20))
 
 	l, err := New(t.Context(), Config{Name: fmt.Sprintf("ue-test-%d", os.Getpid()), Device: dev, WriteBPS: limit})
@@ -84,7 +86,32 @@ func TestLimitOnLoopDevice(t *testing.T) {
 		t.Errorf("Device = %s, want %s", l.Device(), want)
 	}
 	w := l.WriterAt(f)
-	limited := writeAll(t, w, total, chunk)
+	// While the limited writer runs, the rest of the process (here: this
+	// goroutine, writing directly to the same disk) stays unthrottled on
+	// v1, where only the writer thread is in the group.
+	others := make(chan float64, 1)
+	go func() {
+		g, err := os.OpenFile(dev, os.O_WRONLY|unix.O_DIRECT, 0)
+		if err != nil {
+			t.Error(err)
+			others <- 0
+			return
+		}
+		defer g.Close()
+		time.Sleep(500 * time.Millisecond) // let the limited writer start
+		r, err := writeAll(offsetWriter{g, 28 << 20}, 4<<20, chunk)
+		if err != nil {
+			t.Error(err)
+		}
+		others <- r
+	}()
+	limited, err := writeAll(w, total, chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := <-others; r < 3*limit {
+		t.Errorf("a write outside the limiter ran at %.1f MiB/s while the limit held; want unthrottled", r/(1<<20))
+	}
 	if err := w.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +131,8 @@ func TestLimitOnLoopDevice(t *testing.T) {
 		t.Errorf("cgroup %s still exists after Close (%v)", dir, err)
 	}
 	// The disk is unlimited again for this process.
-	if again := writeAll(t, f, 8<<20, chunk); again < 3*limit {
-		t.Errorf("after Close: %.1f MiB/s, still limited?", again/(1<<20))
+	if again, err := writeAll(f, 8<<20, chunk); err != nil || again < 3*limit {
+		t.Errorf("after Close: %.1f MiB/s (%v), still limited?", again/(1<<20), err)
 	}
 }
 
@@ -124,3 +151,11 @@ func memTempDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// offsetWriter shifts every write by base.
+type offsetWriter struct {
+	f    *os.File
+	base int64
+}
+
+func (o offsetWriter) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, o.base+off) }
