@@ -110,6 +110,9 @@ func violations(module string, pkgs []pkgInfo) []string {
 				}
 			}
 		}
+		if p.rel != "internal/testenv" && !strings.HasPrefix(p.rel, "internal/testenv/") && slices.Contains(p.imports, module+"/internal/testenv") {
+			bad = append(bad, fmt.Sprintf("%s imports internal/testenv outside its tests: only tests may use it", p.rel))
+		}
 		if p.rel != "internal/metrics" {
 			for _, imp := range append(slices.Clone(p.imports), p.testImports...) {
 				if strings.HasPrefix(imp, "github.com/prometheus/") {
@@ -173,6 +176,9 @@ func TestRules(t *testing.T) {
 		{name: "prometheus in metrics", pkg: pkgInfo{rel: "internal/metrics", imports: []string{"github.com/prometheus/client_golang/prometheus"}, doc: "d", hasGoFiles: true}},
 		{name: "no doc", pkg: pkgInfo{rel: "cmd/update_engine", hasGoFiles: true}, want: "no package doc"},
 		{name: "test-only package needs no doc", pkg: pkgInfo{rel: "integration"}},
+		{name: "testenv in non-test code", pkg: pkgInfo{rel: "internal/engine", imports: []string{mod + "/internal/testenv"}, doc: "d", hasGoFiles: true},
+			want: "only tests may use it"},
+		{name: "testenv tool", pkg: pkgInfo{rel: "internal/testenv/cmd/mktestdata", imports: []string{mod + "/internal/testenv"}, doc: "d", hasGoFiles: true}},
 		{name: "lookalike module path", pkg: pkgInfo{rel: "pkg/x", imports: []string{mod + "/internalx"}, doc: "d", hasGoFiles: true}},
 	}
 	for _, tc := range tests {
