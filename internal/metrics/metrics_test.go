@@ -151,6 +151,9 @@ func TestListenRefusesRemote(t *testing.T) {
 			}
 		})
 	}
+	if err := New().ListenAndServe(t.Context(), "0.0.0.0:0", false); !errors.Is(err, ErrNotLoopback) {
+		t.Errorf("ListenAndServe on all interfaces = %v, want ErrNotLoopback", err)
+	}
 	if _, err := Listen("no-port", false); err == nil {
 		t.Error("Listen without port succeeded")
 	}
