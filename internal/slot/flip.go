@@ -43,6 +43,30 @@ func (d *Disk) read(ctx context.Context) (*gpt.Table, error) {
 	return tab, nil
 }
 
+// Repair rewrites whatever the GPT has wrong (a corrupt copy, a backup not
+// at the end of a grown disk, a missing protective MBR), as `cgpt repair`
+// does before Flatcar's flips, and returns what it found. The flips repair
+// on their own; this is for a daemon's start-up and for reporting.
+func (d *Disk) Repair(ctx context.Context) (*gpt.Report, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g, err := gpt.Open(d.path, os.O_RDWR, d.sectorSize)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := g.Update(nil)
+	if cerr := g.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return rep, fmt.Errorf("%s: %w", d.path, err)
+	}
+	return rep, nil
+}
+
 // MarkPassiveUnbootable clears the passive slot's priority, tries and
 // successful bits, so a half-written slot never boots. Call it before the
 // first write to the passive slot.

@@ -148,6 +148,16 @@ func TestFlipRepairsGPT(t *testing.T) {
 		t.Fatalf("List on damaged disk: %v %d %v", infos, next, err)
 	}
 	d := open(t, img, "A")
+	rep, err := d.Repair(t.Context())
+	if err != nil || rep.Primary == nil || !errors.Is(rep.Primary, gpt.ErrCorrupt) {
+		t.Fatalf("Repair: %v, %v", rep, err)
+	}
+	if rep, err := d.Repair(t.Context()); err != nil || rep.NeedsRepair() {
+		t.Fatalf("second Repair: %v, %v", rep, err)
+	}
+	if _, err := runCmd("dd", "if=/dev/zero", "of="+img, "bs=512", "seek=1", "count=1", "conv=notrunc"); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.MarkPassiveForTrial(t.Context()); err != nil {
 		t.Fatal(err)
 	}
