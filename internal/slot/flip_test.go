@@ -127,6 +127,20 @@ func TestRollback(t *testing.T) {
 	if n, _ := d.NextBoot(ctx); n != "A" {
 		t.Fatalf("after rollback NextBoot = %s", n)
 	}
+	// Both slots unbootable: the simulated firmware finds nothing.
+	if err := d.MarkPassiveUnbootable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d = open(t, img, "A")
+	if err := d.MarkPassiveUnbootable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.SimulateBoot(ctx); !errors.Is(err, gpt.ErrNoBootable) {
+		t.Fatalf("SimulateBoot with no bootable slot: %v", err)
+	}
+	if _, err := d.NextBoot(ctx); !errors.Is(err, gpt.ErrNoBootable) {
+		t.Fatalf("NextBoot with no bootable slot: %v", err)
+	}
 	// A cancelled context writes nothing.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os"
+	"syscall"
 	"testing"
 
 	"github.com/abupdate/update_engine/pkg/gpt"
@@ -55,8 +56,11 @@ func TestNewDisk(t *testing.T) {
 				t.Fatalf("next boot %d", next)
 			}
 			fi, _ := os.Stat(path)
-			if st := fi.Sys(); st == nil || fi.Size() != tt.spec.Size() {
-				t.Fatalf("size %d", fi.Size())
+			if fi.Size() != tt.spec.Size() {
+				t.Fatalf("size %d, want %d", fi.Size(), tt.spec.Size())
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Blocks*512 > 1<<20 {
+				t.Fatalf("image not sparse: %d blocks allocated", st.Blocks)
 			}
 		})
 	}

@@ -111,8 +111,17 @@ func TestGrownDisk(t *testing.T) {
 			if !rep.BackupMoved || rep.PMBR == nil {
 				t.Fatalf("grown disk report: %v", rep)
 			}
+			// What sgdisk -e makes of the same grown disk.
+			theirs := t.TempDir() + "/sgdisk-e.img"
+			run(t, "cp", "--sparse=always", img, theirs)
+			run(t, "sgdisk", "-e", theirs)
 			updateImage(t, img, nil)
 			got, rep := readImage(t, img)
+			want, wrep := readImage(t, theirs)
+			if wrep.Primary != nil || wrep.Backup != nil || wrep.BackupMoved {
+				t.Fatalf("sgdisk -e result: %v", wrep)
+			}
+			equalTables(t, got, want)
 			if rep.NeedsRepair() {
 				t.Fatalf("after repair: %v", rep)
 			}
