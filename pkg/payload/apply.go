@@ -30,6 +30,11 @@ type Options struct {
 	// Direct: the target is opened O_DIRECT, so every write uses a
 	// 4096-aligned offset, length and buffer.
 	Direct bool
+	// ExpectedSize and ExpectedSHA256, when set (from Omaha), are checked:
+	// the size against the manifest before the first write, the hash of the
+	// whole payload before the signature.
+	ExpectedSize   int64
+	ExpectedSHA256 []byte
 	// TargetSize, when > 0, bounds the extents (bytes).
 	TargetSize int64
 	// Workers decoding operations in parallel; 0 = GOMAXPROCS.
@@ -510,6 +515,10 @@ func (a *applier) hashPartition(pos uint64, b []byte) {
 // finish verifies the payload signature and the new partition.
 func (a *applier) finish(target io.WriterAt, t tail) (*Result, error) {
 	m := a.p.m
+	whole := a.whole.Sum(nil)
+	if a.o.ExpectedSHA256 != nil && string(whole) != string(a.o.ExpectedSHA256) {
+		return nil, fmt.Errorf("%w: %x, want %x", ErrPayloadHash, whole, a.o.ExpectedSHA256)
+	}
 	if len(a.o.Keys) > 0 {
 		if err := verifyBlob(t.sigBlob, t.signedDigest, a.o.Keys, ErrSignatureInvalid, ErrSignatureMismatch); err != nil {
 			return nil, err
@@ -520,7 +529,7 @@ func (a *applier) finish(target io.WriterAt, t tail) (*Result, error) {
 			return nil, fmt.Errorf("%w: sync: %v", ErrWrite, err)
 		}
 	}
-	res := &Result{Size: a.off, SHA256: a.whole.Sum(nil), Major: m.Major,
+	res := &Result{Size: a.off, SHA256: whole, Major: m.Major,
 		Partition: m.Partitions[a.p.part].Name, Ops: len(a.p.steps)}
 	if ni := a.p.newInfo; ni != nil && len(ni.GetHash()) > 0 {
 		var got []byte

@@ -70,3 +70,7 @@ var (
 
 // ErrWrite: writing the target failed. Code 14 (DownloadWriteError).
 var ErrWrite = errors.New("payload: write to target failed")
+
+// ErrPayloadHash: the whole payload's SHA-256 differs from the expected one
+// (Omaha's). Code 10 (PayloadHashMismatchError).
+var ErrPayloadHash = errors.New("payload: payload hash mismatch")

@@ -162,7 +162,10 @@ func verifyBlob(blob, digest []byte, keys []*rsa.PublicKey, errInvalid, errMisma
 	}
 	for _, s := range sigs.Signatures {
 		data := s.GetData()
-		if s.UnpaddedSignatureSize != nil && int(s.GetUnpaddedSignatureSize()) < len(data) {
+		if s.UnpaddedSignatureSize != nil {
+			if int(s.GetUnpaddedSignatureSize()) > len(data) {
+				continue // malformed: never verifies
+			}
 			data = data[:s.GetUnpaddedSignatureSize()]
 		}
 		for _, k := range keys {

@@ -29,6 +29,11 @@ type plan struct {
 
 type extent struct{ start, end uint64 }
 
+// MaxOpBytes bounds one operation's data and output, which are held in
+// memory: generators split at 1-2 MiB, so this only stops hostile
+// manifests.
+const MaxOpBytes = 64 << 20
+
 // newPlan validates everything that can be validated before the first
 // write.
 func newPlan(m *Metadata, o *Options) (*plan, error) {
@@ -81,7 +86,7 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 					dsts = append(dsts, extent{e.GetStartBlock(), end})
 				}
 			}
-			if s.dstBytes == 0 || s.dstBytes > 1<<30 {
+			if s.dstBytes == 0 || (s.write && s.dstBytes > MaxOpBytes) {
 				return nil, fmt.Errorf("%w: %s: %d dst bytes", ErrInvalidManifest, where, s.dstBytes)
 			}
 			if op.DstLength != nil && op.GetDstLength() > s.dstBytes {
@@ -95,7 +100,7 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 				return nil, fmt.Errorf("%w: %s: %v with %d data bytes", ErrInvalidManifest, where, op.GetType(), dl)
 			case k.inPlace && (dl > s.dstBytes || s.dstBytes-dl >= p.bs):
 				return nil, fmt.Errorf("%w: %s: %d data bytes for %d dst bytes", ErrInvalidManifest, where, dl, s.dstBytes)
-			case k.data && dl > 1<<30:
+			case k.data && dl > MaxOpBytes:
 				return nil, fmt.Errorf("%w: %s: %d data bytes", ErrInvalidManifest, where, dl)
 			}
 			if dl > 0 {
@@ -134,6 +139,9 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 		return nil, ErrSignatureMissing
 	}
 	p.signedEnd = m.DataStart() + pos
+	if o.ExpectedSize > 0 && m.Size() != uint64(o.ExpectedSize) {
+		return nil, fmt.Errorf("%w: manifest declares %d bytes, expected %d", ErrTruncated, m.Size(), o.ExpectedSize)
+	}
 	slices.SortFunc(dsts, func(a, b extent) int {
 		if a.start < b.start {
 			return -1
