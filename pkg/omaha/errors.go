@@ -54,11 +54,10 @@ type HTTPError struct {
 }
 
 func (e *HTTPError) Error() string {
-	s := "omaha: "
+	s := "omaha: request to " + e.URL + " failed"
 	if e.StatusCode != 0 {
-		s += "HTTP " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode) + " "
+		s = "omaha: HTTP " + strconv.Itoa(e.StatusCode) + " " + http.StatusText(e.StatusCode) + " from " + e.URL
 	}
-	s += "from " + e.URL
 	if e.Err != nil && e.Err != ErrHTTPStatus {
 		s += ": " + e.Err.Error()
 	}

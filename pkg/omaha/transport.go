@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 )
@@ -28,10 +29,13 @@ type TransportOptions struct {
 	// CertFile and KeyFile, if set, are a PEM client certificate and key
 	// presented to servers that ask (mTLS).
 	CertFile, KeyFile string
+	// Proxy picks the proxy for a request; nil = http.ProxyFromEnvironment
+	// (HTTPS_PROXY, HTTP_PROXY, NO_PROXY; never for localhost).
+	Proxy func(*http.Request) (*url.URL, error)
 }
 
 // NewHTTPClient returns an *http.Client for Omaha and payload requests:
-// proxies from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), the
+// proxies from the environment unless o.Proxy says otherwise, the
 // timeouts and TLS material of o, and at most 10 redirects. The returned
 // client has no overall timeout; every call takes a ctx.
 func NewHTTPClient(o TransportOptions) (*http.Client, error) {
@@ -60,9 +64,13 @@ func NewHTTPClient(o TransportOptions) (*http.Client, error) {
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
+	proxy := o.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
 	d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 proxy,
 		DialContext:           d.DialContext,
 		TLSClientConfig:       tc,
 		TLSHandshakeTimeout:   o.ConnectTimeout,
