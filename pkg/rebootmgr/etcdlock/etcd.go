@@ -110,17 +110,17 @@ func (c *Client) update(ctx context.Context, f func(*Semaphore) (bool, []clientv
 // ErrFull when no slot is free; with HolderTTL it first evicts holders past
 // their deadline.
 func (c *Client) Lock(ctx context.Context, id string) error {
-	var expired map[string]bool
-	if c.HolderTTL > 0 {
-		var err error
-		if expired, err = c.expired(ctx); err != nil {
-			return err
-		}
-	}
 	_, err := c.update(ctx, func(s *Semaphore) (bool, []clientv3.Op, error) {
 		var ops []clientv3.Op
 		evicted := false
-		if s.Semaphore <= 0 && !s.Holds(id) {
+		if s.Semaphore <= 0 && !s.Holds(id) && c.HolderTTL > 0 {
+			// Read after the semaphore: a holder's deadline changes only
+			// in the same transaction as the semaphore, so the CAS below
+			// fails if what we read here is stale.
+			expired, err := c.expired(ctx)
+			if err != nil {
+				return false, nil, err
+			}
 			for _, h := range append([]string(nil), s.Holders...) {
 				if expired[h] {
 					_ = s.Unlock(h)
@@ -131,7 +131,7 @@ func (c *Client) Lock(ctx context.Context, id string) error {
 		}
 		changed, err := s.Lock(id)
 		if err != nil {
-			return evicted, ops, err
+			return false, nil, err
 		}
 		if changed && c.HolderTTL > 0 {
 			deadline := c.now().Add(c.HolderTTL).UTC().Format(time.RFC3339)

@@ -3,6 +3,7 @@ package etcdlock
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,4 +71,103 @@ func TestEtcdLockFormatAndCAS(t *testing.T) {
 	if strings.TrimSpace(got) != `{"semaphore":0,"max":1,"holders":["aaa"]}` {
 		t.Fatalf("group value: %q", got)
 	}
+}
+
+func TestHolderTTLEvictsDeadHolder(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kv := dial(t, e)
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	c := &Client{KV: kv, HolderTTL: time.Hour, Now: clock}
+	legacy := &Client{KV: kv, Group: "legacy", HolderTTL: time.Hour, Now: clock}
+
+	if err := c.Lock(ctx, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	got := e.Etcdctl(t, "get", "--print-value-only", Key("")+"-expiry/dead")
+	if strings.TrimSpace(got) != "2026-11-26T13:00:00Z" {
+		t.Fatalf("deadline record %q", got)
+	}
+	now = now.Add(59 * time.Minute)
+	if err := c.Lock(ctx, "alive"); !errors.Is(err, ErrFull) {
+		t.Fatalf("before the deadline: %v, want ErrFull", err)
+	}
+	now = now.Add(2 * time.Minute)
+	if err := c.Lock(ctx, "alive"); err != nil {
+		t.Fatalf("after the deadline: %v", err)
+	}
+	s, _, err := c.Get(ctx)
+	if err != nil || !slices.Equal(s.Holders, []string{"alive"}) || s.Semaphore != 0 {
+		t.Fatalf("after eviction: %+v, %v", s, err)
+	}
+	if out := e.Etcdctl(t, "get", "--print-value-only", Key("")+"-expiry/dead"); strings.TrimSpace(out) != "" {
+		t.Fatalf("evicted holder's deadline left: %q", out)
+	}
+	if err := c.Unlock(ctx, "alive"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A holder written by locksmithd (no deadline record) is never evicted.
+	if _, err := kv.Put(ctx, Key("legacy"), `{"semaphore":0,"max":1,"holders":["locksmithd-host"]}`); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(1000 * time.Hour)
+	if err := legacy.Lock(ctx, "alive"); !errors.Is(err, ErrFull) {
+		t.Fatalf("legacy holder evicted: %v", err)
+	}
+}
+
+func TestSemaphoreValue(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		op      func(*Semaphore) error
+		want    string
+		wantErr error
+	}{
+		{name: "lock", in: `{"semaphore":2,"max":2,"holders":["b"]}`, op: func(s *Semaphore) error { _, err := s.Lock("a"); return err }, want: `{"semaphore":1,"max":2,"holders":["a","b"]}`},
+		{name: "lock full", in: `{"semaphore":0,"max":1,"holders":["b"]}`, op: func(s *Semaphore) error { _, err := s.Lock("a"); return err }, wantErr: ErrFull},
+		{name: "relock", in: `{"semaphore":0,"max":1,"holders":["a"]}`, op: func(s *Semaphore) error { _, err := s.Lock("a"); return err }, want: `{"semaphore":0,"max":1,"holders":["a"]}`},
+		{name: "unlock last", in: `{"semaphore":0,"max":1,"holders":["a"]}`, op: func(s *Semaphore) error { return s.Unlock("a") }, want: `{"semaphore":1,"max":1,"holders":null}`},
+		{name: "unlock stranger", in: `{"semaphore":0,"max":1,"holders":["a"]}`, op: func(s *Semaphore) error { return s.Unlock("z") }, wantErr: ErrNotHeld},
+		{name: "set max up", in: `{"semaphore":0,"max":1,"holders":["a"]}`, op: func(s *Semaphore) error { return s.SetMax(3) }, want: `{"semaphore":2,"max":3,"holders":["a"]}`},
+		{name: "set max below holders", in: `{"semaphore":0,"max":2,"holders":["a","b"]}`, op: func(s *Semaphore) error { return s.SetMax(1) }, want: `{"semaphore":-1,"max":1,"holders":["a","b"]}`},
+		{name: "set max negative", in: `{"semaphore":1,"max":1,"holders":null}`, op: func(s *Semaphore) error { return s.SetMax(-1) }, wantErr: ErrBadMax},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Parse([]byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = tt.op(&s)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && string(s.Marshal()) != tt.want {
+				t.Fatalf("got %s, want %s", s.Marshal(), tt.want)
+			}
+		})
+	}
+	if _, err := Parse([]byte(`{"semaphore":"x"}`)); !errors.Is(err, ErrBadValue) {
+		t.Fatalf("Parse garbage: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"semaphore":1,"max":1,"holders":null}`))
+	f.Add([]byte(`{"semaphore":0,"max":2,"holders":["a","b"]}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := Parse(b)
+		if err != nil {
+			return
+		}
+		s2, err := Parse(s.Marshal())
+		if err != nil || s2.Max != s.Max || s2.Semaphore != s.Semaphore || len(s2.Holders) != len(s.Holders) {
+			t.Fatalf("round trip %+v -> %+v, %v", s, s2, err)
+		}
+	})
 }
