@@ -1,0 +1,147 @@
+package rebootmgr
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
+)
+
+// syncBuffer is a bytes.Buffer safe for a goroutine writer and a test
+// reader.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func runMain(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = Main(t.Context(), args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestMainUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"no args", nil, 2},
+		{"unknown", []string{"frobnicate"}, 2},
+		{"help", []string{"help"}, 0},
+		{"lock without verb", []string{"lock"}, 2},
+		{"run with junk", []string{"run", "junk"}, 2},
+		{"bad flag", []string{"run", "-nope"}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, _, _ := runMain(t, tt.args...); code != tt.want {
+				t.Fatalf("exit %d, want %d", code, tt.want)
+			}
+		})
+	}
+}
+
+func TestMainRunOffWritesDisabled(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "update.conf")
+	os.WriteFile(conf, []byte("REBOOT_STRATEGY=off\n"), 0o644)
+	coord := filepath.Join(dir, "coordinator.conf")
+	code, _, stderr := runMain(t, "run", "-config", conf, "-coordinator-file", coord)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if b, _ := os.ReadFile(coord); string(b) != "NAME=update_engine_reboot_manager\nSTRATEGY=off\nSTATE=disabled\n" {
+		t.Fatalf("coordinator.conf = %q", b)
+	}
+}
+
+// A holder that took the lock and never came back blocks the fleet until
+// the operator runs `lock unlock <id>`; then the waiting host reboots.
+func TestMainRecoversKilledHolder(t *testing.T) {
+	e := testenv.StartEtcd(t)
+	addr, logind, engine := startServices(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "update.conf")
+	// update.conf says off and a dead endpoint; the flags override both.
+	os.WriteFile(conf, []byte("REBOOT_STRATEGY=off\nLOCKSMITHD_ENDPOINT=http://127.0.0.1:1\n"), 0o644)
+	t.Setenv("LOCKSMITHCTL_ENDPOINT", e.Endpoint)
+
+	if code, out, errOut := runMain(t, "lock", "-config", conf, "set-max", "1"); code != 0 || out != "Old: 1\nNew: 1\n" {
+		t.Fatalf("set-max: %d %q %q", code, out, errOut)
+	}
+	// "dead" takes the only slot, then its machine never comes back.
+	cli, err := etcdlock.Dial([]string{e.Endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := (&etcdlock.Client{KV: cli}).Lock(ctx, "dead"); err != nil {
+		t.Fatal(err)
+	}
+
+	engine.set(t, StatusNeedsReboot)
+	coord := filepath.Join(dir, "coordinator.conf")
+	state := filepath.Join(dir, "state.json")
+	var stderr syncBuffer
+	runCtx, stopRun := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(runCtx, []string{"run", "-config", conf, "-strategy", "etcd-lock", "-endpoint", e.Endpoint,
+			"-bus", addr, "-machine-id", "alive", "-state-file", state, "-coordinator-file", coord,
+			"-utmp", filepath.Join(dir, "no-utmp"), "-warn-delay", "0", "-retry-min", "20ms", "-retry-max", "100ms"},
+			&stderr, &stderr)
+	}()
+	defer func() { stopRun(); <-done }()
+
+	waitFor(t, "lock retries", func() bool { return strings.Count(stderr.String(), "semaphore is full") >= 3 })
+	if _, r := logind.counts(); r != 0 {
+		t.Fatalf("rebooted while the dead host holds the only slot")
+	}
+	if !fileHas(coord, "STATE=reboot-planned") {
+		t.Fatalf("coordinator not reboot-planned")
+	}
+	code, out, _ := runMain(t, "lock", "status")
+	if code != 0 || out != "Available: 0\nMax: 1\n\nMACHINE ID\ndead\n" {
+		t.Fatalf("status: %d %q", code, out)
+	}
+
+	// The operator releases the dead host's slot.
+	if code, _, errOut := runMain(t, "lock", "unlock", "dead"); code != 0 {
+		t.Fatalf("unlock: %d %s", code, errOut)
+	}
+	waitFor(t, "reboot after unlock", func() bool { _, r := logind.counts(); return r == 1 })
+	code, out, _ = runMain(t, "lock", "status")
+	if code != 0 || out != "Available: 0\nMax: 1\n\nMACHINE ID\nalive\n" {
+		t.Fatalf("status after: %d %q", code, out)
+	}
+	if code, _, _ := runMain(t, "lock", "unlock", "dead"); code != 1 {
+		t.Fatalf("second unlock of dead: exit %d, want 1", code)
+	}
+	if got := e.Etcdctl(t, "get", "--print-value-only", etcdlock.Key("")); got != `{"semaphore":0,"max":1,"holders":["alive"]}`+"\n" {
+		t.Fatalf("etcdctl get = %q", got)
+	}
+	t.Logf("manager log:\n%s", stderr.String())
+}
