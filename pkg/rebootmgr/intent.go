@@ -11,7 +11,7 @@ import (
 )
 
 // DefaultStateFile is where the reboot intent is kept across restarts.
-const DefaultStateFile = "/var/lib/update_engine/reboot-manager.json"
+const DefaultStateFile = "/var/lib/update-engine-reboot-manager/intent.json"
 
 // Intent phases.
 const (
