@@ -1,0 +1,122 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/status"
+)
+
+// HealthGate decides when the booted slot is marked good after a boot
+// (Flatcar runs flatcar-setgoodroot 45 s after start): wait Delay, then
+// run Command (if any) which must exit 0 within Timeout; then mark the
+// booted slot good, raise the anti-rollback floor to the running version
+// and record the time from the flip.
+type HealthGate struct {
+	Disabled bool
+	Delay    time.Duration // 45s by default (set by the daemon)
+	Command  []string      // optional health check; argv
+	Timeout  time.Duration // for Command; 0 = 5 min
+}
+
+// ErrUnhealthy is a failed health command; the slot is not marked good.
+var ErrUnhealthy = errors.New("engine: health check failed")
+
+func (e *Engine) bootGate(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-e.cfg.Clock.After(e.cfg.Health.Delay):
+	}
+	if err := e.markGood(ctx); err != nil {
+		e.log.Error("booted slot not marked good", "slot", e.cfg.Slots.Booted(), "err", err)
+		e.do(ctx, func(st *state) {
+			if st.snap.LastError == status.Success {
+				st.snap.LastError = status.Error
+				st.snap.LastErrorMessage = err.Error()
+			}
+		})
+		return
+	}
+	e.do(ctx, func(st *state) { e.refreshSlots(ctx, &st.snap) })
+}
+
+func (e *Engine) markGood(ctx context.Context) error {
+	if len(e.cfg.Health.Command) > 0 {
+		timeout := e.cfg.Health.Timeout
+		if timeout == 0 {
+			timeout = 5 * time.Minute
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, e.cfg.Health.Command[0], e.cfg.Health.Command[1:]...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%w: %s: %v: %s", ErrUnhealthy, e.cfg.Health.Command[0], err, out)
+		}
+	}
+	if err := e.cfg.Slots.MarkBootedGood(ctx); err != nil {
+		return fmt.Errorf("mark slot %s good: %w", e.cfg.Slots.Booted(), err)
+	}
+	e.log.Info("booted slot marked good", "slot", e.cfg.Slots.Booted(), "version", e.cfg.CurrentVersion)
+	if e.cfg.Floor != nil && e.cfg.CurrentVersion != "" {
+		if err := e.cfg.Floor.Raise(ctx, e.cfg.CurrentVersion); err != nil {
+			e.log.Warn("cannot raise the anti-rollback floor", "version", e.cfg.CurrentVersion, "err", err)
+		}
+	}
+	if flip, err := e.cfg.Prefs.GetInt64(KeyFlipTime); err == nil {
+		prev, _ := e.cfg.Prefs.GetString(KeyPreviousVersion)
+		// Only an update we booted into counts (not a rollback).
+		if prev != e.cfg.CurrentVersion && e.cfg.Metrics != nil {
+			e.cfg.Metrics.ObserveFlipToGood(e.cfg.Clock.Now().Sub(time.Unix(flip, 0)))
+		}
+		_ = e.cfg.Prefs.Delete(KeyFlipTime)
+	}
+	return nil
+}
+
+// ExecPostinst runs a post-install program as flatcar-postinst is run:
+// `Path <target-device>`, with the proxy environment passed on and a
+// timeout. Exit status 3 maps to code 19 (which the engine treats as
+// success); any other failure to code 5.
+type ExecPostinst struct {
+	Path    string
+	Timeout time.Duration // 0 = 10 min
+}
+
+// Run implements Postinstaller. A missing program is not an error (the
+// image has none).
+func (p ExecPostinst) Run(ctx context.Context, device string, plan *Plan) error {
+	if _, err := os.Stat(p.Path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Minute
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, p.Path, device)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	for _, k := range []string{"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY"} {
+		if v, ok := os.LookupEnv(k); ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	if plan != nil {
+		cmd.Env = append(cmd.Env, "NEW_VERSION="+plan.Version)
+	}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ee) && ee.ExitCode() == 3:
+		return status.WithCode(status.PostinstallBootedFromFirmwareB, fmt.Errorf("postinst %s exited 3: %s", p.Path, out))
+	default:
+		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("postinst %s: %v: %s", p.Path, err, out))
+	}
+}

@@ -1,0 +1,179 @@
+package engine
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/status"
+)
+
+// The seams: small interfaces the engine consumes. Adapters to the real
+// packages live in the daemon (or in adapters.go here when trivial).
+
+// CheckRequest is one Omaha request.
+type CheckRequest struct {
+	// InstallSource is "ondemandupdate" (D-Bus) or "scheduler".
+	InstallSource string
+	// Track is the Omaha track (GROUP / channel).
+	Track string
+	// Server overrides the configured Omaha URL when not empty.
+	Server string
+	// PingOnly sends just <ping> (scheduled checks while a reboot is
+	// pending).
+	PingOnly bool
+	// PreviousVersion is the previous-version pref: "0.0.0.0" when it
+	// never existed, "" once cleared, else the version updated from. The
+	// check carries 3/2 previousversion=<it>, or 3/0 errorcode=44 when it
+	// equals the running version (rollback).
+	PreviousVersion string
+}
+
+// Event is an Omaha <event>.
+type Event struct {
+	Type      int         // 3 update complete, 13 download started, 14 download finished
+	Result    int         // 0 error, 1 success, 9 deferred
+	ErrorCode status.Code // sent when Result != 1 (with flag bits)
+}
+
+// Plan is an offered update.
+type Plan struct {
+	Version      string
+	URLs         []string // full payload URLs, tried in order
+	Size         int64
+	SHA256       []byte // raw SHA-256 of the whole payload
+	Delta        bool
+	PollInterval time.Duration // 0 = none given
+}
+
+// Checker talks Omaha.
+type Checker interface {
+	// Check returns the plan, or (nil, nil) when there is no update (or
+	// for a ping-only request).
+	Check(ctx context.Context, req CheckRequest) (*Plan, error)
+	// SendEvent reports one event; server "" means the configured one.
+	SendEvent(ctx context.Context, server string, ev Event) error
+}
+
+// Downloader opens the payload body at offset (an HTTP Range request when
+// offset > 0), failing over between plan.URLs.
+type Downloader interface {
+	Open(ctx context.Context, plan *Plan, offset int64) (io.ReadCloser, error)
+}
+
+// Checkpoint is the applier's resumable state after a whole operation:
+// Offset payload bytes were consumed; State is opaque to the engine.
+type Checkpoint struct {
+	Offset int64
+	State  []byte
+}
+
+// Applied is what a finished apply measured over the whole payload.
+type Applied struct {
+	Size   int64
+	SHA256 []byte
+}
+
+// Applier applies a payload stream onto dst. from is nil for a fresh
+// start, or the last saved checkpoint, in which case r starts at
+// from.Offset. save is called after each checkpoint-worthy step; if it
+// fails, Apply must stop with that error. Apply verifies the payload
+// (signatures, partition hash) before returning nil.
+type Applier interface {
+	Apply(ctx context.Context, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error)
+}
+
+// Target is the passive slot opened for writing.
+type Target interface {
+	io.WriterAt
+	Sync() error
+	Close() error
+}
+
+// Slots is the A/B pair.
+type Slots interface {
+	// Booted and Passive name the slots ("A"/"B", or a partition label).
+	Booted() string
+	Passive() string
+	// PassiveDevice is the path handed to the post-install program.
+	PassiveDevice() string
+	// Active opens the booted slot read-only (source for deltas).
+	Active() (io.ReaderAt, io.Closer, error)
+	// OpenPassive opens the passive slot for writing.
+	OpenPassive(ctx context.Context) (Target, error)
+	// MarkPassiveForTrial: highest priority, tries=1, successful=0.
+	MarkPassiveForTrial(ctx context.Context) error
+	// MarkBootedGood: successful=1, tries=0 on the booted slot.
+	MarkBootedGood(ctx context.Context) error
+	// NextBoot names the slot the bootloader picks next.
+	NextBoot(ctx context.Context) (string, error)
+	// CanRollback reports whether the passive slot holds a bootable image.
+	CanRollback(ctx context.Context) (bool, error)
+}
+
+// Prefs is the durable key → value store (internal/prefs.Store).
+type Prefs interface {
+	Get(key string) ([]byte, error)
+	Set(key string, value []byte) error
+	Delete(key string) error
+	GetString(key string) (string, error)
+	SetString(key, value string) error
+	GetInt64(key string) (int64, error)
+	SetInt64(key string, n int64) error
+}
+
+// Floor is the anti-rollback version floor (internal/antirollback).
+type Floor interface {
+	// Check fails when version is below the floor.
+	Check(ctx context.Context, version string) error
+	// Raise moves the floor up to version (never down).
+	Raise(ctx context.Context, version string) error
+}
+
+// CheckResult labels a finished check; the values are internal/metrics'
+// CheckResult strings.
+type CheckResult string
+
+// The check results.
+const (
+	CheckUpdateAvailable CheckResult = "update_available"
+	CheckNoUpdate        CheckResult = "no_update"
+	CheckError           CheckResult = "error"
+)
+
+// Metrics is the part of *metrics.Metrics the engine records into.
+type Metrics interface {
+	CheckDone(result CheckResult, at time.Time)
+	AddDownloaded(n int64)
+	AddWritten(n int64)
+	ObserveApply(n int64, d time.Duration)
+	Resumed()
+	Error(c status.Code)
+	SetStatus(s status.Update)
+	ObserveFlipToGood(d time.Duration)
+}
+
+// Notifier hears every published status change (the D-Bus signal).
+type Notifier interface {
+	StatusChanged(s Snapshot)
+}
+
+// Clock is the engine's time source.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+// Postinstaller runs the new image's post-install step.
+type Postinstaller interface {
+	Run(ctx context.Context, device string, plan *Plan) error
+}
+
+// realClock is the wall clock.
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// RealClock returns the wall clock.
+func RealClock() Clock { return realClock{} }

@@ -1,0 +1,425 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/gpt"
+	"github.com/abupdate/update_engine/pkg/omaha"
+)
+
+const slotSize = 4 << 20
+
+func TestFullUpdateAndRestart(t *testing.T) {
+	w := newWorld(t)
+	payload := payloadBytes(3<<20+123, 1)
+	w.publish("p2.bin", "2.0.0", payload, nil)
+	m := newMachine(t, slotSize)
+	rec := &recorder{}
+	cfg := m.config(t, w, rec)
+	e, cancel, done := start(t, cfg)
+
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.Snapshot(); s.Status == status.Idle {
+		t.Fatal("AttemptUpdate returned while still IDLE; -update would stop at once")
+	}
+	s := waitFor(t, e, "UPDATED_NEED_REBOOT", func(s Snapshot) bool {
+		return s.Status == status.UpdatedNeedReboot || s.Status == status.Idle && s.LastChecked != 0
+	})
+	if s.Status != status.UpdatedNeedReboot {
+		t.Fatalf("ended in %v: %v %s", s.Status, s.LastError, s.LastErrorMessage)
+	}
+	if s.NewVersion != "2.0.0" || s.NewSize != int64(len(payload)) || s.NextBootSlot != "B" {
+		t.Fatalf("snapshot %+v", s)
+	}
+	want := []string{"UPDATE_STATUS_IDLE", "UPDATE_STATUS_CHECKING_FOR_UPDATE", "UPDATE_STATUS_UPDATE_AVAILABLE", "UPDATE_STATUS_DOWNLOADING",
+		"UPDATE_STATUS_VERIFYING", "UPDATE_STATUS_FINALIZING", "UPDATE_STATUS_UPDATED_NEED_REBOOT"}
+	if got := rec.statuses(); !slices.Equal(got, want) {
+		t.Fatalf("status flow\n got %v\nwant %v", got, want)
+	}
+	// Progress signals: at least a few steps, none closer than 1 % unless
+	// the status changed.
+	rec.mu.Lock()
+	steps := 0
+	for i := 1; i < len(rec.snaps); i++ {
+		a, b := rec.snaps[i-1], rec.snaps[i]
+		if a.Status == status.Downloading && b.Status == status.Downloading {
+			steps++
+			if d := b.Progress - a.Progress; d < 0.01 && b.Progress < 1 {
+				t.Errorf("progress signal after a %.4f step", d)
+			}
+		}
+	}
+	rec.mu.Unlock()
+	if steps < 5 {
+		t.Errorf("only %d progress signals during the download", steps)
+	}
+	if !fileEquals(t, filepath.Join(m.slots.dir, "B"), payload) {
+		t.Fatal("passive slot does not hold the payload")
+	}
+	if !fileEquals(t, filepath.Join(m.slots.dir, "A"), []byte("old image")) {
+		t.Fatal("active slot was modified")
+	}
+	if got, want := eventsString(w.omaha.Events()), "3/2 previousversion=0.0.0.0, 13/1, 14/1, 3/1"; got != want {
+		t.Fatalf("server saw events %q, want %q", got, want)
+	}
+	for _, p := range []string{cfg.MarkerPath, cfg.RebootRequiredPath} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s not written: %v", p, err)
+		}
+	}
+	if v, _ := cfg.Prefs.GetString(KeyPreviousVersion); v != "1.0.0" {
+		t.Fatalf("previous-version = %q", v)
+	}
+	// AttemptUpdate is ignored, ResetStatus works, state survives restart.
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil || e.Snapshot().Status != status.UpdatedNeedReboot {
+		t.Fatalf("AttemptUpdate in UPDATED_NEED_REBOOT: %v, %v", err, e.Snapshot().Status)
+	}
+	cancel()
+	<-done
+
+	rec2 := &recorder{}
+	e2, _, _ := start(t, m.config(t, w, rec2))
+	s = waitFor(t, e2, "restored status", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot })
+	if s.NewVersion != "2.0.0" || s.NewSize != int64(len(payload)) {
+		t.Fatalf("restored snapshot %+v", s)
+	}
+	if err := e2.ResetStatus(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s := e2.Snapshot(); s.Status != status.Idle || s.NewVersion != "0.0.0" || s.NewSize != 0 {
+		t.Fatalf("after ResetStatus: %+v", s)
+	}
+	if _, err := os.Stat(cfg.MarkerPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("marker still there: %v", err)
+	}
+	if n, _ := m.slots.NextBoot(t.Context()); n != "B" {
+		t.Fatalf("ResetStatus touched the GPT: next boot %s", n)
+	}
+}
+
+func TestCorruptPayloadRejected(t *testing.T) {
+	w := newWorld(t)
+	payload := payloadBytes(1<<20, 2)
+	bad := payloadBytes(32, 3) // a wrong SHA-256
+	w.publish("p2.bin", "2.0.0", payload, bad)
+	m := newMachine(t, slotSize)
+	e, _, _ := start(t, m.config(t, w, &recorder{}))
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	s := waitFor(t, e, "idle after failure", idleAfterAttempt)
+	wantCode := status.PayloadHashMismatchError | status.FlagTestOmahaURL
+	if s.LastError != wantCode {
+		t.Fatalf("LastError = %v, want %v", s.LastError, wantCode)
+	}
+	if n, _ := m.slots.NextBoot(t.Context()); n != "A" {
+		t.Fatalf("flipped to %s after a bad payload", n)
+	}
+	if got, want := eventsString(w.omaha.Events()), fmt.Sprintf("3/2 previousversion=0.0.0.0, 13/1, 14/1, 3/0 errorcode=%d", int32(wantCode)); got != want {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(m.runDir, "update_engine_autoupdate_completed")); err == nil {
+		t.Fatal("marker written after a failed update")
+	}
+}
+
+func TestNoUpdate(t *testing.T) {
+	w := newWorld(t)
+	w.publish("p1.bin", "1.0.0", payloadBytes(1000, 4), nil) // same version
+	m := newMachine(t, slotSize)
+	rec := &recorder{}
+	e, _, _ := start(t, m.config(t, w, rec))
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	s := waitFor(t, e, "idle", idleAfterAttempt)
+	if s.LastError != status.Success || s.NewVersion != "0.0.0" {
+		t.Fatalf("snapshot %+v", s)
+	}
+	if got, want := rec.statuses(), []string{"UPDATE_STATUS_IDLE", "UPDATE_STATUS_CHECKING_FOR_UPDATE", "UPDATE_STATUS_IDLE"}; !slices.Equal(got, want) {
+		t.Fatalf("flow %v, want %v", got, want)
+	}
+	recs := w.omaha.Records()
+	if len(recs) != 1 || recs[0].InstallSource != "ondemandupdate" || recs[0].Track != "stable" {
+		t.Fatalf("records %+v", recs)
+	}
+	// The second check no longer carries previousversion=0.0.0.0.
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "second check", func(Snapshot) bool { return len(w.omaha.Records()) == 2 })
+	if got := eventsString(w.omaha.Events()); got != "3/2 previousversion=0.0.0.0, 3/2" {
+		t.Fatalf("events %q", got)
+	}
+}
+
+func TestServerDown(t *testing.T) {
+	w := newWorld(t)
+	m := newMachine(t, slotSize)
+	cfg := m.config(t, w, &recorder{})
+	c := &omaha.Client{Server: "http://127.0.0.1:1/v1/update/"}
+	cfg.Checker = &OmahaChecker{Client: c, Params: omaha.Params{Version: "1.0.0"}}
+	cfg.Server = c.Server
+	e, _, _ := start(t, cfg)
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	s := waitFor(t, e, "idle after failure", func(s Snapshot) bool { return s.Status == status.Idle && s.LastError != 0 })
+	if s.LastError.Base() != status.HTTPCode(0) || s.LastError&status.FlagTestOmahaURL == 0 {
+		t.Fatalf("LastError = %v, want 2000|TestOmahaURL", s.LastError)
+	}
+}
+
+func TestResumeAfterKill(t *testing.T) {
+	w := newWorld(t)
+	payload := payloadBytes(3<<20, 5)
+	w.publish("p2.bin", "2.0.0", payload, nil)
+	w.slowDown = 2 * time.Millisecond
+	m := newMachine(t, slotSize)
+	rec := &recorder{}
+	cfg := m.config(t, w, rec)
+	e, cancel, done := start(t, cfg)
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "40% downloaded", func(s Snapshot) bool { return s.Status == status.Downloading && s.Progress > 0.4 })
+	cancel() // the process dies: nothing after this point runs
+	<-done
+	cp, ok := (&Engine{cfg: cfg}).loadCheckpoint()
+	if !ok || cp.Offset == 0 {
+		t.Fatal("no checkpoint persisted")
+	}
+	if n, _ := m.slots.NextBoot(t.Context()); n != "A" {
+		t.Fatal("flipped before the download finished")
+	}
+
+	w.mu.Lock()
+	w.slowDown = 0
+	w.ranges = nil
+	w.mu.Unlock()
+	e2, _, _ := start(t, m.config(t, w, &recorder{}))
+	if err := e2.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	s := waitFor(t, e2, "done", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) })
+	if s.Status != status.UpdatedNeedReboot {
+		t.Fatalf("resumed attempt ended %v: %v %s", s.Status, s.LastError, s.LastErrorMessage)
+	}
+	if s.Resumes != 1 {
+		t.Fatalf("Resumes = %d, want 1", s.Resumes)
+	}
+	w.mu.Lock()
+	ranges := w.ranges
+	w.mu.Unlock()
+	if len(ranges) != 1 || ranges[0] != fmt.Sprintf("bytes=%d-", cp.Offset) {
+		t.Fatalf("payload requests after restart: %q, want one Range from %d", ranges, cp.Offset)
+	}
+	if !fileEquals(t, filepath.Join(m.slots.dir, "B"), payload) || !fileEquals(t, filepath.Join(m.slots.dir, "A"), []byte("old image")) {
+		t.Fatal("slots differ after the resumed update")
+	}
+}
+
+func TestResumeCap(t *testing.T) {
+	w := newWorld(t)
+	payload := payloadBytes(1<<20, 6)
+	w.publish("p2.bin", "2.0.0", payload, nil)
+	m := newMachine(t, slotSize)
+	cfg := m.config(t, w, &recorder{})
+	e := &Engine{cfg: cfg}
+	sum := sha256Sum(payload)
+	_ = cfg.Prefs.SetString(KeyResponseHash, b64(sum))
+	_ = e.saveCheckpoint(Checkpoint{Offset: 1000, State: []byte("junk")})
+	_ = cfg.Prefs.SetInt64(KeyResumes, 10)
+	e2, _, _ := start(t, cfg)
+	if err := e2.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	s := waitFor(t, e2, "done", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) })
+	if s.Status != status.UpdatedNeedReboot || s.Resumes != 0 {
+		t.Fatalf("after 10 resumes the download must start over: %+v", s)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ranges) != 1 || w.ranges[0] != "" {
+		t.Fatalf("ranges %q, want one request without Range", w.ranges)
+	}
+}
+
+func TestRollbackDetected(t *testing.T) {
+	w := newWorld(t)
+	w.publish("p1.bin", "1.0.0", payloadBytes(100, 7), nil)
+	m := newMachine(t, slotSize)
+	cfg := m.config(t, w, &recorder{})
+	_ = cfg.Prefs.SetString(KeyPreviousVersion, "1.0.0") // we updated from 1.0.0 and are still on it
+	e, _, _ := start(t, cfg)
+	if s := waitFor(t, e, "loaded", func(s Snapshot) bool { return s.LastError != 0 }); s.LastError != status.RollbackError {
+		t.Fatalf("LastError = %v, want RollbackError", s.LastError)
+	}
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "check", idleAfterAttempt)
+	if got := eventsString(w.omaha.Events()); got != "3/0 errorcode=44" {
+		t.Fatalf("events %q, want 3/0 errorcode=44", got)
+	}
+}
+
+func TestRequests(t *testing.T) {
+	w := newWorld(t)
+	payload := payloadBytes(2<<20, 8)
+	w.publish("p2.bin", "2.0.0", payload, nil)
+	w.slowDown = 5 * time.Millisecond
+	m := newMachine(t, slotSize)
+	e, _, _ := start(t, m.config(t, w, &recorder{}))
+	ctx := t.Context()
+
+	if err := e.SetChannel(ctx, "beta/../x"); !errors.Is(err, ErrBadChannel) {
+		t.Fatalf("SetChannel(bad) = %v", err)
+	}
+	if err := e.SetChannel(ctx, "beta"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.AttemptRollback(ctx, false); !errors.Is(err, ErrNoRollback) {
+		t.Fatalf("AttemptRollback with an empty B = %v, want ErrNoRollback", err)
+	}
+	if err := e.AttemptUpdate(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "downloading", func(s Snapshot) bool { return s.Status == status.Downloading })
+	if err := e.ResetStatus(ctx); !errors.Is(err, ErrBusy) {
+		t.Fatalf("ResetStatus while downloading = %v, want ErrBusy", err)
+	}
+	if err := e.AttemptRollback(ctx, false); !errors.Is(err, ErrNotIdle) {
+		t.Fatalf("AttemptRollback while downloading = %v", err)
+	}
+	if err := e.AttemptUpdate(ctx, ""); err != nil {
+		t.Fatalf("AttemptUpdate while busy must be ignored silently: %v", err)
+	}
+	waitFor(t, e, "done", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot })
+	if recs := w.omaha.Records(); recs[0].Track != "beta" {
+		t.Fatalf("track %q, want beta", recs[0].Track)
+	}
+	if n := len(w.omaha.Records()); n != 4 { // check, 13/1, 14/1, 3/1
+		t.Fatalf("%d requests; the ignored AttemptUpdate started another check?", n)
+	}
+}
+
+func TestHealthGate(t *testing.T) {
+	tests := []struct {
+		name     string
+		command  []string
+		wantGood bool
+	}{
+		{"no command", nil, true},
+		{"healthy", []string{"true"}, true},
+		{"unhealthy", []string{"false"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t)
+			m := newMachine(t, slotSize)
+			s := m.slots.load()
+			s["A"] = slotAttrs{Priority: 2, Tries: 1} // just booted into a fresh slot
+			m.slots.save(s)
+			cfg := m.config(t, w, &recorder{})
+			cfg.Health = HealthGate{Command: tt.command}
+			e, _, _ := start(t, cfg)
+			snap := waitFor(t, e, "gate", func(s Snapshot) bool { return m.slots.load()["A"].Successful || s.LastError != 0 })
+			if got := m.slots.load()["A"].Successful; got != tt.wantGood {
+				t.Fatalf("successful = %v, want %v (%+v)", got, tt.wantGood, snap)
+			}
+		})
+	}
+}
+
+func TestMapError(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want status.Code
+	}{
+		{"nil", nil, status.Success},
+		{"plain", errors.New("x"), status.Error},
+		{"explicit code wins", fmt.Errorf("a: %w", status.WithCode(status.DownloadWriteError, omaha.ErrXMLParse)), status.DownloadWriteError},
+		{"empty response", fmt.Errorf("check: %w", omaha.ErrEmptyResponse), status.OmahaRequestEmptyResponseError},
+		{"xml", omaha.ErrXMLParse, status.OmahaRequestXMLParseError},
+		{"invalid", omaha.ErrInvalidResponse, status.OmahaResponseInvalid},
+		{"http 503", &omaha.HTTPError{StatusCode: 503, Err: omaha.ErrHTTPStatus}, status.Code(2503)},
+		{"network", &omaha.HTTPError{Err: errors.New("refused")}, status.Code(2000)},
+		{"range", omaha.ErrRangeNotSatisfiable, status.DownloadTransferError},
+		{"gpt corrupt", gpt.ErrNoValidGPT, status.InstallDeviceOpenError},
+		{"gpt io", gpt.ErrIO, status.DownloadWriteError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mapError(tt.err); got != tt.want {
+				t.Fatalf("mapError = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	s := Schedule{}.withDefaults()
+	tests := []struct {
+		name     string
+		r        float64
+		failures int
+		poll     time.Duration
+		want     time.Duration
+	}{
+		{"middle", 0.5, 0, 0, 45 * time.Minute},
+		{"low fuzz", 0, 0, 0, 40 * time.Minute},
+		{"poll interval wins", 0.9, 0, 10 * time.Minute, 10 * time.Minute},
+		{"one failure doubles", 0.5, 1, 0, 90 * time.Minute},
+		{"capped at 4h", 0.5, 10, 0, 4 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := s.next(tt.r, tt.failures, tt.poll); got != tt.want {
+				t.Fatalf("next = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if got := s.first(0.5); got != 7*time.Minute {
+		t.Fatalf("first = %v", got)
+	}
+}
+
+func TestExecPostinst(t *testing.T) {
+	dir := t.TempDir()
+	script := func(body string) string {
+		p := filepath.Join(dir, fmt.Sprintf("postinst-%d", len(body)))
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		path string
+		want status.Code
+	}{
+		{"absent", filepath.Join(dir, "none"), status.Success},
+		{"ok", script("test -n \"$1\""), status.Success},
+		{"exit 3", script("exit 3"), status.PostinstallBootedFromFirmwareB},
+		{"fails", script("echo broken >&2; exit 1"), status.PostinstallRunnerError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ExecPostinst{Path: tt.path, Timeout: 10 * time.Second}.Run(t.Context(), "/dev/null", nil)
+			if got := mapError(err); got != tt.want {
+				t.Fatalf("code %v (%v), want %v", got, err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
+)
+
+// OmahaChecker adapts *omaha.Client to Checker.
+type OmahaChecker struct {
+	Client *omaha.Client // Server = the configured Omaha URL
+	Params omaha.Params  // the static request values (version, ids, board…)
+}
+
+func (c *OmahaChecker) client(server string) *omaha.Client {
+	if server == "" || server == c.Client.Server {
+		return c.Client
+	}
+	return &omaha.Client{
+		Server: server, HTTP: c.Client.HTTP, MaxResponseBytes: c.Client.MaxResponseBytes,
+		RequestTimeout: c.Client.RequestTimeout, ReadTimeout: c.Client.ReadTimeout,
+		DownloadUser: c.Client.DownloadUser, DownloadPassword: c.Client.DownloadPassword,
+	}
+}
+
+// Check implements Checker.
+func (c *OmahaChecker) Check(ctx context.Context, req CheckRequest) (*Plan, error) {
+	p := c.Params
+	p.Track = req.Track
+	p.Interactive = req.InstallSource == "ondemandupdate"
+	p.PreviousVersion = req.PreviousVersion
+	cl := c.client(req.Server)
+	if req.PingOnly {
+		return nil, cl.Ping(ctx, p)
+	}
+	op, err := cl.Check(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if op.NoUpdate {
+		return nil, nil
+	}
+	sum, err := decodeSHA256(op.SHA256)
+	if err != nil {
+		return nil, status.WithCode(status.OmahaResponseInvalid, err)
+	}
+	return &Plan{
+		Version: op.Version, URLs: op.URLs, Size: op.Size, SHA256: sum,
+		Delta: op.IsDeltaPayload, PollInterval: op.PollInterval,
+	}, nil
+}
+
+// decodeSHA256 accepts base64 (Flatcar) and hex (some servers).
+func decodeSHA256(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	return nil, fmt.Errorf("engine: postinstall sha256 %q is neither base64 nor hex SHA-256", s)
+}
+
+// SendEvent implements Checker.
+func (c *OmahaChecker) SendEvent(ctx context.Context, server string, ev Event) error {
+	p := c.Params
+	var oe omaha.Event
+	if ev.Result == 1 {
+		oe = omaha.Event{Type: omaha.EventType(ev.Type), Result: omaha.EventResult(ev.Result)}
+	} else {
+		oe = omaha.ErrorEvent(int32(ev.ErrorCode))
+		oe.Type = omaha.EventType(ev.Type)
+	}
+	return c.client(server).SendEvent(ctx, p, oe)
+}
+
+// OmahaDownloader adapts *omaha.Client to Downloader with URL failover
+// kept per payload across attempts.
+type OmahaDownloader struct {
+	Client *omaha.Client
+
+	mu       sync.Mutex // guards failover and sha
+	failover *omaha.Failover
+	sha      string
+}
+
+// Open implements Downloader.
+func (d *OmahaDownloader) Open(ctx context.Context, plan *Plan, offset int64) (io.ReadCloser, error) {
+	d.mu.Lock()
+	key := string(plan.SHA256)
+	if d.failover == nil || d.sha != key {
+		d.failover = &omaha.Failover{URLs: append([]string(nil), plan.URLs...)}
+		d.sha = key
+	}
+	f := d.failover
+	d.mu.Unlock()
+	p, _, err := d.Client.OpenPayloadFailover(ctx, f, offset)
+	if err != nil {
+		return nil, err
+	}
+	return p.Body, nil
+}
