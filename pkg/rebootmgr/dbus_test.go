@@ -2,6 +2,7 @@ package rebootmgr
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -238,5 +239,33 @@ func TestManagerWaitsForWindow(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("no reboot")
+	}
+}
+
+func TestManagerExitsWhenBusIsLost(t *testing.T) {
+	addr, _, _ := startServices(t)
+	conn, err := Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFastClock(time.Now(), 1000)
+	coordPath := filepath.Join(t.TempDir(), "coordinator.conf")
+	coord, err := OpenCoordinator(coordPath, "m", "reboot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coord.Close()
+	m := &Manager{Strategy: StrategyReboot, Status: NewUpdateEngine(conn), Clock: clock, Coordinator: coord,
+		Rebooter: &Logind{Conn: conn, Clock: clock}}
+	run := startManager(t, m)
+	waitFor(t, "STATE=running", func() bool { return fileHas(coordPath, "STATE=running") })
+	conn.Close()
+	select {
+	case <-run.done:
+		if !errors.Is(*run.err, ErrStatusLost) {
+			t.Fatalf("Run = %v, want ErrStatusLost", *run.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("manager kept running without a bus")
 	}
 }

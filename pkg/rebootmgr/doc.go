@@ -29,5 +29,17 @@
 // → logind Reboot. After the reboot, once update_engine reports any other
 // status, the lock is released.
 //
+// A holder that never comes back (etcd-lock): its slot stays taken until
+// an operator runs `update_engine_reboot_manager lock unlock <machine-id>`
+// (as `locksmithctl unlock`). Optionally REBOOT_LOCK_TTL (or -lock-ttl)
+// records a deadline next to each new holder and lets a contender that
+// finds the semaphore full evict holders past their deadline; holders
+// written by locksmithd carry no deadline and are never evicted. With
+// fleetlock, stuck slots are the server's business (airlock: an operator
+// deletes the holder).
+//
+// Config keys beyond locksmith's: FLEETLOCK_URL (FleetLock base URL; the
+// group is LOCKSMITHD_GROUP, default "default") and REBOOT_LOCK_TTL.
+//
 // Time comes from an injected Clock; nothing here sleeps on the wall clock.
 package rebootmgr

@@ -2,6 +2,7 @@ package rebootmgr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -23,6 +24,10 @@ type StatusSource interface {
 type Warner interface {
 	Warn(msg string) (int, error)
 }
+
+// ErrStatusLost: the StatusUpdate stream ended (bus connection lost);
+// the manager exits so that systemd restarts it.
+var ErrStatusLost = errors.New("rebootmgr: update_engine status stream closed")
 
 // Manager applies a reboot strategy to update_engine's status. Fields are
 // set before Run and not changed after.
@@ -190,8 +195,14 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		case s, ok := <-statuses:
 			if !ok {
-				statuses = nil
-				continue
+				if cancelPlan != nil {
+					cancelPlan()
+					<-planDone
+				}
+				if ctx.Err() != nil {
+					return nil
+				}
+				return ErrStatusLost
 			}
 			switch {
 			case rebooted:

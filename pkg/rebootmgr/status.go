@@ -94,8 +94,11 @@ func (u *UpdateEngine) GetStatus(ctx context.Context) (Status, error) {
 }
 
 // Watch subscribes to StatusUpdate (match on interface and member only, as
-// locksmith) and delivers each well-formed status until ctx is done; then
-// the channel is closed. Malformed bodies are dropped.
+// locksmith) and delivers well-formed statuses until ctx is done or the
+// connection closes; then the channel is closed. Malformed bodies are
+// dropped. Signals are drained at once and coalesced: a slow reader gets
+// the latest status, never a stale one (and godbus never has to queue, so
+// order is kept).
 func (u *UpdateEngine) Watch(ctx context.Context) (<-chan Status, error) {
 	opts := []dbus.MatchOption{
 		dbus.WithMatchInterface(UpdateEngineInterface),
@@ -110,10 +113,18 @@ func (u *UpdateEngine) Watch(ctx context.Context) (<-chan Status, error) {
 	go func() {
 		defer close(out)
 		defer u.conn.RemoveSignal(in)
+		var pending *Status
 		for {
+			var send chan Status // nil (blocks) unless a status is pending
+			var next Status
+			if pending != nil {
+				send, next = out, *pending
+			}
 			select {
 			case <-ctx.Done():
 				return
+			case send <- next:
+				pending = nil
 			case sig, ok := <-in:
 				if !ok {
 					return
@@ -125,11 +136,7 @@ func (u *UpdateEngine) Watch(ctx context.Context) (<-chan Status, error) {
 				if err != nil {
 					continue
 				}
-				select {
-				case out <- st:
-				case <-ctx.Done():
-					return
-				}
+				pending = &st
 			}
 		}
 	}()
