@@ -269,3 +269,42 @@ func TestManagerExitsWhenBusIsLost(t *testing.T) {
 		t.Fatal("manager kept running without a bus")
 	}
 }
+
+func TestManagerResumesOnlyInSameBoot(t *testing.T) {
+	tests := []struct {
+		name       string
+		bootID     string
+		wantReboot bool
+	}{
+		{name: "same boot resumes at once", bootID: "boot-1", wantReboot: true},
+		{name: "new boot waits for the window", bootID: "boot-0", wantReboot: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			state := filepath.Join(t.TempDir(), "state.json")
+			if err := SaveIntent(state, Intent{Phase: PhaseRebooting, Version: "2.0.0", BootID: tt.bootID}); err != nil {
+				t.Fatal(err)
+			}
+			clock := newFastClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), 1000)
+			w, _ := ParseWindow("18:00", "1h") // 6 h away: 21.6 s at scale 1000
+			rebooted := make(chan struct{}, 1)
+			m := &Manager{
+				Strategy: StrategyReboot, Window: w, Status: newMemSource(StatusNeedsReboot), Clock: clock,
+				StateFile: state, BootID: func() string { return "boot-1" },
+				Rebooter: funcRebooter(func(ctx context.Context) error { rebooted <- struct{}{}; return nil }),
+			}
+			run := startManager(t, m)
+			select {
+			case <-rebooted:
+				if !tt.wantReboot {
+					t.Fatal("rebooted outside the window after a new boot")
+				}
+			case <-time.After(500 * time.Millisecond):
+				if tt.wantReboot {
+					t.Fatal("did not resume the committed reboot")
+				}
+			}
+			run.stop(t)
+		})
+	}
+}

@@ -101,14 +101,16 @@ func (m *Manager) retry(ctx context.Context, what string, f func(context.Context
 }
 
 // Run watches update_engine until ctx is done, then returns nil; it
-// returns an error only when it cannot start. With StrategyOff it marks
-// the coordinator disabled and returns at once.
+// returns an error when it cannot start or when the status stream ends
+// (ErrStatusLost). With StrategyOff it marks the coordinator disabled and
+// returns at once.
 //
 // On start, if update_engine does not need a reboot, Run releases the lock
 // (whether or not this host holds it: unlocking is idempotent) and clears
 // the saved intent: the host is back, healthy. A saved PhaseRebooting
-// intent with NEED_REBOOT still reported (the manager restarted after
-// committing) resumes the reboot without waiting for the window again.
+// intent from this same boot with NEED_REBOOT still reported (the manager
+// restarted after committing) resumes the reboot without waiting for the
+// window again.
 func (m *Manager) Run(ctx context.Context) error {
 	if m.Strategy == StrategyOff {
 		m.setState(StateDisabled)
@@ -146,7 +148,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		pctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		planDone, cancelPlan = done, cancel
-		resume := intent.Phase == PhaseRebooting
+		resume := intent.Phase == PhaseRebooting && intent.BootID == m.bootID()
 		go func() { done <- m.plan(pctx, s, resume) }()
 	}
 	settle := func(s Status) {
