@@ -36,6 +36,11 @@ var (
 // not payload metadata (no "file" and "version") are skipped; broken ones
 // are errors naming the file.
 func LoadDir(dir string) ([]Metadata, error) {
+	if st, err := os.Stat(dir); err != nil {
+		return nil, err
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("omaha/server: %s is not a directory", dir)
+	}
 	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
 		return nil, err

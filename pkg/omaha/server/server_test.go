@@ -420,3 +420,9 @@ func TestCompareVersions(t *testing.T) {
 		})
 	}
 }
+
+func TestNewMissingDir(t *testing.T) {
+	if _, err := New(Config{Dir: filepath.Join(t.TempDir(), "missing")}); err == nil {
+		t.Error("New accepted a missing directory")
+	}
+}
