@@ -171,3 +171,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkLockUnlock measures one CAS lock+unlock cycle (2 reads + 2
+// transactions) against the floor: one plain Put on the same server.
+func BenchmarkLockUnlock(b *testing.B) {
+	e := testenv.StartEtcd(b)
+	kv, err := Dial([]string{e.Endpoint})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kv.Close()
+	ctx := b.Context()
+	c := &Client{KV: kv}
+	const n = 200
+	start := time.Now()
+	for range n {
+		if _, err := kv.Put(ctx, "bench/floor", "x"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	put := time.Since(start) / n
+	start = time.Now()
+	for range n {
+		if err := c.Lock(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Unlock(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cycle := time.Since(start) / n
+	testenv.Bench(b, "etcdlock_put_floor", float64(put.Microseconds()), "us")
+	testenv.Bench(b, "etcdlock_lock_unlock_cycle", float64(cycle.Microseconds()), "us")
+	testenv.Bench(b, "etcdlock_cycle_vs_put", float64(cycle)/float64(put), "ratio")
+}
