@@ -273,6 +273,11 @@ func (e *Engine) download(ctx context.Context, plan *Plan, flags *status.Code) (
 	}
 	e.do(ctx, func(st *state) { st.snap.Resumes = int(resumes) })
 
+	if d, ok := e.cfg.Slots.(passiveDisabler); ok {
+		if err := d.MarkPassiveUnbootable(ctx); err != nil {
+			return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
+		}
+	}
 	dst, err := e.cfg.Slots.OpenPassive(ctx)
 	if err != nil {
 		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
@@ -300,7 +305,7 @@ func (e *Engine) download(ctx context.Context, plan *Plan, flags *status.Code) (
 
 	pr := &progressReader{e: e, ctx: ctx, r: body, done: offset, total: plan.Size}
 	started := e.cfg.Clock.Now()
-	applied, err := e.cfg.Applier.Apply(ctx, pr, src, dst, from, e.saveCheckpoint)
+	applied, err := e.cfg.Applier.Apply(ctx, plan, pr, src, dst, from, e.saveCheckpoint)
 	if err != nil {
 		if pr.err != nil && ctx.Err() == nil {
 			// The body broke off: keep the checkpoint for a resume.

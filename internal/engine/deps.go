@@ -80,7 +80,9 @@ type Applied struct {
 // fails, Apply must stop with that error. Apply verifies the payload
 // (signatures, partition hash) before returning nil.
 type Applier interface {
-	Apply(ctx context.Context, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error)
+	// plan carries Omaha's size and SHA-256, which an applier may check
+	// early; the engine checks them again on the result.
+	Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error)
 }
 
 // Target is the passive slot opened for writing.
@@ -110,6 +112,20 @@ type Slots interface {
 	// CanRollback reports whether the passive slot holds a bootable image.
 	CanRollback(ctx context.Context) (bool, error)
 }
+
+// Optional Slots methods, used when the implementation has them
+// (internal/slot.Disk does).
+type (
+	// passiveDisabler clears the passive slot's boot bits before it is
+	// written, so a half-written slot never boots.
+	passiveDisabler interface {
+		MarkPassiveUnbootable(ctx context.Context) error
+	}
+	// rollbacker makes the passive slot boot next keeping its bits.
+	rollbacker interface {
+		RollbackToPassive(ctx context.Context) error
+	}
+)
 
 // Prefs is the durable key → value store (internal/prefs.Store).
 type Prefs interface {

@@ -81,7 +81,7 @@ func resumable(err error) bool {
 		return true
 	}
 	switch mapError(err).Base() {
-	case status.DownloadTransferError, status.DownloadWriteError, status.DownloadStateInitializationError, status.Error:
+	case status.DownloadTransferError, status.DownloadWriteError, status.Error:
 		return true
 	}
 	return false

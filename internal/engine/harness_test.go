@@ -31,7 +31,7 @@ import (
 // resume works exactly like the real applier's.
 type rawApplier struct{}
 
-func (rawApplier) Apply(ctx context.Context, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
+func (rawApplier) Apply(ctx context.Context, _ *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
 	h := sha256.New()
 	var off int64
 	if from != nil {

@@ -189,7 +189,11 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 		if !ok {
 			return ErrNoRollback
 		}
-		if err := e.cfg.Slots.MarkPassiveForTrial(ctx); err != nil {
+		flip := e.cfg.Slots.MarkPassiveForTrial
+		if r, ok := e.cfg.Slots.(rollbacker); ok {
+			flip = r.RollbackToPassive
+		}
+		if err := flip(ctx); err != nil {
 			return err
 		}
 		e.log.Info("rollback requested: the passive slot boots next", "slot", e.cfg.Slots.Passive(), "powerwash", r.powerwash)

@@ -1,0 +1,109 @@
+package engine
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/abupdate/update_engine/internal/antirollback"
+	"github.com/abupdate/update_engine/internal/slot"
+	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/cgroup"
+	"github.com/abupdate/update_engine/pkg/payload"
+)
+
+// PayloadApplier adapts pkg/payload to Applier. Checkpoints are the
+// payload package's Checkpoint as JSON.
+type PayloadApplier struct {
+	Keys []*rsa.PublicKey // empty: signatures not required
+	// CheckpointBytes between checkpoints (0 = after every operation).
+	CheckpointBytes int64
+	Workers         int
+	// Partition names the payload partition for the slot ("" = root).
+	Partition string
+}
+
+// directer is a Target that knows it was opened O_DIRECT.
+type directer interface{ Direct() bool }
+
+// Apply implements Applier.
+func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
+	o := payload.Options{
+		Keys: a.Keys, Source: src, Partition: a.Partition, Workers: a.Workers,
+		CheckpointBytes: a.CheckpointBytes,
+		Checkpoint: func(cp *payload.Checkpoint) error {
+			b, err := json.Marshal(cp)
+			if err != nil {
+				return err
+			}
+			return save(Checkpoint{Offset: cp.Offset, State: b})
+		},
+	}
+	if d, ok := dst.(directer); ok {
+		o.Direct = d.Direct()
+	}
+	if sr, ok := src.(interface{ Size() int64 }); ok {
+		o.TargetSize = sr.Size()
+	}
+	if plan != nil {
+		o.ExpectedSize, o.ExpectedSHA256 = plan.Size, plan.SHA256
+	}
+	var res *payload.Result
+	var err error
+	if from == nil {
+		res, err = payload.Apply(ctx, r, dst, o)
+	} else {
+		var cp payload.Checkpoint
+		if jerr := json.Unmarshal(from.State, &cp); jerr != nil {
+			return Applied{}, status.WithCode(status.DownloadStateInitializationError, fmt.Errorf("%w: %v", payload.ErrBadCheckpoint, jerr))
+		}
+		res, err = payload.Resume(ctx, &cp, r, dst, o)
+	}
+	if err != nil {
+		return Applied{}, err
+	}
+	return Applied{Size: res.Size, SHA256: res.SHA256}, nil
+}
+
+// DiskSlots adapts *slot.Disk to Slots; writes to the passive slot go
+// through Limiter's cgroup when it is set.
+type DiskSlots struct {
+	*slot.Disk
+	Limiter *cgroup.Limiter // nil = unthrottled
+}
+
+type limitedTarget struct {
+	*cgroup.Writer
+	direct bool
+}
+
+func (t limitedTarget) Direct() bool { return t.direct }
+
+// OpenPassive implements Slots.
+func (d DiskSlots) OpenPassive(ctx context.Context) (Target, error) {
+	w, err := d.Disk.OpenPassive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if d.Limiter == nil {
+		return w, nil
+	}
+	return limitedTarget{Writer: d.Limiter.WriterAt(w), direct: w.Direct()}, nil
+}
+
+// GuardFloor adapts *antirollback.Guard to Floor. An explicit rollback
+// request is the only way past the floor, and the engine never asks for
+// one on an Omaha offer.
+type GuardFloor struct{ Guard *antirollback.Guard }
+
+// Check implements Floor.
+func (g GuardFloor) Check(ctx context.Context, version string) error {
+	return g.Guard.Check(ctx, version, false)
+}
+
+// Raise implements Floor.
+func (g GuardFloor) Raise(ctx context.Context, version string) error {
+	return g.Guard.Raise(ctx, version)
+}
