@@ -15,6 +15,7 @@ import (
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/fleetlock"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 const usage = `usage: update_engine_reboot_manager <command> [flags]
@@ -109,6 +110,7 @@ func dialEtcd(c Config) (*clientv3.Client, error) {
 		DialTimeout: 5 * time.Second,
 		Username:    c.EtcdUsername,
 		Password:    c.EtcdPassword,
+		Logger:      zap.NewNop(), // errors reach us as return values
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rebootmgr: etcd %v: %w", c.Endpoints, err)
@@ -147,7 +149,7 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	lc := &etcdlock.Client{KV: cli, Group: cfg.Group}
 

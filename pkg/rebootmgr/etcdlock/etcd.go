@@ -8,6 +8,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // ErrConflict: the key changed between read and write; the caller's
@@ -34,7 +35,7 @@ type Client struct {
 
 // Dial connects to etcd endpoints (v3 API) with a short dial timeout.
 func Dial(endpoints []string) (*clientv3.Client, error) {
-	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return nil, fmt.Errorf("etcdlock: dial %v: %w", endpoints, err)
 	}
