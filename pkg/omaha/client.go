@@ -30,7 +30,8 @@ type Client struct {
 	// RequestTimeout bounds one Omaha request, body included (0 = 2 min).
 	RequestTimeout time.Duration
 	// ReadTimeout bounds each wait for payload bytes (0 = 2 min): a stalled
-	// download fails with ErrReadTimeout instead of hanging.
+	// download fails with ErrReadTimeout (within twice this) instead of
+	// hanging.
 	ReadTimeout time.Duration
 	// DownloadUser and DownloadPassword, if User is set, are sent as HTTP
 	// basic auth on payload downloads only (DOWNLOAD_USER/DOWNLOAD_PASSWORD).

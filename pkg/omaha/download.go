@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,10 +32,10 @@ type Payload struct {
 
 // OpenPayload GETs url from byte offset on (HTTP Range when offset > 0;
 // a 206 must start at offset, a 200 is skipped up to offset). Basic auth
-// is added when DownloadUser is set. Body reads stall out after
-// ReadTimeout. Errors (all code 9, DownloadTransferError, for the engine):
-// *HTTPError for statuses and network failures, ErrRangeNotSatisfiable,
-// ErrBadContentRange.
+// is added when DownloadUser is set. A body that stalls for ReadTimeout
+// (detected within twice that) fails with ErrReadTimeout. Errors, all code
+// 9 (DownloadTransferError) for the engine: *HTTPError for statuses and
+// network failures, ErrRangeNotSatisfiable, ErrBadContentRange.
 func (c *Client) OpenPayload(ctx context.Context, url string, offset int64) (*Payload, error) {
 	if url == "" {
 		return nil, ErrNoURL
@@ -154,32 +155,34 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 	return start, total, true
 }
 
-// watchdog cancels a request when no progress was made for timeout.
+// watchdog cancels a request when no progress was made for a timeout.
+// Reads only bump a counter; the timer re-arms itself while the counter
+// moves, so a stall is detected after between one and two timeouts.
 type watchdog struct {
-	timeout time.Duration
-	t       *time.Timer
-	mu      sync.Mutex // guards hit
-	hit     bool
+	timeout  time.Duration
+	t        *time.Timer
+	progress atomic.Int64
+	seen     atomic.Int64 // progress at the last firing
+	hit      atomic.Bool
 }
 
 func newWatchdog(timeout time.Duration, cancel context.CancelCauseFunc) *watchdog {
 	w := &watchdog{timeout: timeout}
 	w.t = time.AfterFunc(timeout, func() {
-		w.mu.Lock()
-		w.hit = true
-		w.mu.Unlock()
+		if p := w.progress.Load(); p != w.seen.Load() {
+			w.seen.Store(p)
+			w.t.Reset(w.timeout)
+			return
+		}
+		w.hit.Store(true)
 		cancel(ErrReadTimeout)
 	})
 	return w
 }
 
-func (w *watchdog) kick() { w.t.Reset(w.timeout) }
-func (w *watchdog) stop() { w.t.Stop() }
-func (w *watchdog) fired() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.hit
-}
+func (w *watchdog) kick()       { w.progress.Add(1) }
+func (w *watchdog) stop()       { w.t.Stop() }
+func (w *watchdog) fired() bool { return w.hit.Load() }
 
 // cause replaces the transport's cancellation error by ErrReadTimeout when
 // the watchdog fired.
