@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"flag"
 	"fmt"
@@ -424,5 +425,50 @@ func TestCompareVersions(t *testing.T) {
 func TestNewMissingDir(t *testing.T) {
 	if _, err := New(Config{Dir: filepath.Join(t.TempDir(), "missing")}); err == nil {
 		t.Error("New accepted a missing directory")
+	}
+}
+
+// A ChromeOS/go-omaha style request (upper-case app id, ping a/r,
+// targetversionprefix, two apps, Nebraska's custom 800 event) is answered
+// per app and recorded.
+func TestChromeOSStyleRequest(t *testing.T) {
+	dir := t.TempDir()
+	writePayloads(t, dir, payload{file: "new.gz", version: "2.0.0"})
+	h, err := New(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := os.ReadFile("../../../testdata/omaha/request_chromeos_style.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/update/", bytes.NewReader(req)))
+	if w.Code != 200 {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	var resp omaha.Response
+	if err := xml.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Apps) != 2 {
+		t.Fatalf("%d apps in %s", len(resp.Apps), w.Body)
+	}
+	a := resp.Apps[0]
+	if a.Status != "ok" || a.Ping == nil || a.UpdateCheck == nil || a.UpdateCheck.Status != "ok" || len(a.Events) != 1 {
+		t.Errorf("first app %s", w.Body)
+	}
+	if a.UpdateCheck.Manifest == nil || a.UpdateCheck.Manifest.Version != "2.0.0" {
+		t.Errorf("manifest %+v", a.UpdateCheck.Manifest)
+	}
+	if b := resp.Apps[1]; b.UpdateCheck != nil || len(b.Events) != 1 || b.Events[0].Status != "ok" {
+		t.Errorf("second app %+v", b)
+	}
+	ev := h.Events()
+	if len(ev) != 2 || ev[1].Type != omaha.EventTypeNebraskaInstalled || ev[1].Result != omaha.EventResultSuccess {
+		t.Errorf("events %+v", ev)
+	}
+	if r := h.Records(); len(r) != 2 || !r[0].DeltaOK || r[0].InstallSource != "ondemandupdate" || r[0].Result != ResultUpdate {
+		t.Errorf("records %+v", r)
 	}
 }
