@@ -1,0 +1,63 @@
+package omaha_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"time"
+
+	"github.com/abupdate/update_engine/pkg/omaha"
+)
+
+// The engine's loop, reduced: schedule, check, report, download with
+// failover and resume, verify.
+func Example() {
+	ctx := context.TODO() // the engine passes its own ctx
+	hc, err := omaha.NewHTTPClient(omaha.TransportOptions{ConnectTimeout: 30 * time.Second})
+	if err != nil {
+		return
+	}
+	c := &omaha.Client{Server: omaha.DefaultServer, HTTP: hc}
+	p := omaha.Params{Version: "3815.2.0", Track: "stable", MachineID: "…", Board: "amd64-usr", Arch: "x86_64",
+		PreviousVersion: omaha.InitialPreviousVersion}
+
+	r := rand.New(rand.NewPCG(1, 2))
+	next, sched := omaha.Schedule{}.First(time.Now(), r)
+	_ = next // wait on the injected clock until next
+
+	plan, err := c.Check(ctx, p)
+	next, sched = sched.Next(time.Now(), omaha.CheckOutcome{Backoff: omaha.Backoff(err), PollInterval: pollOf(plan)}, r)
+	if err != nil || plan.NoUpdate {
+		return
+	}
+	c.SendEvent(ctx, p, omaha.EventDownloadStarted)
+	f := omaha.NewFailover(plan)
+	var done int64
+	h := sha256.New()
+	for done < plan.Size {
+		pl, _, err := c.OpenPayloadFailover(ctx, f, done)
+		if err != nil {
+			c.SendEvent(ctx, p, omaha.ErrorEvent(9)) // DownloadTransferError, plus flag bits
+			return
+		}
+		n, _ := io.Copy(h, pl.Body) // the engine tees into the payload applier
+		pl.Body.Close()
+		done += n
+	}
+	if base64.StdEncoding.EncodeToString(h.Sum(nil)) != plan.SHA256 {
+		c.SendEvent(ctx, p, omaha.ErrorEvent(10)) // PayloadHashMismatchError
+		return
+	}
+	c.SendEvent(ctx, p, omaha.EventDownloadFinished)
+	fmt.Println("applied", plan.Version)
+}
+
+func pollOf(p *omaha.Plan) time.Duration {
+	if p == nil {
+		return 0
+	}
+	return p.PollInterval
+}
