@@ -105,7 +105,12 @@ func (s *settings) config() (Config, error) {
 }
 
 func dialEtcd(c Config) (*clientv3.Client, error) {
+	tlsConf, err := c.EtcdTLS()
+	if err != nil {
+		return nil, err
+	}
 	cli, err := clientv3.New(clientv3.Config{
+		TLS:         tlsConf,
 		Endpoints:   c.Endpoints,
 		DialTimeout: 5 * time.Second,
 		Username:    c.EtcdUsername,

@@ -2,6 +2,8 @@ package rebootmgr
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -107,6 +109,9 @@ type Config struct {
 	HolderTTL time.Duration
 	// EtcdUsername, EtcdPassword: LOCKSMITHD_ETCD_USERNAME/_PASSWORD.
 	EtcdUsername, EtcdPassword string
+	// EtcdCAFile, EtcdCertFile, EtcdKeyFile: LOCKSMITHD_ETCD_CAFILE,
+	// _CERTFILE, _KEYFILE (PEM) for https endpoints.
+	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
 }
 
 // DefaultEndpoints are locksmith's default etcd endpoints.
@@ -137,7 +142,40 @@ func ConfigFromEnv(env Env) (Config, error) {
 	}
 	c.EtcdUsername = env["LOCKSMITHD_ETCD_USERNAME"]
 	c.EtcdPassword = env["LOCKSMITHD_ETCD_PASSWORD"]
+	c.EtcdCAFile = env["LOCKSMITHD_ETCD_CAFILE"]
+	c.EtcdCertFile = env["LOCKSMITHD_ETCD_CERTFILE"]
+	c.EtcdKeyFile = env["LOCKSMITHD_ETCD_KEYFILE"]
+	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
+		return c, fmt.Errorf("%w: LOCKSMITHD_ETCD_CERTFILE and _KEYFILE must be set together", ErrBadConfig)
+	}
 	return c, nil
+}
+
+// EtcdTLS returns the TLS settings for etcd, or nil when no CA or client
+// certificate is configured.
+func (c Config) EtcdTLS() (*tls.Config, error) {
+	if c.EtcdCAFile == "" && c.EtcdCertFile == "" {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.EtcdCAFile != "" {
+		pem, err := os.ReadFile(c.EtcdCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("rebootmgr: etcd CA: %w", err)
+		}
+		t.RootCAs = x509.NewCertPool()
+		if !t.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: %s holds no PEM certificate", ErrBadConfig, c.EtcdCAFile)
+		}
+	}
+	if c.EtcdCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.EtcdCertFile, c.EtcdKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: etcd client certificate: %v", ErrBadConfig, err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
 }
 
 // SplitEndpoints splits a comma-separated endpoint list, dropping blanks.

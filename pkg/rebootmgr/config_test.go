@@ -1,7 +1,15 @@
 package rebootmgr
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -160,6 +168,58 @@ func TestParseStatus(t *testing.T) {
 			got, err := ParseStatus(tt.body)
 			if !errors.Is(err, tt.wantErr) || got != tt.want {
 				t.Fatalf("got %+v, %v; want %+v, %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestEtcdTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile, junk := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem"), filepath.Join(dir, "junk.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	os.WriteFile(junk, []byte("not pem"), 0o644)
+
+	tests := []struct {
+		name      string
+		env       Env
+		wantNil   bool
+		wantCerts int
+		wantErr   error
+	}{
+		{name: "none", env: Env{}, wantNil: true},
+		{name: "ca and client cert", env: Env{"LOCKSMITHD_ETCD_CAFILE": certFile, "LOCKSMITHD_ETCD_CERTFILE": certFile, "LOCKSMITHD_ETCD_KEYFILE": keyFile}, wantCerts: 1},
+		{name: "ca only", env: Env{"LOCKSMITHD_ETCD_CAFILE": certFile}},
+		{name: "junk ca", env: Env{"LOCKSMITHD_ETCD_CAFILE": junk}, wantErr: ErrBadConfig},
+		{name: "cert without key", env: Env{"LOCKSMITHD_ETCD_CERTFILE": certFile}, wantErr: ErrBadConfig},
+		{name: "key mismatch", env: Env{"LOCKSMITHD_ETCD_CERTFILE": certFile, "LOCKSMITHD_ETCD_KEYFILE": junk}, wantErr: ErrBadConfig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ConfigFromEnv(tt.env)
+			var tc *tls.Config
+			if err == nil {
+				tc, err = c.EtcdTLS()
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if (tc == nil) != tt.wantNil || (tc != nil && len(tc.Certificates) != tt.wantCerts) {
+				t.Fatalf("tls config %+v", tc)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package rebootmgr
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -101,5 +102,43 @@ func TestWallWritesUserTTYs(t *testing.T) {
 	}
 	if n, err := (Wall{Utmp: filepath.Join(dir, "none"), DevDir: dev}).Warn("x"); n != 0 || err != nil {
 		t.Errorf("missing utmp: %d, %v", n, err)
+	}
+}
+
+func TestManagerWarnsUsersThenWaits(t *testing.T) {
+	dir := t.TempDir()
+	dev := filepath.Join(dir, "dev")
+	os.MkdirAll(filepath.Join(dev, "pts"), 0o755)
+	tty := filepath.Join(dev, "pts", "3")
+	os.WriteFile(tty, nil, 0o644)
+	utmpPath := filepath.Join(dir, "utmp")
+	os.WriteFile(utmpPath, utmpRecord(utmpUserProcess, "pts/3", "core"), 0o644)
+
+	clock := newFastClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), 1000)
+	type event struct {
+		at     time.Time
+		warned bool
+	}
+	rebooted := make(chan event, 1)
+	m := &Manager{
+		Strategy: StrategyReboot, Status: newMemSource(StatusNeedsReboot), Clock: clock,
+		Warner: Wall{Utmp: utmpPath, DevDir: dev}, WarnDelay: 5 * time.Minute,
+		Rebooter: funcRebooter(func(ctx context.Context) error {
+			rebooted <- event{clock.Now(), fileHas(tty, "System reboot in 5 minutes!")}
+			return nil
+		}),
+	}
+	start := clock.Now()
+	startManager(t, m)
+	select {
+	case ev := <-rebooted:
+		if !ev.warned {
+			t.Fatal("rebooted without warning the logged-in user")
+		}
+		if waited := ev.at.Sub(start); waited < 5*time.Minute {
+			t.Fatalf("rebooted %v after the warning, want >= 5m", waited)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no reboot")
 	}
 }
