@@ -1,0 +1,19 @@
+// Command update_engine is the A/B update daemon: it exports
+// com.coreos.update1 on D-Bus, checks Omaha for updates, streams payloads
+// onto the passive slot and flips the GPT. Run it with --help for every
+// flag.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Main(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/daemon"
+)
+
+const usageHead = `Usage: update_engine [flags]
+
+The update daemon. It owns com.coreos.update1 (and org.chromium.UpdateEngine)
+on D-Bus, checks the Omaha server for updates, streams a payload onto the
+passive A/B slot of --disk, verifies it, flips the GPT so the new slot boots
+next (once), and reports UPDATE_STATUS_UPDATED_NEED_REBOOT. After a boot it
+marks the booted slot good once the health gate passes.
+
+Configuration comes from update.conf and the release file (see
+/etc/flatcar/update.conf, /usr/share/flatcar/release); the flags below beat
+the files. Flags may be written -flag or --flag.
+
+Examples:
+  update_engine --disk /dev/sda
+  update_engine --disk disk.img --booted A --bus unix:path=/tmp/bus \
+      --server http://127.0.0.1:8080/v1/update/ --version 1.0.0 \
+      --prefs-dir /tmp/ue/prefs --run-dir /tmp/ue/run --reboot-required-file -
+
+Flags:
+`
+
+// Main runs the daemon with args and returns the exit code: 0 after a
+// clean shutdown (ctx cancelled), 1 on a start-up or runtime error, 2 on
+// bad flags.
+func Main(ctx context.Context, args []string, stderr io.Writer) int {
+	var o daemon.Options
+	fs := flag.NewFlagSet("update_engine", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Bool("foreground", true, "accepted for Flatcar compatibility (always in the foreground)")
+	fs.Bool("logtostderr", true, "accepted for Flatcar compatibility (logs always go to stderr)")
+	fs.StringVar(&o.Bus, "bus", "", "D-Bus address (default $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
+	fs.StringVar(&o.Disk, "disk", "", "disk device or image file holding the A/B slots (required), e.g. /dev/sda")
+	fs.StringVar(&o.Booted, "booted", "", "booted slot: A, B, a label, PARTUUID=<guid> or a /dev path (default: from /proc/cmdline)")
+	fs.StringVar(&o.ConfigRoot, "config-root", "", "prefix for update.conf, release, machine-id paths (default /)")
+	fs.StringVar(&o.PrefsDir, "prefs-dir", "", "state directory (default /var/lib/update_engine/prefs or UPDATE_ENGINE_PREFS_DIR)")
+	fs.StringVar(&o.RunDir, "run-dir", "", "directory of the update-completed marker that keeps UPDATED_NEED_REBOOT across restarts (default /var/run)")
+	fs.StringVar(&o.RebootRequiredFile, "reboot-required-file", "", "file touched after an update (default /run/reboot-required; - for none)")
+	fs.StringVar(&o.Postinst, "postinst", "", "post-install program run with the passive slot's device after verification (default none)")
+	fs.DurationVar(&o.PostinstTimeout, "postinst-timeout", 10*time.Minute, "post-install time limit")
+	fs.StringVar(&o.TPM, "tpm", "", "TPM for the anti-rollback version floor: a device (/dev/tpmrm0) or host:port of swtpm (default off)")
+	fs.BoolVar(&o.RequireTPM, "require-tpm", false, "fail when the --tpm cannot be used")
+	fs.BoolVar(&o.AutoCheck, "auto-check", true, "check for updates on a schedule (first after --initial-delay, then every --check-interval, ±5 min fuzz); off: only on D-Bus AttemptUpdate")
+	fs.DurationVar(&o.InitialDelay, "initial-delay", 7*time.Minute, "first scheduled check after start")
+	fs.DurationVar(&o.CheckInterval, "check-interval", 45*time.Minute, "time between scheduled checks")
+	fs.BoolVar(&o.NoHealthGate, "no-health-gate", false, "never mark the booted slot good (by default: after UPDATE_ENGINE_HEALTH_DELAY and the health units/command)")
+	over := map[string]*string{}
+	for _, f := range []struct{ flag, key, usage string }{
+		{"server", "SERVER", "Omaha URL (update.conf SERVER)"},
+		{"group", "GROUP", "channel / Omaha track (update.conf GROUP)"},
+		{"version", "FLATCAR_RELEASE_VERSION", "running OS version (release file FLATCAR_RELEASE_VERSION)"},
+		{"board", "FLATCAR_RELEASE_BOARD", "board (release file)"},
+		{"appid", "FLATCAR_RELEASE_APPID", "Omaha app id (release file)"},
+		{"io-write-bps", "UPDATE_ENGINE_IO_WRITE_BPS", "write limit on the passive slot in bytes/s, K/M/G suffixes; needs root and a block device (default none)"},
+		{"metrics-listen", "UPDATE_ENGINE_METRICS_LISTEN", "Prometheus address, loopback only, e.g. 127.0.0.1:9571 (default off)"},
+		{"pubkey", "UPDATE_ENGINE_PUBKEY", "payload public key, PEM (default /usr/share/update_engine/update-payload-key.pub.pem; absent = unsigned payloads accepted)"},
+		{"health-delay", "UPDATE_ENGINE_HEALTH_DELAY", "wait after start before marking the booted slot good (default 1m)"},
+		{"health-command", "UPDATE_ENGINE_HEALTH_COMMAND", "command (sh -c) that must succeed before marking the slot good"},
+	} {
+		over[f.key] = fs.String(f.flag, "", f.usage)
+	}
+	verbose := fs.Bool("v", false, "debug logging")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "update_engine: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	o.Overrides = map[string]string{}
+	for k, v := range over {
+		if *v != "" {
+			o.Overrides[k] = *v
+		}
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := daemon.Run(ctx, o); err != nil {
+		fmt.Fprintf(stderr, "update_engine: %v\n", err)
+		return 1
+	}
+	return 0
+}
+

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rsa"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/dbusapi"
+	"github.com/abupdate/update_engine/internal/engine"
+	"github.com/abupdate/update_engine/internal/metrics"
+	"github.com/abupdate/update_engine/internal/status"
+)
+
+type payloadKey = rsa.PublicKey
+
+func toStatus(s engine.Snapshot) dbusapi.Status {
+	return dbusapi.Status{
+		LastCheckedTime: s.LastChecked, Progress: s.Progress, CurrentOperation: s.Status.String(),
+		NewVersion: s.NewVersion, NewSize: s.NewSize,
+	}
+}
+
+// busEngine adapts *engine.Engine to dbusapi.Engine.
+type busEngine struct{ e *engine.Engine }
+
+func (b busEngine) Status() dbusapi.Status { return toStatus(b.e.Snapshot()) }
+
+func (b busEngine) Detail() dbusapi.Detail {
+	s := b.e.Snapshot()
+	d := dbusapi.Detail{
+		Status: toStatus(s), CurrentVersion: s.CurrentVersion, Channel: s.Channel, Server: s.Server,
+		BootedSlot: s.BootedSlot, NextBootSlot: s.NextBootSlot, LastError: int32(s.LastError),
+		LastErrorMessage: s.LastErrorMessage, Resumes: s.Resumes, BytesDownloaded: s.BytesDownloaded,
+		CanRollback: s.CanRollback,
+	}
+	if s.LastError != status.Success {
+		d.LastErrorName = s.LastError.String()
+	}
+	return d
+}
+
+func (b busEngine) AttemptUpdate(ctx context.Context, r dbusapi.UpdateRequest) error {
+	return b.e.AttemptUpdate(ctx, r.OmahaURL)
+}
+func (b busEngine) ResetStatus(ctx context.Context) error { return b.e.ResetStatus(ctx) }
+func (b busEngine) AttemptRollback(ctx context.Context, powerwash bool) error {
+	return b.e.AttemptRollback(ctx, powerwash)
+}
+func (b busEngine) SetChannel(ctx context.Context, ch string) error { return b.e.SetChannel(ctx, ch) }
+
+// metricsAdapter adapts *metrics.Metrics to engine.Metrics.
+type metricsAdapter struct{ m *metrics.Metrics }
+
+func (a metricsAdapter) CheckDone(r engine.CheckResult, at time.Time) {
+	a.m.CheckDone(metrics.CheckResult(r), at)
+}
+func (a metricsAdapter) AddDownloaded(n int64)                 { a.m.AddDownloaded(n) }
+func (a metricsAdapter) AddWritten(n int64)                    { a.m.AddWritten(n) }
+func (a metricsAdapter) ObserveApply(n int64, d time.Duration) { a.m.ObserveApply(n, d) }
+func (a metricsAdapter) Resumed()                              { a.m.Resumed() }
+func (a metricsAdapter) Error(c status.Code)                   { a.m.Error(c) }
+func (a metricsAdapter) SetStatus(s status.Update)             { a.m.SetStatus(s) }
+func (a metricsAdapter) ObserveFlipToGood(d time.Duration)     { a.m.ObserveFlipToGood(d) }

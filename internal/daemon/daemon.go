@@ -1,0 +1,285 @@
+// Package daemon wires the update engine together: configuration
+// (internal/config) → the A/B slots (internal/slot, with the cgroup write
+// limit of pkg/cgroup) → the engine (internal/engine, talking Omaha through
+// pkg/omaha and applying with pkg/payload) → the D-Bus service
+// (internal/dbusapi) → Prometheus metrics (internal/metrics).
+//
+// Run blocks until its context ends (SIGTERM in cmd/update_engine), then
+// releases the bus names, stops the engine and the metrics server, and
+// returns.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/abupdate/update_engine/internal/antirollback"
+	"github.com/abupdate/update_engine/internal/config"
+	"github.com/abupdate/update_engine/internal/dbusapi"
+	"github.com/abupdate/update_engine/internal/engine"
+	"github.com/abupdate/update_engine/internal/metrics"
+	"github.com/abupdate/update_engine/internal/prefs"
+	"github.com/abupdate/update_engine/internal/slot"
+	"github.com/abupdate/update_engine/pkg/cgroup"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/payload"
+)
+
+// Options are the daemon's command-line settings. Config keys set by
+// flags go in Overrides (they beat update.conf).
+type Options struct {
+	Bus        string // D-Bus address; "" = the system bus
+	Disk       string // disk device or image file holding the A/B slots (required)
+	Booted     string // booted slot override ("A", "B", label, PARTUUID=…); "" = /proc/cmdline
+	ConfigRoot string // prefix for every config file ("" = /)
+	Overrides  map[string]string
+
+	PrefsDir           string // "" = config's UPDATE_ENGINE_PREFS_DIR
+	RunDir             string // where the update-completed marker lives; "" = /var/run
+	RebootRequiredFile string // "" = /run/reboot-required; "-" = none
+
+	Postinst        string        // post-install program, run with the passive device; "" = none
+	PostinstTimeout time.Duration // 0 = 10 min
+
+	TPM        string // "" = no anti-rollback floor; a device path or host:port (swtpm)
+	RequireTPM bool
+
+	AutoCheck     bool          // scheduled checks (Flatcar: 7 min after start, every 45 min)
+	InitialDelay  time.Duration // 0 = 7 min
+	CheckInterval time.Duration // 0 = 45 min
+	NoHealthGate  bool          // do not mark the booted slot good
+
+	Log *slog.Logger
+}
+
+// MarkerName is Flatcar's update-completed marker in the run directory.
+const MarkerName = "update_engine_autoupdate_completed"
+
+// ErrNoDisk is returned when Options.Disk is empty.
+var ErrNoDisk = errors.New("daemon: no disk given (--disk DEV or an image file)")
+
+// Run runs the daemon until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	cfg, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+	if err != nil {
+		return err
+	}
+	if cfg.ReleaseVersion == "" {
+		return fmt.Errorf("daemon: the running version is unknown: set FLATCAR_RELEASE_VERSION in the release file or pass --version")
+	}
+	if o.Disk == "" {
+		return ErrNoDisk
+	}
+	prefsDir := o.PrefsDir
+	if prefsDir == "" {
+		prefsDir = cfg.PrefsDir
+	}
+	store, err := prefs.Open(prefsDir)
+	if err != nil {
+		return err
+	}
+	if _, err := store.GetString(prefs.KeyAlephVersion); errors.Is(err, prefs.ErrNotFound) {
+		_ = store.SetString(prefs.KeyAlephVersion, cfg.ReleaseVersion)
+	}
+	aleph, _ := store.GetString(prefs.KeyAlephVersion)
+
+	disk, err := slot.Open(ctx, o.Disk, slot.Options{Booted: o.Booted, Direct: cfg.IOWriteBPS > 0})
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	if _, err := disk.Repair(ctx); err != nil {
+		log.Warn("GPT repair failed", "disk", o.Disk, "err", err)
+	}
+	log.Info("slots", "disk", disk.String(), "booted", disk.Booted(), "passive", disk.Passive())
+
+	var limiter *cgroup.Limiter
+	if cfg.IOWriteBPS > 0 {
+		limiter, err = cgroup.New(ctx, cgroup.Config{Device: disk.PassiveDevice(), WriteBPS: cfg.IOWriteBPS})
+		if err != nil {
+			log.Warn("I/O limit not applied; writing unthrottled", "bps", cfg.IOWriteBPS, "err", err)
+			limiter = nil
+		} else {
+			defer limiter.Close()
+			log.Info("I/O limit", "bps", cfg.IOWriteBPS, "device", limiter.Device())
+		}
+	}
+
+	keys, err := loadKeys(cfg.PubKey)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		log.Warn("no payload public key; payload signatures are not checked", "path", cfg.PubKey)
+	}
+
+	var floor engine.Floor
+	if o.TPM != "" {
+		tc := antirollback.Config{Require: o.RequireTPM, Logf: func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) }}
+		if strings.Contains(o.TPM, ":") && !strings.HasPrefix(o.TPM, "/") {
+			tc.Addr = o.TPM
+		} else {
+			tc.Device = o.TPM
+		}
+		g, err := antirollback.Open(ctx, tc)
+		if err != nil {
+			return err
+		}
+		defer g.Close()
+		floor = engine.GuardFloor{Guard: g}
+	}
+
+	m := metrics.New()
+	if cfg.MetricsListen != "" {
+		l, err := metrics.Listen(cfg.MetricsListen, cfg.MetricsAllowRemote)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		defer srv.Close()
+		log.Info("metrics", "listen", l.Addr().String())
+	}
+
+	client := &omaha.Client{Server: cfg.Server, DownloadUser: cfg.DownloadUser, DownloadPassword: cfg.DownloadPassword}
+	params := omaha.Params{
+		AppID: cfg.AppID, Version: cfg.ReleaseVersion, BootID: cfg.BootID, MachineID: cfg.MachineID,
+		OEM: cfg.OEMID, OEMVersion: cfg.OEMVersion, AlephVersion: aleph, MachineAlias: cfg.MachineAlias,
+		Board: cfg.Board, Arch: unameArch(),
+	}
+	runDir := o.RunDir
+	if runDir == "" {
+		runDir = "/var/run"
+	}
+	rebootFile := o.RebootRequiredFile
+	switch rebootFile {
+	case "":
+		rebootFile = "/run/reboot-required"
+	case "-":
+		rebootFile = ""
+	}
+	note := &notifier{}
+	ecfg := engine.Config{
+		Checker:    &engine.OmahaChecker{Client: client, Params: params},
+		Downloader: &engine.OmahaDownloader{Client: client},
+		Applier:    engine.PayloadApplier{Keys: keys, CheckpointBytes: 1 << 20},
+		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
+		Prefs:      store,
+		Floor:      floor,
+		Metrics:    metricsAdapter{m},
+		Notifier:   note,
+		Log:        log,
+
+		CurrentVersion:     cfg.ReleaseVersion,
+		Track:              cfg.Group,
+		Server:             cfg.Server,
+		MarkerPath:         filepath.Join(runDir, MarkerName),
+		RebootRequiredPath: rebootFile,
+		Schedule: engine.Schedule{
+			Disabled: !o.AutoCheck, Initial: o.InitialDelay, Interval: o.CheckInterval,
+		},
+		Health: engine.HealthGate{
+			Disabled: o.NoHealthGate, Delay: cfg.HealthDelay, Command: healthCommand(cfg), Timeout: cfg.HealthTimeout,
+		},
+	}
+	if o.Postinst != "" {
+		ecfg.Postinst = engine.ExecPostinst{Path: o.Postinst, Timeout: o.PostinstTimeout}
+	}
+	eng, err := engine.New(ecfg)
+	if err != nil {
+		return err
+	}
+
+	bus := o.Bus
+	if bus == "" {
+		bus = dbusapi.SystemBusAddress()
+	}
+	conn, err := dbus.Connect(bus, dbus.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("daemon: connect to D-Bus at %s: %w", bus, err)
+	}
+	defer conn.Close()
+	srv, err := dbusapi.Export(ctx, conn, busEngine{eng}, dbusapi.Options{})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	note.srv.Store(srv)
+	log.Info("update_engine ready", "bus", bus, "version", cfg.ReleaseVersion, "server", cfg.Server, "group", cfg.Group)
+
+	err = eng.Run(ctx)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		log.Info("update_engine stopping")
+		return nil
+	}
+	return err
+}
+
+func loadKeys(path string) ([]*payloadKey, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("daemon: payload key: %w", err)
+	}
+	keys, err := payload.ParsePublicKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: payload key %s: %w", path, err)
+	}
+	return keys, nil
+}
+
+// healthCommand joins the health units and command into one sh -c.
+func healthCommand(cfg *config.Config) []string {
+	var parts []string
+	if len(cfg.HealthUnits) > 0 {
+		parts = append(parts, "systemctl is-active --quiet "+strings.Join(cfg.HealthUnits, " "))
+	}
+	if cfg.HealthCommand != "" {
+		parts = append(parts, "("+cfg.HealthCommand+")")
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return []string{"/bin/sh", "-c", strings.Join(parts, " && ")}
+}
+
+// unameArch is uname -m for the Omaha os sp attribute.
+func unameArch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	}
+	return runtime.GOARCH
+}
+
+// notifier forwards engine snapshots to the D-Bus server once exported.
+type notifier struct {
+	srv atomic.Pointer[dbusapi.Server]
+}
+
+func (n *notifier) StatusChanged(s engine.Snapshot) {
+	if srv := n.srv.Load(); srv != nil {
+		_ = srv.Emit(toStatus(s))
+	}
+}

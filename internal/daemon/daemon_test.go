@@ -1,0 +1,319 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/dbusapi"
+	"github.com/abupdate/update_engine/internal/slot"
+	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/omaha/server"
+	"github.com/abupdate/update_engine/pkg/payload"
+)
+
+const slotSize = 16 << 20
+
+// image returns n pseudo-random but compressible bytes.
+func image(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, 3))
+	for i := 0; i < n; i += 512 {
+		v := byte(r.UintN(256))
+		for j := i; j < min(i+512, n); j++ {
+			b[j] = v ^ byte(j*int(seed))
+		}
+	}
+	return b
+}
+
+// omahaWorld is the dev Omaha server on 127.0.0.1 serving one payload dir,
+// with a record of payload Range headers and an optional throttle.
+type omahaWorld struct {
+	t   *testing.T
+	dir string
+	h   *server.Handler
+	srv *httptest.Server
+
+	mu     sync.Mutex // guards ranges and delay
+	ranges []string
+	delay  time.Duration // per 32 KiB served
+}
+
+func newOmaha(t *testing.T) *omahaWorld {
+	w := &omahaWorld{t: t, dir: t.TempDir()}
+	h, err := server.New(server.Config{Dir: w.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.h = h
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/packages/") {
+			w.mu.Lock()
+			w.ranges = append(w.ranges, r.Header.Get("Range"))
+			d := w.delay
+			w.mu.Unlock()
+			if d > 0 {
+				rw = &slowWriter{ResponseWriter: rw, d: d, ctx: r.Context()}
+			}
+		}
+		h.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+func (w *omahaWorld) url() string { return w.srv.URL + "/v1/update/" }
+
+func (w *omahaWorld) setDelay(d time.Duration) {
+	w.mu.Lock()
+	w.delay = d
+	w.mu.Unlock()
+}
+
+func (w *omahaWorld) rangeHeaders() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.ranges...)
+}
+
+type slowWriter struct {
+	http.ResponseWriter
+	d   time.Duration
+	ctx context.Context
+}
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		n := min(len(p), 32<<10)
+		m, err := s.ResponseWriter.Write(p[:n])
+		total += m
+		if err != nil {
+			return total, err
+		}
+		s.ResponseWriter.(http.Flusher).Flush()
+		select {
+		case <-time.After(s.d):
+		case <-s.ctx.Done():
+			return total, s.ctx.Err()
+		}
+		p = p[n:]
+	}
+	return total, nil
+}
+
+// publish generates a full payload of img as version and writes it with
+// its metadata; badSHA publishes a wrong SHA-256.
+func (w *omahaWorld) publish(name, version string, img []byte, badSHA bool) []byte {
+	w.t.Helper()
+	var buf bytes.Buffer
+	if _, err := payload.Generate(w.t.Context(), &buf, payload.GenerateOptions{
+		New: bytes.NewReader(img), NewSize: int64(len(img)), Version: version, ChunkSize: 256 << 10, TempDir: w.t.TempDir(),
+	}); err != nil {
+		w.t.Fatal(err)
+	}
+	data := buf.Bytes()
+	sum := sha256.Sum256(data)
+	if badSHA {
+		sum[0] ^= 0xff
+	}
+	s1 := sha1.Sum(data)
+	if err := os.WriteFile(filepath.Join(w.dir, name), data, 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	meta, _ := json.Marshal(server.Metadata{File: name, Version: version, Size: int64(len(data)),
+		SHA256: base64.StdEncoding.EncodeToString(sum[:]), SHA1: base64.StdEncoding.EncodeToString(s1[:])})
+	if err := os.WriteFile(filepath.Join(w.dir, name+".json"), meta, 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	return data
+}
+
+func (w *omahaWorld) events() string {
+	var parts []string
+	for _, e := range w.h.Events() {
+		s := fmt.Sprintf("%d/%d", e.Type, e.Result)
+		if e.ErrorCode != nil {
+			s += fmt.Sprintf(" errorcode=%d", *e.ErrorCode)
+		}
+		if e.PreviousVersion != "" {
+			s += " previousversion=" + e.PreviousVersion
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// host is one machine: a disk, state dirs and a config root.
+type host struct {
+	disk, prefs, run, root string
+	bus                    string
+}
+
+func newHost(t *testing.T, disk string) *host {
+	h := &host{disk: disk, prefs: t.TempDir(), run: t.TempDir(), root: t.TempDir(), bus: testenv.DBus(t)}
+	if err := os.MkdirAll(filepath.Join(h.root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.root, "etc/machine-id"), []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *host) args(server string) []string {
+	return []string{"--disk", h.disk, "--booted", "A", "--bus", h.bus, "--config-root", h.root,
+		"--prefs-dir", h.prefs, "--run-dir", h.run, "--reboot-required-file", filepath.Join(h.run, "reboot-required"),
+		"--server", server, "--version", "1.0.0", "--auto-check=false", "--no-health-gate", "--pubkey", filepath.Join(h.root, "nokey.pem")}
+}
+
+func (h *host) options(server string) Options {
+	return Options{
+		Disk: h.disk, Booted: "A", Bus: h.bus, ConfigRoot: h.root, PrefsDir: h.prefs, RunDir: h.run,
+		RebootRequiredFile: filepath.Join(h.run, "reboot-required"),
+		Overrides:          map[string]string{"SERVER": server, "FLATCAR_RELEASE_VERSION": "1.0.0", "UPDATE_ENGINE_PUBKEY": filepath.Join(h.root, "nokey.pem")},
+		NoHealthGate:       true,
+	}
+}
+
+// runDaemon runs Run in-process until the test ends.
+func runDaemon(t *testing.T, o Options) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	o.Log = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	go func() { done <- Run(ctx, o) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("daemon log:\n%s", logs.String())
+			mu.Unlock()
+		}
+	})
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// client dials the bus and waits until the daemon answers.
+func client(t *testing.T, bus string) *dbusapi.Client {
+	t.Helper()
+	c, err := dbusapi.Dial(t.Context(), bus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := c.GetStatus(t.Context())
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not answering: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitOp polls GetStatus until the operation is one of ops.
+func waitOp(t *testing.T, c *dbusapi.Client, timeout time.Duration, ops ...string) dbusapi.Status {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := c.GetStatus(t.Context())
+		if err == nil {
+			for _, op := range ops {
+				if st.CurrentOperation == op {
+					return st
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %v; last %+v, %v", ops, st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readSlot(t *testing.T, disk, name string, n int) []byte {
+	t.Helper()
+	d, err := slot.Open(t.Context(), disk, slot.Options{Booted: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := d.Slots()[0]
+	if name == "B" {
+		s = d.Slots()[1]
+	}
+	f, err := os.Open(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, s.Start); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func nextBoot(t *testing.T, disk string) string {
+	t.Helper()
+	slots, next, err := slot.List(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range slots {
+		if s.Index == next {
+			return s.Name
+		}
+	}
+	return ""
+}
+
+func writeSlotA(t *testing.T, disk string, img []byte) {
+	t.Helper()
+	d, err := slot.Open(t.Context(), disk, slot.Options{Booted: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(disk, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(img, d.Slots()[0].Start); err != nil {
+		t.Fatal(err)
+	}
+}
