@@ -104,4 +104,3 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	return 0
 }
-

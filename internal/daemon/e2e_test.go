@@ -220,4 +220,3 @@ func TestKillResume(t *testing.T) {
 		t.Fatalf("server events %q", ev)
 	}
 }
-
