@@ -38,14 +38,17 @@ func Example() {
 	var done int64
 	h := sha256.New()
 	for done < plan.Size {
-		pl, _, err := c.OpenPayloadFailover(ctx, f, done)
+		pl, idx, err := c.OpenPayloadFailover(ctx, f, done)
 		if err != nil {
 			c.SendEvent(ctx, p, omaha.ErrorEvent(9)) // DownloadTransferError, plus flag bits
 			return
 		}
-		n, _ := io.Copy(h, pl.Body) // the engine tees into the payload applier
+		n, err := io.Copy(h, pl.Body) // the engine tees into the payload applier
 		pl.Body.Close()
 		done += n
+		if err != nil {
+			f.Fail(idx) // count it; the next round resumes at done with Range
+		}
 	}
 	if base64.StdEncoding.EncodeToString(h.Sum(nil)) != plan.SHA256 {
 		c.SendEvent(ctx, p, omaha.ErrorEvent(10)) // PayloadHashMismatchError

@@ -33,7 +33,7 @@ type payload struct {
 
 // writePayloads creates each payload file (deterministic bytes) and its
 // metadata, as payload_generator does.
-func writePayloads(t *testing.T, dir string, ps ...payload) map[string][]byte {
+func writePayloads(t testing.TB, dir string, ps ...payload) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	for i, p := range ps {
@@ -471,4 +471,33 @@ func TestChromeOSStyleRequest(t *testing.T) {
 	if r := h.Records(); len(r) != 2 || !r[0].DeltaOK || r[0].InstallSource != "ondemandupdate" || r[0].Result != ResultUpdate {
 		t.Errorf("records %+v", r)
 	}
+}
+
+// FuzzServeOmaha: any request body gets an answer, never a panic, and a
+// 200 answer is a response our client parses.
+func FuzzServeOmaha(f *testing.F) {
+	for _, n := range []string{"request_check.xml", "request_rollback.xml", "request_ping.xml", "request_chromeos_style.xml"} {
+		b, err := os.ReadFile("../../../testdata/omaha/" + n)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	dir := f.TempDir()
+	writePayloads(f, dir, payload{file: "new.gz", version: "2.0.0"})
+	h, err := New(Config{Dir: dir})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/update/", bytes.NewReader(body)))
+		if w.Code != 200 {
+			return
+		}
+		var resp omaha.Response
+		if err := xml.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+			t.Fatalf("unparsable answer %q: %v", w.Body, err)
+		}
+	})
 }
