@@ -291,3 +291,18 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.buf.String()
 }
+
+func TestSlots(t *testing.T) {
+	disk := testenv.NewDisk(t, testenv.DiskSpec{})
+	code, out, errs := run(t.Context(), "--disk", disk, "--slots")
+	if code != 0 {
+		t.Fatalf("code=%d err=%q", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "SLOT") || !strings.Contains(lines[1], "USR-A") || !strings.Contains(lines[2], "USR-B") {
+		t.Fatalf("table:\n%s", out)
+	}
+	if code, _, errs := run(t.Context(), "--disk", filepath.Join(t.TempDir(), "none.img"), "--slots"); code != exitFailed || errs == "" {
+		t.Fatalf("missing disk: code=%d err=%q", code, errs)
+	}
+}

@@ -3,10 +3,25 @@ package main
 import (
 	"context"
 	"fmt"
+
+	"github.com/abupdate/update_engine/internal/slot"
 )
 
-// listSlots prints the A/B slots of --disk. It opens the disk read-only.
+// listSlots prints the A/B slots of --disk as a table. It only reads the
+// disk (a damaged GPT copy is read around, not repaired) and needs no
+// daemon.
 func (r *runner) listSlots(ctx context.Context) int {
-	fmt.Fprintf(r.stderr, "update_engine_client: --slots is not available in this build (internal/slot missing)\n")
-	return exitFailed
+	if err := ctx.Err(); err != nil {
+		return exitFailed
+	}
+	slots, next, err := slot.List(r.o.disk)
+	if err != nil {
+		fmt.Fprintf(r.stderr, "update_engine_client: %v\n", err)
+		return exitFailed
+	}
+	if err := slot.WriteTable(r.stdout, slots, next); err != nil {
+		fmt.Fprintf(r.stderr, "update_engine_client: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
 }
