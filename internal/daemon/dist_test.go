@@ -1,0 +1,39 @@
+package daemon
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDistFiles guards the compatibility facts of the shipped unit and
+// policy (SPEC.md section 1a).
+func TestDistFiles(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"../../dist/update-engine.service", []string{"Type=dbus", "BusName=com.coreos.update1", "-foreground -logtostderr", "Restart=always", "RestartSec=30", "ConditionVirtualization=!container", "ConditionPathExists=!/usr/.noupdate"}},
+		{"../../dist/com.coreos.update1.conf", []string{`<allow own="com.coreos.update1"/>`, `user="core"`, `send_member="AttemptUpdate"`, `<deny send_destination="com.coreos.update1"/>`}},
+		{"../../dist/update-engine.tmpfiles.conf", []string{"/var/lib/update_engine/prefs", "/etc/flatcar/update.conf"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b, err := os.ReadFile(tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(b), w) {
+					t.Errorf("%s lacks %q", tt.file, w)
+				}
+			}
+		})
+	}
+	if _, err := exec.LookPath("xmllint"); err == nil {
+		if out, err := exec.Command("xmllint", "--noout", "../../dist/com.coreos.update1.conf").CombinedOutput(); err != nil {
+			t.Errorf("policy is not well-formed XML: %v: %s", err, out)
+		}
+	}
+}
