@@ -82,9 +82,12 @@ func TestBadInput(t *testing.T) {
 // back to the same table.
 func FuzzRead(f *testing.F) {
 	small := func(ss int) []byte {
-		tab := &gpt.Table{SectorSize: ss, Sectors: 16, DiskGUID: gpt.NewGUID(), FirstUsableLBA: 3, LastUsableLBA: 13,
-			EntryLBA: 2, EntrySize: 128, Entries: make([]gpt.Entry, 4)} // a tiny array keeps inputs small
-		tab.Entries[0] = gpt.Entry{Name: "USR-A", Type: gpt.TypeCoreOSUsr, GUID: gpt.NewGUID(), FirstLBA: 4, LastLBA: 7, Attributes: 1 << 48}
+		// As few sectors as a valid GPT allows: small inputs fuzz (and
+		// minimize) fast.
+		sectors := map[int]uint64{512: 12, 4096: 8}[ss]
+		tab := &gpt.Table{SectorSize: ss, Sectors: sectors, DiskGUID: gpt.NewGUID(), FirstUsableLBA: 3, LastUsableLBA: sectors - 3,
+			EntryLBA: 2, EntrySize: 128, Entries: make([]gpt.Entry, 4)}
+		tab.Entries[0] = gpt.Entry{Name: "USR-A", Type: gpt.TypeCoreOSUsr, GUID: gpt.NewGUID(), FirstLBA: 3, LastLBA: 4, Attributes: 1 << 48}
 		m := make(memDisk, int64(tab.Sectors)*int64(ss))
 		_, _ = tab.WritePMBR(m)
 		if err := tab.Write(m); err != nil {
@@ -92,43 +95,75 @@ func FuzzRead(f *testing.F) {
 		}
 		return m
 	}
-	f.Add(small(512), false)
-	f.Add(small(4096), true)
+	f.Add(small(512), false, false)
+	f.Add(small(4096), true, true)
 	corrupt := small(512)
 	corrupt[520] ^= 1
-	f.Add(corrupt, false)
-	f.Add(small(512)[:1500], false)
-	f.Add(make([]byte, 4096), false)
-	f.Fuzz(func(t *testing.T, data []byte, big bool) {
-		ss := 512
-		if big {
-			ss = 4096
+	f.Add(corrupt, false, false)
+	f.Add(corrupt, false, true)
+	f.Add(small(512)[:1500], false, true)
+	f.Add(small(4096)[:9000], true, false)
+	f.Add(make([]byte, 4096), false, false)
+	f.Fuzz(fuzzRead)
+}
+
+// fuzzRead is FuzzRead's body. With fixCRC it first makes both headers'
+// CRCs (and their arrays' CRCs, where the array lies inside data) right, so
+// that mutations reach the checks behind the CRCs.
+func fuzzRead(t *testing.T, data []byte, big, fixCRC bool) {
+	ss := 512
+	if big {
+		ss = 4096
+	}
+	m := memDisk(data)
+	if fixCRC {
+		fixCRCs(m, ss)
+	}
+	tab, rep, err := gpt.Read(m, int64(len(m)), ss)
+	if err != nil {
+		if !errors.Is(err, gpt.ErrNoValidGPT) && !errors.Is(err, gpt.ErrInvalid) {
+			t.Fatalf("unexpected error kind: %v", err)
 		}
-		m := memDisk(data)
-		tab, rep, err := gpt.Read(m, int64(len(m)), ss)
-		if err != nil {
-			if !errors.Is(err, gpt.ErrNoValidGPT) && !errors.Is(err, gpt.ErrInvalid) {
-				t.Fatalf("unexpected error kind: %v", err)
-			}
-			return
+		return
+	}
+	_ = rep.String()
+	_, _ = tab.Next(gpt.TypeCoreOSUsr)
+	out := make(memDisk, len(m))
+	copy(out, m)
+	if tab.Check() != nil {
+		return // readable but not writable as is (e.g. overlapping partitions)
+	}
+	if err := tab.Write(out); err != nil {
+		t.Fatalf("Write of a checked table: %v", err)
+	}
+	again, rep2, err := gpt.Read(out, int64(len(out)), ss)
+	if err != nil {
+		t.Fatalf("re-read: %v", err)
+	}
+	if rep2.Primary != nil || rep2.Backup != nil || rep2.Mismatch || rep2.BackupMoved {
+		t.Fatalf("re-read report: %v", rep2)
+	}
+	equalTables(t, again, tab)
+}
+
+// fixCRCs recomputes the CRCs of the headers at LBA 1 and at the last LBA
+// of m, whatever their other fields say.
+func fixCRCs(m memDisk, ss int) {
+	if len(m) < 3*ss {
+		return
+	}
+	for _, at := range []int{ss, len(m)/ss*ss - ss} {
+		h := m[at : at+ss]
+		lba := binary.LittleEndian.Uint64(h[72:])
+		n, size := uint64(binary.LittleEndian.Uint32(h[80:])), uint64(binary.LittleEndian.Uint32(h[84:]))
+		if lba < uint64(len(m)/ss) && n*size <= uint64(len(m)) && lba*uint64(ss)+n*size <= uint64(len(m)) {
+			off := lba * uint64(ss)
+			binary.LittleEndian.PutUint32(h[88:], crc32.ChecksumIEEE(m[off:off+n*size]))
 		}
-		_ = rep.String()
-		_, _ = tab.Next(gpt.TypeCoreOSUsr)
-		out := make(memDisk, len(m))
-		copy(out, m)
-		if tab.Check() != nil {
-			return // readable but not writable as is (e.g. overlapping partitions)
+		hs := int(binary.LittleEndian.Uint32(h[12:]))
+		if hs >= 92 && hs <= ss {
+			binary.LittleEndian.PutUint32(h[16:], 0)
+			binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:hs]))
 		}
-		if err := tab.Write(out); err != nil {
-			t.Fatalf("Write of a checked table: %v", err)
-		}
-		again, rep2, err := gpt.Read(out, int64(len(out)), ss)
-		if err != nil {
-			t.Fatalf("re-read: %v", err)
-		}
-		if rep2.Primary != nil || rep2.Backup != nil || rep2.Mismatch || rep2.BackupMoved {
-			t.Fatalf("re-read report: %v", rep2)
-		}
-		equalTables(t, again, tab)
-	})
+	}
 }
