@@ -57,7 +57,7 @@ type omahaWorld struct {
 
 func newOmaha(t *testing.T) *omahaWorld {
 	w := &omahaWorld{t: t, dir: t.TempDir()}
-	h, err := server.New(server.Config{Dir: w.dir})
+	h, err := server.New(server.Config{Dir: w.dir, PreferDelta: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,11 +121,21 @@ func (s *slowWriter) Write(p []byte) (int, error) {
 // publish generates a full payload of img as version and writes it with
 // its metadata; badSHA publishes a wrong SHA-256.
 func (w *omahaWorld) publish(name, version string, img []byte, badSHA bool) []byte {
+	return w.publishDelta(name, version, img, badSHA, "", nil)
+}
+
+// publishDelta publishes a delta from old (version from) when old is set.
+func (w *omahaWorld) publishDelta(name, version string, img []byte, badSHA bool, from string, old []byte) []byte {
 	w.t.Helper()
 	var buf bytes.Buffer
-	if _, err := payload.Generate(w.t.Context(), &buf, payload.GenerateOptions{
+	o := payload.GenerateOptions{
 		New: bytes.NewReader(img), NewSize: int64(len(img)), Version: version, ChunkSize: 256 << 10, TempDir: w.t.TempDir(),
-	}); err != nil {
+	}
+	if old != nil {
+		o.Old, o.OldSize = bytes.NewReader(old), int64(len(old))
+	}
+	res, err := payload.Generate(w.t.Context(), &buf, o)
+	if err != nil {
 		w.t.Fatal(err)
 	}
 	data := buf.Bytes()
@@ -137,7 +147,10 @@ func (w *omahaWorld) publish(name, version string, img []byte, badSHA bool) []by
 	if err := os.WriteFile(filepath.Join(w.dir, name), data, 0o644); err != nil {
 		w.t.Fatal(err)
 	}
-	meta, _ := json.Marshal(server.Metadata{File: name, Version: version, Size: int64(len(data)),
+	if old != nil && !res.Delta {
+		w.t.Fatalf("payload for %s is not a delta", name)
+	}
+	meta, _ := json.Marshal(server.Metadata{File: name, Version: version, Size: int64(len(data)), SourceVersion: from, Delta: old != nil,
 		SHA256: base64.StdEncoding.EncodeToString(sum[:]), SHA1: base64.StdEncoding.EncodeToString(s1[:])})
 	if err := os.WriteFile(filepath.Join(w.dir, name+".json"), meta, 0o644); err != nil {
 		w.t.Fatal(err)
@@ -192,8 +205,8 @@ func (h *host) options(server string) Options {
 	}
 }
 
-// runDaemon runs Run in-process until the test ends.
-func runDaemon(t *testing.T, o Options) {
+// runDaemon runs Run in-process until the test ends or stop is called.
+func runDaemon(t *testing.T, o Options) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -201,17 +214,22 @@ func runDaemon(t *testing.T, o Options) {
 	var mu sync.Mutex
 	o.Log = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
 	go func() { done <- Run(ctx, o) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("daemon log:\n%s", logs.String())
-			mu.Unlock()
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if t.Failed() {
+				mu.Lock()
+				t.Logf("daemon log:\n%s", logs.String())
+				mu.Unlock()
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 type lockedWriter struct {
