@@ -172,6 +172,9 @@ func Run(ctx context.Context, o Options) error {
 	case "-":
 		rebootFile = ""
 	}
+	if limiter != nil {
+		go reportThrottle(ctx, limiter, m)
+	}
 	note := &notifier{}
 	ecfg := engine.Config{
 		Checker:    &engine.OmahaChecker{Client: client, Params: params},
@@ -281,5 +284,25 @@ type notifier struct {
 func (n *notifier) StatusChanged(s engine.Snapshot) {
 	if srv := n.srv.Load(); srv != nil {
 		_ = srv.Emit(toStatus(s))
+	}
+}
+
+// reportThrottle adds the limiter's busy write time to the throttled
+// metric (an upper bound of the time spent throttled) every second.
+func reportThrottle(ctx context.Context, l *cgroup.Limiter, m *metrics.Metrics) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var last time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			busy := l.Stats().Busy
+			if busy > last {
+				m.AddThrottled(busy - last)
+				last = busy
+			}
+		}
 	}
 }

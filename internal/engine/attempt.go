@@ -283,6 +283,9 @@ func (e *Engine) download(ctx context.Context, plan *Plan, flags *status.Code) (
 		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
 	}
 	defer dst.Close()
+	if e.cfg.Metrics != nil {
+		dst = &countingTarget{Target: dst, m: e.cfg.Metrics}
+	}
 	src, srcCloser, err := e.cfg.Slots.Active()
 	if err != nil {
 		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open active slot %s: %w", e.cfg.Slots.Booted(), err))
@@ -354,4 +357,22 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// countingTarget counts bytes written to the passive slot; it keeps the
+// wrapped target's Direct() answer visible to the applier.
+type countingTarget struct {
+	Target
+	m Metrics
+}
+
+func (c *countingTarget) WriteAt(p []byte, off int64) (int, error) {
+	n, err := c.Target.WriteAt(p, off)
+	c.m.AddWritten(int64(n))
+	return n, err
+}
+
+func (c *countingTarget) Direct() bool {
+	d, ok := c.Target.(directer)
+	return ok && d.Direct()
 }
