@@ -13,6 +13,10 @@ import (
 // array indices are int32).
 const MaxDiffInput = sais.MaxLen
 
+// skipMatch is the match length beyond which the scan skips ahead
+// inside a match instead of searching from every byte of it.
+const skipMatch = 128
+
 // rawPatch is a patch before compression: its three streams.
 type rawPatch struct {
 	ctrl  []byte
@@ -81,7 +85,8 @@ func (d *differ) search(nw []byte) (pos, n int) {
 func (d *differ) diff(ctx context.Context) (*rawPatch, error) {
 	old, nw := d.old, d.new
 	oldSize, newSize := len(old), len(nw)
-	p := &rawPatch{diff: make([]byte, 0, newSize/2), extra: make([]byte, 0, newSize/8)}
+	// diff and extra together are exactly newSize bytes.
+	p := &rawPatch{diff: make([]byte, 0, newSize), extra: make([]byte, 0, newSize/16)}
 	var scan, n, pos, lastScan, lastPos, lastOffset int
 	iter := 0
 	for scan < newSize {
@@ -104,9 +109,21 @@ func (d *differ) diff(ctx context.Context) (*rawPatch, error) {
 			if (n == oldScore && n != 0) || n > oldScore+8 {
 				break
 			}
-			if scan+lastOffset < oldSize && old[scan+lastOffset] == nw[scan] {
-				oldScore--
+			// Step past the position. Inside a long match that the
+			// current alignment covers almost as well (within 8 bytes),
+			// no nearby start can do much better: skip most of it rather
+			// than search from every byte, which is quadratic in the
+			// length of long runs (zeros in filesystem images).
+			step := 1
+			if n > skipMatch {
+				step = n - skipMatch/2
 			}
+			for i := scan; i < scan+step; i++ {
+				if i+lastOffset < oldSize && old[i+lastOffset] == nw[i] {
+					oldScore--
+				}
+			}
+			scan += step - 1
 		}
 		if n == oldScore && scan != newSize {
 			continue
