@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
 )
@@ -123,20 +125,26 @@ func TestCorruptPayload(t *testing.T) {
 	}
 }
 
-// TestKillResume builds the daemon, kills it with SIGKILL in the middle of
-// the download, restarts it and checks that the update resumes with an
-// HTTP Range request and ends with the identical slot; the active slot is
-// never touched. As root the disk is a loop device.
+// TestKillResume builds the daemon and kills it with SIGKILL at 20
+// random moments of the download and apply (each restart resumes from the
+// last checkpoint with an HTTP Range request; after 10 resumes it starts
+// over), then lets it finish: the slot is identical to the new image, the
+// active slot was never touched, and the GPT only flipped at the end. As
+// root the disk is a loop device.
 func TestKillResume(t *testing.T) {
 	testenv.RequireTool(t, "go")
 	bin := filepath.Join(t.TempDir(), "update_engine")
 	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/abupdate/update_engine/cmd/update_engine").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	kills := 20
+	if testing.Short() {
+		kills = 3
+	}
 	w := newOmaha(t)
-	newImg := image(12<<20, 4)
+	newImg := randomImage(12<<20, 4) // incompressible: the payload is as big
 	w.publish("v2.bin", "2.0.0", newImg, false)
-	w.setDelay(3 * time.Millisecond)
+	w.setDelay(5 * time.Millisecond)
 	img := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
 	writeSlotA(t, img, oldImage)
 	disk := img
@@ -161,54 +169,71 @@ func TestKillResume(t *testing.T) {
 		})
 		return cmd
 	}
-	daemon1 := start()
-	c := client(t, h.bus)
-	if err := c.AttemptUpdate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		st, err := c.GetStatus(t.Context())
-		if err == nil && st.CurrentOperation == "UPDATE_STATUS_DOWNLOADING" && st.Progress > 0.35 {
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var killedAt []string
+	for i := range kills {
+		d := start()
+		c := client(t, h.bus)
+		// The first start needs the request; later ones resume by
+		// themselves (the request is then ignored).
+		if err := c.AttemptUpdate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		wait := time.Duration(20+rng.IntN(230)) * time.Millisecond
+		deadline := time.Now().Add(wait)
+		var st dbusapi.Status
+		for time.Now().Before(deadline) {
+			if s, err := c.GetStatus(t.Context()); err == nil {
+				st = s
+			}
+			if st.CurrentOperation == "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := d.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = d.Wait()
+		c.Close()
+		killedAt = append(killedAt, fmt.Sprintf("%s@%.2f", strings.TrimPrefix(st.CurrentOperation, "UPDATE_STATUS_"), st.Progress))
+		if st.CurrentOperation == "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("download did not reach 35%%: %+v %v", st, err)
+		if n := nextBoot(t, img); n != "A" {
+			t.Fatalf("kill %d: next boot %q before the update finished", i, n)
 		}
-		time.Sleep(10 * time.Millisecond)
+		if got := readSlot(t, img, "A", len(oldImage)); !bytes.Equal(got, oldImage) {
+			t.Fatalf("kill %d: slot A (active) was modified", i)
+		}
 	}
-	if err := daemon1.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = daemon1.Wait()
-	if n := nextBoot(t, img); n != "A" {
-		t.Fatalf("next boot %q after the kill", n)
-	}
-	c.Close()
+	t.Logf("killed at %v", killedAt)
 
 	w.setDelay(0)
 	before := len(w.rangeHeaders())
 	start()
 	c2 := client(t, h.bus)
-	// The interrupted update makes the daemon check again at once; an
-	// explicit AttemptUpdate is ignored if it already started.
 	if err := c2.AttemptUpdate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	st := waitOp(t, c2, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT", "UPDATE_STATUS_IDLE")
 	d, _ := c2.Detail(t.Context())
 	if st.CurrentOperation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
-		t.Fatalf("resumed update ended %+v, detail %+v", st, d)
+		t.Fatalf("update ended %+v, detail %+v", st, d)
 	}
-	if d.Resumes != 1 {
-		t.Fatalf("resumes %d, want 1 (detail %+v)", d.Resumes, d)
+	ranges := w.rangeHeaders()
+	resumed := 0
+	for _, r := range ranges {
+		if r != "" {
+			resumed++
+		}
 	}
-	after := w.rangeHeaders()[before:]
-	if len(after) != 1 || !strings.HasPrefix(after[0], "bytes=") || after[0] == "bytes=0-" {
-		t.Fatalf("payload requests after restart %q, want one Range request", after)
+	t.Logf("payload requests: %d, with Range: %d; last %q", len(ranges), resumed, ranges[before:])
+	if resumed == 0 {
+		t.Fatal("no download was ever resumed with a Range request")
 	}
 	if got := readSlot(t, img, "B", len(newImg)); !bytes.Equal(got, newImg) {
-		t.Fatal("slot B differs from the new image after the resumed update")
+		t.Fatal("slot B differs from the new image")
 	}
 	if got := readSlot(t, img, "A", len(oldImage)); !bytes.Equal(got, oldImage) {
 		t.Fatal("slot A (active) was modified")
@@ -216,7 +241,7 @@ func TestKillResume(t *testing.T) {
 	if n := nextBoot(t, img); n != "B" {
 		t.Fatalf("next boot %q, want B", n)
 	}
-	if ev := w.events(); !strings.HasSuffix(ev, "13/1, 14/1, 3/1") {
+	if ev := w.events(); !strings.HasSuffix(ev, "14/1, 3/1") {
 		t.Fatalf("server events %q", ev)
 	}
 }
