@@ -1,11 +1,16 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -421,5 +426,59 @@ func TestExecPostinst(t *testing.T) {
 				t.Fatalf("code %v (%v), want %v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestScheduledBackoffThenSuccess: scheduled checks against a server that
+// answers 503 twice back off by doubling, then the update succeeds; while
+// the reboot is pending, scheduled checks are ping-only.
+func TestScheduledBackoffThenSuccess(t *testing.T) {
+	w := newWorld(t)
+	w.publish("p2.bin", "2.0.0", payloadBytes(256<<10, 9), nil)
+	var mu sync.Mutex // guards times and fails
+	var times []time.Time
+	fails := 2
+	flaky := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if bytes.Contains(body, []byte("<updatecheck")) {
+			mu.Lock()
+			times = append(times, time.Now())
+			f := fails > 0
+			fails--
+			mu.Unlock()
+			if f {
+				http.Error(rw, "busy", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.serve(rw, r)
+	}))
+	defer flaky.Close()
+	m := newMachine(t, slotSize)
+	cfg := m.config(t, w, &recorder{})
+	c := &omaha.Client{Server: flaky.URL + "/v1/update/"}
+	cfg.Checker = &OmahaChecker{Client: c, Params: omaha.Params{Version: m.version}}
+	cfg.Downloader = &OmahaDownloader{Client: c}
+	cfg.Server = c.Server
+	cfg.Schedule = Schedule{Initial: time.Millisecond, Interval: 100 * time.Millisecond, Fuzz: -1}
+	e, _, _ := start(t, cfg)
+	s := waitFor(t, e, "update", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot })
+	if s.LastError != status.Success {
+		t.Fatalf("last error %v", s.LastError)
+	}
+	mu.Lock()
+	gaps := []time.Duration{times[1].Sub(times[0]), times[2].Sub(times[1])}
+	mu.Unlock()
+	if gaps[0] < 180*time.Millisecond || gaps[1] < 2*gaps[0]-50*time.Millisecond {
+		t.Fatalf("gaps between failed checks %v, want ≥200ms then ≥400ms (doubling)", gaps)
+	}
+	waitFor(t, e, "a ping", func(Snapshot) bool {
+		recs := w.omaha.Records()
+		last := recs[len(recs)-1]
+		return last.Ping && !last.UpdateCheck && len(last.Events) == 0
+	})
+	if e.Snapshot().Status != status.UpdatedNeedReboot {
+		t.Fatal("a scheduled ping changed the status")
 	}
 }

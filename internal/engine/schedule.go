@@ -10,7 +10,7 @@ type Schedule struct {
 	Disabled   bool          // no automatic checks (D-Bus only)
 	Initial    time.Duration // first check after start (7m)
 	Interval   time.Duration // between checks (45m)
-	Fuzz       time.Duration // total width of the uniform fuzz (10m = ±5m)
+	Fuzz       time.Duration // total width of the uniform fuzz (10m = ±5m; < 0 = none)
 	MaxBackoff time.Duration // cap of the doubling backoff (4h)
 	// ResumeDelay is the first check's delay when the daemon starts with
 	// an interrupted update in prefs (0 = at once).
@@ -24,8 +24,12 @@ func (s Schedule) withDefaults() Schedule {
 	if s.Interval == 0 {
 		s.Interval = 45 * time.Minute
 	}
-	if s.Fuzz == 0 {
-		s.Fuzz = 10 * time.Minute
+	switch {
+	case s.Fuzz == 0:
+		// ±5 min around 45 min; shorter intervals keep the same share.
+		s.Fuzz = min(10*time.Minute, s.Interval*2/9)
+	case s.Fuzz < 0:
+		s.Fuzz = 0
 	}
 	if s.MaxBackoff == 0 {
 		s.MaxBackoff = 4 * time.Hour
