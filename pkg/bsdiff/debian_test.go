@@ -3,6 +3,7 @@ package bsdiff
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,14 @@ func realPair(t testing.TB) pair {
 	return pair{"bspatch binary", old, nw}
 }
 
+// largePair is big enough (2.5 MB) for multi-block bzip2 streams.
+func largePair() pair {
+	r := rand.New(rand.NewPCG(11, 12))
+	old := textish(r, 2500000)
+	nw := rebuild(old, 2)
+	return pair{"large rebuilt", old, nw}
+}
+
 // siblingPair is two different programs built from one source package.
 func siblingPair(t testing.TB) pair {
 	t.Helper()
@@ -43,7 +52,7 @@ func siblingPair(t testing.TB) pair {
 func TestDebianCrossCheck(t *testing.T) {
 	testenv.RequireTool(t, "bsdiff", "bspatch")
 	ctx := context.Background()
-	ps := append(pairs(), realPair(t), siblingPair(t))
+	ps := append(pairs(), realPair(t), siblingPair(t), largePair())
 	for _, p := range ps {
 		t.Run(p.name, func(t *testing.T) {
 			dir := t.TempDir()
