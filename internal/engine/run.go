@@ -57,7 +57,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case r := <-e.reqs:
-			r.reply <- e.handle(wctx, &wg, st, r)
+			err := e.handle(wctx, &wg, st, r)
+			// Publish before answering, so the caller's next GetStatus
+			// sees the effect.
+			e.publish(st, false)
+			r.reply <- err
 		case f := <-e.mutate:
 			f(st)
 		case <-st.checkAt:
