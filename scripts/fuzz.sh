@@ -6,6 +6,6 @@ grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
   dir=$(dirname "$f")
   for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -d' ' -f2); do
     echo "== $dir $fn ($t)"
-    go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$t" "$dir"
+    go test -run "^$" -fuzz "^${fn}\$" -fuzztime "$t" -fuzzminimizetime 5s "$dir"
   done
 done
