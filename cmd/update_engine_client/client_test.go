@@ -124,6 +124,8 @@ func TestStatusAndPriority(t *testing.T) {
 			}
 		})
 	}
+	eng.mu.Lock()
+	defer eng.mu.Unlock()
 	if eng.resets != 1 {
 		t.Fatalf("ResetStatus calls = %d, want 1", eng.resets)
 	}
@@ -179,8 +181,12 @@ func TestRefusedCalls(t *testing.T) {
 			t.Fatalf("%v: code=%d err=%q, want 1 with the engine's reason", args, code, errs)
 		}
 	}
-	if code, _, errs := run(t.Context(), "--channel", "alpha", "--bus", addr); code != 0 || eng.channel != "alpha" {
-		t.Fatalf("--channel: code=%d err=%q channel=%q", code, errs, eng.channel)
+	code, _, errs := run(t.Context(), "--channel", "alpha", "--bus", addr)
+	eng.mu.Lock()
+	ch := eng.channel
+	eng.mu.Unlock()
+	if code != 0 || ch != "alpha" {
+		t.Fatalf("--channel: code=%d err=%q channel=%q", code, errs, ch)
 	}
 }
 
