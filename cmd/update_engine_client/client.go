@@ -23,7 +23,7 @@ const (
 
 type options struct {
 	resetStatus, status, checkForUpdate, update, watch bool
-	json, rollback, powerwash, slots                   bool
+	json, rollback, powerwash, slots, simulateBoot     bool
 	bus, disk, progress, channel                       string
 	pollInterval                                       time.Duration
 }
@@ -34,7 +34,7 @@ Talks to the update_engine daemon (D-Bus name com.coreos.update1). Flags may
 be written -flag or --flag. When several actions are given, the first in this
 order runs (Flatcar's order): -reset_status, -status, -check_for_update,
 -update, -watch_for_updates; then our own --rollback, --channel, --json,
---slots. With no action it prints "Done." and exits 0.
+--slots, --simulate-boot. With no action it prints "Done." and exits 0.
 
 Flatcar-compatible actions:
   -reset_status       leave UPDATE_STATUS_UPDATED_NEED_REBOOT (back to IDLE)
@@ -57,6 +57,10 @@ Our own:
   --rollback          make the other slot boot next (root only)
   --channel NAME      set the update channel / Omaha track (root only)
   --disk DEV --slots  list the A/B slots of DEV, read-only; needs no daemon
+  --disk DEV --simulate-boot
+                      do what GRUB gptprio does at boot on DEV (pick the next
+                      slot, spend one of its tries) and print the slot; for
+                      demos and tests on image files; needs no daemon
 
 Connection and output:
   --bus ADDR          D-Bus address (default: $DBUS_SYSTEM_BUS_ADDRESS, else
@@ -84,7 +88,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.powerwash, "powerwash", false, "with --rollback: ask for a powerwash (ChromeOS; recorded only)")
 	fs.StringVar(&o.channel, "channel", "", "set the update channel (Omaha track) (root only)")
 	fs.BoolVar(&o.slots, "slots", false, "list the A/B slots of --disk (read-only)")
-	fs.StringVar(&o.disk, "disk", "", "disk device or image file for --slots")
+	fs.BoolVar(&o.simulateBoot, "simulate-boot", false, "pick the next boot slot of --disk as GRUB would, spending a try (writes the GPT)")
+	fs.StringVar(&o.disk, "disk", "", "disk device or image file for --slots / --simulate-boot")
 	fs.StringVar(&o.bus, "bus", "", "D-Bus address (default $DBUS_SYSTEM_BUS_ADDRESS or the system bus)")
 	fs.StringVar(&o.progress, "progress", "auto", "-update output: auto, bar or plain")
 	fs.DurationVar(&o.pollInterval, "poll-interval", 5*time.Second, "-update poll interval")
@@ -108,8 +113,8 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	if o.pollInterval <= 0 {
 		return nil, fmt.Errorf("--poll-interval must be positive, got %v", o.pollInterval)
 	}
-	if o.slots && o.disk == "" {
-		return nil, errors.New("--slots needs --disk DEV")
+	if (o.slots || o.simulateBoot) && o.disk == "" {
+		return nil, errors.New("--slots and --simulate-boot need --disk DEV")
 	}
 	return o, nil
 }
@@ -145,6 +150,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return r.withClient(ctx, r.printStatus)
 	case o.slots:
 		return r.listSlots(ctx)
+	case o.simulateBoot:
+		return r.simulateBoot(ctx)
 	}
 	fmt.Fprintln(stderr, "Done.")
 	return exitOK

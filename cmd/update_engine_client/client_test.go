@@ -113,7 +113,7 @@ func TestStatusAndPriority(t *testing.T) {
 		{"logtostderr accepted", []string{"-logtostderr", "--bus", addr}, 0, "", "Done.\n"},
 		{"unknown flag", []string{"-frobnicate"}, 2, "", "flag provided but not defined"},
 		{"stray argument", []string{"status"}, 2, "", "unexpected argument"},
-		{"slots without disk", []string{"--slots"}, 2, "", "--slots needs --disk"},
+		{"slots without disk", []string{"--slots"}, 2, "", "need --disk DEV"},
 		{"help", []string{"--help"}, 0, "", "-watch_for_updates"},
 	}
 	for _, tt := range tests {
@@ -310,5 +310,16 @@ func TestSlots(t *testing.T) {
 	}
 	if code, _, errs := run(t.Context(), "--disk", filepath.Join(t.TempDir(), "none.img"), "--slots"); code != exitFailed || errs == "" {
 		t.Fatalf("missing disk: code=%d err=%q", code, errs)
+	}
+}
+
+func TestSimulateBoot(t *testing.T) {
+	disk := testenv.NewDisk(t, testenv.DiskSpec{})
+	// A fresh disk boots A (successful); B has nothing.
+	for i := 0; i < 2; i++ {
+		code, out, errs := run(t.Context(), "--disk", disk, "--simulate-boot")
+		if code != 0 || out != "A\n" {
+			t.Fatalf("boot %d: code=%d out=%q err=%q", i, code, out, errs)
+		}
 	}
 }

@@ -25,3 +25,20 @@ func (r *runner) listSlots(ctx context.Context) int {
 	}
 	return exitOK
 }
+
+// simulateBoot spends a boot try as GRUB gptprio would and prints the
+// chosen slot.
+func (r *runner) simulateBoot(ctx context.Context) int {
+	d, err := slot.Open(ctx, r.o.disk, slot.Options{Booted: "A"})
+	if err != nil {
+		fmt.Fprintf(r.stderr, "update_engine_client: %v\n", err)
+		return exitFailed
+	}
+	name, err := d.SimulateBoot(ctx)
+	if err != nil {
+		fmt.Fprintf(r.stderr, "update_engine_client: %v\n", err)
+		return exitFailed
+	}
+	fmt.Fprintln(r.stdout, name)
+	return exitOK
+}
