@@ -129,7 +129,7 @@ func mkfs(b testing.TB, tree, img string) []byte {
 	return data
 }
 
-const debianTimeout = 60 * time.Second
+const debianTimeout = 30 * time.Second
 
 // benchPair diffs and patches old→new with this package and with Debian's
 // bsdiff/bspatch, and prints sizes, times, their ratios and memory.

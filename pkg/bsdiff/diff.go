@@ -11,7 +11,11 @@ import (
 
 // MaxDiffInput is the largest old or new input Diff accepts (suffix
 // array indices are int32).
-const MaxDiffInput = sais.MaxLen
+const MaxDiffInput = 1<<31 - 2
+
+// MaxDiffInput must equal sais.MaxLen (compile-time check).
+var _ [MaxDiffInput - sais.MaxLen]struct{}
+var _ [sais.MaxLen - MaxDiffInput]struct{}
 
 // skipMatch is the match length beyond which the scan skips ahead
 // inside a match instead of searching from every byte of it.
