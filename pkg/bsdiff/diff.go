@@ -1,7 +1,6 @@
 package bsdiff
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"math/bits"
@@ -58,28 +57,33 @@ func matchLen(a, b []byte) int {
 }
 
 // search finds the old suffix sharing the longest prefix with nw and
-// returns its start and the prefix length.
+// returns its start and the prefix length. It is a binary search for
+// where nw would sit among the sorted suffixes, keeping the best common
+// prefix seen; both neighbours of that place are probed, and one of them
+// has the longest. (bsdiff's search ranks an old suffix that is a prefix
+// of nw after it and can end far from the longest match, which in long
+// runs of zeros makes it take tiny matches at great cost.)
 func (d *differ) search(nw []byte) (pos, n int) {
-	if len(d.sa) == 0 {
-		return 0, 0
-	}
-	st, en := 0, len(d.sa)-1
-	for en-st >= 2 {
+	st, en := 0, len(d.sa)
+	best := -1
+	for st < en {
 		x := st + (en-st)/2
-		o := d.old[d.sa[x]:]
-		l := min(len(o), len(nw))
-		if bytes.Compare(o[:l], nw[:l]) < 0 {
-			st = x
+		p := int(d.sa[x])
+		o := d.old[p:]
+		l := matchLen(o, nw)
+		if l > best {
+			best, pos = l, p
+		}
+		if l == len(nw) {
+			break
+		}
+		if l == len(o) || o[l] < nw[l] {
+			st = x + 1
 		} else {
 			en = x
 		}
 	}
-	a, b := int(d.sa[st]), int(d.sa[en])
-	la, lb := matchLen(d.old[a:], nw), matchLen(d.old[b:], nw)
-	if la >= lb {
-		return a, la
-	}
-	return b, lb
+	return pos, max(best, 0)
 }
 
 // diff computes the patch streams with Percival's bsdiff scan: extend

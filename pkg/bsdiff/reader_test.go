@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"runtime"
 	"testing"
 )
 
@@ -151,5 +152,28 @@ func TestSignMagnitude(t *testing.T) {
 	}
 	if got := getInt([]byte{0, 0, 0, 0, 0, 0, 0, 0x80}); got != 0 {
 		t.Fatalf("negative zero = %d, want 0", got)
+	}
+}
+
+// TestReaderBoundedMemory reads a patch that claims a terabyte of new
+// data: memory must stay at the fixed buffers, and the lie must surface
+// as ErrCorrupt when the extra stream runs out.
+func TestReaderBoundedMemory(t *testing.T) {
+	extra := bytes.Repeat([]byte("x"), 4<<20)
+	patch := craft(1<<40, []triple{{0, 1 << 40, 0}}, nil, extra, nil)
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	r, err := NewReader(bytes.NewReader(patch), int64(len(patch)), bytes.NewReader(nil), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, r)
+	runtime.ReadMemStats(&ms1)
+	if n != int64(len(extra)) || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Copy = %d, %v; want %d, ErrCorrupt", n, err, len(extra))
+	}
+	if alloc := ms1.TotalAlloc - ms0.TotalAlloc; alloc > 256<<10 {
+		t.Fatalf("reading allocated %d bytes, want <= 256 KiB", alloc)
 	}
 }

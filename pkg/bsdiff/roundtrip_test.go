@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 type pair struct {
@@ -144,5 +145,25 @@ func TestDiffCanceled(t *testing.T) {
 	err := Diff(ctx, randBytes(r, 1000), randBytes(r, 1000), &bytes.Buffer{}, Options{})
 	if err != context.Canceled {
 		t.Fatalf("Diff with canceled ctx = %v, want context.Canceled", err)
+	}
+}
+
+// TestDiffLongRuns guards against the scan searching from every byte of
+// long runs (quadratic; Debian's bsdiff takes minutes on such input).
+func TestDiffLongRuns(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old := make([]byte, 4<<20)
+	copy(old[1<<20:], "some data in the middle of zeros")
+	nw := make([]byte, 4<<20+3)
+	copy(nw[1<<20+5:], "some data in the middle of zeros!")
+	nw[3<<20] = 1
+	var patch bytes.Buffer
+	if err := Diff(ctx, old, nw, &patch, Options{Format: BSDF2None}); err != nil {
+		t.Fatalf("Diff: %v", err)
+	}
+	var out bytes.Buffer
+	if _, err := Apply(ctx, bytes.NewReader(old), int64(len(old)), patch.Bytes(), &out); err != nil || !bytes.Equal(out.Bytes(), nw) {
+		t.Fatalf("Apply: %v (equal=%v)", err, bytes.Equal(out.Bytes(), nw))
 	}
 }
