@@ -224,13 +224,30 @@ func Run(ctx context.Context, o Options) error {
 	note.srv.Store(srv)
 	log.Info("update_engine ready", "bus", bus, "version", cfg.ReleaseVersion, "server", cfg.Server, "group", cfg.Group)
 
-	err = eng.Run(ctx)
+	// Losing the bus ends the daemon (systemd restarts it): without it
+	// nobody can see or steer the engine.
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-conn.Context().Done():
+			cancel(ErrBusLost)
+		case <-rctx.Done():
+		}
+	}()
+	err = eng.Run(rctx)
+	if cause := context.Cause(rctx); errors.Is(cause, ErrBusLost) {
+		return fmt.Errorf("%w (%s)", ErrBusLost, bus)
+	}
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		log.Info("update_engine stopping")
 		return nil
 	}
 	return err
 }
+
+// ErrBusLost is returned when the D-Bus connection closes under the daemon.
+var ErrBusLost = errors.New("daemon: lost the D-Bus connection")
 
 func loadKeys(path string) ([]*payloadKey, error) {
 	if path == "" {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -243,5 +244,59 @@ func TestKillResume(t *testing.T) {
 	}
 	if ev := w.events(); !strings.HasSuffix(ev, "14/1, 3/1") {
 		t.Fatalf("server events %q", ev)
+	}
+}
+
+// TestBusLost: when the bus goes away the daemon stops with ErrBusLost
+// (and systemd restarts it).
+func TestBusLost(t *testing.T) {
+	w := newOmaha(t)
+	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
+	h := newHost(t, disk)
+	// A bus of our own that we can kill.
+	busDir := t.TempDir()
+	sock := filepath.Join(busDir, "bus")
+	conf := filepath.Join(busDir, "bus.conf")
+	if err := os.WriteFile(conf, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=`+sock+`</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bus := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork")
+	if err := bus.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = bus.Process.Kill(); _ = bus.Wait() }()
+	h.bus = "unix:path=" + sock
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	o := h.options(w.url())
+	done := make(chan error, 1)
+	go func() { done <- Run(t.Context(), o) }()
+	client(t, h.bus)
+	_ = bus.Process.Kill()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrBusLost) {
+			t.Fatalf("Run = %v, want ErrBusLost", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the daemon kept running without its bus")
 	}
 }
