@@ -111,6 +111,13 @@ func copyTree(b testing.TB, src, dst string, edit func(rel string, data []byte) 
 		return os.Chtimes(out, epoch, epoch)
 	})
 	must(b, err)
+	// Directory times last: creating files changed them.
+	must(b, filepath.WalkDir(dst, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return os.Chtimes(path, epoch, epoch)
+	}))
 }
 
 func mkfs(b testing.TB, tree, img string) []byte {
