@@ -187,9 +187,16 @@ func Run(ctx context.Context, o Options) error {
 		Notifier:   note,
 		Log:        log,
 
-		CurrentVersion:     cfg.ReleaseVersion,
-		Track:              cfg.Group,
-		Server:             cfg.Server,
+		CurrentVersion: cfg.ReleaseVersion,
+		Track:          cfg.Group,
+		Server:         cfg.Server,
+		Settings: func() (engine.Settings, error) {
+			c, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+			if err != nil {
+				return engine.Settings{}, err
+			}
+			return engine.Settings{Track: c.Group, Server: c.Server}, nil
+		},
 		MarkerPath:         filepath.Join(runDir, MarkerName),
 		RebootRequiredPath: rebootFile,
 		Schedule: engine.Schedule{

@@ -300,3 +300,37 @@ func TestBusLost(t *testing.T) {
 		t.Fatal("the daemon kept running without its bus")
 	}
 }
+
+// TestUpdateConfReread: like Flatcar, GROUP is re-read from update.conf
+// before every check.
+func TestUpdateConfReread(t *testing.T) {
+	w := newOmaha(t)
+	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
+	h := newHost(t, disk)
+	conf := filepath.Join(h.root, "etc/flatcar/update.conf")
+	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runDaemon(t, h.options(w.url()))
+	c := client(t, h.bus)
+	for _, group := range []string{"stable", "beta"} {
+		if group != "stable" {
+			if err := os.WriteFile(conf, []byte("GROUP="+group+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n := len(w.h.Records())
+		if err := c.AttemptUpdate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for len(w.h.Records()) == n && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		waitOp(t, c, 20*time.Second, "UPDATE_STATUS_IDLE")
+		recs := w.h.Records()
+		if got := recs[len(recs)-1].Track; got != group {
+			t.Fatalf("track %q, want %q", got, group)
+		}
+	}
+}

@@ -69,6 +69,10 @@ type Config struct {
 	CurrentVersion string // running OS version
 	Track          string // default channel (GROUP); a SetChannel pref wins
 	Server         string // Omaha URL; "" = DefaultServer
+	// Settings, when set, is called before every check for the current
+	// GROUP and SERVER (Flatcar re-reads update.conf at every check). On
+	// error the previous values stay.
+	Settings func() (Settings, error)
 
 	// MarkerPath survives daemon restarts until reboot
 	// (/var/run/update_engine_autoupdate_completed).
@@ -85,6 +89,13 @@ type Config struct {
 	// AllowOmahaURL lets ChromeOS AttemptUpdate(s,s) override the server
 	// for that one attempt.
 	AllowOmahaURL bool
+}
+
+// Settings are the values re-read before each check; empty fields keep
+// the configured ones.
+type Settings struct {
+	Track  string
+	Server string
 }
 
 // Snapshot is the published state. It is a value: readers get a copy.

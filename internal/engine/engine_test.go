@@ -482,3 +482,44 @@ func TestScheduledBackoffThenSuccess(t *testing.T) {
 		t.Fatal("a scheduled ping changed the status")
 	}
 }
+
+// TestSettingsReread: GROUP and SERVER are re-read before every check; a
+// SetChannel choice beats GROUP.
+func TestSettingsReread(t *testing.T) {
+	w := newWorld(t)
+	w.publish("p1.bin", "1.0.0", payloadBytes(100, 10), nil)
+	m := newMachine(t, slotSize)
+	cfg := m.config(t, w, &recorder{})
+	var mu sync.Mutex // guards group
+	group := "alpha"
+	cfg.Settings = func() (Settings, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return Settings{Track: group, Server: cfg.Server}, nil
+	}
+	e, _, _ := start(t, cfg)
+	check := func() string {
+		n := len(w.omaha.Records())
+		if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, e, "check", func(s Snapshot) bool { return s.Status == status.Idle && len(w.omaha.Records()) > n })
+		recs := w.omaha.Records()
+		return recs[len(recs)-1].Track
+	}
+	if got := check(); got != "alpha" {
+		t.Fatalf("track %q, want alpha", got)
+	}
+	mu.Lock()
+	group = "beta"
+	mu.Unlock()
+	if got := check(); got != "beta" {
+		t.Fatalf("track %q after editing GROUP, want beta", got)
+	}
+	if err := e.SetChannel(t.Context(), "edge"); err != nil {
+		t.Fatal(err)
+	}
+	if got := check(); got != "edge" {
+		t.Fatalf("track %q after SetChannel, want edge", got)
+	}
+}

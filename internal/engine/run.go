@@ -221,7 +221,11 @@ func (e *Engine) scheduled(ctx context.Context, wg *sync.WaitGroup, st *state) {
 		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
 	case st.snap.Status == status.UpdatedNeedReboot:
 		st.busy = true
+		e.refresh(st)
 		track, server := st.snap.Channel, ""
+		if st.snap.Server != e.cfg.Server {
+			server = st.snap.Server
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -241,13 +245,38 @@ func (e *Engine) scheduled(ctx context.Context, wg *sync.WaitGroup, st *state) {
 	}
 }
 
+// refresh re-reads GROUP and SERVER (Config.Settings) into the snapshot;
+// a SetChannel choice beats GROUP.
+func (e *Engine) refresh(st *state) {
+	if e.cfg.Settings == nil {
+		return
+	}
+	s, err := e.cfg.Settings()
+	if err != nil {
+		e.log.Warn("re-reading the configuration failed; keeping the previous values", "err", err)
+		return
+	}
+	if s.Server != "" {
+		st.snap.Server = s.Server
+	}
+	if s.Track != "" {
+		if ch, err := e.cfg.Prefs.GetString(KeyChannel); err != nil || !validChannel(ch) {
+			st.snap.Channel = s.Track
+		}
+	}
+}
+
 // start moves to CHECKING_FOR_UPDATE and starts the attempt worker.
 func (e *Engine) start(ctx context.Context, wg *sync.WaitGroup, st *state, interactive bool, server string) {
+	e.refresh(st)
 	st.busy = true
 	st.checkAt = nil
 	st.snap.Status = status.CheckingForUpdate
 	st.snap.Progress = 0
-	in := attemptInput{interactive: interactive, server: server, track: st.snap.Channel, serverURL: e.cfg.Server}
+	if server == "" && st.snap.Server != e.cfg.Server {
+		server = st.snap.Server
+	}
+	in := attemptInput{interactive: interactive, server: server, track: st.snap.Channel, serverURL: st.snap.Server}
 	if server != "" {
 		in.serverURL = server
 	}
