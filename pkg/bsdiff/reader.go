@@ -156,7 +156,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 			if n > 0 {
 				return n, nil
 			}
-			r.err = io.EOF
+			r.finish()
 		default:
 			r.oldPos = r.nextOld
 			r.nextCtrl()
@@ -195,6 +195,20 @@ func (r *Reader) nextCtrl() {
 		}
 		r.diffLeft, r.extraLeft, r.nextOld = d, x, end+s
 	}
+}
+
+// finish sets r.err to io.EOF, or to ErrCorrupt if a stream fails its
+// end check: reading on makes the decompressors verify their last block
+// and stream checksums. Trailing data is tolerated, as bspatch does.
+func (r *Reader) finish() {
+	var b [1]byte
+	for i, s := range r.streams {
+		if _, err := io.ReadFull(s, b[:]); err != nil && err != io.EOF {
+			r.err = fmt.Errorf("%w: %s stream end (new offset %d): %w", ErrCorrupt, streamNames[i], r.newPos, err)
+			return
+		}
+	}
+	r.err = io.EOF
 }
 
 // readStream fills p from stream i or sets the sticky error.

@@ -177,3 +177,22 @@ func TestReaderBoundedMemory(t *testing.T) {
 		t.Fatalf("reading allocated %d bytes, want <= 256 KiB", alloc)
 	}
 }
+
+// TestApplyChecksStreamEnds flips a bit in the stream CRC at the very end
+// of a BSDIFF40 patch: all new bytes decode, but the patch is corrupt.
+func TestApplyChecksStreamEnds(t *testing.T) {
+	ctx := context.Background()
+	old, nw := []byte("abcdefghijklmnopqrstuvwxyz"), []byte("abcdefgh--klmnopqrstuvwxyz++")
+	var patch bytes.Buffer
+	if err := Diff(ctx, old, nw, &patch, Options{Format: BSDIFF40}); err != nil {
+		t.Fatal(err)
+	}
+	p := patch.Bytes()
+	if _, err := Apply(ctx, bytes.NewReader(old), int64(len(old)), p, io.Discard); err != nil {
+		t.Fatalf("intact patch: %v", err)
+	}
+	p[len(p)-2] ^= 0x10 // inside the extra stream's combined CRC
+	if _, err := Apply(ctx, bytes.NewReader(old), int64(len(old)), p, io.Discard); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("patch with a bad stream CRC: Apply = %v, want ErrCorrupt", err)
+	}
+}
