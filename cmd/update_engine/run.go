@@ -56,6 +56,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.BoolVar(&o.AutoCheck, "auto-check", true, "check for updates on a schedule (first after --initial-delay, then every --check-interval, ±5 min fuzz); off: only on D-Bus AttemptUpdate")
 	fs.DurationVar(&o.InitialDelay, "initial-delay", 7*time.Minute, "first scheduled check after start")
 	fs.DurationVar(&o.CheckInterval, "check-interval", 45*time.Minute, "time between scheduled checks")
+	fs.Int64Var(&o.CheckpointBytes, "checkpoint-bytes", 4<<20, "payload bytes between resumable checkpoints (each syncs the slot and writes prefs)")
 	fs.BoolVar(&o.NoHealthGate, "no-health-gate", false, "never mark the booted slot good (by default: after UPDATE_ENGINE_HEALTH_DELAY and the health units/command)")
 	over := map[string]*string{}
 	for _, f := range []struct{ flag, key, usage string }{

@@ -10,6 +10,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,10 @@ type Options struct {
 	InitialDelay  time.Duration // 0 = 7 min
 	CheckInterval time.Duration // 0 = 45 min
 	NoHealthGate  bool          // do not mark the booted slot good
+
+	// CheckpointBytes is the payload distance between resumable
+	// checkpoints (each syncs the slot and writes prefs); 0 = 4 MiB.
+	CheckpointBytes int64
 
 	Log *slog.Logger
 }
@@ -179,7 +184,7 @@ func Run(ctx context.Context, o Options) error {
 	ecfg := engine.Config{
 		Checker:    &engine.OmahaChecker{Client: client, Params: params},
 		Downloader: &engine.OmahaDownloader{Client: client},
-		Applier:    engine.PayloadApplier{Keys: keys, CheckpointBytes: 1 << 20},
+		Applier:    engine.PayloadApplier{Keys: keys, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20)},
 		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
 		Prefs:      store,
 		Floor:      floor,

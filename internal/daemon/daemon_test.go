@@ -45,7 +45,7 @@ func image(n int, seed uint64) []byte {
 // omahaWorld is the dev Omaha server on 127.0.0.1 serving one payload dir,
 // with a record of payload Range headers and an optional throttle.
 type omahaWorld struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	h   *server.Handler
 	srv *httptest.Server
@@ -55,7 +55,7 @@ type omahaWorld struct {
 	delay  time.Duration // per 32 KiB served
 }
 
-func newOmaha(t *testing.T) *omahaWorld {
+func newOmaha(t testing.TB) *omahaWorld {
 	w := &omahaWorld{t: t, dir: t.TempDir()}
 	h, err := server.New(server.Config{Dir: w.dir, PreferDelta: true})
 	if err != nil {
@@ -179,7 +179,7 @@ type host struct {
 	bus                    string
 }
 
-func newHost(t *testing.T, disk string) *host {
+func newHost(t testing.TB, disk string) *host {
 	h := &host{disk: disk, prefs: t.TempDir(), run: t.TempDir(), root: t.TempDir(), bus: testenv.DBus(t)}
 	if err := os.MkdirAll(filepath.Join(h.root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func newHost(t *testing.T, disk string) *host {
 func (h *host) args(server string) []string {
 	return []string{"--disk", h.disk, "--booted", "A", "--bus", h.bus, "--config-root", h.root,
 		"--prefs-dir", h.prefs, "--run-dir", h.run, "--reboot-required-file", filepath.Join(h.run, "reboot-required"),
-		"--server", server, "--version", "1.0.0", "--auto-check=false", "--no-health-gate", "--pubkey", filepath.Join(h.root, "nokey.pem")}
+		"--server", server, "--version", "1.0.0", "--auto-check=false", "--no-health-gate", "--checkpoint-bytes", "262144", "--pubkey", filepath.Join(h.root, "nokey.pem")}
 }
 
 func (h *host) options(server string) Options {
@@ -206,7 +206,7 @@ func (h *host) options(server string) Options {
 }
 
 // runDaemon runs Run in-process until the test ends or stop is called.
-func runDaemon(t *testing.T, o Options) (stop func()) {
+func runDaemon(t testing.TB, o Options) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -244,7 +244,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // client dials the bus and waits until the daemon answers.
-func client(t *testing.T, bus string) *dbusapi.Client {
+func client(t testing.TB, bus string) *dbusapi.Client {
 	t.Helper()
 	c, err := dbusapi.Dial(t.Context(), bus)
 	if err != nil {
@@ -265,7 +265,7 @@ func client(t *testing.T, bus string) *dbusapi.Client {
 }
 
 // waitOp polls GetStatus until the operation is one of ops.
-func waitOp(t *testing.T, c *dbusapi.Client, timeout time.Duration, ops ...string) dbusapi.Status {
+func waitOp(t testing.TB, c *dbusapi.Client, timeout time.Duration, ops ...string) dbusapi.Status {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -284,7 +284,7 @@ func waitOp(t *testing.T, c *dbusapi.Client, timeout time.Duration, ops ...strin
 	}
 }
 
-func readSlot(t *testing.T, disk, name string, n int) []byte {
+func readSlot(t testing.TB, disk, name string, n int) []byte {
 	t.Helper()
 	d, err := slot.Open(t.Context(), disk, slot.Options{Booted: "A"})
 	if err != nil {
@@ -306,7 +306,7 @@ func readSlot(t *testing.T, disk, name string, n int) []byte {
 	return b
 }
 
-func nextBoot(t *testing.T, disk string) string {
+func nextBoot(t testing.TB, disk string) string {
 	t.Helper()
 	slots, next, err := slot.List(disk)
 	if err != nil {
@@ -320,7 +320,7 @@ func nextBoot(t *testing.T, disk string) string {
 	return ""
 }
 
-func writeSlotA(t *testing.T, disk string, img []byte) {
+func writeSlotA(t testing.TB, disk string, img []byte) {
 	t.Helper()
 	d, err := slot.Open(t.Context(), disk, slot.Options{Booted: "A"})
 	if err != nil {
