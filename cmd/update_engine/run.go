@@ -53,6 +53,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&o.PostinstTimeout, "postinst-timeout", 10*time.Minute, "post-install time limit")
 	fs.StringVar(&o.TPM, "tpm", "", "TPM for the anti-rollback version floor: a device (/dev/tpmrm0) or host:port of swtpm (default off)")
 	fs.BoolVar(&o.RequireTPM, "require-tpm", false, "fail when the --tpm cannot be used")
+	fs.IntVar(&o.MeasurePCR, "measure-pcr", 0, "with --tpm: extend this PCR (1-23) with the new image's SHA-256 at flip and keep the record in prefs/pcr-record (default off)")
 	fs.BoolVar(&o.AutoCheck, "auto-check", true, "check for updates on a schedule (first after --initial-delay, then every --check-interval, ±5 min fuzz); off: only on D-Bus AttemptUpdate")
 	fs.DurationVar(&o.InitialDelay, "initial-delay", 7*time.Minute, "first scheduled check after start")
 	fs.DurationVar(&o.CheckInterval, "check-interval", 45*time.Minute, "time between scheduled checks")

@@ -55,6 +55,7 @@ type Options struct {
 
 	TPM        string // "" = no anti-rollback floor; a device path or host:port (swtpm)
 	RequireTPM bool
+	MeasurePCR int // with TPM: PCR extended with the new image's hash at flip; 0 = none
 
 	AutoCheck     bool          // scheduled checks (Flatcar: 7 min after start, every 45 min)
 	InitialDelay  time.Duration // 0 = 7 min
@@ -145,7 +146,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		defer g.Close()
-		floor = engine.GuardFloor{Guard: g}
+		floor = engine.GuardFloor{Guard: g, PCR: o.MeasurePCR}
 	}
 
 	m := metrics.New()

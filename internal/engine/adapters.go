@@ -64,7 +64,7 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src 
 	if err != nil {
 		return Applied{}, err
 	}
-	return Applied{Size: res.Size, SHA256: res.SHA256}, nil
+	return Applied{Size: res.Size, SHA256: res.SHA256, PartitionHash: res.PartitionHash}, nil
 }
 
 // DiskSlots adapts *slot.Disk to Slots; writes to the passive slot go
@@ -93,10 +93,26 @@ func (d DiskSlots) OpenPassive(ctx context.Context) (Target, error) {
 	return limitedTarget{Writer: d.Limiter.WriterAt(w), direct: w.Direct()}, nil
 }
 
-// GuardFloor adapts *antirollback.Guard to Floor. An explicit rollback
-// request is the only way past the floor, and the engine never asks for
-// one on an Omaha offer.
-type GuardFloor struct{ Guard *antirollback.Guard }
+// GuardFloor adapts *antirollback.Guard to Floor (and Measurer when PCR
+// is set). An explicit rollback request is the only way past the floor,
+// and the engine never asks for one on an Omaha offer.
+type GuardFloor struct {
+	Guard *antirollback.Guard
+	PCR   int // PCR extended with the new image's hash at flip; 0 = none
+}
+
+// Measure implements Measurer: extend PCR with the image hash and return
+// the record as JSON. Without a PCR or a TPM it records nothing.
+func (g GuardFloor) Measure(ctx context.Context, imageSHA256 []byte) ([]byte, error) {
+	if g.PCR == 0 || !g.Guard.Enabled() {
+		return nil, nil
+	}
+	rec, err := g.Guard.ExtendPCR(ctx, g.PCR, imageSHA256)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(rec)
+}
 
 // Check implements Floor.
 func (g GuardFloor) Check(ctx context.Context, version string) error {

@@ -197,6 +197,13 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		return res, fmt.Errorf("flip to slot %s: %w", e.cfg.Slots.Passive(), err)
 	}
 	_ = e.cfg.Prefs.SetInt64(KeyFlipTime, e.cfg.Clock.Now().Unix())
+	if m, ok := e.cfg.Floor.(Measurer); ok && len(applied.PartitionHash) == 32 {
+		if rec, err := m.Measure(ctx, applied.PartitionHash); err != nil {
+			e.log.Warn("measuring the new image into the TPM failed", "err", err)
+		} else if rec != nil {
+			_ = e.cfg.Prefs.Set(KeyPCRRecord, rec)
+		}
+	}
 	if err := e.cfg.Prefs.SetString(KeyPreviousVersion, e.cfg.CurrentVersion); err != nil {
 		e.log.Warn("cannot store previous-version", "err", err)
 	}

@@ -72,6 +72,9 @@ type Checkpoint struct {
 type Applied struct {
 	Size   int64
 	SHA256 []byte
+	// PartitionHash is the verified SHA-256 of the new partition image,
+	// when the payload declares one.
+	PartitionHash []byte
 }
 
 // Applier applies a payload stream onto dst. from is nil for a fresh
@@ -126,6 +129,12 @@ type (
 		RollbackToPassive(ctx context.Context) error
 	}
 )
+
+// Measurer is an optional Floor method: measure the new image into a TPM
+// PCR at flip time and return a record to keep in prefs (KeyPCRRecord).
+type Measurer interface {
+	Measure(ctx context.Context, imageSHA256 []byte) ([]byte, error)
+}
 
 // Prefs is the durable key → value store (internal/prefs.Store).
 type Prefs interface {

@@ -18,6 +18,7 @@ const (
 	KeyChannel           = "target-channel"            // SetChannel
 	KeyFlipTime          = "flip-time"                 // unix time of the last flip, for flip_to_good
 	KeyRollbackVersion   = "rollback-detected-version" // version a rollback was reported for
+	KeyPCRRecord         = "pcr-record"                // JSON of the last PCR measurement at flip
 	KeyCurrentBytes      = prefs.KeyCurrentBytesDownloaded
 	KeySystemUpdatedMark = prefs.KeySystemUpdatedMarkerTimestamp
 )
