@@ -5,11 +5,9 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"runtime"
 )
 
 // Options configure Apply and Resume. The zero value applies without
@@ -105,7 +103,25 @@ func Apply(ctx context.Context, r io.Reader, target io.WriterAt, o Options) (*Re
 		a.signed.Write(raw[:h.MetadataSize()])
 	}
 	a.off = int64(h.DataStart())
+	if err := a.preWrite(ctx); err != nil {
+		return nil, err
+	}
 	return a.run(ctx, r, target, 0)
+}
+
+// preWriteChecks run after the metadata verified and validated and before
+// the first write, in Apply and Resume: the extension point for checks
+// that need more than the manifest (e.g. the delta source against
+// old_partition_info). Files of this package append to it in init.
+var preWriteChecks []func(ctx context.Context, p *plan, o *Options) error
+
+func (a *applier) preWrite(ctx context.Context) error {
+	for _, c := range preWriteChecks {
+		if err := c(ctx, a.p, a.o); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Resume continues an Apply from cp; r must yield the payload from
@@ -142,6 +158,9 @@ func Resume(ctx context.Context, cp *Checkpoint, r io.Reader, target io.WriterAt
 		a.phashed = cp.PartitionHashed
 	}
 	a.off = cp.Offset
+	if err := a.preWrite(ctx); err != nil {
+		return nil, err
+	}
 	return a.run(ctx, r, target, cp.NextOp)
 }
 
@@ -172,7 +191,9 @@ type applier struct {
 	pstream bool
 
 	pool  bufPool
-	zeros []byte
+	zeros []byte // 1 MiB of zeros, read-only
+
+	states [2][]byte // whole and signed hash states at the start of run
 }
 
 func newApplier(raw []byte, o *Options) (*applier, error) {
@@ -195,321 +216,12 @@ func newApplier(raw []byte, o *Options) (*applier, error) {
 		return nil, err
 	}
 	a := &applier{p: p, o: o, whole: sha256.New(), phash: sha256.New(), pstream: true}
+	a.zeros = a.pool.get(1 << 20)
+	clear(a.zeros)
 	if h.MetadataSignatureSize > 0 {
 		a.signed = sha256.New()
 	}
 	return a, nil
-}
-
-// job is one operation in flight.
-type job struct {
-	idx    int
-	s      *step
-	buf    []byte // pooled; data is buf[:data_length]
-	out    []byte // decoded output, len dstBytes; may alias buf
-	end    int64  // payload offset after this op's data
-	tokens int
-	err    error
-	done   chan struct{} // closed when err/out are final
-
-	wholeState, signedState []byte // hash states at end, for checkpoints
-}
-
-// tail is what the reader learned after the last operation.
-type tail struct {
-	err          error
-	signedDigest []byte
-	sigBlob      []byte
-}
-
-func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, start int) (*Result, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	workers := a.o.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	mem := a.o.MemoryBudget
-	if mem <= 0 {
-		mem = 16 << 20
-	}
-	bud := newBudget(mem)
-	order := make(chan *job, 2*workers+2)
-	jobs := make(chan *job, 2*workers+2)
-	tailc := make(chan tail, 1)
-	done := make(chan struct{})
-	for w := 0; w < workers; w++ {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			d := &decoder{src: a.o.Source, bs: a.p.bs}
-			defer func() {
-				if d.zstd != nil {
-					d.zstd.Close()
-				}
-			}()
-			for j := range jobs {
-				j.err = a.exec(d, j)
-				close(j.done)
-			}
-		}()
-	}
-	go func() {
-		defer close(jobs)
-		defer close(order)
-		tailc <- a.read(ctx, r, start, bud, order, jobs)
-	}()
-
-	werr := a.write(ctx, target, order, bud)
-	if werr != nil {
-		cancel()
-		for j := range order { // let the reader finish
-			<-j.done
-		}
-	}
-	for w := 0; w < workers; w++ {
-		<-done
-	}
-	t := <-tailc
-	if werr != nil {
-		return nil, werr
-	}
-	if t.err != nil {
-		return nil, t.err
-	}
-	return a.finish(target, t)
-}
-
-// read is the reader goroutine: it reads each operation's data, hashes the
-// stream and hands jobs to the workers and, in order, to the writer.
-func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, order, jobs chan<- *job) tail {
-	ckpt := a.o.Checkpoint != nil
-	for i := start; i < len(a.p.steps); i++ {
-		if err := ctx.Err(); err != nil {
-			return tail{err: err}
-		}
-		s := &a.p.steps[i]
-		j := &job{idx: i, s: s, done: make(chan struct{})}
-		dl := int64(s.op.GetDataLength())
-		need := dl
-		if s.write && !s.kind.noOutput {
-			if s.kind.inPlace {
-				need = max(dl, int64(s.dstBytes))
-			} else {
-				need += int64(s.dstBytes)
-			}
-		}
-		var err error
-		if j.tokens, err = bud.acquire(ctx, need); err != nil {
-			return tail{err: err}
-		}
-		if dl > 0 {
-			n := dl
-			if s.write && s.kind.inPlace {
-				n = int64(s.dstBytes)
-			}
-			j.buf = a.pool.get(int(n))
-			if _, err := io.ReadFull(r, j.buf[:dl]); err != nil {
-				j.err = fmt.Errorf("%w: op %d data at offset %d: %v", ErrTruncated, i, a.off, err)
-				close(j.done)
-				select {
-				case order <- j:
-				case <-ctx.Done():
-				}
-				return tail{}
-			}
-			a.whole.Write(j.buf[:dl])
-			if a.signed != nil {
-				a.signed.Write(j.buf[:dl])
-			}
-			a.off += dl
-		}
-		j.end = a.off
-		if ckpt {
-			j.wholeState = marshalHash(a.whole)
-			if a.signed != nil {
-				j.signedState = marshalHash(a.signed)
-			}
-		}
-		select {
-		case order <- j:
-		case <-ctx.Done():
-			return tail{err: ctx.Err()}
-		}
-		if dl > 0 || (s.write && !s.kind.noOutput) {
-			select {
-			case jobs <- j:
-			case <-ctx.Done():
-				j.err = ctx.Err()
-				close(j.done)
-				return tail{err: ctx.Err()}
-			}
-		} else {
-			close(j.done)
-		}
-	}
-	var t tail
-	if a.signed != nil {
-		t.signedDigest = a.signed.Sum(nil)
-	} else {
-		t.signedDigest = a.whole.Sum(nil)
-	}
-	if n := a.p.m.SignaturesSize; n > 0 {
-		t.sigBlob = make([]byte, n)
-		if _, err := io.ReadFull(r, t.sigBlob); err != nil {
-			return tail{err: fmt.Errorf("%w: signature blob at offset %d: %v", ErrTruncated, a.off, err)}
-		}
-		a.whole.Write(t.sigBlob)
-		a.off += int64(n)
-	}
-	var one [1]byte
-	if n, err := io.ReadFull(r, one[:]); n > 0 {
-		return tail{err: fmt.Errorf("%w: data after the declared end at offset %d", ErrTruncated, a.off)}
-	} else if err != io.EOF {
-		return tail{err: fmt.Errorf("%w: at offset %d: %v", ErrTruncated, a.off, err)}
-	}
-	return t
-}
-
-// exec runs in a worker: verify the data hash, then decode.
-func (a *applier) exec(d *decoder, j *job) error {
-	s := j.s
-	if dl := s.op.GetDataLength(); dl > 0 {
-		sum := sha256.Sum256(j.buf[:dl])
-		if string(sum[:]) != string(s.op.GetDataSha256Hash()) {
-			return fmt.Errorf("%w: op %d", ErrOperationHashMismatch, j.idx)
-		}
-	}
-	if !s.write || s.kind.noOutput {
-		return nil
-	}
-	if s.kind.inPlace {
-		j.out = j.buf[:s.dstBytes]
-	} else {
-		j.out = a.pool.get(int(s.dstBytes))
-	}
-	var data []byte
-	if j.buf != nil {
-		data = j.buf[:s.op.GetDataLength()]
-	}
-	if err := s.kind.run(d, s.op, data, j.out); err != nil {
-		if errors.Is(err, ErrOperationHashMismatch) || errors.Is(err, ErrNoSource) {
-			return fmt.Errorf("op %d: %w", j.idx, err)
-		}
-		return fmt.Errorf("%w: op %d (%v): %v", ErrOperationExecution, j.idx, s.op.GetType(), err)
-	}
-	return nil
-}
-
-// write is the writer: it takes jobs in order, writes them, and
-// checkpoints.
-func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *job, bud budget) error {
-	var lastCP int64 = -1
-	for j := range order {
-		<-j.done
-		if j.err != nil {
-			return j.err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if j.s.write {
-			if err := a.writeOp(target, j); err != nil {
-				return err
-			}
-		}
-		a.release(j, bud)
-		if a.o.Progress != nil {
-			a.o.Progress(j.end)
-		}
-		if a.o.Checkpoint != nil && (a.o.CheckpointBytes <= 0 || lastCP < 0 || j.end-lastCP >= a.o.CheckpointBytes || j.idx == len(a.p.steps)-1) {
-			if s, ok := target.(syncer); ok {
-				if err := s.Sync(); err != nil {
-					return fmt.Errorf("%w: sync: %v", ErrWrite, err)
-				}
-			}
-			cp := &Checkpoint{NextOp: j.idx + 1, Offset: j.end, Metadata: a.p.m.Raw,
-				PayloadHash: j.wholeState, SignedHash: j.signedState,
-				PartitionStreaming: a.pstream, PartitionHashed: a.phashed}
-			if a.pstream {
-				cp.PartitionHash = marshalHash(a.phash)
-			}
-			if err := a.o.Checkpoint(cp); err != nil {
-				return fmt.Errorf("payload: checkpoint: %w", err)
-			}
-			lastCP = j.end
-		}
-	}
-	return nil
-}
-
-func (a *applier) release(j *job, bud budget) {
-	if j.out != nil && (j.buf == nil || &j.out[0] != &j.buf[0]) {
-		a.pool.put(j.out)
-	}
-	if j.buf != nil {
-		a.pool.put(j.buf)
-	}
-	j.buf, j.out = nil, nil
-	bud.release(j.tokens)
-}
-
-func (a *applier) writeOp(target io.WriterAt, j *job) error {
-	bs := a.p.bs
-	var off uint64
-	for _, e := range j.s.op.DstExtents {
-		n := e.GetNumBlocks() * bs
-		if e.GetStartBlock() == SparseHole {
-			off += n
-			continue
-		}
-		pos := e.GetStartBlock() * bs
-		if j.s.kind.noOutput {
-			if err := a.writeZeros(target, pos, n); err != nil {
-				return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
-			}
-		} else {
-			b := j.out[off : off+n]
-			if _, err := target.WriteAt(b, int64(pos)); err != nil {
-				return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
-			}
-			a.hashPartition(pos, b)
-		}
-		off += n
-	}
-	return nil
-}
-
-func (a *applier) writeZeros(target io.WriterAt, pos, n uint64) error {
-	if a.zeros == nil {
-		a.zeros = a.pool.get(1 << 20)
-		clear(a.zeros)
-	}
-	for n > 0 {
-		k := min(n, uint64(len(a.zeros)))
-		if _, err := target.WriteAt(a.zeros[:k], int64(pos)); err != nil {
-			return err
-		}
-		a.hashPartition(pos, a.zeros[:k])
-		pos += k
-		n -= k
-	}
-	return nil
-}
-
-// hashPartition feeds the partition hash while the operations write the
-// partition front to back; otherwise finish reads the partition back.
-func (a *applier) hashPartition(pos uint64, b []byte) {
-	ni := a.p.newInfo
-	if !a.pstream || ni == nil || pos >= ni.GetSize() {
-		return
-	}
-	if pos != a.phashed {
-		a.pstream = false
-		return
-	}
-	n := min(uint64(len(b)), ni.GetSize()-pos)
-	a.phash.Write(b[:n])
-	a.phashed += n
 }
 
 // finish verifies the payload signature and the new partition.

@@ -373,7 +373,8 @@ func TestCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
-	if st, _ := f.Stat(); st.Size() != 64<<10 {
-		t.Errorf("target has %d bytes after a cancel during op 1, want %d", st.Size(), 64<<10)
+	// Progress runs behind the writer by the queue depth at most.
+	if st, _ := f.Stat(); st.Size() >= int64(len(img)) || st.Size()%(64<<10) != 0 {
+		t.Errorf("target has %d bytes after a cancel after op 0, want whole ops and fewer than all", st.Size())
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 
+	"github.com/abupdate/update_engine/pkg/payload/internal/xzdec"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -51,6 +53,13 @@ type decoder struct {
 	src  io.ReaderAt
 	bs   uint64
 	zstd *zstd.Decoder
+	xz   *xzdec.Decoder
+}
+
+func (d *decoder) close() {
+	if d.zstd != nil {
+		d.zstd.Close()
+	}
 }
 
 // fill checks a decoded length n against the output and zero-pads the last
@@ -88,7 +97,21 @@ func runBZ(_ *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 	return readAllInto(bzip2.NewReader(bytes.NewReader(data)), out, "REPLACE_BZ")
 }
 
-func runXZ(_ *decoder, _ *metadata.InstallOperation, data, out []byte) error {
+func runXZ(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
+	// The lean path: the whole stream is in memory, decode straight into out.
+	if d.xz == nil {
+		d.xz = new(xzdec.Decoder)
+	}
+	n, err := d.xz.Decode(data, out)
+	switch {
+	case err == nil:
+		return fill(out, n, "REPLACE_XZ")
+	case errors.Is(err, xzdec.ErrTooLong):
+		return fmt.Errorf("REPLACE_XZ decodes to more than %d bytes", len(out))
+	case !errors.Is(err, xzdec.ErrUnsupported):
+		return fmt.Errorf("REPLACE_XZ: %w", err)
+	}
+	// Filters or layouts the lean path does not handle.
 	r, err := xz.ReaderConfig{SingleStream: true}.NewReader(bytes.NewReader(data))
 	if err != nil {
 		return fmt.Errorf("REPLACE_XZ: %w", err)

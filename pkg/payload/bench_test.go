@@ -1,0 +1,220 @@
+package payload
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/testenv"
+)
+
+// BenchmarkApply builds a realistic ext4 image (mkfs.ext4 -d from files
+// of /usr), full payloads of it (REPLACE, REPLACE_XZ, REPLACE_ZSTD), and
+// times `payload_generator apply` in a child process (for its peak RSS)
+// against `dd oflag=direct` and `xz -dc | dd oflag=direct` onto the same
+// target file. Sizes: BENCH_IMAGE_MB (comma-separated, default 128,1024).
+// Images and payloads are cached under os.TempDir()/payload-bench.
+func BenchmarkApply(b *testing.B) {
+	testenv.RequireTool(b, "mkfs.ext4", "dd", "xz")
+	sizes := os.Getenv("BENCH_IMAGE_MB")
+	if sizes == "" {
+		sizes = "128,1024"
+	}
+	bin := filepath.Join(b.TempDir(), "payload_generator")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/abupdate/update_engine/cmd/payload_generator").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	for _, s := range strings.Split(sizes, ",") {
+		mb, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			b.Fatalf("BENCH_IMAGE_MB: %v", err)
+		}
+		b.Run(fmt.Sprintf("%dMiB", mb), func(b *testing.B) { benchApply(b, bin, mb) })
+	}
+}
+
+func benchApply(b *testing.B, bin string, mb int) {
+	cache := filepath.Join(os.TempDir(), "payload-bench")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	img := filepath.Join(cache, fmt.Sprintf("ext4-%d.img", mb))
+	if _, err := os.Stat(img); err != nil {
+		buildExt4(b, img, mb)
+	}
+	key, pub := benchKey(b, cache)
+	payloads := map[string]string{}
+	for _, c := range []string{CompressNone, CompressXZ, CompressZstd} {
+		p := filepath.Join(cache, fmt.Sprintf("ext4-%d-%s.payload", mb, c))
+		if _, err := os.Stat(p); err != nil {
+			b.Logf("generating %s", p)
+			cmd := exec.Command(bin, "generate", "--new", img, "--key", key, "--compression", c, "-o", p)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("generate: %v\n%s", err, out)
+			}
+		}
+		payloads[c] = p
+	}
+	xzFile := filepath.Join(cache, fmt.Sprintf("ext4-%d.img.xz", mb))
+	if _, err := os.Stat(xzFile); err != nil {
+		sh(b, fmt.Sprintf("xz -T1 -6 -c %s > %s.tmp && mv %s.tmp %s", img, xzFile, xzFile, xzFile))
+	}
+	target := filepath.Join(b.TempDir(), "target")
+	sh(b, fmt.Sprintf("dd if=/dev/zero of=%s bs=1M count=%d status=none", target, mb))
+	size := float64(int64(mb) << 20)
+	name := fmt.Sprintf("payload_%dMiB", mb)
+	for _, f := range []string{img, xzFile, payloads[CompressNone], payloads[CompressXZ], payloads[CompressZstd]} {
+		sh(b, "cat "+f+" > /dev/null") // all inputs come from the page cache
+	}
+	best := func(f func() time.Duration) time.Duration {
+		d := f()
+		return min(d, f())
+	}
+	dd := best(func() time.Duration {
+		return timeSh(b, fmt.Sprintf("dd if=%s of=%s bs=2M oflag=direct conv=notrunc status=none", img, target))
+	})
+	xzdd := best(func() time.Duration {
+		return timeSh(b, fmt.Sprintf("xz -dc %s | dd of=%s bs=2M iflag=fullblock oflag=direct conv=notrunc status=none", xzFile, target))
+	})
+	mbps := func(d time.Duration) float64 { return size / 1e6 / d.Seconds() }
+	testenv.Bench(b, name+"_dd_direct", mbps(dd), "MB/s")
+	testenv.Bench(b, name+"_xz_dc_dd_direct", mbps(xzdd), "MB/s")
+	xzSize := fileSize(b, payloads[CompressXZ])
+	testenv.Bench(b, name+"_xz_payload_size", float64(xzSize)/(1<<20), "MiB")
+	testenv.Bench(b, name+"_xz_T1_file_size", float64(fileSize(b, xzFile))/(1<<20), "MiB")
+	for _, c := range []string{CompressNone, CompressXZ, CompressZstd} {
+		var rss int64
+		d := best(func() time.Duration {
+			cmd := exec.Command(bin, "apply", "--direct", "--key", pub, "--target", target, payloads[c])
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("apply %s: %v\n%s", c, err, out)
+			}
+			d := time.Since(start)
+			rss = max(rss, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) // KiB
+			return d
+		})
+		n := name + "_" + map[string]string{CompressNone: "replace", CompressXZ: "xz", CompressZstd: "zstd"}[c]
+		testenv.Bench(b, n+"_apply", mbps(d), "MB/s")
+		testenv.Bench(b, n+"_peak_rss", float64(rss)/1024, "MiB")
+		switch c {
+		case CompressNone, CompressZstd:
+			testenv.Bench(b, n+"_vs_dd_direct", dd.Seconds()/d.Seconds(), "x")
+		case CompressXZ:
+			testenv.Bench(b, n+"_vs_xz_dc_dd", xzdd.Seconds()/d.Seconds(), "x")
+		}
+		if c == CompressZstd {
+			testenv.Bench(b, n+"_size_vs_xz", float64(fileSize(b, payloads[c]))/float64(xzSize), "x")
+		}
+	}
+	got := sha(b, target)
+	if want := sha(b, img); got != want {
+		b.Fatalf("target %s after the last apply, want %s", got, want)
+	}
+}
+
+// buildExt4 makes an ext4 image of mb MiB holding about 70% of it in
+// files hard-linked (or copied) from /usr, in a fixed order.
+func buildExt4(b *testing.B, img string, mb int) {
+	stage, err := os.MkdirTemp(filepath.Dir(img), "stage-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(stage)
+	budget := int64(mb) << 20 * 7 / 10
+	errDone := fmt.Errorf("done")
+	filepath.WalkDir("/usr", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil || info.Size() > budget {
+			return nil
+		}
+		dst := filepath.Join(stage, p)
+		if os.MkdirAll(filepath.Dir(dst), 0o755) != nil {
+			return nil
+		}
+		if os.Link(p, dst) != nil && copyFile(p, dst) != nil {
+			return nil
+		}
+		budget -= info.Size()
+		if budget < 1<<20 {
+			return errDone
+		}
+		return nil
+	})
+	sh(b, fmt.Sprintf("mkfs.ext4 -q -F -b 4096 -E root_owner=0:0 -d %s %s.tmp %dM && mv %s.tmp %s", stage, img, mb, img, img))
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func benchKey(b *testing.B, dir string) (string, string) {
+	key, pub := filepath.Join(dir, "key.pem"), filepath.Join(dir, "key.pub.pem")
+	if _, err := os.Stat(pub); err == nil {
+		return key, pub
+	}
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pb, _ := MarshalPublicKey(&k.PublicKey)
+	os.WriteFile(key, MarshalPrivateKey(k), 0o600)
+	os.WriteFile(pub, pb, 0o644)
+	return key, pub
+}
+
+func sh(b *testing.B, script string) {
+	b.Helper()
+	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+		b.Fatalf("%s: %v\n%s", script, err, out)
+	}
+}
+
+func timeSh(b *testing.B, script string) time.Duration {
+	start := time.Now()
+	sh(b, script)
+	return time.Since(start)
+}
+
+func fileSize(b *testing.B, p string) int64 {
+	st, err := os.Stat(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st.Size()
+}
+
+func sha(b *testing.B, p string) string {
+	out, err := exec.Command("sha256sum", p).Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return string(bytes.Fields(out)[0])
+}

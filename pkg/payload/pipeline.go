@@ -1,0 +1,415 @@
+package payload
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+)
+
+// The pipeline of one run, each stage a goroutine, jobs in data order:
+//
+//	read ──▶ workers (hash check, decode; any order) ──▶ write (in order) ──▶ finish (in order)
+//	  └────▶ whole-payload hasher (in order, v2 signed payloads only)
+//
+// read owns the stream, the signed hash and the memory budget's acquiring
+// side; the whole hasher owns a.whole (read owns it when there is no
+// hasher); write owns the target's writes; finish owns the partition hash,
+// buffer release, progress and checkpoints. A job's buffers are released
+// by finish after the whole hasher closed job.hashed.
+
+// job is one operation in flight.
+type job struct {
+	idx    int
+	s      *step
+	buf    []byte // pooled; data is buf[:data_length]
+	out    []byte // decoded output, len dstBytes; may alias buf
+	end    int64  // payload offset after this op's data
+	tokens int
+	err    error
+	done   chan struct{} // closed by a worker (or read) when err/out are final
+	hashed chan struct{} // closed when the whole-payload hash has the data
+
+	wholeState, signedState []byte // hash states at end, for checkpoints
+}
+
+// tail is what the reader learned after the last operation.
+type tail struct {
+	err          error
+	signedDigest []byte
+	sigBlob      []byte
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, start int) (*Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.states = [2][]byte{}
+	if a.o.Checkpoint != nil {
+		a.states[0] = marshalHash(a.whole)
+		if a.signed != nil {
+			a.states[1] = marshalHash(a.signed)
+		}
+	}
+	workers := a.o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	mem := a.o.MemoryBudget
+	if mem <= 0 {
+		mem = 16 << 20
+	}
+	bud := newBudget(mem)
+	q := 2*workers + 2
+	order := make(chan *job, q)
+	jobs := make(chan *job, q)
+	fin := make(chan *job, q)
+	tailc := make(chan tail, 1)
+	workersDone := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		go func() {
+			defer func() { workersDone <- struct{}{} }()
+			d := &decoder{src: a.o.Source, bs: a.p.bs}
+			defer d.close()
+			for j := range jobs {
+				j.err = a.exec(d, j)
+				close(j.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		defer close(order)
+		tailc <- a.read(ctx, r, start, bud, order, jobs)
+	}()
+	var finErr error
+	finDone := make(chan struct{})
+	go func() {
+		defer close(finDone)
+		finErr = a.finishJobs(ctx, target, fin, bud)
+		if finErr != nil {
+			cancel()
+		}
+	}()
+
+	werr := a.write(ctx, target, order, fin)
+	close(fin)
+	<-finDone
+	if werr != nil || finErr != nil {
+		cancel()
+		for j := range order { // let the reader finish
+			<-j.done
+		}
+	}
+	for w := 0; w < workers; w++ {
+		<-workersDone
+	}
+	t := <-tailc
+	switch {
+	case finErr != nil:
+		return nil, finErr
+	case werr != nil:
+		return nil, werr
+	case t.err != nil:
+		return nil, t.err
+	}
+	return a.finish(target, t)
+}
+
+// read is the reader goroutine: it reads each operation's data, hashes the
+// stream and hands jobs to the workers and, in order, to the writer.
+func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, order, jobs chan<- *job) (t tail) {
+	ckpt := a.o.Checkpoint != nil
+	// v2 signed payloads hash the data twice (signed bytes, whole payload):
+	// the whole-payload hash gets its own goroutine.
+	var wq chan *job
+	wdone := make(chan struct{})
+	if a.signed != nil {
+		wq = make(chan *job, cap(order)+1)
+		go func(wq <-chan *job) {
+			defer close(wdone)
+			for j := range wq {
+				a.whole.Write(j.buf[:j.s.op.GetDataLength()])
+				if ckpt {
+					j.wholeState = marshalHash(a.whole)
+				}
+				close(j.hashed)
+			}
+		}(wq)
+	} else {
+		close(wdone)
+	}
+	stopHasher := func() {
+		if wq != nil {
+			close(wq)
+			wq = nil
+		}
+		<-wdone
+	}
+	defer stopHasher()
+	for i := start; i < len(a.p.steps); i++ {
+		if err := ctx.Err(); err != nil {
+			return tail{err: err}
+		}
+		s := &a.p.steps[i]
+		j := &job{idx: i, s: s, done: make(chan struct{}), hashed: closedChan}
+		dl := int64(s.op.GetDataLength())
+		need := dl
+		if s.write && !s.kind.noOutput {
+			if s.kind.inPlace {
+				need = max(dl, int64(s.dstBytes))
+			} else {
+				need += int64(s.dstBytes)
+			}
+		}
+		var err error
+		if j.tokens, err = bud.acquire(ctx, need); err != nil {
+			return tail{err: err}
+		}
+		if dl > 0 {
+			n := dl
+			if s.write && s.kind.inPlace {
+				n = int64(s.dstBytes)
+			}
+			j.buf = a.pool.get(int(n))
+			if _, err := io.ReadFull(r, j.buf[:dl]); err != nil {
+				j.err = fmt.Errorf("%w: op %d data at offset %d: %v", ErrTruncated, i, a.off, err)
+				close(j.done)
+				select {
+				case order <- j:
+				case <-ctx.Done():
+				}
+				return tail{}
+			}
+			if a.signed != nil {
+				a.signed.Write(j.buf[:dl])
+				if ckpt {
+					j.signedState = marshalHash(a.signed)
+				}
+				j.hashed = make(chan struct{})
+				wq <- j // never blocks: wq holds more than order
+			} else {
+				a.whole.Write(j.buf[:dl])
+			}
+			a.off += dl
+		}
+		j.end = a.off
+		if dl == 0 {
+			j.hashed = nil // the hash states are those after the previous op
+		} else if ckpt && a.signed == nil {
+			j.wholeState = marshalHash(a.whole)
+		}
+		select {
+		case order <- j:
+		case <-ctx.Done():
+			return tail{err: ctx.Err()}
+		}
+		if dl > 0 || (s.write && !s.kind.noOutput) {
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				j.err = ctx.Err()
+				close(j.done)
+				return tail{err: ctx.Err()}
+			}
+		} else {
+			close(j.done)
+		}
+	}
+	stopHasher()
+	if a.signed != nil {
+		t.signedDigest = a.signed.Sum(nil)
+	} else {
+		t.signedDigest = a.whole.Sum(nil)
+	}
+	if n := a.p.m.SignaturesSize; n > 0 {
+		t.sigBlob = make([]byte, n)
+		if _, err := io.ReadFull(r, t.sigBlob); err != nil {
+			return tail{err: fmt.Errorf("%w: signature blob at offset %d: %v", ErrTruncated, a.off, err)}
+		}
+		a.whole.Write(t.sigBlob)
+		a.off += int64(n)
+	}
+	var one [1]byte
+	if n, err := io.ReadFull(r, one[:]); n > 0 {
+		return tail{err: fmt.Errorf("%w: data after the declared end at offset %d", ErrTruncated, a.off)}
+	} else if err != io.EOF {
+		return tail{err: fmt.Errorf("%w: at offset %d: %v", ErrTruncated, a.off, err)}
+	}
+	return t
+}
+
+// exec runs in a worker: verify the data hash, then decode.
+func (a *applier) exec(d *decoder, j *job) error {
+	s := j.s
+	if dl := s.op.GetDataLength(); dl > 0 {
+		sum := sha256.Sum256(j.buf[:dl])
+		if string(sum[:]) != string(s.op.GetDataSha256Hash()) {
+			return fmt.Errorf("%w: op %d", ErrOperationHashMismatch, j.idx)
+		}
+	}
+	if !s.write || s.kind.noOutput {
+		return nil
+	}
+	if s.kind.inPlace {
+		j.out = j.buf[:s.dstBytes]
+	} else {
+		j.out = a.pool.get(int(s.dstBytes))
+	}
+	var data []byte
+	if j.buf != nil {
+		data = j.buf[:s.op.GetDataLength()]
+	}
+	if err := s.kind.run(d, s.op, data, j.out); err != nil {
+		if errors.Is(err, ErrOperationHashMismatch) || errors.Is(err, ErrNoSource) {
+			return fmt.Errorf("op %d: %w", j.idx, err)
+		}
+		return fmt.Errorf("%w: op %d (%v): %v", ErrOperationExecution, j.idx, s.op.GetType(), err)
+	}
+	return nil
+}
+
+// write is the writer: it takes jobs in order and writes them. It stops at
+// the first failed job, so nothing after it is written.
+func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *job, fin chan<- *job) error {
+	for j := range order {
+		<-j.done
+		if j.err != nil {
+			return j.err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if j.s.write {
+			if err := a.writeOp(target, j); err != nil {
+				return err
+			}
+		}
+		fin <- j // never blocks for long: finish drains it
+	}
+	return nil
+}
+
+func (a *applier) writeOp(target io.WriterAt, j *job) error {
+	bs := a.p.bs
+	var off uint64
+	for _, e := range j.s.op.DstExtents {
+		n := e.GetNumBlocks() * bs
+		if e.GetStartBlock() == SparseHole {
+			off += n
+			continue
+		}
+		pos := e.GetStartBlock() * bs
+		if j.s.kind.noOutput {
+			for k := uint64(0); k < n; {
+				c := min(n-k, uint64(len(a.zeros)))
+				if _, err := target.WriteAt(a.zeros[:c], int64(pos+k)); err != nil {
+					return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
+				}
+				k += c
+			}
+		} else if _, err := target.WriteAt(j.out[off:off+n], int64(pos)); err != nil {
+			return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
+		}
+		off += n
+	}
+	return nil
+}
+
+// finishJobs runs after the writer, in order: partition hash, buffer
+// release, progress and checkpoints. After an error it only releases.
+func (a *applier) finishJobs(ctx context.Context, target io.WriterAt, fin <-chan *job, bud budget) error {
+	var lastCP int64 = -1
+	wholeState, signedState := a.initStates()
+	var err error
+	for j := range fin {
+		if err == nil && j.s.write {
+			a.hashOp(j)
+		}
+		if j.hashed != nil {
+			<-j.hashed
+			wholeState, signedState = j.wholeState, j.signedState
+		}
+		a.release(j, bud)
+		if err != nil {
+			continue
+		}
+		if a.o.Progress != nil {
+			a.o.Progress(j.end)
+		}
+		if a.o.Checkpoint != nil && (a.o.CheckpointBytes <= 0 || lastCP < 0 || j.end-lastCP >= a.o.CheckpointBytes || j.idx == len(a.p.steps)-1) {
+			if s, ok := target.(syncer); ok {
+				if e := s.Sync(); e != nil {
+					err = fmt.Errorf("%w: sync: %v", ErrWrite, e)
+					continue
+				}
+			}
+			cp := &Checkpoint{NextOp: j.idx + 1, Offset: j.end, Metadata: a.p.m.Raw,
+				PayloadHash: wholeState, SignedHash: signedState,
+				PartitionStreaming: a.pstream, PartitionHashed: a.phashed}
+			if a.pstream {
+				cp.PartitionHash = marshalHash(a.phash)
+			}
+			if e := a.o.Checkpoint(cp); e != nil {
+				err = fmt.Errorf("payload: checkpoint: %w", e)
+				continue
+			}
+			lastCP = j.end
+		}
+	}
+	return err
+}
+
+func (a *applier) release(j *job, bud budget) {
+	if j.out != nil && (j.buf == nil || &j.out[0] != &j.buf[0]) {
+		a.pool.put(j.out)
+	}
+	if j.buf != nil {
+		a.pool.put(j.buf)
+	}
+	j.buf, j.out = nil, nil
+	bud.release(j.tokens)
+}
+
+// hashOp feeds the partition hash while the operations write the partition
+// front to back; otherwise finish reads the partition back.
+func (a *applier) hashOp(j *job) {
+	bs := a.p.bs
+	var off uint64
+	for _, e := range j.s.op.DstExtents {
+		n := e.GetNumBlocks() * bs
+		if e.GetStartBlock() != SparseHole {
+			pos := e.GetStartBlock() * bs
+			if j.s.kind.noOutput {
+				for k := uint64(0); k < n; {
+					c := min(n-k, uint64(len(a.zeros)))
+					a.hashPartition(pos+k, a.zeros[:c])
+					k += c
+				}
+			} else {
+				a.hashPartition(pos, j.out[off:off+n])
+			}
+		}
+		off += n
+	}
+}
+
+func (a *applier) hashPartition(pos uint64, b []byte) {
+	ni := a.p.newInfo
+	if !a.pstream || ni == nil || pos >= ni.GetSize() {
+		return
+	}
+	if pos != a.phashed {
+		a.pstream = false
+		return
+	}
+	n := min(uint64(len(b)), ni.GetSize()-pos)
+	a.phash.Write(b[:n])
+	a.phashed += n
+}
+
+// initStates are the hash states when the run started.
+func (a *applier) initStates() ([]byte, []byte) { return a.states[0], a.states[1] }
