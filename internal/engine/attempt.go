@@ -213,7 +213,7 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		}
 	}
 	if e.cfg.MarkerPath != "" {
-		if err := touch(e.cfg.MarkerPath, markerBody(plan.Version, plan.Size)); err != nil {
+		if err := touch(e.cfg.MarkerPath, markerBody(plan.Version, plan.Size, e.bootedSlot())); err != nil {
 			e.log.Warn("cannot write the update-completed marker", "path", e.cfg.MarkerPath, "err", err)
 		}
 	}

@@ -111,6 +111,41 @@ func TestFullUpdateAndRestart(t *testing.T) {
 	}
 }
 
+// A run directory that outlives a reboot (not a tmpfs) must not keep the
+// engine in UPDATED_NEED_REBOOT once it runs from the new slot.
+func TestStaleMarkerAfterReboot(t *testing.T) {
+	w := newWorld(t)
+	payload := payloadBytes(1<<20, 2)
+	w.publish("p2.bin", "2.0.0", payload, nil)
+	m := newMachine(t, slotSize)
+	cfg := m.config(t, w, &recorder{})
+	e, cancel, done := start(t, cfg)
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e, "UPDATED_NEED_REBOOT", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot })
+	cancel()
+	<-done
+
+	// Same slot: the update is still pending.
+	e2, cancel2, done2 := start(t, m.config(t, w, &recorder{}))
+	if s := waitFor(t, e2, "restored", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot }); s.NewVersion != "2.0.0" {
+		t.Fatalf("restored %+v", s)
+	}
+	cancel2()
+	<-done2
+
+	// Rebooted into B: the marker is stale.
+	m.slots.booted, m.version = "B", "2.0.0"
+	e3, _, _ := start(t, m.config(t, w, &recorder{}))
+	if s := waitFor(t, e3, "loaded", func(s Snapshot) bool { return s.BootedSlot == "B" }); s.Status != status.Idle {
+		t.Fatalf("after reboot into B: status %v, want IDLE", s.Status)
+	}
+	if _, err := os.Stat(cfg.MarkerPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale marker kept: %v", err)
+	}
+}
+
 func TestCorruptPayloadRejected(t *testing.T) {
 	w := newWorld(t)
 	payload := payloadBytes(1<<20, 2)

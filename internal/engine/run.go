@@ -80,13 +80,20 @@ func (e *Engine) load(ctx context.Context, st *state) {
 	}
 	if e.cfg.MarkerPath != "" {
 		if b, err := os.ReadFile(e.cfg.MarkerPath); err == nil {
-			st.snap.Status = status.UpdatedNeedReboot
-			st.snap.Progress = 0
-			v, size := parseMarker(string(b))
-			if v != "" {
-				st.snap.NewVersion = v
+			v, size, from := parseMarker(string(b))
+			if from != "" && e.cfg.Slots != nil && from != e.cfg.Slots.Booted() {
+				// Written before a reboot into the other slot, on a run
+				// directory that is not a tmpfs: the reboot happened.
+				e.log.Info("stale update-completed marker: rebooted since", "path", e.cfg.MarkerPath, "written_on", from, "booted", e.cfg.Slots.Booted())
+				_ = os.Remove(e.cfg.MarkerPath)
+			} else {
+				st.snap.Status = status.UpdatedNeedReboot
+				st.snap.Progress = 0
+				if v != "" {
+					st.snap.NewVersion = v
+				}
+				st.snap.NewSize = size
 			}
-			st.snap.NewSize = size
 		}
 	}
 	if prev, err := e.cfg.Prefs.GetString(KeyPreviousVersion); err == nil && prev != "" && prev == e.cfg.CurrentVersion && st.snap.Status != status.UpdatedNeedReboot {
@@ -113,14 +120,14 @@ func (e *Engine) refreshSlots(ctx context.Context, s *Snapshot) {
 	}
 }
 
-// marker file body: "NEW_VERSION=…\nNEW_SIZE=…\n".
-func markerBody(version string, size int64) string {
-	return "NEW_VERSION=" + version + "\nNEW_SIZE=" + strconv.FormatInt(size, 10) + "\n"
+// marker file body: "NEW_VERSION=…\nNEW_SIZE=…\nBOOTED_SLOT=…\n"; the
+// slot booted when the update was applied tells a stale marker (a run
+// directory that outlived a reboot) from a pending one.
+func markerBody(version string, size int64, booted string) string {
+	return "NEW_VERSION=" + version + "\nNEW_SIZE=" + strconv.FormatInt(size, 10) + "\nBOOTED_SLOT=" + booted + "\n"
 }
 
-func parseMarker(s string) (string, int64) {
-	var v string
-	var n int64
+func parseMarker(s string) (v string, n int64, booted string) {
 	for _, l := range strings.Split(s, "\n") {
 		k, val, _ := strings.Cut(l, "=")
 		switch k {
@@ -128,9 +135,11 @@ func parseMarker(s string) (string, int64) {
 			v = val
 		case "NEW_SIZE":
 			n, _ = strconv.ParseInt(val, 10, 64)
+		case "BOOTED_SLOT":
+			booted = val
 		}
 	}
-	return v, n
+	return v, n, booted
 }
 
 func (e *Engine) interrupted() bool {
@@ -322,4 +331,12 @@ func (e *Engine) publish(st *state, force bool) {
 	if e.cfg.Notifier != nil {
 		e.cfg.Notifier.StatusChanged(s)
 	}
+}
+
+// bootedSlot names the booted slot, "" without slots.
+func (e *Engine) bootedSlot() string {
+	if e.cfg.Slots == nil {
+		return ""
+	}
+	return e.cfg.Slots.Booted()
 }
