@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# mkimage.sh OUT.img SIZE_MB VERSION SRC_TREE [PREV_TREE_OUT]
+# mkimage.sh OUT.img SIZE_MB VERSION SRC_TREE [TREE_OUT]
 # Builds a deterministic ext4 "OS image" of VERSION from SRC_TREE: the tree is
 # copied, a release file names the version, and for every version after the
 # first about 7% of the files change the way a package upgrade changes them
-# (rewritten, grown, shrunk, removed, added). No root needed (mkfs.ext4 -d).
+# (rewritten, grown, shrunk, removed, added). With TREE_OUT the resulting
+# /usr tree is kept there, to be the SRC_TREE of the next version. No root
+# needed (mkfs.ext4 -d).
 set -euo pipefail
-out=$1 size_mb=$2 version=$3 src=$4
+out=$1 size_mb=$2 version=$3 src=$4 keep=${5:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tree=$work/root
@@ -28,6 +30,7 @@ find "$tree/usr" -type f | LC_ALL=C sort | while read -r f; do
 done
 find "$tree" -exec touch -h -d "2026-01-01 00:00:00 UTC" {} +
 rm -f "$out"
+if [ -n "$keep" ]; then rm -rf "$keep"; cp -a "$tree/usr" "$keep"; fi
 E2FSPROGS_FAKE_TIME=1767225600 mkfs.ext4 -q -F -b 4096 -L USR -U 5e1f0a55-0000-4000-8000-000000000001 \
   -E hash_seed=5e1f0a55-0000-4000-8000-000000000002,lazy_itable_init=0,root_owner=0:0 \
   -d "$tree" "$out" "${size_mb}M"
