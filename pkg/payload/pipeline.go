@@ -190,7 +190,7 @@ func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, 
 					j.signedState = marshalHash(a.signed)
 				}
 				j.hashed = make(chan struct{})
-				wq <- j // never blocks: wq holds more than order
+				wq <- j // the hasher never waits on anything else
 			} else {
 				a.whole.Write(j.buf[:dl])
 			}
