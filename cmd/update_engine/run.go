@@ -43,7 +43,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Bool("foreground", true, "accepted for Flatcar compatibility (always in the foreground)")
 	fs.Bool("logtostderr", true, "accepted for Flatcar compatibility (logs always go to stderr)")
 	fs.StringVar(&o.Bus, "bus", "", "D-Bus address (default $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
-	fs.StringVar(&o.Disk, "disk", "", "disk device or image file holding the A/B slots (required), e.g. /dev/sda")
+	fs.StringVar(&o.Disk, "disk", "", "disk device or image file holding the A/B slots, e.g. /dev/sda (default: the disk of the partition /proc/cmdline boots)")
 	fs.StringVar(&o.Booted, "booted", "", "booted slot: A, B, a label, PARTUUID=<guid> or a /dev path (default: from /proc/cmdline)")
 	fs.StringVar(&o.ConfigRoot, "config-root", "", "prefix for update.conf, release, machine-id paths (default /)")
 	fs.StringVar(&o.PrefsDir, "prefs-dir", "", "state directory (default /var/lib/update_engine/prefs or UPDATE_ENGINE_PREFS_DIR)")

@@ -41,7 +41,7 @@ import (
 // flags go in Overrides (they beat update.conf).
 type Options struct {
 	Bus        string // D-Bus address; "" = the system bus
-	Disk       string // disk device or image file holding the A/B slots (required)
+	Disk       string // disk device or image file holding the A/B slots; "" = the disk of the booted partition (/proc/cmdline)
 	Booted     string // booted slot override ("A", "B", label, PARTUUID=…); "" = /proc/cmdline
 	ConfigRoot string // prefix for every config file ("" = /)
 	Overrides  map[string]string
@@ -72,8 +72,9 @@ type Options struct {
 // MarkerName is Flatcar's update-completed marker in the run directory.
 const MarkerName = "update_engine_autoupdate_completed"
 
-// ErrNoDisk is returned when Options.Disk is empty.
-var ErrNoDisk = errors.New("daemon: no disk given (--disk DEV or an image file)")
+// ErrNoDisk is returned when Options.Disk is empty and the kernel command
+// line names no partition on a GPT disk.
+var ErrNoDisk = errors.New("daemon: no disk given (--disk DEV or an image file) and none found from /proc/cmdline")
 
 // Run runs the daemon until ctx ends.
 func Run(ctx context.Context, o Options) error {
@@ -89,7 +90,15 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("daemon: the running version is unknown: set FLATCAR_RELEASE_VERSION in the release file or pass --version")
 	}
 	if o.Disk == "" {
-		return ErrNoDisk
+		// No --disk: the disk holding the partition the kernel booted.
+		cmdline, err := os.ReadFile("/proc/cmdline")
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNoDisk, err)
+		}
+		if o.Disk, err = slot.FindDisk(string(cmdline)); err != nil {
+			return fmt.Errorf("%w: %v", ErrNoDisk, err)
+		}
+		log.Info("disk found from the kernel command line", "disk", o.Disk)
 	}
 	prefsDir := o.PrefsDir
 	if prefsDir == "" {

@@ -15,15 +15,7 @@ var cmdlineKeys = []string{"usr", "mount.usr", "verity.usr", "root"}
 
 // fromCmdline finds the booted slot from a kernel command line.
 func (d *Disk) fromCmdline(cmdline string) (int, error) {
-	params := map[string]string{}
-	for _, f := range strings.Fields(cmdline) {
-		if f == "--" {
-			break // the rest belongs to init
-		}
-		if k, v, ok := strings.Cut(f, "="); ok {
-			params[k] = strings.Trim(v, `"`)
-		}
-	}
+	params := cmdlineParams(cmdline)
 	var seen []string
 	for _, k := range cmdlineKeys {
 		v, ok := params[k]
