@@ -44,8 +44,19 @@
 // verified at the end. [Resume] continues from a [Checkpoint].
 //
 // Operation types: REPLACE, REPLACE_BZ, REPLACE_XZ, ZERO, DISCARD,
-// SOURCE_COPY, and the project extension REPLACE_ZSTD (type 0x5a5a, a zstd
-// frame), which readers told to be strict refuse.
+// SOURCE_COPY, SOURCE_BSDIFF (a BSDIFF40 or BSDF2 patch), BROTLI_BSDIFF
+// (BSDF2, brotli streams), and the project extension REPLACE_ZSTD (type
+// 0x5a5a, a zstd frame), which readers told to be strict refuse.
+//
+// # Deltas
+//
+// Source operations read the old partition only through Options.Source
+// (the active slot). Their src extents, concatenated (holes read as
+// zeros), must hash to src_sha256_hash before the operation runs; before
+// the first write, the source's first old_partition_info.size bytes must
+// hash to old_partition_info.hash. Otherwise the error is
+// ErrSourceMismatch and nothing is written. [GenerateDelta] writes deltas
+// (see deltagen.go for how it finds sources).
 //
 // Errors are sentinels of this package; each documents the update_engine
 // error code (SPEC section 7) the engine maps it to.
