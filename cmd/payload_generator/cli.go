@@ -22,7 +22,7 @@ import (
 )
 
 const usage = `usage:
-  payload_generator generate --new IMAGE [--old IMAGE] --key KEY.pem [--version V]
+  payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem [--version V]
                              [--compression xz|zstd|none] [--major 1|2] [--partition NAME] -o OUT
   payload_generator show PAYLOAD
   payload_generator verify PAYLOAD [--key PUB.pem] [--target DEV]
@@ -101,7 +101,8 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	var keys multiFlag
 	fs.Var(&keys, "key", "private key PEM (repeat, or several keys in one file, for key rotation)")
 	version := fs.String("version", "", "version of the new image")
-	srcVersion := fs.String("source-version", "", "version of the old image (delta)")
+	srcVersion := fs.String("source-version", "", "version of the old image (delta), for OUT.json")
+	fs.StringVar(srcVersion, "old-version", "", "same as --source-version")
 	comp := fs.String("compression", payload.CompressXZ, "xz, zstd (project extension) or none")
 	major := fs.Uint64("major", 2, "payload major version, 1 (Flatcar) or 2")
 	part := fs.String("partition", "root", "v2 partition name")

@@ -1,7 +1,7 @@
 // Command payload_generator builds, signs, shows, verifies and applies CrAU
 // update payloads (see package payload).
 //
-//	payload_generator generate --new IMAGE [--old IMAGE] --key KEY.pem [--version V]
+//	payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem [--version V]
 //	                           [--compression xz|zstd|none] [--major 1|2] -o OUT
 //	payload_generator show PAYLOAD
 //	payload_generator verify PAYLOAD --key PUB.pem [--target DEV]
@@ -9,6 +9,8 @@
 //	payload_generator keygen --private KEY.pem --public PUB.pem
 //
 // generate also writes OUT.json, the metadata the Omaha dev server reads.
+// With --old it writes a delta (SOURCE_COPY, SOURCE_BSDIFF, BROTLI_BSDIFF,
+// REPLACE_XZ, ZERO); apply then needs --source, the old partition.
 package main
 
 import (

@@ -172,7 +172,7 @@ func TestSourceCopy(t *testing.T) {
 	}{
 		{"right source", old, nil},
 		{"no source", nil, ErrNoSource},
-		{"wrong source", testImage(1<<20, 5), ErrOperationHashMismatch},
+		{"wrong source", testImage(1<<20, 5), ErrSourceMismatch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

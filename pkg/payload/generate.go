@@ -28,8 +28,11 @@ const (
 type GenerateOptions struct {
 	New     io.ReaderAt // the new image
 	NewSize int64
-	// Old is the source image for a delta; nil = full payload. Chunks
-	// identical to Old at the same offset become SOURCE_COPY.
+	// Old is the source image for a delta; nil = full payload. With
+	// Major 2 (the default) Generate writes the delta with GenerateDelta
+	// (SOURCE_COPY, SOURCE_BSDIFF, BROTLI_BSDIFF, REPLACE_XZ, ZERO;
+	// Compression is ignored). With Major 1, chunks identical to Old at the
+	// same offset become SOURCE_COPY.
 	Old         io.ReaderAt
 	OldSize     int64
 	Keys        []*rsa.PrivateKey // empty: unsigned
@@ -56,6 +59,9 @@ const blockSize = 4096
 
 // Generate writes a payload for o.New to w. The output is deterministic.
 func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateResult, error) {
+	if o.Old != nil && o.Major != 1 {
+		return GenerateDelta(ctx, w, o)
+	}
 	chunk := o.ChunkSize
 	if chunk == 0 {
 		chunk = 2 << 20

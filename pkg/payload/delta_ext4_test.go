@@ -1,0 +1,122 @@
+package payload
+
+import (
+	"bytes"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/testenv"
+)
+
+var treeEpoch = time.Unix(1700000000, 0)
+
+// writeTreeFile writes data at dir/rel with the fixed epoch as mtime.
+func writeTreeFile(t testing.TB, dir, rel string, data []byte) {
+	t.Helper()
+	p := filepath.Join(dir, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, treeEpoch, treeEpoch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fixDirTimes sets every directory's mtime to the epoch (creating files
+// changed them), so mkfs output depends only on the contents.
+func fixDirTimes(t testing.TB, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return os.Chtimes(p, treeEpoch, treeEpoch)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mkfsExt4 makes a deterministic ext4 image of sizeMB MiB from tree.
+func mkfsExt4(t testing.TB, tree, img string, sizeMB int) {
+	t.Helper()
+	fixDirTimes(t, tree)
+	cmd := exec.Command("mkfs.ext4", "-q", "-F", "-b", "4096", "-d", tree,
+		"-U", "2b2cb5b4-5d8a-4b7e-9d4e-3d0c1e6b5a01", "-E", "hash_seed=9b1f5d7e-2d7c-4a3e-8f00-6a5b4c3d2e1f",
+		"-T", "default", img, strconv.Itoa(sizeMB)+"M")
+	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1700000000")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+}
+
+// TestDeltaExt4 diffs small ext4 images made by mkfs.ext4 -d from trees
+// that differ as after a package upgrade: files edited, grown, shrunk,
+// added and removed (which moves everything allocated after them).
+func TestDeltaExt4(t *testing.T) {
+	testenv.RequireTool(t, "mkfs.ext4")
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(1, 4))
+	files := map[string][]byte{}
+	var names []string
+	for i := range 60 {
+		name := filepath.Join("usr", "lib", strconv.Itoa(i%7), "f"+strconv.Itoa(i))
+		files[name] = testImage(4096+r.IntN(200<<10), uint64(100+i))
+		names = append(names, name)
+	}
+	oldTree, newTree := filepath.Join(dir, "old"), filepath.Join(dir, "new")
+	for _, n := range names {
+		writeTreeFile(t, oldTree, n, files[n])
+	}
+	for i, n := range names {
+		b := files[n]
+		switch i % 10 {
+		case 1: // edited
+			b = mutate(b, r, 20)
+		case 2: // grown
+			b = append(mutate(b, r, 5), testImage(30<<10, uint64(900+i))...)
+		case 3: // shrunk
+			b = b[:len(b)/2]
+		case 4: // removed
+			continue
+		}
+		writeTreeFile(t, newTree, n, b)
+	}
+	writeTreeFile(t, newTree, "usr/share/added", testImage(100<<10, 999))
+	oldImg, newImg := filepath.Join(dir, "old.img"), filepath.Join(dir, "new.img")
+	mkfsExt4(t, oldTree, oldImg, 16)
+	mkfsExt4(t, newTree, newImg, 16)
+	old, err := os.ReadFile(oldImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := os.ReadFile(newImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, res := genDelta(t, old, img, GenerateOptions{Keys: keys(t, 1)})
+	full := generate(t, img, GenerateOptions{})
+	t.Logf("delta %d bytes (full %d), ops %v", len(p), len(full), res.OpCounts)
+	if res.OpCounts["SOURCE_COPY"] == 0 || res.OpCounts["SOURCE_BSDIFF"]+res.OpCounts["BROTLI_BSDIFF"] == 0 {
+		t.Errorf("want SOURCE_COPY and bsdiff ops, got %v", res.OpCounts)
+	}
+	if len(p)*3 > len(full) {
+		t.Errorf("delta %d bytes is more than a third of the full payload (%d)", len(p), len(full))
+	}
+	got, err := applyDelta(t, p, old, len(img), len(img), Options{Keys: pubs(keys(t, 1)...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, img) {
+		t.Fatal("target differs from the new image")
+	}
+}

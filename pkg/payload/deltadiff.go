@@ -1,0 +1,232 @@
+package payload
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"slices"
+
+	"github.com/abupdate/update_engine/pkg/bsdiff"
+	"github.com/abupdate/update_engine/pkg/bsdiff/bzip2"
+	"github.com/abupdate/update_engine/pkg/payload/metadata"
+	"github.com/andybalholm/brotli"
+	"github.com/ulikunitz/xz"
+)
+
+// readNew reads the job's dst blocks of the new image, concatenated (the
+// image's last block zero-padded), into the worker's buffer.
+func (c *deltaWorker) readNew(j *deltaJob) ([]byte, error) {
+	n := len(j.dst) * blockSize
+	if cap(c.newBuf) < n {
+		c.newBuf = make([]byte, n)
+	}
+	b := c.newBuf[:n]
+	pos := 0
+	for _, e := range blockExtents(j.dst) {
+		start := int64(e.GetStartBlock()) * blockSize
+		k := int(e.GetNumBlocks()) * blockSize
+		want := min(int64(k), c.g.o.NewSize-start)
+		if m, err := c.g.o.New.ReadAt(b[pos:pos+int(want)], start); int64(m) < want {
+			return nil, fmt.Errorf("payload: read new image at %d: %w", start, err)
+		}
+		clear(b[pos+int(want) : pos+k])
+		pos += k
+	}
+	return b, nil
+}
+
+// sourceBlocks picks the old blocks a changed job is diffed against. For
+// each run of consecutive dst blocks: the old blocks hit by the run's
+// anchors, most hits first, each with up to hitRadius blocks of context,
+// then the old blocks at the run's own offset, up to 4 blocks per dst
+// block plus 16. The union, at most deltaSrcBlocks, in old order.
+func (c *deltaWorker) sourceBlocks(j *deltaJob, nw []byte) []uint32 {
+	g := c.g
+	chosen := map[uint32]bool{}
+	type hit struct {
+		b uint32
+		n int
+	}
+	pos := 0
+	for _, e := range blockExtents(j.dst) {
+		start, n := int(e.GetStartBlock()), int(e.GetNumBlocks())
+		data := nw[pos : pos+n*blockSize]
+		pos += n * blockSize
+		hits := map[uint32]int{}
+		newAnchorScanner(0).scan(data, func(h uint64, _ int64) {
+			for _, a := range g.old.lookup(h) {
+				hits[uint32((a.pos-1)/blockSize)]++
+			}
+		})
+		ranked := make([]hit, 0, len(hits))
+		for b, k := range hits {
+			ranked = append(ranked, hit{b, k})
+		}
+		slices.SortFunc(ranked, func(x, y hit) int {
+			if x.n != y.n {
+				return y.n - x.n
+			}
+			return int(x.b) - int(y.b)
+		})
+		budget := 4*n + 16
+		added := 0
+		add := func(lo, hi int) {
+			for b := max(lo, 0); b < min(hi, g.oldBlks) && added < budget && len(chosen) < deltaSrcBlocks; b++ {
+				if !chosen[uint32(b)] {
+					chosen[uint32(b)] = true
+					added++
+				}
+			}
+		}
+		r := min(hitRadius, n+2)
+		for _, h := range ranked {
+			if added >= budget || len(chosen) >= deltaSrcBlocks {
+				break
+			}
+			add(int(h.b)-r, int(h.b)+r+1)
+		}
+		add(start, start+n)
+	}
+	out := make([]uint32, 0, len(chosen))
+	for b := range chosen {
+		out = append(out, b)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// diff produces the smallest operation for a changed run.
+func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, op *metadata.InstallOperation) (*metadata.InstallOperation, []byte, error) {
+	g := c.g
+	nw, err := c.readNew(j)
+	if err != nil {
+		return nil, nil, err
+	}
+	// REPLACE_XZ is always a candidate.
+	c.xb.Reset()
+	xw, err := xz.WriterConfig{DictCap: max(len(nw), 4096), CheckSum: xz.CRC32}.NewWriter(&c.xb)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := xw.Write(nw); err != nil {
+		return nil, nil, err
+	}
+	if err := xw.Close(); err != nil {
+		return nil, nil, err
+	}
+	op.Type = OpReplaceXZ.Enum()
+	best := c.xb.Bytes()
+	if len(nw) <= len(best) {
+		op.Type, best = OpReplace.Enum(), nw
+	}
+
+	src := c.sourceBlocks(j, nw)
+	if len(src) == 0 {
+		return op, bytes.Clone(best), nil
+	}
+	exts := blockExtents(src)
+	if cap(c.oldB) < len(src)*blockSize {
+		c.oldB = make([]byte, len(src)*blockSize)
+	}
+	old := c.oldB[:len(src)*blockSize]
+	var pos int
+	for _, e := range exts {
+		n := int(e.GetNumBlocks()) * blockSize
+		if k, err := g.o.Old.ReadAt(old[pos:pos+n], int64(e.GetStartBlock())*blockSize); k < n {
+			return nil, nil, fmt.Errorf("payload: read old image at block %d: %w", e.GetStartBlock(), err)
+		}
+		pos += n
+	}
+	c.raw.Reset()
+	if err := bsdiff.Diff(ctx, old, nw, &c.raw, bsdiff.Options{Format: bsdiff.BSDF2None}); err != nil {
+		return nil, nil, fmt.Errorf("payload: bsdiff of %d blocks from %d: %w", len(j.dst), j.dst[0], err)
+	}
+	streams, err := splitRawPatch(c.raw.Bytes())
+	if err != nil {
+		return nil, nil, err
+	}
+	var patchType metadata.InstallOperation_Type
+	var patch []byte
+	if bz, err := recompress(&c.bz, streams, bsdiffBZ2, len(nw)); err != nil {
+		return nil, nil, err
+	} else if len(bz) < len(best) {
+		patchType, patch = OpSourceBsdiff, bz
+	}
+	if br, err := recompress(&c.br, streams, bsdiffBrotli, len(nw)); err != nil {
+		return nil, nil, err
+	} else if len(br) < len(best) && (patch == nil || len(br) < len(patch)) {
+		patchType, patch = OpBrotliBsdiff, br
+	}
+	if patch == nil {
+		return op, bytes.Clone(best), nil
+	}
+	s := sha256.Sum256(old)
+	op.Type = patchType.Enum()
+	op.SrcExtents = exts
+	op.SrcSha256Hash = s[:]
+	op.SrcLength = u64(uint64(len(old)))
+	op.DstLength = u64(uint64(len(nw)))
+	return op, bytes.Clone(patch), nil
+}
+
+const (
+	bsdiffBZ2    = 1
+	bsdiffBrotli = 2
+)
+
+var errRawPatch = errors.New("payload: unexpected raw bsdiff patch")
+
+// splitRawPatch returns the ctrl, diff and extra streams of an
+// uncompressed BSDF2 patch.
+func splitRawPatch(p []byte) ([3][]byte, error) {
+	var s [3][]byte
+	if len(p) < 32 || string(p[:5]) != "BSDF2" || p[5]|p[6]|p[7] != 0 {
+		return s, errRawPatch
+	}
+	cl, dl := binary.LittleEndian.Uint64(p[8:]), binary.LittleEndian.Uint64(p[16:])
+	if cl>>63 != 0 || dl>>63 != 0 || 32+cl+dl > uint64(len(p)) {
+		return s, errRawPatch
+	}
+	s[0] = p[32 : 32+cl]
+	s[1] = p[32+cl : 32+cl+dl]
+	s[2] = p[32+cl+dl:]
+	return s, nil
+}
+
+// recompress writes a BSDF2 patch with all streams compressed by comp
+// into buf and returns its bytes.
+func recompress(buf *bytes.Buffer, s [3][]byte, comp byte, newSize int) ([]byte, error) {
+	buf.Reset()
+	var hdr [32]byte
+	copy(hdr[:], "BSDF2")
+	hdr[5], hdr[6], hdr[7] = comp, comp, comp
+	buf.Write(hdr[:])
+	var lens [3]int
+	for i, data := range s {
+		before := buf.Len()
+		var w io.WriteCloser
+		if comp == bsdiffBZ2 {
+			w = bzip2.NewWriter(buf)
+		} else {
+			lg := min(21, max(10, bits.Len(uint(len(data)))))
+			w = brotli.NewWriterOptions(buf, brotli.WriterOptions{Quality: 9, LGWin: lg})
+		}
+		if _, err := w.Write(data); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		lens[i] = buf.Len() - before
+	}
+	b := buf.Bytes()
+	binary.LittleEndian.PutUint64(b[8:], uint64(lens[0]))
+	binary.LittleEndian.PutUint64(b[16:], uint64(lens[1]))
+	binary.LittleEndian.PutUint64(b[24:], uint64(newSize))
+	return b, nil
+}

@@ -1,0 +1,447 @@
+package payload
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+
+	"github.com/abupdate/update_engine/pkg/payload/metadata"
+	"google.golang.org/protobuf/proto"
+)
+
+// Delta generation (GenerateDelta) in four steps:
+//
+//  1. One pass over each image (the two run concurrently): the SHA-256 of
+//     the image, of every 4 KiB block, and, for the old image, content
+//     defined anchors (a gear rolling hash over the last 64 bytes whose top
+//     9 bits are zero, about one per 512 bytes) with their offsets, sorted
+//     into an index.
+//  2. Every new block is classified: zero (ZERO), equal to some old block
+//     (SOURCE_COPY; found by block hash anywhere in the old image,
+//     preferring the block after the previous copy's source, then the same
+//     offset, then the lowest), or changed.
+//  3. Runs of one class become operations of at most 2 MiB of dst.
+//  4. Workers (all cores) turn each changed run into the smallest of
+//     REPLACE_XZ, SOURCE_BSDIFF (BSDF2, bzip2) and BROTLI_BSDIFF. The bsdiff
+//     source is found by content, so a file that moved and changed is
+//     diffed against its old version: the run's anchors are looked up in
+//     the old index, the old blocks they hit are ranked by hits, and up to
+//     8 MiB of old blocks around the best ones (plus the old blocks at the
+//     same offset) become the operation's src extents, in old order.
+//
+// Memory: the index (16 bytes per anchor, ~32 MiB per GiB of old image),
+// the block hashes (~80 bytes per block) and, per worker, one operation's
+// old (≤ 8 MiB) and new (≤ 2 MiB) data with bsdiff's suffix array. The
+// output is deterministic: the workers' results are assembled in order and
+// every choice breaks ties by position.
+
+const (
+	deltaOpBlocks  = 512  // dst blocks per operation (2 MiB)
+	deltaSrcBlocks = 2048 // source blocks per bsdiff operation (8 MiB)
+	anchorBits     = 9    // one anchor per 2^9 bytes on average
+	anchorMinGap   = 64   // bytes between anchors, against repetitive data
+	anchorMaxFreq  = 16   // anchors occurring more often in old are ignored
+	hitRadius      = 16   // blocks of context taken around a hit
+)
+
+// gear is the rolling hash table: fixed, so output is deterministic.
+var gear = func() (t [256]uint64) {
+	x := uint64(0x9E3779B97F4A7C15)
+	for i := range t {
+		x += 0x9E3779B97F4A7C15
+		z := x
+		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+		z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+		t[i] = z ^ (z >> 31)
+	}
+	return
+}()
+
+// anchor is an anchor hash and the offset of the byte after its window.
+type anchor struct {
+	h   uint64
+	pos int64
+}
+
+// anchorScanner finds anchors in a stream fed in pieces.
+type anchorScanner struct {
+	h    uint64
+	last int64 // position of the last anchor
+	pos  int64
+}
+
+func newAnchorScanner(start int64) *anchorScanner {
+	return &anchorScanner{pos: start, last: start - anchorMinGap}
+}
+
+// scan feeds b; emit is called with each anchor.
+func (s *anchorScanner) scan(b []byte, emit func(h uint64, pos int64)) {
+	h, pos := s.h, s.pos
+	for _, c := range b {
+		h = h<<1 + gear[c]
+		pos++
+		if h>>(64-anchorBits) == 0 && pos-s.last >= anchorMinGap {
+			s.last = pos
+			emit(h, pos)
+		}
+	}
+	s.h, s.pos = h, pos
+}
+
+type blockKey [sha256.Size]byte
+
+// imageScan is the result of one pass over an image.
+type imageScan struct {
+	hash    []byte     // SHA-256 of the image's size bytes
+	keys    []blockKey // per block (the last one zero-padded)
+	zero    []bool     // per block: all zeros
+	anchors []anchor   // old image only, sorted
+}
+
+// scanImage reads r once. blocks is the number of blocks to hash (full ones
+// for old, all for new); anchors are collected when withAnchors.
+func scanImage(ctx context.Context, r io.ReaderAt, size int64, blocks int, withAnchors bool) (*imageScan, error) {
+	s := &imageScan{keys: make([]blockKey, blocks), zero: make([]bool, blocks)}
+	whole := sha256.New()
+	buf := make([]byte, 1<<20)
+	as := newAnchorScanner(0)
+	var zeroBlock [blockSize]byte
+	for pos := int64(0); pos < size; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		b := buf[:min(int64(len(buf)), size-pos)]
+		if n, err := r.ReadAt(b, pos); n < len(b) {
+			return nil, fmt.Errorf("payload: read image at %d: %w", pos, err)
+		}
+		whole.Write(b)
+		for off := 0; off < len(b); off += blockSize {
+			i := int((pos + int64(off)) / blockSize)
+			if i >= blocks {
+				break
+			}
+			blk := b[off:min(off+blockSize, len(b))]
+			if len(blk) < blockSize {
+				var pad [blockSize]byte
+				copy(pad[:], blk)
+				blk = pad[:]
+			}
+			s.zero[i] = bytes.Equal(blk, zeroBlock[:])
+			s.keys[i] = sha256.Sum256(blk)
+		}
+		if withAnchors {
+			as.scan(b, func(h uint64, p int64) {
+				if blk := int((p - 1) / blockSize); blk < blocks && !s.zero[blk] {
+					s.anchors = append(s.anchors, anchor{h, p})
+				}
+			})
+		}
+		pos += int64(len(b))
+	}
+	s.hash = whole.Sum(nil)
+	slices.SortFunc(s.anchors, func(a, b anchor) int {
+		if a.h != b.h {
+			if a.h < b.h {
+				return -1
+			}
+			return 1
+		}
+		return int(a.pos - b.pos)
+	})
+	return s, nil
+}
+
+// lookup returns the old anchors with hash h, or nil when h is too common.
+func (s *imageScan) lookup(h uint64) []anchor {
+	i, _ := slices.BinarySearchFunc(s.anchors, h, func(a anchor, h uint64) int {
+		if a.h < h {
+			return -1
+		} else if a.h > h {
+			return 1
+		}
+		return 0
+	})
+	j := i
+	for j < len(s.anchors) && s.anchors[j].h == h {
+		j++
+	}
+	if j-i > anchorMaxFreq {
+		return nil
+	}
+	return s.anchors[i:j]
+}
+
+type opClass uint8
+
+const (
+	classZero opClass = iota
+	classCopy
+	classDiff
+)
+
+// deltaJob is one operation to produce: the new blocks dst (ascending,
+// possibly far apart: small changes are grouped into one operation so that
+// they share a manifest entry and a compression context).
+type deltaJob struct {
+	class opClass
+	dst   []uint32
+	src   []uint32 // classCopy: the old block of each dst block
+
+	op   *metadata.InstallOperation
+	data []byte
+	err  error
+	done chan struct{}
+}
+
+type deltaGen struct {
+	o        GenerateOptions
+	old, nw  *imageScan
+	oldBlks  int
+	newBlks  int
+	chunkBlk int
+}
+
+// GenerateDelta writes a delta payload turning o.Old into o.New (major
+// version 2; see the comment at the top of deltagen.go for the method).
+// The minor version is the lowest that covers the operations used (3 with
+// source hashes and REPLACE_XZ, 4 with ZERO or BROTLI_BSDIFF).
+func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateResult, error) {
+	if o.Old == nil || o.New == nil {
+		return nil, fmt.Errorf("%w: a delta needs an old and a new image", ErrGenerate)
+	}
+	if o.Major == 1 {
+		return nil, fmt.Errorf("%w: delta payloads are major version 2", ErrGenerate)
+	}
+	chunk := o.ChunkSize
+	if chunk == 0 {
+		chunk = deltaOpBlocks * blockSize
+	}
+	if chunk%blockSize != 0 || chunk <= 0 || chunk > 8<<20 {
+		return nil, fmt.Errorf("%w: chunk size %d", ErrGenerate, chunk)
+	}
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	g := &deltaGen{o: o, oldBlks: int(o.OldSize / blockSize),
+		newBlks: int((o.NewSize + blockSize - 1) / blockSize), chunkBlk: chunk / blockSize}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := g.scan(ctx); err != nil {
+		return nil, err
+	}
+	jobs := g.plan()
+
+	tmp, err := os.CreateTemp(o.TempDir, "payload-blobs-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+
+	idx := make(chan *deltaJob)
+	for range workers {
+		go func() {
+			c := &deltaWorker{g: g}
+			for j := range idx {
+				j.op, j.data, j.err = c.run(ctx, j)
+				close(j.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(idx)
+		for i, j := range jobs {
+			if i >= 4*workers {
+				select {
+				case <-jobs[i-4*workers].done:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case idx <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	spec := &Spec{Major: 2, Partition: o.Partition, Version: o.Version,
+		NewInfo: &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.NewSize)), Hash: g.nw.hash},
+		OldInfo: &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.OldSize)), Hash: g.old.hash}}
+	res := &GenerateResult{OpCounts: map[string]int{}, Delta: true}
+	var off uint64
+	for _, j := range jobs {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if j.err != nil {
+			return nil, j.err
+		}
+		if len(j.data) > 0 {
+			j.op.DataOffset, j.op.DataLength = proto.Uint64(off), proto.Uint64(uint64(len(j.data)))
+			s := sha256.Sum256(j.data)
+			j.op.DataSha256Hash = s[:]
+			if _, err := tmp.Write(j.data); err != nil {
+				return nil, err
+			}
+			off += uint64(len(j.data))
+		}
+		spec.MinorVersion = max(spec.MinorVersion, minorFor(j.op.GetType()))
+		res.OpCounts[j.op.GetType().String()]++
+		spec.Ops = append(spec.Ops, j.op)
+		j.data, j.src, j.dst = nil, nil, nil
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	sz, err := WritePayload(w, spec, tmp, o.Keys)
+	if err != nil {
+		return nil, err
+	}
+	res.Size = sz
+	return res, nil
+}
+
+// minorFor is the lowest minor version that has op type t (with source
+// hashes, which every source operation here carries: minor 3).
+func minorFor(t metadata.InstallOperation_Type) uint32 {
+	switch t {
+	case OpZero, OpDiscard, OpBrotliBsdiff:
+		return 4
+	default:
+		return 3
+	}
+}
+
+func (g *deltaGen) scan(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		g.old, err = scanImage(ctx, g.o.Old, g.o.OldSize, g.oldBlks, true)
+		errc <- err
+	}()
+	var err error
+	g.nw, err = scanImage(ctx, g.o.New, g.o.NewSize, g.newBlks, false)
+	if oerr := <-errc; oerr != nil {
+		return fmt.Errorf("payload: old image: %w", oerr)
+	}
+	if err != nil {
+		return fmt.Errorf("payload: new image: %w", err)
+	}
+	return nil
+}
+
+// plan classifies the new blocks and cuts runs into jobs.
+func (g *deltaGen) plan() []*deltaJob {
+	first := make(map[blockKey]uint32, g.oldBlks)
+	for i := g.oldBlks - 1; i >= 0; i-- {
+		if !g.old.zero[i] {
+			first[g.old.keys[i]] = uint32(i)
+		}
+	}
+	class := make([]opClass, g.newBlks)
+	src := make([]uint32, g.newBlks)
+	prev := -2
+	for i := range g.newBlks {
+		k := g.nw.keys[i]
+		switch {
+		case g.nw.zero[i]:
+			class[i] = classZero
+			prev = -2
+			continue
+		case prev+1 >= 0 && prev+1 < g.oldBlks && g.old.keys[prev+1] == k:
+			src[i] = uint32(prev + 1)
+		case i < g.oldBlks && g.old.keys[i] == k:
+			src[i] = uint32(i)
+		default:
+			s, ok := first[k]
+			if !ok {
+				class[i] = classDiff
+				prev = -2
+				continue
+			}
+			src[i] = s
+		}
+		class[i] = classCopy
+		prev = int(src[i])
+	}
+	// Each class fills its own job in block order; a full job is emitted.
+	var jobs []*deltaJob
+	var cur [3]*deltaJob
+	for i := range g.newBlks {
+		c := class[i]
+		j := cur[c]
+		if j == nil {
+			j = &deltaJob{class: c, done: make(chan struct{})}
+			cur[c] = j
+		}
+		j.dst = append(j.dst, uint32(i))
+		if c == classCopy {
+			j.src = append(j.src, src[i])
+		}
+		if len(j.dst) == g.chunkBlk {
+			jobs = append(jobs, j)
+			cur[c] = nil
+		}
+	}
+	for _, j := range cur {
+		if j != nil {
+			jobs = append(jobs, j)
+		}
+	}
+	return jobs
+}
+
+func u64(v uint64) *uint64 { return proto.Uint64(v) }
+
+// blockExtents merges a list of block numbers into extents.
+func blockExtents(blocks []uint32) []*metadata.Extent {
+	var exts []*metadata.Extent
+	for i := 0; i < len(blocks); {
+		j := i + 1
+		for j < len(blocks) && blocks[j] == blocks[j-1]+1 {
+			j++
+		}
+		exts = append(exts, &metadata.Extent{StartBlock: u64(uint64(blocks[i])), NumBlocks: u64(uint64(j - i))})
+		i = j
+	}
+	return exts
+}
+
+// deltaWorker holds one worker's buffers.
+type deltaWorker struct {
+	g            *deltaGen
+	newBuf, oldB []byte
+	raw, xb, bz  bytes.Buffer
+	br           bytes.Buffer
+}
+
+func (c *deltaWorker) run(ctx context.Context, j *deltaJob) (*metadata.InstallOperation, []byte, error) {
+	op := &metadata.InstallOperation{DstExtents: blockExtents(j.dst)}
+	switch j.class {
+	case classZero:
+		op.Type = OpZero.Enum()
+		return op, nil, nil
+	case classCopy:
+		op.Type = OpSourceCopy.Enum()
+		op.SrcExtents = blockExtents(j.src)
+		// The source blocks hash like the new blocks (equal contents).
+		b, err := c.readNew(j)
+		if err != nil {
+			return nil, nil, err
+		}
+		s := sha256.Sum256(b)
+		op.SrcSha256Hash = s[:]
+		return op, nil, nil
+	}
+	return c.diff(ctx, j, op)
+}
