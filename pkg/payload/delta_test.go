@@ -337,3 +337,55 @@ func FuzzDeltaOps(f *testing.F) {
 		}
 	})
 }
+
+// TestDeltaResume interrupts a delta after each checkpoint and resumes it
+// with the source; resuming with a wrong source fails before writing.
+func TestDeltaResume(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	old := testImage(2<<20, 71)
+	img := mutate(moveSegments(old, r), r, 30)
+	p, _ := genDelta(t, old, img, GenerateOptions{ChunkSize: 64 << 10})
+	var cps []Checkpoint
+	o := Options{Source: bytes.NewReader(old), Checkpoint: func(cp *Checkpoint) error {
+		cps = append(cps, *cp)
+		return nil
+	}}
+	size := (len(img) + 4095) &^ 4095
+	if _, err := Apply(context.Background(), bytes.NewReader(p), targetFile(t, size), o); err != nil {
+		t.Fatal(err)
+	}
+	if len(cps) < 4 {
+		t.Fatalf("%d checkpoints", len(cps))
+	}
+	errStop := errors.New("stop")
+	for _, i := range []int{0, len(cps) / 2, len(cps) - 2} {
+		cp := cps[i]
+		f := targetFile(t, size)
+		n := 0
+		o1 := Options{Source: bytes.NewReader(old), Checkpoint: func(*Checkpoint) error {
+			if n == i {
+				return errStop
+			}
+			n++
+			return nil
+		}}
+		if _, err := Apply(context.Background(), bytes.NewReader(p), f, o1); !errors.Is(err, errStop) {
+			t.Fatalf("checkpoint %d: interrupted apply: %v", i, err)
+		}
+		before := readAll(t, f, size)
+		bad := append([]byte(nil), old...)
+		bad[len(bad)-1] ^= 1
+		if _, err := Resume(context.Background(), &cp, bytes.NewReader(p[cp.Offset:]), f, Options{Source: bytes.NewReader(bad)}); !errors.Is(err, ErrSourceMismatch) {
+			t.Fatalf("checkpoint %d: resume with a wrong source: %v", i, err)
+		}
+		if !bytes.Equal(readAll(t, f, size), before) {
+			t.Fatalf("checkpoint %d: resume with a wrong source wrote", i)
+		}
+		if _, err := Resume(context.Background(), &cp, bytes.NewReader(p[cp.Offset:]), f, Options{Source: bytes.NewReader(old)}); err != nil {
+			t.Fatalf("checkpoint %d: resume: %v", i, err)
+		}
+		if !bytes.Equal(readAll(t, f, len(img)), img) {
+			t.Fatalf("checkpoint %d: target differs", i)
+		}
+	}
+}
