@@ -383,11 +383,17 @@ func (d *decoder) chunk(in, out []byte, pos int) error {
 		if pos+n > end {
 			return ErrCorrupt // a match may not cross the chunk end
 		}
-		if int(rep0)+1 >= n {
-			copy(out[pos:pos+n], out[src:src+n])
-		} else {
+		switch dist := int(rep0) + 1; {
+		case n <= 8 && n <= dist:
 			for i := 0; i < n; i++ {
 				out[pos+i] = out[src+i]
+			}
+		case n <= dist:
+			copy(out[pos:pos+n], out[src:src+n])
+		default: // overlapping: repeat the period, doubling
+			copy(out[pos:pos+dist], out[src:pos])
+			for done := dist; done < n; {
+				done += copy(out[pos+done:pos+n], out[pos:pos+done])
 			}
 		}
 		pos += n
