@@ -74,12 +74,16 @@ type DiskSlots struct {
 	Limiter *cgroup.Limiter // nil = unthrottled
 }
 
+// limitedTarget throttles writes; reads (the payload's read-back of the new
+// partition) go straight to the slot.
 type limitedTarget struct {
 	*cgroup.Writer
-	direct bool
+	slot *slot.Writer
 }
 
-func (t limitedTarget) Direct() bool { return t.direct }
+func (t limitedTarget) Direct() bool { return t.slot.Direct() }
+
+func (t limitedTarget) ReadAt(p []byte, off int64) (int, error) { return t.slot.ReadAt(p, off) }
 
 // OpenPassive implements Slots.
 func (d DiskSlots) OpenPassive(ctx context.Context) (Target, error) {
@@ -90,7 +94,7 @@ func (d DiskSlots) OpenPassive(ctx context.Context) (Target, error) {
 	if d.Limiter == nil {
 		return w, nil
 	}
-	return limitedTarget{Writer: d.Limiter.WriterAt(w), direct: w.Direct()}, nil
+	return limitedTarget{Writer: d.Limiter.WriterAt(w), slot: w}, nil
 }
 
 // GuardFloor adapts *antirollback.Guard to Floor (and Measurer when PCR

@@ -208,6 +208,16 @@ func checkActivePassive(t *testing.T, d *slot.Disk, raw string) {
 	if _, err := pr.ReadAt(back, 0); err != nil || !bytes.Equal(back, data[:4096]) {
 		t.Fatalf("passive reader: %v", err)
 	}
+	// The writer reads its own slot back, bounded like its writes.
+	if _, err := w.ReadAt(back, p.Size-4096); err != nil || !bytes.Equal(back, data[p.Size-4096:]) {
+		t.Fatalf("writer read-back of the last block: %v", err)
+	}
+	if n, err := w.ReadAt(make([]byte, 8192), p.Size-4096); n != 4096 || err != io.EOF {
+		t.Fatalf("read across the end: n=%d err=%v, want 4096, EOF", n, err)
+	}
+	if _, err := w.ReadAt(back, p.Size+4096); !errors.Is(err, slot.ErrOutOfRange) {
+		t.Fatalf("read past the end: %v, want ErrOutOfRange", err)
+	}
 }
 
 func TestDirectFallback(t *testing.T) {

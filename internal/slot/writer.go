@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 	"unsafe"
@@ -14,7 +15,8 @@ import (
 const DirectAlign = 4096
 
 // Writer writes the passive slot and nothing else: every write must fall
-// inside [0, Size). It has no ReadAt; use Disk.OpenPassiveReader.
+// inside [0, Size). It also reads the slot back (ReadAt), so what was
+// written can be verified on the device.
 type Writer struct {
 	f      *os.File
 	base   int64 // offset of the slot in f
@@ -86,6 +88,23 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("%w: %d bytes at %d, slot %s is %d bytes", ErrOutOfRange, len(p), off, w.slot, w.size)
 	}
 	return w.f.WriteAt(p, w.base+off)
+}
+
+// ReadAt reads the passive slot back. Reads outside [0, Size) fail with
+// ErrOutOfRange; a read crossing Size is cut short with io.EOF. When
+// Direct, the same alignment rules as WriteAt apply.
+func (w *Writer) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > w.size {
+		return 0, fmt.Errorf("%w: read at %d, slot %s is %d bytes", ErrOutOfRange, off, w.slot, w.size)
+	}
+	if int64(len(p)) > w.size-off {
+		n, err := w.f.ReadAt(p[:w.size-off], w.base+off)
+		if err == nil {
+			err = io.EOF
+		}
+		return n, err
+	}
+	return w.f.ReadAt(p, w.base+off)
 }
 
 // Size is the slot size in bytes.
