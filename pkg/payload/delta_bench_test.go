@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,6 +143,11 @@ func deltaTryMeasured(b testing.TB, timeout time.Duration, name string, args ...
 	// /usr/bin/time reports the child's own peak RSS: rusage of a direct
 	// child would include this process's, shared before exec.
 	cmd := exec.CommandContext(ctx, "/usr/bin/time", append([]string{"-f", "maxrss_kib=%M", name}, args...)...)
+	// On timeout kill the whole process group: time's child would
+	// otherwise survive (and keep the output pipe open).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	d := time.Since(start)
