@@ -88,9 +88,12 @@ type Applier interface {
 	Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error)
 }
 
-// Target is the passive slot opened for writing.
+// Target is the passive slot opened for writing. It reads back too: an
+// applier verifies the new partition on the device when the payload's
+// operations did not write it front to back.
 type Target interface {
 	io.WriterAt
+	io.ReaderAt
 	Sync() error
 	Close() error
 }

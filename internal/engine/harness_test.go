@@ -123,7 +123,7 @@ func (s *fileSlots) Active() (io.ReaderAt, io.Closer, error) {
 	return f, f, err
 }
 func (s *fileSlots) OpenPassive(context.Context) (Target, error) {
-	return os.OpenFile(filepath.Join(s.dir, s.Passive()), os.O_WRONLY, 0)
+	return os.OpenFile(filepath.Join(s.dir, s.Passive()), os.O_RDWR, 0)
 }
 func (s *fileSlots) MarkPassiveForTrial(context.Context) error {
 	s.mu.Lock()
