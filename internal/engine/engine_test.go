@@ -17,6 +17,7 @@ import (
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/gpt"
 	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/payload"
 )
 
 const slotSize = 4 << 20
@@ -398,6 +399,10 @@ func TestMapError(t *testing.T) {
 		{"range", omaha.ErrRangeNotSatisfiable, status.DownloadTransferError},
 		{"gpt corrupt", gpt.ErrNoValidGPT, status.InstallDeviceOpenError},
 		{"gpt io", gpt.ErrIO, status.DownloadWriteError},
+		{"delta source", fmt.Errorf("apply: %w", payload.ErrSourceMismatch), status.DownloadStateInitializationError},
+		{"delta op source", fmt.Errorf("op 3: %w: %w", payload.ErrSourceMismatch, payload.ErrOperationHashMismatch), status.DownloadStateInitializationError},
+		{"op data", fmt.Errorf("op 3: %w", payload.ErrOperationHashMismatch), status.DownloadOperationHashMismatch},
+		{"signature", payload.ErrSignatureMismatch, status.DownloadPayloadPubKeyVerificationError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

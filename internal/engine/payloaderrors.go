@@ -29,6 +29,8 @@ func payloadCode(err error) (status.Code, bool) {
 		{payload.ErrSignatureMissing, status.DownloadSignatureMissingInManifest},
 		{payload.ErrSignatureInvalid, status.DownloadPayloadVerificationError},
 		{payload.ErrSignatureMismatch, status.DownloadPayloadPubKeyVerificationError},
+		// Before the op-hash entries: a per-op source mismatch wraps both.
+		{payload.ErrSourceMismatch, status.DownloadStateInitializationError},
 		{payload.ErrOperationHashMissing, status.DownloadOperationHashMissingError},
 		{payload.ErrOperationHashMismatch, status.DownloadOperationHashMismatch},
 		{payload.ErrOperationExecution, status.DownloadOperationExecutionError},
