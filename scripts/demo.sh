@@ -72,7 +72,7 @@ bold "3. Signed payloads: full 2.0.0 and delta 2.0.0 -> 3.0.0"
 "$BIN/payload_generator" keygen --private "$W/key.pem" --public "$W/key.pub.pem" >/dev/null
 "$BIN/payload_generator" keygen --private "$W/attacker.pem" --public "$W/attacker.pub.pem" >/dev/null
 "$BIN/payload_generator" generate --new "$W/img/v2.img" --key "$W/key.pem" --version 2.0.0 -o "$W/full-2.0.0.payload"
-"$BIN/payload_generator" generate --old "$W/img/v2.img" --new "$W/img/v3.img" --key "$W/key.pem" --version 3.0.0 -o "$W/delta-3.0.0.payload"
+"$BIN/payload_generator" generate --old "$W/img/v2.img" --source-version 2.0.0 --new "$W/img/v3.img" --key "$W/key.pem" --version 3.0.0 -o "$W/delta-3.0.0.payload"
 "$BIN/payload_generator" generate --new "$W/img/v2.img" --key "$W/attacker.pem" --version 2.0.0 -o "$W/evil-2.0.0.payload"
 for p in full-2.0.0 delta-3.0.0; do
   say "$(printf '%-12s %6d KiB' "$p" $(( $(stat -c %s "$W/$p.payload") / 1024 )))"
