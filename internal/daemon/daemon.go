@@ -194,7 +194,7 @@ func Run(ctx context.Context, o Options) error {
 	ecfg := engine.Config{
 		Checker:    &engine.OmahaChecker{Client: client, Params: params},
 		Downloader: &engine.OmahaDownloader{Client: client},
-		Applier:    engine.PayloadApplier{Keys: keys, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20)},
+		Applier:    engine.PayloadApplier{Keys: keys, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10},
 		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
 		Prefs:      store,
 		Floor:      floor,

@@ -23,6 +23,16 @@ type PayloadApplier struct {
 	Workers         int
 	// Partition names the payload partition for the slot ("" = root).
 	Partition string
+	// DecodeNice, when > 0, is the nice value of the decoding threads, so
+	// decompression yields the CPU to the host's workloads.
+	DecodeNice int
+}
+
+func (a PayloadApplier) workerInit() func() {
+	if a.DecodeNice <= 0 {
+		return nil
+	}
+	return func() { _ = cgroup.NiceThread(a.DecodeNice) } // best effort
 }
 
 // directer is a Target that knows it was opened O_DIRECT.
@@ -33,6 +43,7 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src 
 	o := payload.Options{
 		Keys: a.Keys, Source: src, Partition: a.Partition, Workers: a.Workers,
 		CheckpointBytes: a.CheckpointBytes,
+		WorkerInit:      a.workerInit(),
 		Checkpoint: func(cp *payload.Checkpoint) error {
 			b, err := json.Marshal(cp)
 			if err != nil {

@@ -37,6 +37,10 @@ type Options struct {
 	TargetSize int64
 	// Workers decoding operations in parallel; 0 = GOMAXPROCS.
 	Workers int
+	// WorkerInit, when set, runs first on each decoding goroutine, e.g.
+	// to lower its CPU priority. It may lock the goroutine to its OS
+	// thread: the goroutine ends with the apply.
+	WorkerInit func()
 	// MemoryBudget bounds operation data in flight (bytes); 0 = 16 MiB.
 	MemoryBudget int64
 	// Progress, if set, is called from one goroutine after each operation

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os/exec"
+	"sync/atomic"
 	"testing"
 
 	"github.com/abupdate/update_engine/internal/testenv"
@@ -376,5 +377,23 @@ func TestCancel(t *testing.T) {
 	// Progress runs behind the writer by the queue depth at most.
 	if st, _ := f.Stat(); st.Size() >= int64(len(img)) || st.Size()%(64<<10) != 0 {
 		t.Errorf("target has %d bytes after a cancel after op 0, want whole ops and fewer than all", st.Size())
+	}
+}
+
+// WorkerInit runs once on each decoding goroutine, before it decodes.
+func TestWorkerInit(t *testing.T) {
+	img := testImage(1<<20, 7)
+	p := generate(t, img, GenerateOptions{ChunkSize: 64 << 10})
+	var calls atomic.Int32
+	tgt := targetFile(t, len(img))
+	_, err := Apply(t.Context(), bytes.NewReader(p), tgt, Options{Workers: 3, WorkerInit: func() { calls.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := calls.Load(); got != 3 {
+		t.Fatalf("WorkerInit ran %d times, want once per worker (3)", got)
+	}
+	if !bytes.Equal(readAll(t, tgt, len(img)), img) {
+		t.Fatal("target differs")
 	}
 }

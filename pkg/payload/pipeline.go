@@ -72,6 +72,9 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 	for w := 0; w < workers; w++ {
 		go func() {
 			defer func() { workersDone <- struct{}{} }()
+			if a.o.WorkerInit != nil {
+				a.o.WorkerInit()
+			}
 			d := &decoder{src: a.o.Source, bs: a.p.bs}
 			defer d.close()
 			for j := range jobs {
