@@ -49,7 +49,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.PrefsDir, "prefs-dir", "", "state directory (default /var/lib/update_engine/prefs or UPDATE_ENGINE_PREFS_DIR)")
 	fs.StringVar(&o.RunDir, "run-dir", "", "directory of the update-completed marker that keeps UPDATED_NEED_REBOOT across restarts (default /var/run)")
 	fs.StringVar(&o.RebootRequiredFile, "reboot-required-file", "", "file touched after an update (default /run/reboot-required; - for none)")
-	fs.StringVar(&o.Postinst, "postinst", "", "post-install program run with the passive slot's device after verification (default none)")
+	fs.StringVar(&o.Postinst, "postinst", "", "post-install program run with the passive slot's device after verification; default: the new image's own /postinst (mounted read-only, as Flatcar), - for none")
 	fs.DurationVar(&o.PostinstTimeout, "postinst-timeout", 10*time.Minute, "post-install time limit")
 	fs.StringVar(&o.TPM, "tpm", "", "TPM for the anti-rollback version floor: a device (/dev/tpmrm0) or host:port of swtpm (default off)")
 	fs.BoolVar(&o.RequireTPM, "require-tpm", false, "fail when the --tpm cannot be used")

@@ -50,7 +50,7 @@ type Options struct {
 	RunDir             string // where the update-completed marker lives; "" = /var/run
 	RebootRequiredFile string // "" = /run/reboot-required; "-" = none
 
-	Postinst        string        // post-install program, run with the passive device; "" = none
+	Postinst        string        // post-install program run with the passive device; "" = the new image's /postinst, "-" = none
 	PostinstTimeout time.Duration // 0 = 10 min
 
 	TPM        string // "" = no anti-rollback floor; a device path or host:port (swtpm)
@@ -221,7 +221,11 @@ func Run(ctx context.Context, o Options) error {
 			Disabled: o.NoHealthGate, Delay: cfg.HealthDelay, Command: healthCommand(cfg), Timeout: cfg.HealthTimeout,
 		},
 	}
-	if o.Postinst != "" {
+	switch o.Postinst {
+	case "":
+		ecfg.Postinst = engine.SlotPostinst{Timeout: o.PostinstTimeout, Log: log}
+	case "-":
+	default:
 		ecfg.Postinst = engine.ExecPostinst{Path: o.Postinst, Timeout: o.PostinstTimeout}
 	}
 	eng, err := engine.New(ecfg)
