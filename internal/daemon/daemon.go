@@ -242,18 +242,30 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("daemon: connect to D-Bus at %s: %w", bus, err)
 	}
 	defer conn.Close()
+	// The engine restores its state before the names are taken, so the
+	// first GetStatus (locksmith's, systemd's Type=dbus) is already right.
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	runErr := make(chan error, 1)
+	go func() { runErr <- eng.Run(rctx) }()
+	select {
+	case <-eng.Ready():
+	case err := <-runErr:
+		return err
+	}
 	srv, err := dbusapi.Export(ctx, conn, busEngine{eng}, dbusapi.Options{})
 	if err != nil {
+		cancel(nil)
+		<-runErr
 		return err
 	}
 	defer srv.Close()
 	note.srv.Store(srv)
+	note.StatusChanged(eng.Snapshot()) // Flatcar signals once at startup
 	log.Info("update_engine ready", "bus", bus, "version", cfg.ReleaseVersion, "server", cfg.Server, "group", cfg.Group)
 
 	// Losing the bus ends the daemon (systemd restarts it): without it
 	// nobody can see or steer the engine.
-	rctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	go func() {
 		select {
 		case <-conn.Context().Done():
@@ -261,7 +273,7 @@ func Run(ctx context.Context, o Options) error {
 		case <-rctx.Done():
 		}
 	}()
-	err = eng.Run(rctx)
+	err = <-runErr
 	if cause := context.Cause(rctx); errors.Is(cause, ErrBusLost) {
 		return fmt.Errorf("%w (%s)", ErrBusLost, bus)
 	}

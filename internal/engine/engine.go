@@ -126,6 +126,7 @@ type Engine struct {
 	mutate  chan func(*state) // worker → owner
 	snap    atomic.Pointer[Snapshot]
 	running atomic.Bool
+	ready   chan struct{} // closed once Run has restored the persisted state
 
 	randMu sync.Mutex // guards cfg.Rand (used by the owner and the worker)
 }
@@ -173,6 +174,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	cfg.Schedule = cfg.Schedule.withDefaults()
 	e := &Engine{
+		ready:  make(chan struct{}),
 		cfg:    cfg,
 		log:    cfg.Log,
 		reqs:   make(chan request),
@@ -185,6 +187,11 @@ func New(cfg Config) (*Engine, error) {
 
 // Snapshot returns the current published state.
 func (e *Engine) Snapshot() Snapshot { return *e.snap.Load() }
+
+// Ready is closed once Run has restored what survives a restart (a pending
+// reboot, a detected rollback, the slots), so a first GetStatus answers
+// from that state: export the engine on D-Bus only after it.
+func (e *Engine) Ready() <-chan struct{} { return e.ready }
 
 func (e *Engine) send(ctx context.Context, r request) error {
 	r.reply = make(chan error, 1)

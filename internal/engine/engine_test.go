@@ -94,8 +94,9 @@ func TestFullUpdateAndRestart(t *testing.T) {
 
 	rec2 := &recorder{}
 	e2, _, _ := start(t, m.config(t, w, rec2))
-	s = waitFor(t, e2, "restored status", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot })
-	if s.NewVersion != "2.0.0" || s.NewSize != int64(len(payload)) {
+	<-e2.Ready() // the restored state is visible as soon as Ready
+	s = e2.Snapshot()
+	if s.Status != status.UpdatedNeedReboot || s.NewVersion != "2.0.0" || s.NewSize != int64(len(payload)) {
 		t.Fatalf("restored snapshot %+v", s)
 	}
 	if err := e2.ResetStatus(t.Context()); err != nil {

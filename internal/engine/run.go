@@ -39,6 +39,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	st := &state{snap: e.Snapshot()}
 	e.load(ctx, st)
 	e.publish(st, true)
+	close(e.ready)
 
 	first := e.cfg.Schedule.first(e.float())
 	if e.interrupted() {
