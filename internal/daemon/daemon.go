@@ -269,7 +269,11 @@ func Run(ctx context.Context, o Options) error {
 	go func() {
 		select {
 		case <-conn.Context().Done():
-			cancel(ErrBusLost)
+			// The connection also ends when ctx does (it was dialed
+			// with ctx): only a live ctx means the bus went away.
+			if ctx.Err() == nil {
+				cancel(ErrBusLost)
+			}
 		case <-rctx.Done():
 		}
 	}()
