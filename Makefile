@@ -18,9 +18,14 @@ deps:
 
 # Every test, including each fuzz target's seed corpus. Root-only tests skip
 # loudly when not root.
+# The packages where goroutines share state also run under the race detector.
+RACE_PKGS = ./internal/engine/... ./internal/dbusapi/... ./internal/prefs/... ./internal/slot/... \
+            ./pkg/rebootmgr/... ./pkg/omaha/... ./pkg/cgroup/...
+
 test: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 14m ./...
+	$(GO) test -count=1 -timeout 12m ./...
+	$(GO) test -race -count=1 -timeout 5m $(RACE_PKGS)
 
 # Benchmarks, each figure also printed as `bench <name> <value> <unit>`.
 bench: deps
