@@ -244,33 +244,18 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 
-	idx := make(chan *deltaJob)
+	idx := make(chan int)
 	for range workers {
 		go func() {
 			c := &deltaWorker{g: g}
-			for j := range idx {
+			for i := range idx {
+				j := jobs[i]
 				j.op, j.data, j.err = c.run(ctx, j)
 				close(j.done)
 			}
 		}()
 	}
-	go func() {
-		defer close(idx)
-		for i, j := range jobs {
-			if i >= 4*workers {
-				select {
-				case <-jobs[i-4*workers].done:
-				case <-ctx.Done():
-					return
-				}
-			}
-			select {
-			case idx <- j:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go feedWindow(ctx, len(jobs), 4*workers, func(i int) <-chan struct{} { return jobs[i].done }, idx)
 
 	spec := &Spec{Major: 2, Partition: o.Partition, Version: o.Version,
 		NewInfo: &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.NewSize)), Hash: g.nw.hash},

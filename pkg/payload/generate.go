@@ -115,24 +115,8 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 			}
 		}()
 	}
-	go func() {
-		defer close(idx)
-		for i := 0; i < n; i++ {
-			// Window: stay at most 2*workers chunks ahead of the writer.
-			if i >= 2*workers {
-				select {
-				case <-results[i-2*workers].done:
-				case <-ctx.Done():
-					return
-				}
-			}
-			select {
-			case idx <- i:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	// Stay at most 2*workers chunks ahead of the writer.
+	go feedWindow(ctx, n, 2*workers, func(i int) <-chan struct{} { return results[i].done }, idx)
 	newHash := sha256.New()
 	spec := &Spec{Major: o.Major, Partition: o.Partition, Version: o.Version}
 	res := &GenerateResult{OpCounts: map[string]int{}, Delta: o.Old != nil}
@@ -295,4 +279,25 @@ func isZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// feedWindow sends 0..n-1 to out in order and closes it, staying at most
+// window items ahead of the consumer: item i waits for done(i-window).
+// It stops when ctx ends.
+func feedWindow(ctx context.Context, n, window int, done func(i int) <-chan struct{}, out chan<- int) {
+	defer close(out)
+	for i := range n {
+		if i >= window {
+			select {
+			case <-done(i - window):
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case out <- i:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
