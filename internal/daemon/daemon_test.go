@@ -69,7 +69,7 @@ func newOmaha(t testing.TB) *omahaWorld {
 			d := w.delay
 			w.mu.Unlock()
 			if d > 0 {
-				rw = &slowWriter{ResponseWriter: rw, d: d, ctx: r.Context()}
+				rw = &testenv.SlowWriter{ResponseWriter: rw, Ctx: r.Context(), Delay: d}
 			}
 		}
 		h.ServeHTTP(rw, r)
@@ -90,32 +90,6 @@ func (w *omahaWorld) rangeHeaders() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]string(nil), w.ranges...)
-}
-
-type slowWriter struct {
-	http.ResponseWriter
-	d   time.Duration
-	ctx context.Context
-}
-
-func (s *slowWriter) Write(p []byte) (int, error) {
-	total := 0
-	for len(p) > 0 {
-		n := min(len(p), 32<<10)
-		m, err := s.ResponseWriter.Write(p[:n])
-		total += m
-		if err != nil {
-			return total, err
-		}
-		s.ResponseWriter.(http.Flusher).Flush()
-		select {
-		case <-time.After(s.d):
-		case <-s.ctx.Done():
-			return total, s.ctx.Err()
-		}
-		p = p[n:]
-	}
-	return total, nil
 }
 
 // publish generates a full payload of img as version and writes it with

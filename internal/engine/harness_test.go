@@ -22,6 +22,7 @@ import (
 
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 )
@@ -224,33 +225,10 @@ func (w *world) serve(rw http.ResponseWriter, r *http.Request) {
 		d := w.slowDown
 		w.mu.Unlock()
 		if d > 0 {
-			rw = &slowWriter{ResponseWriter: rw, d: d}
+			rw = &testenv.SlowWriter{ResponseWriter: rw, Ctx: r.Context(), Chunk: 64 << 10, Delay: d}
 		}
 	}
 	w.omaha.ServeHTTP(rw, r)
-}
-
-type slowWriter struct {
-	http.ResponseWriter
-	d time.Duration
-}
-
-func (s *slowWriter) Write(p []byte) (int, error) {
-	total := 0
-	for len(p) > 0 {
-		n := min(len(p), 64<<10)
-		m, err := s.ResponseWriter.Write(p[:n])
-		total += m
-		if err != nil {
-			return total, err
-		}
-		if f, ok := s.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
-		}
-		time.Sleep(s.d)
-		p = p[n:]
-	}
-	return total, nil
 }
 
 // publish writes a payload and its metadata; sha overrides the metadata
