@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"slices"
 
@@ -237,12 +236,11 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 	}
 	jobs := g.plan()
 
-	tmp, err := os.CreateTemp(o.TempDir, "payload-blobs-*")
+	sink, err := newOpSink(o.TempDir)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer sink.close()
 
 	idx := make(chan int)
 	for range workers {
@@ -261,7 +259,6 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 		NewInfo: &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.NewSize)), Hash: g.nw.hash},
 		OldInfo: &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.OldSize)), Hash: g.old.hash}}
 	res := &GenerateResult{OpCounts: map[string]int{}, Delta: true}
-	var off uint64
 	for _, j := range jobs {
 		select {
 		case <-j.done:
@@ -271,29 +268,13 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 		if j.err != nil {
 			return nil, j.err
 		}
-		if len(j.data) > 0 {
-			j.op.DataOffset, j.op.DataLength = proto.Uint64(off), proto.Uint64(uint64(len(j.data)))
-			s := sha256.Sum256(j.data)
-			j.op.DataSha256Hash = s[:]
-			if _, err := tmp.Write(j.data); err != nil {
-				return nil, err
-			}
-			off += uint64(len(j.data))
+		if err := sink.add(spec, res, j.op, j.data); err != nil {
+			return nil, err
 		}
 		spec.MinorVersion = max(spec.MinorVersion, minorFor(j.op.GetType()))
-		res.OpCounts[j.op.GetType().String()]++
-		spec.Ops = append(spec.Ops, j.op)
 		j.data, j.src, j.dst = nil, nil, nil
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	sz, err := WritePayload(w, spec, tmp, o.Keys)
-	if err != nil {
-		return nil, err
-	}
-	res.Size = sz
-	return res, nil
+	return sink.write(w, spec, res, o.Keys)
 }
 
 // minorFor is the lowest minor version that has op type t (with source

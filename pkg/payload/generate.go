@@ -83,12 +83,11 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	tmp, err := os.CreateTemp(o.TempDir, "payload-blobs-*")
+	sink, err := newOpSink(o.TempDir)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	defer sink.close()
 
 	n := int((o.NewSize + int64(chunk) - 1) / int64(chunk))
 	type result struct {
@@ -120,7 +119,6 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 	newHash := sha256.New()
 	spec := &Spec{Major: o.Major, Partition: o.Partition, Version: o.Version}
 	res := &GenerateResult{OpCounts: map[string]int{}, Delta: o.Old != nil}
-	var off uint64
 	for i, r := range results {
 		select {
 		case <-r.done:
@@ -133,17 +131,9 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 		if err := hashNew(o, i, chunk, newHash); err != nil {
 			return nil, err
 		}
-		if len(r.data) > 0 {
-			r.op.DataOffset, r.op.DataLength = proto.Uint64(off), proto.Uint64(uint64(len(r.data)))
-			s := sha256.Sum256(r.data)
-			r.op.DataSha256Hash = s[:]
-			if _, err := tmp.Write(r.data); err != nil {
-				return nil, err
-			}
-			off += uint64(len(r.data))
+		if err := sink.add(spec, res, r.op, r.data); err != nil {
+			return nil, err
 		}
-		res.OpCounts[r.op.GetType().String()]++
-		spec.Ops = append(spec.Ops, r.op)
 		r.data = nil
 	}
 	spec.NewInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.NewSize)), Hash: newHash.Sum(nil)}
@@ -155,15 +145,57 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 		}
 		spec.OldInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.OldSize)), Hash: oh.Sum(nil)}
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+	return sink.write(w, spec, res, o.Keys)
+}
+
+// opSink spools generated operations' data blobs to a temp file, in
+// operation order, so a payload is written once the manifest is complete.
+type opSink struct {
+	tmp *os.File
+	off uint64 // data offset of the next blob
+}
+
+func newOpSink(dir string) (*opSink, error) {
+	tmp, err := os.CreateTemp(dir, "payload-blobs-*")
+	if err != nil {
 		return nil, err
 	}
-	sz, err := WritePayload(w, spec, tmp, o.Keys)
+	return &opSink{tmp: tmp}, nil
+}
+
+// add appends op to spec: its blob (if any) gets the next data offset and
+// its SHA-256, and res counts the op type.
+func (s *opSink) add(spec *Spec, res *GenerateResult, op *metadata.InstallOperation, data []byte) error {
+	if len(data) > 0 {
+		op.DataOffset, op.DataLength = proto.Uint64(s.off), proto.Uint64(uint64(len(data)))
+		h := sha256.Sum256(data)
+		op.DataSha256Hash = h[:]
+		if _, err := s.tmp.Write(data); err != nil {
+			return fmt.Errorf("payload: spool operation data: %w", err)
+		}
+		s.off += uint64(len(data))
+	}
+	res.OpCounts[op.GetType().String()]++
+	spec.Ops = append(spec.Ops, op)
+	return nil
+}
+
+// write writes the payload of spec with the spooled blobs, signed by keys.
+func (s *opSink) write(w io.Writer, spec *Spec, res *GenerateResult, keys []*rsa.PrivateKey) (*GenerateResult, error) {
+	if _, err := s.tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	sz, err := WritePayload(w, spec, s.tmp, keys)
 	if err != nil {
 		return nil, err
 	}
 	res.Size = sz
 	return res, nil
+}
+
+func (s *opSink) close() {
+	s.tmp.Close()
+	os.Remove(s.tmp.Name())
 }
 
 // hashNew adds chunk i of the new image to h (sequentially, in the
