@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -132,20 +131,7 @@ func (w *omahaWorld) publishDelta(name, version string, img []byte, badSHA bool,
 	return data
 }
 
-func (w *omahaWorld) events() string {
-	var parts []string
-	for _, e := range w.h.Events() {
-		s := fmt.Sprintf("%d/%d", e.Type, e.Result)
-		if e.ErrorCode != nil {
-			s += fmt.Sprintf(" errorcode=%d", *e.ErrorCode)
-		}
-		if e.PreviousVersion != "" {
-			s += " previousversion=" + e.PreviousVersion
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, ", ")
-}
+func (w *omahaWorld) events() string { return server.EventsString(w.h.Events()) }
 
 // host is one machine: a disk, state dirs and a config root.
 type host struct {

@@ -8,7 +8,6 @@ import (
 	"encoding"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -330,20 +329,7 @@ func payloadBytes(n int, seed byte) []byte {
 	return b
 }
 
-func eventsString(evs []server.RecordedEvent) string {
-	var parts []string
-	for _, e := range evs {
-		s := fmt.Sprintf("%d/%d", e.Type, e.Result)
-		if e.ErrorCode != nil {
-			s += fmt.Sprintf(" errorcode=%d", *e.ErrorCode)
-		}
-		if e.PreviousVersion != "" {
-			s += " previousversion=" + e.PreviousVersion
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, ", ")
-}
+func eventsString(evs []server.RecordedEvent) string { return server.EventsString(evs) }
 
 func fileEquals(t *testing.T, path string, want []byte) bool {
 	t.Helper()

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/abupdate/update_engine/pkg/omaha"
@@ -50,6 +52,28 @@ type RecordedEvent struct {
 	Result          omaha.EventResult `json:"eventresult"`
 	ErrorCode       *int64            `json:"errorcode,omitempty"`
 	PreviousVersion string            `json:"previousversion,omitempty"`
+}
+
+// String is the event in short form: "13/1", "3/0 errorcode=268435465",
+// "3/2 previousversion=1.0.0".
+func (e RecordedEvent) String() string {
+	s := fmt.Sprintf("%d/%d", int(e.Type), int(e.Result))
+	if e.ErrorCode != nil {
+		s += fmt.Sprintf(" errorcode=%d", *e.ErrorCode)
+	}
+	if e.PreviousVersion != "" {
+		s += " previousversion=" + e.PreviousVersion
+	}
+	return s
+}
+
+// EventsString joins the short forms of evs with ", ".
+func EventsString(evs []RecordedEvent) string {
+	parts := make([]string, len(evs))
+	for i, e := range evs {
+		parts[i] = e.String()
+	}
+	return strings.Join(parts, ", ")
 }
 
 func newRecord(now time.Time, remote string, req *omaha.Request, app *omaha.App) Record {
