@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -270,49 +269,13 @@ func TestBusLost(t *testing.T) {
 	w := newOmaha(t)
 	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
 	h := newHost(t, disk)
-	// A bus of our own that we can kill.
-	busDir := t.TempDir()
-	sock := filepath.Join(busDir, "bus")
-	conf := filepath.Join(busDir, "bus.conf")
-	if err := os.WriteFile(conf, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=`+sock+`</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bus := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork")
-	if err := bus.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = bus.Process.Kill(); _ = bus.Wait() }()
-	h.bus = "unix:path=" + sock
-	deadline := time.Now().Add(10 * time.Second)
-	for { // the socket file exists a moment before the bus accepts
-		conn, err := net.Dial("unix", sock)
-		if err == nil {
-			conn.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dbus-daemon does not accept on %s: %v", sock, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	bus := testenv.StartDBus(t) // a bus of our own that we can kill
+	h.bus = bus.Addr
 	o := h.options(w.url())
 	done := make(chan error, 1)
 	go func() { done <- Run(t.Context(), o) }()
 	client(t, h.bus)
-	_ = bus.Process.Kill()
+	bus.Kill()
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrBusLost) {

@@ -16,6 +16,23 @@ import (
 // t.Cleanup.
 func DBus(t testing.TB) string {
 	t.Helper()
+	return StartDBus(t).Addr
+}
+
+// Bus is a private dbus-daemon started by StartDBus.
+type Bus struct {
+	Addr string
+	cmd  *exec.Cmd
+}
+
+// Kill stops the bus at once (SIGKILL), as a crashed dbus-daemon would.
+func (b *Bus) Kill() {
+	_ = b.cmd.Process.Kill()
+}
+
+// StartDBus is DBus for tests that also need to kill the bus.
+func StartDBus(t testing.TB) *Bus {
+	t.Helper()
 	RequireTool(t, "dbus-daemon")
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "bus")
@@ -50,6 +67,7 @@ func DBus(t testing.TB) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
+	b := &Bus{cmd: cmd}
 	addrc := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(out).ReadString('\n')
@@ -60,9 +78,10 @@ func DBus(t testing.TB) string {
 		if addr == "" {
 			t.Fatal("dbus-daemon printed no address")
 		}
-		return addr
+		b.Addr = addr
+		return b
 	case <-time.After(10 * time.Second):
 		t.Fatal("dbus-daemon did not start within 10s")
 	}
-	return ""
+	return nil
 }
