@@ -23,7 +23,7 @@ import (
 
 const usage = `usage:
   payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem [--version V]
-                             [--compression xz|zstd|none] [--major 1|2] [--partition NAME] -o OUT
+                             [--compression xz|zstd|bzip2|none] [--major 1|2] [--partition NAME] -o OUT
   payload_generator show PAYLOAD
   payload_generator verify PAYLOAD [--key PUB.pem] [--target DEV]
   payload_generator apply PAYLOAD|- [--key PUB.pem] --target FILE|DEV [--source FILE|DEV]
@@ -103,7 +103,7 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	version := fs.String("version", "", "version of the new image")
 	srcVersion := fs.String("source-version", "", "version of the old image (delta), for OUT.json")
 	fs.StringVar(srcVersion, "old-version", "", "same as --source-version")
-	comp := fs.String("compression", payload.CompressXZ, "xz, zstd (project extension) or none")
+	comp := fs.String("compression", "", "xz (default for --major 2), zstd (project extension), bzip2 (default for --major 1) or none")
 	major := fs.Uint64("major", 2, "payload major version, 1 (Flatcar) or 2")
 	part := fs.String("partition", "root", "v2 partition name")
 	appid := fs.String("appid", "", "Omaha app id for OUT.json")

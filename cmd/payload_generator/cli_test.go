@@ -150,7 +150,8 @@ func TestCLIVariants(t *testing.T) {
 		{"zstd", []string{"--compression", "zstd"}, nil, 0, "REPLACE_ZSTD="},
 		{"zstd strict", []string{"--compression", "zstd"}, []string{"--strict"}, 1, "REPLACE_ZSTD="},
 		{"none", []string{"--compression", "none"}, nil, 0, "REPLACE="},
-		{"v1", []string{"--major", "1"}, nil, 0, "REPLACE="},
+		{"v1", []string{"--major", "1"}, nil, 0, "REPLACE_BZ="},
+		{"v1 none", []string{"--major", "1", "--compression", "none"}, nil, 0, "REPLACE="},
 		{"delta", []string{"--old", oldImg}, []string{"--source", oldImg}, 0, "SOURCE_COPY="},
 		{"delta without source", []string{"--old", oldImg}, nil, 1, "SOURCE_COPY="},
 	}

@@ -36,7 +36,11 @@ func TestRoundTrip(t *testing.T) {
 		{"v2 two keys, verify with old", GenerateOptions{Keys: k, ChunkSize: 512 << 10}, Options{Keys: pubs(k[0])}, nil},
 		{"v2 named partition", GenerateOptions{Keys: k[:1], Partition: "usr"}, Options{Keys: pubs(k[0]), Partition: "usr"}, nil},
 		{"v1 signed", GenerateOptions{Major: 1, Keys: k[:1], ChunkSize: 1 << 20}, Options{Keys: pubs(k[0])},
+			[]metadata.InstallOperation_Type{OpReplaceBZ}},
+		{"v1 none", GenerateOptions{Major: 1, Keys: k[:1], Compression: CompressNone, ChunkSize: 1 << 20}, Options{Keys: pubs(k[0])},
 			[]metadata.InstallOperation_Type{OpReplace}},
+		{"v2 bzip2", GenerateOptions{Keys: k[:1], Compression: CompressBzip2, ChunkSize: 256 << 10}, Options{Keys: pubs(k[0])},
+			[]metadata.InstallOperation_Type{OpReplaceBZ}},
 		{"one worker, tiny budget", GenerateOptions{Keys: k[:1], ChunkSize: 128 << 10}, Options{Keys: pubs(k[0]), Workers: 1, MemoryBudget: 1}, nil},
 		{"direct", GenerateOptions{Keys: k[:1]}, Options{Keys: pubs(k[0]), Direct: true}, nil},
 		{"checkpoint every 1 MiB", GenerateOptions{Keys: k[:1], ChunkSize: 64 << 10}, Options{Keys: pubs(k[0]), CheckpointBytes: 1 << 20,
@@ -395,5 +399,55 @@ func TestWorkerInit(t *testing.T) {
 	}
 	if !bytes.Equal(readAll(t, tgt, len(img)), img) {
 		t.Fatal("target differs")
+	}
+}
+
+// TestV1Bzip2Blobs checks each REPLACE_BZ blob of a v1 payload with the
+// real bzip2 tool (what Flatcar's client links, libbz2, reads), and that
+// v1 refuses the compressions its clients do not know.
+func TestV1Bzip2Blobs(t *testing.T) {
+	testenv.RequireTool(t, "bzip2")
+	img := testImage(3<<20, 9)
+	p := generate(t, img, GenerateOptions{Major: 1, ChunkSize: 512 << 10})
+	m, err := ReadMetadata(bytes.NewReader(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bz := 0
+	for i, op := range m.Partitions[0].Ops {
+		data := p[m.DataStart()+op.GetDataOffset():][:op.GetDataLength()]
+		want := img[op.DstExtents[0].GetStartBlock()*4096:][:op.DstExtents[0].GetNumBlocks()*4096]
+		switch op.GetType() {
+		case OpReplaceBZ:
+			bz++
+			cmd := exec.Command("bzip2", "-dc")
+			cmd.Stdin = bytes.NewReader(data)
+			got, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("op %d: bzip2 -dc: %v", i, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("op %d: bzip2 -dc gives %d bytes, not the image's", i, len(got))
+			}
+		case OpReplace:
+			if !bytes.Equal(data, want) {
+				t.Fatalf("op %d: REPLACE data is not the image's", i)
+			}
+		default:
+			t.Fatalf("op %d: %v in a v1 payload", i, op.GetType())
+		}
+	}
+	if bz == 0 {
+		t.Fatal("no REPLACE_BZ op for a compressible image")
+	}
+	if len(p) >= len(img)*9/10 {
+		t.Errorf("v1 payload is %d bytes for a %d-byte image: not compressed", len(p), len(img))
+	}
+	for _, c := range []string{CompressXZ, CompressZstd} {
+		_, err := Generate(context.Background(), io.Discard, GenerateOptions{Major: 1, Compression: c,
+			New: bytes.NewReader(img), NewSize: int64(len(img)), TempDir: t.TempDir()})
+		if !errors.Is(err, ErrGenerate) {
+			t.Errorf("v1 with %s: %v, want ErrGenerate", c, err)
+		}
 	}
 }

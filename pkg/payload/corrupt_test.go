@@ -77,7 +77,8 @@ func corruptionMatrix(t *testing.T, major uint64) {
 	if major == 1 {
 		// v1 metadata is covered only by the payload signature.
 		metaErrs = []error{ErrSignatureMismatch, ErrManifestParse, ErrInvalidManifest, ErrUnknownOperation,
-			ErrOperationHashMismatch, ErrOperationHashMissing, ErrTruncated, ErrNewPartitionHash, ErrOperationExecution, ErrSignatureInvalid, ErrPayloadHash}
+			ErrOperationHashMismatch, ErrOperationHashMissing, ErrTruncated, ErrNewPartitionHash, ErrOperationExecution, ErrSignatureInvalid, ErrPayloadHash,
+			ErrSignatureMissing}
 	}
 	add("header magic", 0, false, ErrBadMagic)
 	add("header major", 11, false, ErrUnsupportedVersion)

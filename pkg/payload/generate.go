@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/abupdate/update_engine/pkg/bsdiff/bzip2"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -19,9 +20,10 @@ import (
 
 // Compression names accepted by GenerateOptions.
 const (
-	CompressXZ   = "xz"   // REPLACE_XZ (standard)
-	CompressZstd = "zstd" // REPLACE_ZSTD (project extension)
-	CompressNone = "none" // REPLACE only
+	CompressXZ    = "xz"    // REPLACE_XZ (standard)
+	CompressZstd  = "zstd"  // REPLACE_ZSTD (project extension)
+	CompressBzip2 = "bzip2" // REPLACE_BZ (standard; the only compression v1 clients know)
+	CompressNone  = "none"  // REPLACE only
 )
 
 // GenerateOptions configure Generate.
@@ -33,12 +35,15 @@ type GenerateOptions struct {
 	// (SOURCE_COPY, SOURCE_BSDIFF, BROTLI_BSDIFF, REPLACE_XZ, ZERO;
 	// Compression is ignored). With Major 1, chunks identical to Old at the
 	// same offset become SOURCE_COPY.
-	Old         io.ReaderAt
-	OldSize     int64
-	Keys        []*rsa.PrivateKey // empty: unsigned
-	Major       uint64            // 1 or 2; 0 means 2. Version 1 uses REPLACE only (Flatcar clients).
-	Compression string            // CompressXZ (default), CompressZstd, CompressNone
-	Partition   string            // v2 partition name; "" = "root"
+	Old     io.ReaderAt
+	OldSize int64
+	Keys    []*rsa.PrivateKey // empty: unsigned
+	Major   uint64            // 1 or 2; 0 means 2. Version 1 is what Flatcar clients read.
+	// Compression: CompressXZ (the default for major 2), CompressZstd,
+	// CompressBzip2 (the default for major 1, which allows only it and
+	// CompressNone) or CompressNone.
+	Compression string
+	Partition   string // v2 partition name; "" = "root"
 	Version     string
 	ChunkSize   int    // bytes per operation, multiple of 4096; 0 = 2 MiB
 	Workers     int    // 0 = GOMAXPROCS
@@ -70,14 +75,15 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 		return nil, fmt.Errorf("%w: chunk size %d", ErrGenerate, chunk)
 	}
 	comp := o.Compression
-	if comp == "" {
+	switch {
+	case comp == "" && o.Major == 1:
+		comp = CompressBzip2
+	case comp == "":
 		comp = CompressXZ
-	}
-	if comp != CompressXZ && comp != CompressZstd && comp != CompressNone {
+	case comp != CompressXZ && comp != CompressZstd && comp != CompressBzip2 && comp != CompressNone:
 		return nil, fmt.Errorf("%w: compression %q", ErrGenerate, comp)
-	}
-	if o.Major == 1 {
-		comp = CompressNone
+	case o.Major == 1 && comp != CompressBzip2 && comp != CompressNone:
+		return nil, fmt.Errorf("%w: major version 1 payloads can only use bzip2 or none, not %q", ErrGenerate, comp)
 	}
 	workers := o.Workers
 	if workers <= 0 {
@@ -281,6 +287,16 @@ func (c *chunker) chunk(o GenerateOptions, i, chunk int) (*metadata.InstallOpera
 			c.zenc = z
 		}
 		alt, altType = c.zenc.EncodeAll(b, nil), OpReplaceZstd
+	case CompressBzip2:
+		c.xbuf.Reset()
+		bw := bzip2.NewWriter(&c.xbuf)
+		if _, err := bw.Write(b); err != nil {
+			return nil, nil, err
+		}
+		if err := bw.Close(); err != nil {
+			return nil, nil, err
+		}
+		alt, altType = c.xbuf.Bytes(), OpReplaceBZ
 	}
 	if alt != nil && len(alt) < len(best) {
 		best = append(best[:0], alt...)
