@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,8 +34,9 @@ var (
 )
 
 // LoadDir reads every *.json in dir as payload Metadata. Files that are
-// not payload metadata (no "file" and "version") are skipped; broken ones
-// are errors naming the file.
+// not payload metadata (no "file" and "version") are skipped. Broken ones
+// are left out, and the error (ErrBadMetadata, naming each such file)
+// comes with the good ones, so that a caller may serve those.
 func LoadDir(dir string) ([]Metadata, error) {
 	if st, err := os.Stat(dir); err != nil {
 		return nil, err
@@ -46,24 +48,37 @@ func LoadDir(dir string) ([]Metadata, error) {
 		return nil, err
 	}
 	var out []Metadata
+	var bad []error
 	for _, n := range names {
-		b, err := os.ReadFile(n)
-		if err != nil {
-			return nil, err
+		m, err := loadFile(n)
+		switch {
+		case err != nil:
+			bad = append(bad, err)
+		case m.File != "" || m.Version != "":
+			out = append(out, m)
 		}
-		var m Metadata
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrBadMetadata, n, err)
-		}
-		if m.File == "" && m.Version == "" {
-			continue
-		}
-		if err := m.check(); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrBadMetadata, n, err)
-		}
-		out = append(out, m)
 	}
-	return out, nil
+	return out, errors.Join(bad...)
+}
+
+func loadFile(name string) (Metadata, error) {
+	var m Metadata
+	b, err := os.ReadFile(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, nil // removed since the Glob
+	} else if err != nil {
+		return m, fmt.Errorf("%w: %v", ErrBadMetadata, err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("%w: %s: %v", ErrBadMetadata, name, err)
+	}
+	if m.File == "" && m.Version == "" {
+		return m, nil
+	}
+	if err := m.check(); err != nil {
+		return m, fmt.Errorf("%w: %s: %v", ErrBadMetadata, name, err)
+	}
+	return m, nil
 }
 
 func (m *Metadata) check() error {

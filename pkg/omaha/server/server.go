@@ -27,8 +27,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -66,6 +68,11 @@ type Config struct {
 	MaxRequestBytes int64
 	// Name is the response's server attribute (default "omaha_devserver").
 	Name string
+	// ErrorLog receives a line when a metadata file added to Dir while
+	// serving is broken (nil = the log package's standard logger). Such
+	// a file is left out and the others are still served: one half-copied
+	// file must not stop every update check.
+	ErrorLog *log.Logger
 }
 
 // Handler is the server. Create it with New.
@@ -73,6 +80,7 @@ type Handler struct {
 	cfg Config
 
 	mu      sync.Mutex // guards the fields below
+	badDir  string     // the last broken-metadata error logged, to log each once
 	paused  bool
 	rollout int
 	records []Record
@@ -80,7 +88,7 @@ type Handler struct {
 }
 
 // New returns a Handler for cfg; it fails when cfg.Dir cannot be read or
-// holds broken metadata.
+// holds broken metadata, so that a mistake is seen before serving.
 func New(cfg Config) (*Handler, error) {
 	if _, err := LoadDir(cfg.Dir); err != nil {
 		return nil, err
@@ -157,6 +165,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// load reads the metadata in cfg.Dir. Broken files are logged (each error
+// once) and left out; only an unreadable directory is an error.
+func (h *Handler) load() ([]Metadata, error) {
+	metas, err := LoadDir(h.cfg.Dir)
+	if err != nil && !errors.Is(err, ErrBadMetadata) {
+		return nil, err
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	h.mu.Lock()
+	fresh := msg != h.badDir
+	h.badDir = msg
+	h.mu.Unlock()
+	if fresh && msg != "" {
+		l := h.cfg.ErrorLog
+		if l == nil {
+			l = log.Default()
+		}
+		l.Printf("omaha/server: left out until fixed: %s", strings.ReplaceAll(msg, "\n", "; "))
+	}
+	return metas, nil
+}
+
 func (h *Handler) servePackage(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -164,7 +197,7 @@ func (h *Handler) servePackage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := strings.TrimPrefix(r.URL.Path, "/packages/")
-	metas, err := LoadDir(h.cfg.Dir)
+	metas, err := h.load()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -208,7 +241,7 @@ func (h *Handler) serveOmaha(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request XML: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	metas, err := LoadDir(h.cfg.Dir)
+	metas, err := h.load()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

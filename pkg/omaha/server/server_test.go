@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -394,6 +395,46 @@ func TestLoadDirErrors(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "other.json"), []byte(`{"name":"not a payload"}`), 0o644)
 	if m, err := LoadDir(dir); err != nil || len(m) != 0 {
 		t.Errorf("unrelated JSON: %v %v", m, err)
+	}
+}
+
+// A broken metadata file dropped in while serving (a half-copied upload)
+// is logged once and left out; the other payloads are still offered and
+// served, and the fixed file is picked up on the next check.
+func TestBrokenFileWhileServing(t *testing.T) {
+	dir := t.TempDir()
+	data := writePayloads(t, dir, payload{file: "new.gz", version: "3850.0.0"})
+	var logs bytes.Buffer
+	_, s, c := startServer(t, Config{Dir: dir, ErrorLog: log.New(&logs, "", 0)})
+	if err := os.WriteFile(filepath.Join(dir, "newer.gz.json"), []byte(`{"file":"newer.gz","vers`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		plan, err := c.Check(t.Context(), params("3815.2.0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan.NoUpdate || plan.Version != "3850.0.0" {
+			t.Fatalf("check %d: plan %+v, want 3850.0.0", i, plan)
+		}
+	}
+	resp, err := http.Get(s.URL + "/packages/new.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, data["new.gz"]) {
+		t.Fatalf("package: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if n := strings.Count(logs.String(), "newer.gz.json"); n != 1 {
+		t.Errorf("the broken file is named %d times in the log, want once:\n%s", n, logs.String())
+	}
+
+	writePayloads(t, dir, payload{file: "new.gz", version: "3850.0.0"}, payload{file: "newer.gz", version: "3900.0.0"})
+	plan, err := c.Check(t.Context(), params("3815.2.0"))
+	if err != nil || plan.Version != "3900.0.0" {
+		t.Fatalf("after the fix: %+v, %v", plan, err)
 	}
 }
 
