@@ -437,14 +437,12 @@ func TestPolicyFile(t *testing.T) {
 // does (default deny for sending to our names, via the included file).
 func policyBus(t *testing.T, policy string) string {
 	t.Helper()
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "bus")
-	conf := filepath.Join(dir, "system.conf")
-	err := os.WriteFile(conf, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+	return testenv.StartDBusConfig(t, func(sock string) string {
+		return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
-  <listen>unix:path=`+sock+`</listen>
+  <listen>unix:path=` + sock + `</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow user="*"/>
@@ -460,28 +458,10 @@ func policyBus(t *testing.T, policy string) string {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
   </policy>
-  <include>`+policy+`</include>
+  <include>` + policy + `</include>
 </busconfig>
-`), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--print-address=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	b := make([]byte, 512)
-	n, _ := out.Read(b)
-	addr := strings.TrimSpace(string(b[:n]))
-	if addr == "" {
-		t.Fatal("policy dbus-daemon printed no address")
-	}
-	return addr
+`
+	}).Addr
 }
 
 // openSocket lets other users reach the bus socket of addr: the test

@@ -33,15 +33,12 @@ func (b *Bus) Kill() {
 // StartDBus is DBus for tests that also need to kill the bus.
 func StartDBus(t testing.TB) *Bus {
 	t.Helper()
-	RequireTool(t, "dbus-daemon")
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "bus")
-	conf := filepath.Join(dir, "bus.conf")
-	err := os.WriteFile(conf, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+	return StartDBusConfig(t, func(sock string) string {
+		return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
-  <listen>unix:path=`+sock+`</listen>
+  <listen>unix:path=` + sock + `</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow user="*"/>
@@ -50,11 +47,21 @@ func StartDBus(t testing.TB) *Bus {
     <allow eavesdrop="true"/>
   </policy>
 </busconfig>
-`), 0o644)
-	if err != nil {
+`
+	})
+}
+
+// StartDBusConfig starts a dbus-daemon with the configuration conf returns
+// for the socket path sock, for tests of bus policy.
+func StartDBusConfig(t testing.TB, conf func(sock string) string) *Bus {
+	t.Helper()
+	RequireTool(t, "dbus-daemon")
+	dir := t.TempDir()
+	confPath := filepath.Join(dir, "bus.conf")
+	if err := os.WriteFile(confPath, []byte(conf(filepath.Join(dir, "bus"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--print-address=1")
+	cmd := exec.Command("dbus-daemon", "--config-file="+confPath, "--nofork", "--print-address=1")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

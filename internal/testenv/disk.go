@@ -3,10 +3,8 @@ package testenv
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/abupdate/update_engine/pkg/gpt"
@@ -151,19 +149,5 @@ func LoopDeviceSectorSize(t testing.TB, img string, sectorSize int) string {
 	if sectorSize == 0 || sectorSize == 512 {
 		return LoopDevice(t, img)
 	}
-	RequireRoot(t)
-	RequireTool(t, "losetup", "partx")
-	out, err := exec.Command("losetup", "-f", "--show", "-P", "--sector-size", strconv.Itoa(sectorSize), img).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup --sector-size %d %s: %v: %s", sectorSize, img, err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() {
-		_ = exec.Command("partx", "-d", dev).Run()
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-	})
-	_ = exec.Command("partx", "-a", dev).Run()
-	return dev
+	return attachLoop(t, img, "--sector-size", strconv.Itoa(sectorSize))
 }

@@ -13,11 +13,16 @@ import (
 // It skips t unless root.
 func LoopDevice(t testing.TB, img string) string {
 	t.Helper()
+	return attachLoop(t, img)
+}
+
+func attachLoop(t testing.TB, img string, args ...string) string {
+	t.Helper()
 	RequireRoot(t)
 	RequireTool(t, "losetup", "partx")
-	out, err := exec.Command("losetup", "-f", "--show", "-P", img).CombinedOutput()
+	out, err := exec.Command("losetup", append([]string{"-f", "--show", "-P"}, append(args, img)...)...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("losetup %s: %v: %s", img, err, out)
+		t.Fatalf("losetup %s %s: %v: %s", strings.Join(args, " "), img, err, out)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() {
