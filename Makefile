@@ -20,12 +20,16 @@ deps:
 # loudly when not root.
 # The packages where goroutines share state also run under the race detector.
 RACE_PKGS = ./internal/engine/... ./internal/dbusapi/... ./internal/prefs/... ./internal/slot/... \
-            ./pkg/rebootmgr/... ./pkg/omaha/... ./pkg/cgroup/...
+            ./internal/daemon/... ./internal/antirollback/... ./cmd/... \
+            ./pkg/rebootmgr/... ./pkg/omaha/... ./pkg/cgroup/... ./pkg/gpt/...
+# The payload pipeline's concurrent tests (the generators' are slow under -race).
+RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix
 
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 12m ./...
-	$(GO) test -race -count=1 -timeout 5m $(RACE_PKGS)
+	$(GO) test -race -count=1 -timeout 8m $(RACE_PKGS)
+	$(GO) test -race -count=1 -timeout 8m -run '$(RACE_PAYLOAD)' ./pkg/payload/
 
 # Benchmarks, each figure also printed as `bench <name> <value> <unit>`.
 bench: deps
