@@ -107,6 +107,9 @@ func TestFakeV2(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpu io memory pids\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	l, err := New(t.Context(), Config{Name: "ue-test", Device: "8:0", WriteBPS: 1 << 20,
 		Root: root, Version: 2, SysRoot: t.TempDir()})
 	if err != nil {
@@ -139,6 +142,23 @@ func TestFakeV2(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("group dir still there after Close: %v", err)
+	}
+}
+
+// A v2 hierarchy whose parent does not offer io: ErrUnavailable, and no
+// group is made.
+func TestFakeV2WithoutIO(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpu memory pids\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(t.Context(), Config{Name: "ue-test", Device: "8:0", WriteBPS: 1 << 20,
+		Root: root, Version: 2, SysRoot: t.TempDir()})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), `"cpu memory pids"`) {
+		t.Fatalf("err = %v, want ErrUnavailable naming the controllers on offer", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "ue-test")); !os.IsNotExist(err) {
+		t.Errorf("group made: %v", err)
 	}
 }
 

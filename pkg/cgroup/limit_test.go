@@ -1,9 +1,11 @@
 package cgroup
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -159,3 +161,63 @@ type offsetWriter struct {
 }
 
 func (o offsetWriter) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, o.base+off) }
+
+// TestRealV2WithoutIO mounts a real cgroup2 hierarchy on a host whose I/O
+// controller is bound to cgroup v1 (so "io" is missing from v2, as on a
+// hybrid host or a delegated subtree without it). New must fail with
+// ErrUnavailable saying so, leave no group behind and leave the process
+// where it was. (On a cgroup v2 host, TestLimitOnLoopDevice covers v2.)
+func TestRealV2WithoutIO(t *testing.T) {
+	testenv.RequireRoot(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		t.Skip("SKIP: the host is cgroup v2; a second mount would be the same hierarchy")
+	}
+	root := t.TempDir()
+	if err := unix.Mount("none", root, "cgroup2", 0, ""); err != nil {
+		t.Skipf("SKIP: cannot mount cgroup2: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(root, 0); err != nil {
+			t.Errorf("umount %s: %v", root, err)
+		}
+	})
+	ctrl, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(" "+string(ctrl)+" ", " io ") {
+		t.Skipf("SKIP: io is available in cgroup v2 here (%q)", ctrl)
+	}
+	before := v2Group(t)
+
+	l, err := New(t.Context(), Config{Root: root, Version: 2, Device: "7:0", WriteBPS: 1 << 20, Name: "ue-test"})
+	if err == nil {
+		l.Close()
+		t.Fatal("New succeeded without the io controller")
+	}
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no io controller") {
+		t.Errorf("error %q: want ErrUnavailable saying there is no io controller", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "ue-test")); !os.IsNotExist(err) {
+		t.Errorf("group left behind: %v", err)
+	}
+	if got := v2Group(t); got != before {
+		t.Errorf("process is in %q after the failure, was in %q", got, before)
+	}
+}
+
+// v2Group is this process's cgroup v2 path ("0::" line of /proc/self/cgroup).
+func v2Group(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if g, ok := strings.CutPrefix(line, "0::"); ok {
+			return g
+		}
+	}
+	return ""
+}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
 )
@@ -32,6 +34,16 @@ func newV2(cfg Config, major, minor uint32) (*v2, error) {
 			return nil, err
 		}
 		origin = o
+	}
+	// The io controller may be missing: held by v1 blkio on a hybrid host,
+	// or not delegated to this subtree. Say so before moving anything.
+	ctrl, err := os.ReadFile(filepath.Join(root, origin, "cgroup.controllers"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if !slices.Contains(strings.Fields(string(ctrl)), "io") {
+		return nil, fmt.Errorf("%w: no io controller in %s (it offers %q; on a hybrid host v1 blkio holds it, else it needs Delegate=yes)",
+			ErrUnavailable, filepath.Join(root, origin), strings.TrimSpace(string(ctrl)))
 	}
 	v := &v2{root: root, group: path.Join(origin, cfg.Name), origin: origin, pid: os.Getpid()}
 	m, err := cgroup2.NewManager(root, v.group, &cgroup2.Resources{})
