@@ -159,6 +159,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	m := metrics.New()
+	m.SetInfo(cfg.ReleaseVersion, disk.Booted())
 	if cfg.MetricsListen != "" {
 		l, err := metrics.Listen(cfg.MetricsListen, cfg.MetricsAllowRemote)
 		if err != nil {

@@ -101,7 +101,8 @@ func TestIOLimit(t *testing.T) {
 	defer resp.Body.Close()
 	var body bytes.Buffer
 	_, _ = body.ReadFrom(resp.Body)
-	for _, want := range []string{"update_engine_written_bytes_total", "update_engine_throttled_seconds_total", `update_engine_checks_total{result="update_available"} 1`} {
+	for _, want := range []string{"update_engine_written_bytes_total", "update_engine_throttled_seconds_total", `update_engine_checks_total{result="update_available"} 1`,
+		`update_engine_info{slot="A",version="1.0.0"} 1`} {
 		if !strings.Contains(body.String(), want) {
 			t.Errorf("metrics lack %q", want)
 		}

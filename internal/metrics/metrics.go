@@ -20,6 +20,7 @@
 //	status_code                           the current status as its enum number
 //	last_check_timestamp_seconds          Unix time of the last finished check
 //	flip_to_good_seconds                  last time from the GPT flip to marking the slot good
+//	info{version,slot}                    1, labelled with the running version and booted slot
 //
 // plus the Go runtime and process collectors (go_*, process_*).
 package metrics
@@ -63,6 +64,7 @@ type Metrics struct {
 	statusCode prometheus.Gauge
 	lastCheck  prometheus.Gauge
 	flipToGood prometheus.Gauge
+	info       *prometheus.GaugeVec
 	handler    http.Handler
 }
 
@@ -98,8 +100,10 @@ func New() *Metrics {
 		flipToGood: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace,
 			Name: "flip_to_good_seconds", Help: "Time from the GPT flip to marking the new slot good, last update."}),
 	}
+	m.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace,
+		Name: "info", Help: "Always 1; the labels are the running version and the booted slot."}, []string{"version", "slot"})
 	reg.MustRegister(m.checks, m.downloaded, m.written, m.throughput, m.opDuration,
-		m.throttled, m.resumes, m.errors, m.status, m.statusCode, m.lastCheck, m.flipToGood,
+		m.throttled, m.resumes, m.errors, m.status, m.statusCode, m.lastCheck, m.flipToGood, m.info,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the label values that are known up front, so a scrape
@@ -119,6 +123,17 @@ func (m *Metrics) Handler() http.Handler {
 		return http.NotFoundHandler()
 	}
 	return m.handler
+}
+
+// SetInfo records the running version and the booted slot ("A" or "B"),
+// which stay the same until the next boot: a fleet's dashboards count
+// hosts by version with them.
+func (m *Metrics) SetInfo(version, slot string) {
+	if m == nil {
+		return
+	}
+	m.info.Reset()
+	m.info.WithLabelValues(version, slot).Set(1)
 }
 
 // CheckDone counts one finished update check and records its time.

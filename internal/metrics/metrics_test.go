@@ -73,6 +73,8 @@ func TestScrapeOverLoopback(t *testing.T) {
 	m.Error(status.HTTPCode(404))
 	m.SetStatus(status.Downloading)
 	m.ObserveFlipToGood(90 * time.Second)
+	m.SetInfo("3815.2.0", "A")
+	m.SetInfo("3850.0.0", "B") // replaces, never adds
 
 	got := scrape(t, url)
 	want := map[string]float64{
@@ -94,6 +96,7 @@ func TestScrapeOverLoopback(t *testing.T) {
 		`update_engine_status{status="UPDATE_STATUS_IDLE"}`:                 0,
 		`update_engine_status_code`:                                         3,
 		`update_engine_flip_to_good_seconds`:                                90,
+		`update_engine_info{slot="B",version="3850.0.0"}`:                   1,
 	}
 	for k, v := range want {
 		g, ok := got[k]
@@ -104,6 +107,9 @@ func TestScrapeOverLoopback(t *testing.T) {
 		if diff := g - v; diff > 1e-9 || diff < -1e-9 {
 			t.Errorf("%s = %v, want %v", k, g, v)
 		}
+	}
+	if _, ok := got[`update_engine_info{slot="A",version="3815.2.0"}`]; ok {
+		t.Error("SetInfo kept the old labels")
 	}
 	if _, ok := got["go_goroutines"]; !ok {
 		t.Error("Go runtime collector missing")
