@@ -2,11 +2,11 @@
 # Installs the Debian packages that tests, benchmarks and the demo use.
 # As root it installs what is missing; otherwise it names what to install.
 set -euo pipefail
-pkgs=(dbus gdisk vboot-utils swtpm swtpm-tools tpm2-tools etcd-server etcd-client
-      xz-utils zstd bsdiff e2fsprogs util-linux fdisk protobuf-compiler)
+pkgs=(dbus gdisk vboot-utils cgpt swtpm swtpm-tools tpm2-tools etcd-server etcd-client
+      xz-utils zstd bzip2 bsdiff e2fsprogs util-linux fdisk protobuf-compiler systemd time)
 # command each package provides, to detect it cheaply
-cmds=(dbus-daemon sgdisk cgpt swtpm swtpm_setup tpm2_nvread etcd etcdctl
-      xz zstd bsdiff mkfs.ext4 losetup sfdisk protoc)
+cmds=(dbus-daemon sgdisk futility cgpt swtpm swtpm_setup tpm2_nvread etcd etcdctl
+      xz zstd bzip2 bsdiff mkfs.ext4 losetup sfdisk protoc busctl /usr/bin/time)
 missing=()
 for i in "${!pkgs[@]}"; do
   command -v "${cmds[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")
