@@ -58,7 +58,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 		return fmt.Errorf("--rollout %d: want 0-100", *rollout)
 	}
 	logger := log.New(stderr, "omaha_devserver: ", log.LstdFlags)
-	cfg := server.Config{Dir: *dir, BaseURL: *baseURL, PreferDelta: *preferDelta, Paused: *paused, PollInterval: *pollInterval}
+	cfg := server.Config{Dir: *dir, BaseURL: *baseURL, PreferDelta: *preferDelta, Paused: *paused, PollInterval: *pollInterval,
+		ErrorLog: logger}
 	if *logFile != "" {
 		f, err := os.OpenFile(*logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
