@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,12 +13,24 @@ import (
 	"time"
 )
 
-// Etcd is a running single-member etcd server started by StartEtcd.
+// Etcd is a running single-member etcd server started by StartEtcd or
+// StartEtcdTLS.
 type Etcd struct {
-	// Endpoint is the client URL, http://127.0.0.1:PORT.
+	// Endpoint is the client URL: http://127.0.0.1:PORT, or
+	// https://127.0.0.1:PORT for StartEtcdTLS.
 	Endpoint string
-	// DataDir is the server's temporary data directory.
+	// DataDir is the server's temporary directory (data and etcd.log).
 	DataDir string
+
+	// TLS only (StartEtcdTLS; empty otherwise). CA signed the server and
+	// client certificates and is the server's only trusted client CA;
+	// tests can issue more client certificates from it.
+	CA *CA
+	// CAFile is CA's certificate (PEM), the trust root clients need.
+	CAFile string
+	// CertFile and KeyFile are a client certificate and its key (PEM)
+	// that the server accepts.
+	CertFile, KeyFile string
 
 	cmd *exec.Cmd
 }
@@ -29,12 +43,16 @@ func (e *Etcd) Kill() {
 	}
 }
 
-// Etcdctl runs Debian's etcdctl (v3 API) against e and returns its
-// combined output.
+// Etcdctl runs Debian's etcdctl (v3 API) against e, with e's CA and
+// client certificate when e serves TLS, and returns its combined output.
 func (e *Etcd) Etcdctl(t testing.TB, args ...string) string {
 	t.Helper()
 	RequireTool(t, "etcdctl")
-	cmd := exec.Command("etcdctl", append([]string{"--endpoints=" + e.Endpoint}, args...)...)
+	flags := []string{"--endpoints=" + e.Endpoint}
+	if e.CAFile != "" {
+		flags = append(flags, "--cacert="+e.CAFile, "--cert="+e.CertFile, "--key="+e.KeyFile)
+	}
+	cmd := exec.Command("etcdctl", append(flags, args...)...)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -48,31 +66,76 @@ func (e *Etcd) Etcdctl(t testing.TB, args ...string) string {
 // (and removes the data) in t.Cleanup. It skips t when etcd is missing.
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
+	return startEtcd(t, etcdOptions{})
+}
+
+// StartEtcdTLS is StartEtcd with the client URL on https and client
+// certificate authentication (--client-cert-auth): it creates a throwaway
+// CA, a server certificate for 127.0.0.1 and a client certificate, all in
+// temporary directories, and returns their files in the Etcd. Clients
+// without a certificate from that CA are refused. The peer URL stays
+// plain http on 127.0.0.1.
+func StartEtcdTLS(t testing.TB) *Etcd {
+	t.Helper()
+	return startEtcd(t, etcdOptions{tls: true})
+}
+
+// etcdOptions select how startEtcd runs the server.
+type etcdOptions struct {
+	tls bool // https client URL with --client-cert-auth
+}
+
+func startEtcd(t testing.TB, opt etcdOptions) *Etcd {
+	t.Helper()
 	RequireTool(t, "etcd")
 	dir := t.TempDir()
 	client, peer := freePort(t), freePort(t)
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", client)
+	scheme := "http"
+	if opt.tls {
+		scheme = "https"
+	}
+	clientURL := fmt.Sprintf("%s://127.0.0.1:%d", scheme, client)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peer)
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
+	e := &Etcd{Endpoint: clientURL, DataDir: dir}
+	args := []string{
+		"--name=test",
+		"--data-dir=" + filepath.Join(dir, "data"),
+		"--listen-client-urls=" + clientURL,
+		"--advertise-client-urls=" + clientURL,
+		"--listen-peer-urls=" + peerURL,
+		"--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=test=" + peerURL,
+		"--initial-cluster-state=new",
+		"--log-level=error",
+	}
+	health := &http.Client{Timeout: 2 * time.Second}
+	if opt.tls {
+		e.CA = NewCA(t, "etcd test CA")
+		e.CAFile = e.CA.CertFile
+		serverCert, serverKey := e.CA.ServerCert(t, "etcd-server")
+		e.CertFile, e.KeyFile = e.CA.ClientCert(t, "etcd-client")
+		args = append(args,
+			"--cert-file="+serverCert,
+			"--key-file="+serverKey,
+			"--trusted-ca-file="+e.CAFile,
+			"--client-cert-auth",
+		)
+		health.Transport = &http.Transport{TLSClientConfig: e.clientTLS(t)}
+	}
+	defer health.CloseIdleConnections()
+
+	logName := filepath.Join(dir, "etcd.log")
+	logf, err := os.Create(logName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("etcd",
-		"--name=test",
-		"--data-dir="+filepath.Join(dir, "data"),
-		"--listen-client-urls="+clientURL,
-		"--advertise-client-urls="+clientURL,
-		"--listen-peer-urls="+peerURL,
-		"--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=test="+peerURL,
-		"--initial-cluster-state=new",
-		"--log-level=error",
-	)
+	cmd := exec.Command("etcd", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
+		logf.Close()
 		t.Fatalf("start etcd: %v", err)
 	}
-	e := &Etcd{Endpoint: clientURL, DataDir: dir, cmd: cmd}
+	e.cmd = cmd
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -80,19 +143,39 @@ func StartEtcd(t testing.TB) *Etcd {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(clientURL + "/health")
+		resp, err := health.Get(clientURL + "/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return e
 			}
+			err = fmt.Errorf("/health: %s", resp.Status)
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
+			log, _ := os.ReadFile(logName)
 			t.Fatalf("etcd did not become healthy within 20s: %v\n%s", err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// clientTLS is the TLS configuration of a client that e accepts: its CA
+// as the only root and its client certificate.
+func (e *Etcd) clientTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	caPEM, err := os.ReadFile(e.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("%s: no certificate", e.CAFile)
+	}
+	cert, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
 
 // freePort asks the kernel for a free TCP port on 127.0.0.1. There is a
