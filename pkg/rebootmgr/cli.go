@@ -104,6 +104,10 @@ func (s *settings) config() (Config, error) {
 	return ConfigFromEnv(env)
 }
 
+// lockCommandTimeout bounds a lock command's etcd calls (a variable for
+// tests).
+var lockCommandTimeout = 15 * time.Second
+
 func dialEtcd(c Config) (*clientv3.Client, error) {
 	tlsConf, err := c.EtcdTLS()
 	if err != nil {
@@ -154,16 +158,20 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	parent, timeout := ctx, lockCommandTimeout
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	lc := &etcdlock.Client{KV: cli, Group: cfg.Group}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, etcdTimeout(parent, ctx, timeout, err))
+		return 1
+	}
 
 	switch {
 	case rest[0] == "status" && len(rest) == 1:
 		sem, _, err := lc.Get(ctx)
 		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
+			return fail(err)
 		}
 		fmt.Fprintf(stdout, "Available: %d\nMax: %d\n", sem.Semaphore, sem.Max)
 		if len(sem.Holders) > 0 {
@@ -175,8 +183,7 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	case rest[0] == "unlock" && len(rest) == 2:
 		if err := lc.Unlock(ctx, rest[1]); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
+			return fail(err)
 		}
 		return 0
 	case rest[0] == "set-max" && len(rest) == 2:
@@ -187,13 +194,11 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		old, _, err := lc.Get(ctx)
 		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
+			return fail(err)
 		}
 		sem, err := lc.SetMax(ctx, n)
 		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
+			return fail(err)
 		}
 		fmt.Fprintf(stdout, "Old: %d\nNew: %d\n", old.Max, sem.Max)
 		return 0

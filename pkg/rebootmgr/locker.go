@@ -3,6 +3,8 @@ package rebootmgr
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/fleetlock"
@@ -17,21 +19,56 @@ type Locker interface {
 	Unlock(ctx context.Context) error
 }
 
+// DefaultEtcdTimeout bounds one EtcdLocker Lock or Unlock attempt.
+const DefaultEtcdTimeout = 30 * time.Second
+
 // EtcdLocker is a Locker on locksmith's etcd semaphore.
 type EtcdLocker struct {
 	Client *etcdlock.Client
 	ID     string // machine id
+	// Timeout bounds each Lock and Unlock call (0 = DefaultEtcdTimeout).
+	// The etcd client waits for a usable connection as long as its context
+	// allows, so without a bound an etcd that is down, or that refuses our
+	// TLS settings, would stall the manager without a word.
+	Timeout time.Duration
 }
 
 // Lock takes a slot for ID.
-func (l EtcdLocker) Lock(ctx context.Context) error { return l.Client.Lock(ctx, l.ID) }
+func (l EtcdLocker) Lock(ctx context.Context) error {
+	return l.bounded(ctx, func(ctx context.Context) error { return l.Client.Lock(ctx, l.ID) })
+}
 
 // Unlock releases ID's slot; ErrNotHeld is success.
 func (l EtcdLocker) Unlock(ctx context.Context) error {
-	if err := l.Client.Unlock(ctx, l.ID); err != nil && !errors.Is(err, etcdlock.ErrNotHeld) {
+	return l.bounded(ctx, func(ctx context.Context) error {
+		if err := l.Client.Unlock(ctx, l.ID); err != nil && !errors.Is(err, etcdlock.ErrNotHeld) {
+			return err
+		}
+		return nil
+	})
+}
+
+// bounded runs f under l's timeout and says so when that timeout, rather
+// than ctx, ended it.
+func (l EtcdLocker) bounded(ctx context.Context, f func(context.Context) error) error {
+	d := l.Timeout
+	if d <= 0 {
+		d = DefaultEtcdTimeout
+	}
+	fctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return etcdTimeout(ctx, fctx, d, f(fctx))
+}
+
+// etcdTimeout explains err when the bound d that made ctx from parent,
+// not parent itself, ended an etcd call: the etcd client then reports only
+// "context deadline exceeded", whatever kept it from connecting.
+func etcdTimeout(parent, ctx context.Context, d time.Duration, err error) error {
+	if err == nil || parent.Err() != nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return err
 	}
-	return nil
+	return fmt.Errorf("rebootmgr: etcd gave no answer within %v (down, unreachable, or refusing the "+
+		"LOCKSMITHD_ETCD_CAFILE/_CERTFILE/_KEYFILE TLS settings): %w", d, err)
 }
 
 // FleetLocker adapts a FleetLock client (already a Locker; named for
