@@ -23,7 +23,7 @@ import (
 
 const usage = `usage:
   payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem [--version V]
-                             [--compression xz|zstd|bzip2|none] [--major 1|2] [--partition NAME] -o OUT
+                             [--compression xz|zstd|bzip2|none] [--xz-command xz] [--major 1|2] [--partition NAME] -o OUT
   payload_generator show PAYLOAD
   payload_generator verify PAYLOAD [--key PUB.pem] [--target DEV]
   payload_generator apply PAYLOAD|- [--key PUB.pem] --target FILE|DEV [--source FILE|DEV]
@@ -104,6 +104,7 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	srcVersion := fs.String("source-version", "", "version of the old image (delta), for OUT.json")
 	fs.StringVar(srcVersion, "old-version", "", "same as --source-version")
 	comp := fs.String("compression", "", "xz (default for --major 2), zstd (project extension), bzip2 (default for --major 1) or none")
+	xzCmd := fs.String("xz-command", "", `compress REPLACE_XZ data with this xz program (e.g. "xz": ~15% smaller payloads) instead of the built-in encoder`)
 	major := fs.Uint64("major", 2, "payload major version, 1 (Flatcar) or 2")
 	part := fs.String("partition", "root", "v2 partition name")
 	appid := fs.String("appid", "", "Omaha app id for OUT.json")
@@ -117,7 +118,7 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 		return fmt.Errorf("%w: need --new and -o", errUsage)
 	}
 	o := payload.GenerateOptions{Compression: *comp, Major: *major, Partition: *part, Version: *version,
-		TempDir: filepath.Dir(*out)}
+		XZCommand: *xzCmd, TempDir: filepath.Dir(*out)}
 	for _, k := range keys {
 		b, err := os.ReadFile(k)
 		if err != nil {

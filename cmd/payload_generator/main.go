@@ -2,7 +2,7 @@
 // update payloads (see package payload).
 //
 //	payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem [--version V]
-//	                           [--compression xz|zstd|bzip2|none] [--major 1|2] -o OUT
+//	                           [--compression xz|zstd|bzip2|none] [--xz-command xz] [--major 1|2] -o OUT
 //	payload_generator show PAYLOAD
 //	payload_generator verify PAYLOAD --key PUB.pem [--target DEV]
 //	payload_generator apply PAYLOAD|- --key PUB.pem --target FILE|DEV [--source FILE|DEV]

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os/exec"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -449,5 +451,48 @@ func TestV1Bzip2Blobs(t *testing.T) {
 		if !errors.Is(err, ErrGenerate) {
 			t.Errorf("v1 with %s: %v, want ErrGenerate", c, err)
 		}
+	}
+}
+
+// TestXZCommand: REPLACE_XZ data made by the xz program (liblzma) applies
+// like the built-in encoder's, is smaller, and a missing program is a
+// clear error; for full and delta payloads.
+func TestXZCommand(t *testing.T) {
+	testenv.RequireTool(t, "xz")
+	img := testImage(4<<20, 12)
+	k := keys(t, 1)
+	builtin := generate(t, img, GenerateOptions{Keys: k})
+	liblzma := generate(t, img, GenerateOptions{Keys: k, XZCommand: "xz"})
+	if len(liblzma) >= len(builtin) {
+		t.Errorf("xz program payload %d bytes, built-in %d: not smaller", len(liblzma), len(builtin))
+	}
+	t.Logf("payload: built-in encoder %d bytes, xz program %d (%.2fx)", len(builtin), len(liblzma), float64(len(liblzma))/float64(len(builtin)))
+	f := targetFile(t, len(img))
+	if _, err := Apply(context.Background(), bytes.NewReader(liblzma), f, Options{Keys: pubs(k[0])}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, f, len(img)); !bytes.Equal(got, img) {
+		t.Fatal("target differs from the image")
+	}
+	counts, _ := opCounts(t, liblzma)
+	if counts[OpReplaceXZ] == 0 {
+		t.Fatalf("no REPLACE_XZ op: %v", counts)
+	}
+
+	r := rand.New(rand.NewPCG(12, 1))
+	newImg := mutate(img, r, 300)
+	delta, _ := genDelta(t, img, newImg, GenerateOptions{Keys: k, XZCommand: "xz"})
+	got, err := applyDelta(t, delta, img, len(newImg), len(newImg), Options{Keys: pubs(k[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, newImg) {
+		t.Fatal("delta target differs from the new image")
+	}
+
+	_, err = Generate(context.Background(), io.Discard, GenerateOptions{XZCommand: "no-such-xz-program",
+		New: bytes.NewReader(img), NewSize: int64(len(img)), TempDir: t.TempDir()})
+	if !errors.Is(err, ErrGenerate) || !strings.Contains(err.Error(), "no-such-xz-program") {
+		t.Errorf("missing program: %v, want ErrGenerate naming it", err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/abupdate/update_engine/pkg/bsdiff/bzip2"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
 	"github.com/andybalholm/brotli"
-	"github.com/ulikunitz/xz"
 )
 
 // readNew reads the job's dst blocks of the new image, concatenated (the
@@ -108,15 +107,7 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, op *metadata.Instal
 		return nil, nil, err
 	}
 	// REPLACE_XZ is always a candidate.
-	c.xb.Reset()
-	xw, err := xz.WriterConfig{DictCap: max(len(nw), 4096), CheckSum: xz.CRC32}.NewWriter(&c.xb)
-	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := xw.Write(nw); err != nil {
-		return nil, nil, err
-	}
-	if err := xw.Close(); err != nil {
+	if err := compressXZ(&c.xb, nw, len(nw), g.o.XZCommand); err != nil {
 		return nil, nil, err
 	}
 	op.Type = OpReplaceXZ.Enum()
