@@ -3,6 +3,7 @@ package daemon
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -14,7 +15,7 @@ func TestDistFiles(t *testing.T) {
 		file string
 		want []string
 	}{
-		{"../../dist/update-engine.service", []string{"Type=dbus", "BusName=com.coreos.update1", "-foreground -logtostderr", "Restart=always", "RestartSec=30", "ConditionVirtualization=!container", "ConditionPathExists=!/usr/.noupdate"}},
+		{"../../dist/update-engine.service", []string{"Type=dbus", "BusName=com.coreos.update1", "-foreground -logtostderr", "Restart=always", "RestartSec=30", "ConditionVirtualization=!container", "ConditionPathExists=!/usr/.noupdate", "Delegate=io"}},
 		{"../../dist/com.coreos.update1.conf", []string{`<allow own="com.coreos.update1"/>`, `user="core"`, `send_member="AttemptUpdate"`, `<deny send_destination="com.coreos.update1"/>`}},
 		{"../../dist/update-engine.tmpfiles.conf", []string{"/var/lib/update_engine/prefs", "/etc/flatcar/update.conf"}},
 	}
@@ -30,6 +31,29 @@ func TestDistFiles(t *testing.T) {
 				}
 			}
 		})
+	}
+	if _, err := exec.LookPath("systemd-analyze"); err == nil {
+		// Copies, so that systemd does not look for drop-ins in the tree;
+		// the binaries are not installed here, which is its only allowed
+		// complaint.
+		dir := t.TempDir()
+		var units []string
+		for _, u := range []string{"update-engine.service", "update-engine-reboot-manager.service"} {
+			b, err := os.ReadFile("../../dist/" + u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			units = append(units, filepath.Join(dir, u))
+			if err := os.WriteFile(units[len(units)-1], b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, _ := exec.Command("systemd-analyze", append([]string{"verify"}, units...)...).CombinedOutput()
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if line != "" && !strings.Contains(line, "is not executable: No such file or directory") {
+				t.Errorf("systemd-analyze verify: %s", line)
+			}
+		}
 	}
 	if _, err := exec.LookPath("xmllint"); err == nil {
 		if out, err := exec.Command("xmllint", "--noout", "../../dist/com.coreos.update1.conf").CombinedOutput(); err != nil {

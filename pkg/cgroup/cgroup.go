@@ -22,8 +22,9 @@
 //     cgroup.subtree_control, and io.max is written; on Close the process is
 //     moved back and the group removed. Other I/O of the daemon to the same
 //     disk (small prefs writes) shares the limit; D-Bus keeps answering, as
-//     it does no disk I/O. Under systemd the unit needs Delegate=yes for
-//     this (or use systemd's own IOWriteBandwidthMax= instead).
+//     it does no disk I/O. Under systemd the unit needs Delegate=io for
+//     this, as dist/update-engine.service has (or use systemd's own
+//     IOWriteBandwidthMax= instead).
 //
 // The group lives under the calling process's own cgroup of that hierarchy
 // (e.g. /sys/fs/cgroup/blkio/system.slice/update-engine.service/<Name>).

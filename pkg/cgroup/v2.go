@@ -42,7 +42,7 @@ func newV2(cfg Config, major, minor uint32) (*v2, error) {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if !slices.Contains(strings.Fields(string(ctrl)), "io") {
-		return nil, fmt.Errorf("%w: no io controller in %s (it offers %q; on a hybrid host v1 blkio holds it, else it needs Delegate=yes)",
+		return nil, fmt.Errorf("%w: no io controller in %s (it offers %q; on a hybrid host v1 blkio holds it, else it needs Delegate=io)",
 			ErrUnavailable, filepath.Join(root, origin), strings.TrimSpace(string(ctrl)))
 	}
 	v := &v2{root: root, group: path.Join(origin, cfg.Name), origin: origin, pid: os.Getpid()}
