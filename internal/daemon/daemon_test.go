@@ -44,10 +44,11 @@ func image(n int, seed uint64) []byte {
 // omahaWorld is the dev Omaha server on 127.0.0.1 serving one payload dir,
 // with a record of payload Range headers and an optional throttle.
 type omahaWorld struct {
-	t   testing.TB
-	dir string
-	h   *server.Handler
-	srv *httptest.Server
+	t     testing.TB
+	dir   string
+	h     *server.Handler
+	srv   *httptest.Server
+	major uint64 // of the payloads published; 0 = 2
 
 	mu     sync.Mutex // guards ranges and delay
 	ranges []string
@@ -103,6 +104,7 @@ func (w *omahaWorld) publishDelta(name, version string, img []byte, badSHA bool,
 	var buf bytes.Buffer
 	o := payload.GenerateOptions{
 		New: bytes.NewReader(img), NewSize: int64(len(img)), Version: version, ChunkSize: 256 << 10, TempDir: w.t.TempDir(),
+		Major: w.major,
 	}
 	if old != nil {
 		o.Old, o.OldSize = bytes.NewReader(old), int64(len(old))

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -25,11 +26,22 @@ var oldImage = image(6<<20, 1)
 // TestFullUpdate: a real daemon on a private bus updates an image-file
 // disk from the dev Omaha server; the signals arrive in the documented
 // order, the passive slot holds the new image, the GPT boots it next once,
-// the active slot is untouched, and the server saw Flatcar's events.
+// the active slot is untouched, and the server saw Flatcar's events. The
+// payload is major version 2 (ChromeOS/Android) or 1 (Flatcar's format,
+// REPLACE_BZ).
 func TestFullUpdate(t *testing.T) {
+	for _, major := range []uint64{2, 1} {
+		t.Run(fmt.Sprintf("v%d", major), func(t *testing.T) { fullUpdate(t, major) })
+	}
+}
+
+func fullUpdate(t *testing.T, major uint64) {
 	w := newOmaha(t)
+	w.major = major
 	newImg := image(10<<20, 2)
-	w.publish("v2.bin", "2.0.0", newImg, false)
+	if p := w.publish("v2.bin", "2.0.0", newImg, false); binary.BigEndian.Uint64(p[4:12]) != major {
+		t.Fatalf("published payload is major %d", binary.BigEndian.Uint64(p[4:12]))
+	}
 	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
 	writeSlotA(t, disk, oldImage)
 	h := newHost(t, disk)
