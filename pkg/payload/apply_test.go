@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,9 +29,9 @@ func TestRoundTrip(t *testing.T) {
 		wantOps []metadata.InstallOperation_Type
 	}{
 		{"v2 xz signed", GenerateOptions{Keys: k[:1], ChunkSize: 256 << 10}, Options{Keys: pubs(k[0])},
-			[]metadata.InstallOperation_Type{OpReplaceXZ, OpZero}},
+			[]metadata.InstallOperation_Type{OpReplaceXZ}},
 		{"v2 zstd", GenerateOptions{Keys: k[:1], Compression: CompressZstd, ChunkSize: 128 << 10}, Options{Keys: pubs(k[0])},
-			[]metadata.InstallOperation_Type{OpReplaceZstd}},
+			[]metadata.InstallOperation_Type{OpReplaceZstd, OpZero}},
 		{"v2 none", GenerateOptions{Compression: CompressNone}, Options{},
 			[]metadata.InstallOperation_Type{OpReplace}},
 		{"v2 unsigned, no key", GenerateOptions{ChunkSize: 64 << 10}, Options{}, nil},
@@ -288,12 +289,11 @@ func TestValidation(t *testing.T) {
 }
 
 func xzOf(t testing.TB, b []byte) []byte {
-	c := newChunker(CompressXZ, false)
-	op, data, err := c.chunk(GenerateOptions{New: bytes.NewReader(b), NewSize: int64(len(b))}, 0, len(b))
-	if err != nil || op.GetType() != OpReplaceXZ {
-		t.Fatalf("xz: %v %v", op.GetType(), err)
+	var buf bytes.Buffer
+	if err := compressXZ(&buf, b, len(b), ""); err != nil {
+		t.Fatal(err)
 	}
-	return data
+	return buf.Bytes()
 }
 
 // TestResume interrupts an apply after every checkpoint and resumes it in a
@@ -494,5 +494,32 @@ func TestXZCommand(t *testing.T) {
 		New: bytes.NewReader(img), NewSize: int64(len(img)), TempDir: t.TempDir()})
 	if !errors.Is(err, ErrGenerate) || !strings.Contains(err.Error(), "no-such-xz-program") {
 		t.Errorf("missing program: %v, want ErrGenerate naming it", err)
+	}
+}
+
+// TestFullPayloadOps: a full payload in a standard compression is minor
+// version 0 with REPLACE-family operations only, as the reference
+// generator writes and its checker (AOSP paycheck) demands; ZERO appears
+// only in the REPLACE_ZSTD extension.
+func TestFullPayloadOps(t *testing.T) {
+	img := testImage(2<<20, 13)
+	clear(img[512<<10 : 1<<20]) // a zero chunk
+	replaceFamily := []metadata.InstallOperation_Type{OpReplace, OpReplaceBZ, OpReplaceXZ}
+	for _, o := range []GenerateOptions{
+		{Compression: CompressXZ}, {Compression: CompressBzip2}, {Compression: CompressNone}, {Major: 1},
+	} {
+		o.ChunkSize = 256 << 10
+		counts, m := opCounts(t, generate(t, img, o))
+		if m.MinorVersion != 0 {
+			t.Errorf("%s/v%d: minor version %d", o.Compression, o.Major, m.MinorVersion)
+		}
+		for typ, n := range counts {
+			if !slices.Contains(replaceFamily, typ) {
+				t.Errorf("%s/v%d: %d %v ops in a full payload", o.Compression, o.Major, n, typ)
+			}
+		}
+	}
+	if counts, _ := opCounts(t, generate(t, img, GenerateOptions{Compression: CompressZstd, ChunkSize: 256 << 10})); counts[OpZero] == 0 {
+		t.Errorf("zstd payload without ZERO for a zero chunk: %v", counts)
 	}
 }

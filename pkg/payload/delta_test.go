@@ -147,6 +147,14 @@ func TestDeltaRoundTrip(t *testing.T) {
 			if want := wantMinor(counts); m.MinorVersion != want {
 				t.Errorf("minor version %d, want %d for %v", m.MinorVersion, want, counts)
 			}
+			// AOSP paycheck: {src,dst}_length on SOURCE_BSDIFF of minor 3,
+			// nowhere else.
+			for i, op := range m.Partitions[0].Ops {
+				want := op.GetType() == OpSourceBsdiff && m.MinorVersion <= 3
+				if has := op.SrcLength != nil && op.DstLength != nil; has != want || (op.SrcLength != nil) != (op.DstLength != nil) {
+					t.Errorf("op %d %v (minor %d): src_length %v, dst_length %v", i, op.GetType(), m.MinorVersion, op.SrcLength != nil, op.DstLength != nil)
+				}
+			}
 			size := (len(tc.new) + 4095) &^ 4095
 			got, err := applyDelta(t, p, tc.old, size, len(tc.new), Options{Keys: pubs(keys(t, 1)...)})
 			if err != nil {

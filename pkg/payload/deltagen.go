@@ -274,6 +274,13 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 		spec.MinorVersion = max(spec.MinorVersion, minorFor(j.op.GetType()))
 		j.data, j.src, j.dst = nil, nil, nil
 	}
+	if spec.MinorVersion >= 4 {
+		// src_length and dst_length belong to SOURCE_BSDIFF of minor
+		// version 3 only; later minors must not carry them (AOSP paycheck).
+		for _, op := range spec.Ops {
+			op.SrcLength, op.DstLength = nil, nil
+		}
+	}
 	return sink.write(w, spec, res, o.Keys)
 }
 

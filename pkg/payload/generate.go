@@ -32,11 +32,10 @@ const (
 type GenerateOptions struct {
 	New     io.ReaderAt // the new image
 	NewSize int64
-	// Old is the source image for a delta; nil = full payload. With
-	// Major 2 (the default) Generate writes the delta with GenerateDelta
-	// (SOURCE_COPY, SOURCE_BSDIFF, BROTLI_BSDIFF, REPLACE_XZ, ZERO;
-	// Compression is ignored). With Major 1, chunks identical to Old at the
-	// same offset become SOURCE_COPY.
+	// Old is the source image for a delta; nil = full payload. Generate
+	// writes a delta with GenerateDelta (major 2: SOURCE_COPY,
+	// SOURCE_BSDIFF, BROTLI_BSDIFF, REPLACE_XZ, ZERO; Compression is
+	// ignored).
 	Old     io.ReaderAt
 	OldSize int64
 	Keys    []*rsa.PrivateKey // empty: unsigned
@@ -71,7 +70,7 @@ const blockSize = 4096
 
 // Generate writes a payload for o.New to w. The output is deterministic.
 func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateResult, error) {
-	if o.Old != nil && o.Major != 1 {
+	if o.Old != nil {
 		return GenerateDelta(ctx, w, o)
 	}
 	chunk := o.ChunkSize
@@ -118,7 +117,7 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 	defer cancel()
 	for w := 0; w < workers; w++ {
 		go func() {
-			c := newChunker(comp, o.Major == 1)
+			c := newChunker(comp)
 			defer c.close()
 			for i := range idx {
 				r := results[i]
@@ -131,7 +130,7 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 	go feedWindow(ctx, n, 2*workers, func(i int) <-chan struct{} { return results[i].done }, idx)
 	newHash := sha256.New()
 	spec := &Spec{Major: o.Major, Partition: o.Partition, Version: o.Version}
-	res := &GenerateResult{OpCounts: map[string]int{}, Delta: o.Old != nil}
+	res := &GenerateResult{OpCounts: map[string]int{}}
 	for i, r := range results {
 		select {
 		case <-r.done:
@@ -150,14 +149,6 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 		r.data = nil
 	}
 	spec.NewInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.NewSize)), Hash: newHash.Sum(nil)}
-	if o.Old != nil {
-		spec.MinorVersion = 4 // source ops, REPLACE_XZ, ZERO
-		oh := sha256.New()
-		if _, err := io.Copy(oh, io.NewSectionReader(o.Old, 0, o.OldSize)); err != nil {
-			return nil, fmt.Errorf("payload: hash old image: %w", err)
-		}
-		spec.OldInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.OldSize)), Hash: oh.Sum(nil)}
-	}
 	return sink.write(w, spec, res, o.Keys)
 }
 
@@ -221,14 +212,13 @@ func hashNew(o GenerateOptions, i, chunk int, h io.Writer) error {
 
 // chunker turns one chunk of the image into an operation; one per worker.
 type chunker struct {
-	comp     string
-	v1       bool
-	buf, old []byte
-	zenc     *zstd.Encoder
-	xbuf     bytes.Buffer
+	comp string
+	buf  []byte
+	zenc *zstd.Encoder
+	xbuf bytes.Buffer
 }
 
-func newChunker(comp string, v1 bool) *chunker { return &chunker{comp: comp, v1: v1} }
+func newChunker(comp string) *chunker { return &chunker{comp: comp} }
 
 func (c *chunker) close() {
 	if c.zenc != nil {
@@ -249,20 +239,11 @@ func (c *chunker) chunk(o GenerateOptions, i, chunk int) (*metadata.InstallOpera
 	blocks := uint64((n + blockSize - 1) / blockSize)
 	ext := []*metadata.Extent{{StartBlock: proto.Uint64(uint64(start) / blockSize), NumBlocks: proto.Uint64(blocks)}}
 	op := &metadata.InstallOperation{DstExtents: ext}
-	if o.Old != nil && start+int64(n) <= o.OldSize && n%blockSize == 0 {
-		if cap(c.old) < chunk {
-			c.old = make([]byte, chunk)
-		}
-		ob := c.old[:n]
-		if _, err := o.Old.ReadAt(ob, start); err == nil && bytes.Equal(ob, b) {
-			s := sha256.Sum256(ob)
-			op.Type = OpSourceCopy.Enum()
-			op.SrcExtents = []*metadata.Extent{{StartBlock: proto.Uint64(uint64(start) / blockSize), NumBlocks: proto.Uint64(blocks)}}
-			op.SrcSha256Hash = s[:]
-			return op, nil, nil
-		}
-	}
-	if !c.v1 && isZero(b) {
+	// ZERO only in extension payloads: a full payload is minor version 0,
+	// where the reference generator and checker (AOSP paycheck) allow the
+	// REPLACE family only, as early clients mishandled ZERO. Zeros cost a
+	// few hundred bytes compressed anyway.
+	if c.comp == CompressZstd && isZero(b) {
 		op.Type = OpZero.Enum()
 		return op, nil, nil
 	}
