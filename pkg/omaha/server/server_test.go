@@ -309,15 +309,7 @@ func TestGoldenResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := os.ReadFile("../../../testdata/omaha/request_check.xml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/update/", bytes.NewReader(req)))
-	if w.Code != 200 {
-		t.Fatalf("status %d: %s", w.Code, w.Body)
-	}
+	w := postFile(t, h, "request_check.xml")
 	const name = "../../../testdata/omaha/server_response_update.xml"
 	if *update {
 		os.WriteFile(name, w.Body.Bytes(), 0o644)
@@ -472,14 +464,10 @@ func TestNewMissingDir(t *testing.T) {
 // A ChromeOS/go-omaha style request (upper-case app id, ping a/r,
 // targetversionprefix, two apps, Nebraska's custom 800 event) is answered
 // per app and recorded.
-func TestChromeOSStyleRequest(t *testing.T) {
-	dir := t.TempDir()
-	writePayloads(t, dir, payload{file: "new.gz", version: "2.0.0"})
-	h, err := New(Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := os.ReadFile("../../../testdata/omaha/request_chromeos_style.xml")
+// postFile posts testdata/omaha/name to h as an update check and wants 200.
+func postFile(t *testing.T, h *Handler, name string) *httptest.ResponseRecorder {
+	t.Helper()
+	req, err := os.ReadFile("../../../testdata/omaha/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,6 +476,17 @@ func TestChromeOSStyleRequest(t *testing.T) {
 	if w.Code != 200 {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
+	return w
+}
+
+func TestChromeOSStyleRequest(t *testing.T) {
+	dir := t.TempDir()
+	writePayloads(t, dir, payload{file: "new.gz", version: "2.0.0"})
+	h, err := New(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := postFile(t, h, "request_chromeos_style.xml")
 	var resp omaha.Response
 	if err := xml.Unmarshal(w.Body.Bytes(), &resp); err != nil {
 		t.Fatal(err)
