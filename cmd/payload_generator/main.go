@@ -17,6 +17,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 )
@@ -26,6 +27,12 @@ func main() {
 		// The applier keeps ~16 MiB of operations in flight; keep the heap
 		// near that rather than letting garbage double it.
 		debug.SetMemoryLimit(40 << 20)
+		// A spare P: the O_DIRECT writer holds its P through each ~1 ms
+		// pwrite until sysmon takes it back, idling a core meanwhile. One
+		// more P than cores made 1 GiB REPLACE and zstd applies ~10% faster.
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
