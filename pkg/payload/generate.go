@@ -260,7 +260,10 @@ func (c *chunker) chunk(o GenerateOptions, i, chunk int) (*metadata.InstallOpera
 	case CompressZstd:
 		if c.zenc == nil {
 			z, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-				zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(chunkWindow(chunk)), zstd.WithZeroFrames(true))
+				zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(chunkWindow(chunk)), zstd.WithZeroFrames(true),
+				// No frame checksum: the op's SHA-256 covers the frame and the
+				// partition hash the output; XXH64 would only cost decode time.
+				zstd.WithEncoderCRC(false))
 			if err != nil {
 				return nil, nil, err
 			}
