@@ -8,7 +8,9 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -494,6 +496,17 @@ func TestXZCommand(t *testing.T) {
 		New: bytes.NewReader(img), NewSize: int64(len(img)), TempDir: t.TempDir()})
 	if !errors.Is(err, ErrGenerate) || !strings.Contains(err.Error(), "no-such-xz-program") {
 		t.Errorf("missing program: %v, want ErrGenerate naming it", err)
+	}
+	// A program whose output is valid xz of the wrong bytes (it drops one
+	// byte of its input) is caught at generation, not on the hosts.
+	bad := filepath.Join(t.TempDir(), "bad-xz")
+	if err := os.WriteFile(bad, []byte("#!/bin/sh\nhead -c -1 | xz \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Generate(context.Background(), io.Discard, GenerateOptions{XZCommand: bad,
+		New: bytes.NewReader(img), NewSize: int64(len(img)), TempDir: t.TempDir()})
+	if !errors.Is(err, ErrGenerate) || !strings.Contains(err.Error(), "does not decode to its input") {
+		t.Errorf("lossy program: %v, want ErrGenerate saying its output is wrong", err)
 	}
 }
 

@@ -304,6 +304,12 @@ func compressXZ(buf *bytes.Buffer, b []byte, dict int, command string) error {
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("%w: %s: %v: %s", ErrGenerate, command, err, bytes.TrimSpace(stderr.Bytes()))
 		}
+		// Another program's output is checked the way a client will use
+		// it: decoded into the op's extents, it must give b back.
+		out := make([]byte, len(b))
+		if err := runXZ(&decoder{}, nil, buf.Bytes(), out); err != nil || !bytes.Equal(out, b) {
+			return fmt.Errorf("%w: %s: its output does not decode to its input (%v)", ErrGenerate, command, err)
+		}
 		return nil
 	}
 	xw, err := xz.WriterConfig{DictCap: max(dict, 4096), CheckSum: xz.CRC32}.NewWriter(buf)
