@@ -48,6 +48,15 @@
 // (BSDF2, brotli streams), and the project extension REPLACE_ZSTD (type
 // 0x5a5a, a zstd frame), which readers told to be strict refuse.
 //
+// # Generating
+//
+// [Generate] writes a full payload in operations of at most 2 MiB, each the
+// smallest of REPLACE and the chosen compression (REPLACE_XZ by default,
+// REPLACE_BZ for version 1, REPLACE_ZSTD on request). Full payloads are
+// minor version 0 and use the REPLACE family only, as the reference
+// generator does and AOSP's paycheck requires; only the zstd extension
+// also uses ZERO. Output is deterministic.
+//
 // # Deltas
 //
 // Source operations read the old partition only through Options.Source
