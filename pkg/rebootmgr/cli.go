@@ -163,7 +163,7 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	defer cancel()
 	lc := &etcdlock.Client{KV: cli, Group: cfg.Group}
 	fail := func(err error) int {
-		fmt.Fprintln(stderr, etcdTimeout(parent, ctx, timeout, err))
+		fmt.Fprintln(stderr, etcdTimeout(parent, ctx, timeout, err, etcdProbe(cfg)))
 		return 1
 	}
 
@@ -273,7 +273,8 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 			return 1
 		}
 		defer cli.Close()
-		m.Lock = EtcdLocker{ID: id, Client: &etcdlock.Client{KV: cli, Group: cfg.Group, HolderTTL: cfg.HolderTTL, Now: clock.Now}}
+		m.Lock = EtcdLocker{ID: id, Client: &etcdlock.Client{KV: cli, Group: cfg.Group, HolderTTL: cfg.HolderTTL, Now: clock.Now},
+			Probe: etcdProbe(cfg)}
 	case StrategyFleetLock:
 		if cfg.FleetLockURL == "" {
 			logf("%v: strategy fleetlock needs FLEETLOCK_URL or -fleetlock-url", ErrBadConfig)

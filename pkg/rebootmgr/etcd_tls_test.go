@@ -209,7 +209,7 @@ func TestEtcdTLSRefusesBadClients(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cli.Close()
-			l := EtcdLocker{ID: "refused-host", Client: &etcdlock.Client{KV: cli}, Timeout: 2 * time.Second}
+			l := EtcdLocker{ID: "refused-host", Client: &etcdlock.Client{KV: cli}, Timeout: 2 * time.Second, Probe: etcdProbe(cfg)}
 			// The test's own bound, should EtcdLocker's fail.
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
@@ -222,12 +222,17 @@ func TestEtcdTLSRefusesBadClients(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "etcd gave no answer within 2s") {
 				t.Fatalf("lock: %v, want the 2s bound reported", err)
 			}
+			// The probe names what the etcd client hides.
+			if !slices.ContainsFunc(tt.wantTLS, func(s string) bool { return strings.Contains(err.Error(), s) }) {
+				t.Fatalf("lock: %v, want the TLS reason, one of %q", err, tt.wantTLS)
+			}
 			if took > 5*time.Second {
 				t.Fatalf("lock gave up after %v, want about 2s", took)
 			}
 
 			code, out, errOut := runMain(t, "lock", "-config", conf, "status")
-			if code != 1 || out != "" || !strings.Contains(errOut, "etcd gave no answer within 2s") {
+			if code != 1 || out != "" || !strings.Contains(errOut, "etcd gave no answer within 2s") ||
+				!slices.ContainsFunc(tt.wantTLS, func(s string) bool { return strings.Contains(errOut, s) }) {
 				t.Fatalf("lock status: exit %d, %q, %q", code, out, errOut)
 			}
 

@@ -31,6 +31,9 @@ type EtcdLocker struct {
 	// allows, so without a bound an etcd that is down, or that refuses our
 	// TLS settings, would stall the manager without a word.
 	Timeout time.Duration
+	// Probe, if set, runs when Timeout ends a call, to find out why etcd
+	// did not answer (see etcdProbe); its reason goes into the error.
+	Probe func(context.Context) error
 }
 
 // Lock takes a slot for ID.
@@ -57,18 +60,24 @@ func (l EtcdLocker) bounded(ctx context.Context, f func(context.Context) error) 
 	}
 	fctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	return etcdTimeout(ctx, fctx, d, f(fctx))
+	return etcdTimeout(ctx, fctx, d, f(fctx), l.Probe)
 }
 
 // etcdTimeout explains err when the bound d that made ctx from parent,
 // not parent itself, ended an etcd call: the etcd client then reports only
-// "context deadline exceeded", whatever kept it from connecting.
-func etcdTimeout(parent, ctx context.Context, d time.Duration, err error) error {
+// "context deadline exceeded", whatever kept it from connecting. probe,
+// if set, finds the reason.
+func etcdTimeout(parent, ctx context.Context, d time.Duration, err error, probe func(context.Context) error) error {
 	if err == nil || parent.Err() != nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("rebootmgr: etcd gave no answer within %v (down, unreachable, or refusing the "+
-		"LOCKSMITHD_ETCD_CAFILE/_CERTFILE/_KEYFILE TLS settings): %w", d, err)
+	why := "down, unreachable, or refusing the LOCKSMITHD_ETCD_CAFILE/_CERTFILE/_KEYFILE TLS settings"
+	if probe != nil {
+		if perr := probe(parent); perr != nil {
+			why = perr.Error()
+		}
+	}
+	return fmt.Errorf("rebootmgr: etcd gave no answer within %v (%s): %w", d, why, err)
 }
 
 // FleetLocker adapts a FleetLock client (already a Locker; named for
