@@ -81,7 +81,7 @@ say "(the raw image is $((IMG_MB * 1024)) KiB)"
 
 bold "4. An Omaha update server on 127.0.0.1 and a private D-Bus bus"
 PORT=$((20000 + RANDOM % 20000))
-"$BIN/omaha_devserver" --dir "$W/srv" --listen 127.0.0.1:$PORT --prefer-delta --log "$W/omaha-events.jsonl" >"$W/omaha.log" 2>&1 &
+"$BIN/omaha_devserver" --dir "$W/srv" --listen 127.0.0.1:$PORT --log "$W/omaha-events.jsonl" >"$W/omaha.log" 2>&1 &
 PIDS+=($!)
 BUS=unix:path=$W/bus
 dbus-daemon --session --nofork --address="$BUS" >"$W/dbus.log" 2>&1 &

@@ -57,7 +57,7 @@ type omahaWorld struct {
 
 func newOmaha(t testing.TB) *omahaWorld {
 	w := &omahaWorld{t: t, dir: t.TempDir()}
-	h, err := server.New(server.Config{Dir: w.dir, PreferDelta: true})
+	h, err := server.New(server.Config{Dir: w.dir})
 	if err != nil {
 		t.Fatal(err)
 	}

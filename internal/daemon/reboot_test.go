@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +157,55 @@ func TestRollbackReported(t *testing.T) {
 	evs := w.h.Events()[before:]
 	if len(evs) != 1 || evs[0].Type != 3 || evs[0].Result != 0 || evs[0].ErrorCode == nil || *evs[0].ErrorCode != 44 {
 		t.Fatalf("events after rollback %s, want 3/0 errorcode=44", w.events())
+	}
+}
+
+// TestDeltaFailsThenFull: the server offers a delta whose source is not
+// the booted slot. The delta is refused before a byte is written, and the
+// next check sends delta_okay="false" and gets the full payload, instead
+// of the same delta forever.
+func TestDeltaFailsThenFull(t *testing.T) {
+	w := newOmaha(t)
+	v2 := image(6<<20, 7)
+	otherV2 := image(6<<20, 8) // what the delta was built from
+	v3 := append(bytes.Clone(v2[:4<<20]), image(2<<20, 9)...)
+	w.publishDelta("v3-delta.bin", "3.0.0", v3, false, "2.0.0", otherV2)
+	w.publish("v3.bin", "3.0.0", v3, false)
+	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
+	writeSlotA(t, disk, v2)
+	h := newHost(t, disk)
+	o := h.options(w.url())
+	o.Overrides["FLATCAR_RELEASE_VERSION"] = "2.0.0"
+	runDaemon(t, o)
+	c := client(t, h.bus)
+
+	if err := c.AttemptUpdate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitOp(t, c, 60*time.Second, "UPDATE_STATUS_IDLE", "UPDATE_STATUS_UPDATED_NEED_REBOOT"); st.CurrentOperation != "UPDATE_STATUS_IDLE" {
+		t.Fatalf("the mismatched delta ended in %+v", st)
+	}
+	if got := readSlot(t, disk, "B", 1<<20); !bytes.Equal(got, make([]byte, 1<<20)) {
+		t.Fatal("slot B was written by a delta whose source did not match")
+	}
+	if err := c.AttemptUpdate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitOp(t, c, 60*time.Second, "UPDATE_STATUS_IDLE", "UPDATE_STATUS_UPDATED_NEED_REBOOT"); st.CurrentOperation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
+		d, _ := c.Detail(t.Context())
+		t.Fatalf("the second attempt ended in %+v, %+v", st, d)
+	}
+	if got := readSlot(t, disk, "B", len(v3)); !bytes.Equal(got, v3) {
+		t.Fatal("slot B does not hold 3.0.0")
+	}
+	var checks []string
+	for _, r := range w.h.Records() {
+		if r.UpdateCheck {
+			checks = append(checks, fmt.Sprintf("delta_okay=%v offered=%s", r.DeltaOK, r.Offered))
+		}
+	}
+	want := []string{"delta_okay=true offered=v3-delta.bin", "delta_okay=false offered=v3.bin"}
+	if !slices.Equal(checks, want) {
+		t.Fatalf("update checks\n got %q\nwant %q", checks, want)
 	}
 }

@@ -111,16 +111,41 @@ func (e *Engine) previousVersion() string {
 	return prev
 }
 
-func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.Code) (attemptResult, error) {
-	var res attemptResult
+// deltaOK is whether to ask for deltas: no delta failed for good since
+// the last update.
+func (e *Engine) deltaOK() bool {
+	n, err := e.cfg.Prefs.GetInt64(KeyDeltaFailures)
+	return err != nil || n == 0
+}
+
+// deltaFailed counts a delta payload that failed in a way retrying will
+// not mend (a source that does not match, a bad patch, a hash): the next
+// check asks for the full payload.
+func (e *Engine) deltaFailed(plan *Plan, err error) {
+	n, _ := e.cfg.Prefs.GetInt64(KeyDeltaFailures)
+	if perr := e.cfg.Prefs.SetInt64(KeyDeltaFailures, n+1); perr != nil {
+		e.log.Warn("cannot count the delta failure", "err", perr)
+	}
+	e.log.Warn("delta payload failed; the next check asks for the full payload", "version", plan.Version, "err", err)
+}
+
+func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.Code) (res attemptResult, err error) {
 	src := "scheduler"
 	if in.interactive {
 		src = "ondemandupdate"
 	}
-	plan, err := e.cfg.Checker.Check(ctx, CheckRequest{InstallSource: src, Track: in.track, Server: in.server, PreviousVersion: e.previousVersion()})
+	plan, err := e.cfg.Checker.Check(ctx, CheckRequest{InstallSource: src, Track: in.track, Server: in.server,
+		PreviousVersion: e.previousVersion(), DeltaOK: e.deltaOK()})
 	if err != nil {
 		res.checkFailed = true
 		return res, fmt.Errorf("update check: %w", err)
+	}
+	if plan != nil && plan.Delta {
+		defer func() {
+			if err != nil && !resumable(err) {
+				e.deltaFailed(plan, err)
+			}
+		}()
 	}
 	// The piggybacked event was delivered: clear previous-version.
 	_ = e.cfg.Prefs.SetString(KeyPreviousVersion, "")
@@ -197,6 +222,9 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		return res, fmt.Errorf("flip to slot %s: %w", e.cfg.Slots.Passive(), err)
 	}
 	_ = e.cfg.Prefs.SetInt64(KeyFlipTime, e.cfg.Clock.Now().Unix())
+	if err := e.cfg.Prefs.Delete(KeyDeltaFailures); err != nil && !errors.Is(err, prefs.ErrNotFound) {
+		e.log.Warn("cannot clear delta-update-failures", "err", err)
+	}
 	if m, ok := e.cfg.Floor.(Measurer); ok && len(applied.PartitionHash) == 32 {
 		if rec, err := m.Measure(ctx, applied.PartitionHash); err != nil {
 			e.log.Warn("measuring the new image into the TPM failed", "err", err)

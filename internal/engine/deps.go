@@ -27,6 +27,10 @@ type CheckRequest struct {
 	// check carries 3/2 previousversion=<it>, or 3/0 errorcode=44 when it
 	// equals the running version (rollback).
 	PreviousVersion string
+	// DeltaOK asks for a delta payload (delta_okay="true"): set unless a
+	// delta failed for good since the last update, so that a server then
+	// offers the full payload instead of the same failing delta.
+	DeltaOK bool
 }
 
 // Event is an Omaha <event>.

@@ -36,6 +36,7 @@ func (c *OmahaChecker) Check(ctx context.Context, req CheckRequest) (*Plan, erro
 	p.Track = req.Track
 	p.Interactive = req.InstallSource == "ondemandupdate"
 	p.PreviousVersion = req.PreviousVersion
+	p.DeltaOK = req.DeltaOK
 	cl := c.client(req.Server)
 	if req.PingOnly {
 		return nil, cl.Ping(ctx, p)

@@ -19,6 +19,7 @@ const (
 	KeyFlipTime          = "flip-time"                 // unix time of the last flip, for flip_to_good
 	KeyRollbackVersion   = "rollback-detected-version" // version a rollback was reported for
 	KeyPCRRecord         = "pcr-record"                // JSON of the last PCR measurement at flip
+	KeyDeltaFailures     = "delta-update-failures"     // delta payloads that failed for good since the last update (ChromeOS's name)
 	KeyCurrentBytes      = prefs.KeyCurrentBytesDownloaded
 	KeySystemUpdatedMark = prefs.KeySystemUpdatedMarkerTimestamp
 )
