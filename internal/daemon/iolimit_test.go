@@ -88,8 +88,11 @@ func TestIOLimit(t *testing.T) {
 	got := float64(size) / elapsed
 	testenv.Bench(t, "daemon_throttled_write_rate_ratio", got/rate, "ratio")
 	t.Logf("wrote %d MiB in %.2fs = %.2f MiB/s (limit %d MiB/s); slowest GetStatus %v", size>>20, elapsed, got/(1<<20), rate>>20, slowest)
-	if got < rate*0.85 || got > rate*1.15 {
-		t.Errorf("write rate %.2f MiB/s is not within 15%% of %d MiB/s", got/(1<<20), rate>>20)
+	switch {
+	case got > rate*1.15:
+		t.Errorf("write rate %.2f MiB/s is over the %d MiB/s limit by more than 15%%", got/(1<<20), rate>>20)
+	case got < rate*0.85 && !raceEnabled: // under -race the applier itself may be slower than the limit
+		t.Errorf("write rate %.2f MiB/s is under %d MiB/s by more than 15%%", got/(1<<20), rate>>20)
 	}
 	if slowest > time.Second {
 		t.Errorf("GetStatus took %v while throttled", slowest)
