@@ -1,14 +1,11 @@
 package rebootmgr
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,38 +46,14 @@ func tlsTestConfig(t *testing.T, env Env) (Config, string) {
 	return cfg, conf
 }
 
-// tlsHandshake opens a TLS connection to endpoint (https URL) with conf
-// and sends one HTTP/1.1 request, which etcd's client port answers once it
-// has accepted the client. It returns nil for an HTTP answer and the TLS
-// error otherwise. The request is needed because under TLS 1.3 the client
-// finishes its handshake before the server has checked the client
-// certificate; a refusal arrives as an alert on the first read.
+// tlsHandshake connects to endpoint with conf as etcdProbe does (TLS, then
+// one HTTP/1.1 request: under TLS 1.3 a refused client certificate shows
+// only on the first read) and returns nil or the TLS error.
 func tlsHandshake(t *testing.T, endpoint string, conf *tls.Config) error {
 	t.Helper()
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: conf}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := fmt.Fprintf(conn, "GET /version HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", u.Host); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "HTTP/1.1 ") {
-		t.Fatalf("etcd answered %q, not HTTP", line)
-	}
-	return nil
+	return probeEndpoint(ctx, endpoint, conf)
 }
 
 // clearLockEnv blanks the environment variables the lock command prefers
