@@ -292,7 +292,7 @@ func TestValidation(t *testing.T) {
 
 func xzOf(t testing.TB, b []byte) []byte {
 	var buf bytes.Buffer
-	if err := compressXZ(&buf, b, len(b), ""); err != nil {
+	if err := compressXZ(context.Background(), &buf, b, len(b), ""); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

@@ -107,7 +107,7 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, op *metadata.Instal
 		return nil, nil, err
 	}
 	// REPLACE_XZ is always a candidate.
-	if err := compressXZ(&c.xb, nw, len(nw), g.o.XZCommand); err != nil {
+	if err := compressXZ(ctx, &c.xb, nw, len(nw), g.o.XZCommand); err != nil {
 		return nil, nil, err
 	}
 	op.Type = OpReplaceXZ.Enum()

@@ -121,7 +121,7 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 			defer c.close()
 			for i := range idx {
 				r := results[i]
-				r.op, r.data, r.err = c.chunk(o, i, chunk)
+				r.op, r.data, r.err = c.chunk(ctx, o, i, chunk)
 				close(r.done)
 			}
 		}()
@@ -226,7 +226,7 @@ func (c *chunker) close() {
 	}
 }
 
-func (c *chunker) chunk(o GenerateOptions, i, chunk int) (*metadata.InstallOperation, []byte, error) {
+func (c *chunker) chunk(ctx context.Context, o GenerateOptions, i, chunk int) (*metadata.InstallOperation, []byte, error) {
 	start := int64(i) * int64(chunk)
 	n := int(min(int64(chunk), o.NewSize-start))
 	if cap(c.buf) < chunk {
@@ -253,7 +253,7 @@ func (c *chunker) chunk(o GenerateOptions, i, chunk int) (*metadata.InstallOpera
 	var altType metadata.InstallOperation_Type
 	switch c.comp {
 	case CompressXZ:
-		if err := compressXZ(&c.xbuf, b, chunk, o.XZCommand); err != nil {
+		if err := compressXZ(ctx, &c.xbuf, b, chunk, o.XZCommand); err != nil {
 			return nil, nil, err
 		}
 		alt, altType = c.xbuf.Bytes(), OpReplaceXZ
@@ -290,18 +290,21 @@ func (c *chunker) chunk(o GenerateOptions, i, chunk int) (*metadata.InstallOpera
 
 // compressXZ replaces buf's contents with b as one xz stream (CRC32
 // check, dictionary dict bytes), made by the built-in encoder or, when
-// command is set, by that xz program.
-func compressXZ(buf *bytes.Buffer, b []byte, dict int, command string) error {
+// command is set, by that xz program (killed when ctx ends).
+func compressXZ(ctx context.Context, buf *bytes.Buffer, b []byte, dict int, command string) error {
 	buf.Reset()
 	if command != "" {
 		// -6 with the dictionary cut to the data, as the built-in encoder
 		// does: a decoder then needs no more memory than the output.
-		cmd := exec.Command(command, "--format=xz", "--check=crc32", "--lzma2=preset=6,dict="+strconv.Itoa(max(dict, 4096)),
+		cmd := exec.CommandContext(ctx, command, "--format=xz", "--check=crc32", "--lzma2=preset=6,dict="+strconv.Itoa(max(dict, 4096)),
 			"--threads=1", "--stdout", "--compress", "-")
 		cmd.Stdin, cmd.Stdout = bytes.NewReader(b), buf
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Run(); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return fmt.Errorf("%w: %s: %v: %s", ErrGenerate, command, err, bytes.TrimSpace(stderr.Bytes()))
 		}
 		// Another program's output is checked the way a client will use
