@@ -94,6 +94,14 @@ func (e *Engine) event(ctx context.Context, server string, ev Event) {
 	}
 }
 
+// sendApplied sends the 3/1 (update applied) event and clears the debt.
+func (e *Engine) sendApplied(ctx context.Context, server string) {
+	e.event(ctx, server, Event{Type: 3, Result: 1})
+	if err := e.cfg.Prefs.Delete(KeyAppliedEvent); err != nil && !errors.Is(err, prefs.ErrNotFound) {
+		e.log.Warn("cannot clear applied-event-pending", "err", err)
+	}
+}
+
 // previousVersion returns the previous-version pref for the check:
 // "0.0.0.0" before the pref ever existed, "" once cleared. When it equals
 // the running version the check reports a rollback (3/0 errorcode=44).
@@ -222,6 +230,9 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		return res, fmt.Errorf("flip to slot %s: %w", e.cfg.Slots.Passive(), err)
 	}
 	_ = e.cfg.Prefs.SetInt64(KeyFlipTime, e.cfg.Clock.Now().Unix())
+	// Owed until sent: a kill from here on restarts into
+	// UPDATED_NEED_REBOOT, and the restart sends it (sendOwedApplied).
+	_ = e.cfg.Prefs.SetString(KeyAppliedEvent, in.server)
 	if err := e.cfg.Prefs.Delete(KeyDeltaFailures); err != nil && !errors.Is(err, prefs.ErrNotFound) {
 		e.log.Warn("cannot clear delta-update-failures", "err", err)
 	}
@@ -248,7 +259,7 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	if err := e.clearDownload(); err != nil {
 		e.log.Warn("cannot clear download state", "err", err)
 	}
-	e.event(ctx, in.server, Event{Type: 3, Result: 1})
+	e.sendApplied(ctx, in.server)
 	e.do(ctx, func(st *state) {
 		st.snap.Status = status.UpdatedNeedReboot
 		st.snap.Progress = 0

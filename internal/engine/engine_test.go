@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,9 +93,26 @@ func TestFullUpdateAndRestart(t *testing.T) {
 	cancel()
 	<-done
 
+	// A kill between the flip and the 3/1 event leaves the event owed:
+	// the restart sends it.
+	if err := cfg.Prefs.SetString(KeyAppliedEvent, ""); err != nil {
+		t.Fatal(err)
+	}
 	rec2 := &recorder{}
 	e2, _, _ := start(t, m.config(t, w, rec2))
 	<-e2.Ready() // the restored state is visible as soon as Ready
+	for deadline := time.Now().Add(10 * time.Second); !strings.HasSuffix(eventsString(w.omaha.Events()), "3/1, 3/1"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("owed 3/1 not sent after the restart: %q", eventsString(w.omaha.Events()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(10 * time.Second); owed(cfg.Prefs); {
+		if time.Now().After(deadline) {
+			t.Fatal("applied-event-pending still set after the event went out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	s = e2.Snapshot()
 	if s.Status != status.UpdatedNeedReboot || s.NewVersion != "2.0.0" || s.NewSize != int64(len(payload)) {
 		t.Fatalf("restored snapshot %+v", s)
@@ -563,4 +581,10 @@ func TestSettingsReread(t *testing.T) {
 	if got := check(); got != "edge" {
 		t.Fatalf("track %q after SetChannel, want edge", got)
 	}
+}
+
+// owed reports whether the 3/1 event is still recorded as owed.
+func owed(p Prefs) bool {
+	_, err := p.GetString(KeyAppliedEvent)
+	return err == nil
 }

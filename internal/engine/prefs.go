@@ -20,6 +20,7 @@ const (
 	KeyRollbackVersion   = "rollback-detected-version" // version a rollback was reported for
 	KeyPCRRecord         = "pcr-record"                // JSON of the last PCR measurement at flip
 	KeyDeltaFailures     = "delta-update-failures"     // delta payloads that failed for good since the last update (ChromeOS's name)
+	KeyAppliedEvent      = "applied-event-pending"     // the 3/1 event is owed (value: the server override); set at the flip
 	KeyCurrentBytes      = prefs.KeyCurrentBytesDownloaded
 	KeySystemUpdatedMark = prefs.KeySystemUpdatedMarkerTimestamp
 )

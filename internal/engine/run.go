@@ -48,6 +48,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.arm(st, first)
 
+	if server, err := e.cfg.Prefs.GetString(KeyAppliedEvent); err == nil {
+		if st.snap.Status == status.UpdatedNeedReboot {
+			// Killed between the flip and the 3/1 event: send it now.
+			wg.Add(1)
+			go func() { defer wg.Done(); e.sendApplied(wctx, server) }()
+		} else {
+			_ = e.cfg.Prefs.Delete(KeyAppliedEvent) // no update pending any more (rebooted: 3/2 reports it)
+		}
+	}
 	if e.cfg.Slots != nil && !e.cfg.Health.Disabled && st.snap.Status != status.UpdatedNeedReboot {
 		wg.Add(1)
 		go func() { defer wg.Done(); e.bootGate(wctx) }()
