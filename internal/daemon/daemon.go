@@ -204,6 +204,7 @@ func Run(ctx context.Context, o Options) error {
 		Log:        log,
 
 		CurrentVersion: cfg.ReleaseVersion,
+		BootID:         cfg.BootID,
 		Track:          cfg.Group,
 		Server:         cfg.Server,
 		Settings: func() (engine.Settings, error) {
@@ -226,6 +227,7 @@ func Run(ctx context.Context, o Options) error {
 	case "":
 		ecfg.Postinst = engine.SlotPostinst{Timeout: o.PostinstTimeout, Log: log}
 	case "-":
+		ecfg.Postinst = engine.NoPostinst{}
 	default:
 		ecfg.Postinst = engine.ExecPostinst{Path: o.Postinst, Timeout: o.PostinstTimeout}
 	}

@@ -96,6 +96,19 @@ func (t limitedTarget) Direct() bool { return t.slot.Direct() }
 
 func (t limitedTarget) ReadAt(p []byte, off int64) (int, error) { return t.slot.ReadAt(p, off) }
 
+// Attrs implements Slots.
+func (d DiskSlots) Attrs(ctx context.Context) (map[string]SlotAttrs, error) {
+	m, err := d.Disk.Attrs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]SlotAttrs, len(m))
+	for k, a := range m {
+		out[k] = SlotAttrs(a)
+	}
+	return out, nil
+}
+
 // OpenPassive implements Slots.
 func (d DiskSlots) OpenPassive(ctx context.Context) (Target, error) {
 	w, err := d.Disk.OpenPassive(ctx)

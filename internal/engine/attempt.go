@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/abupdate/update_engine/internal/prefs"
@@ -30,6 +32,30 @@ func (e *Engine) attempt(ctx context.Context, in attemptInput) {
 		flags |= status.FlagTestOmahaURL
 	}
 	res, err := e.runAttempt(ctx, in, &flags)
+	e.conclude(ctx, in, flags, res, err)
+}
+
+// startFinish moves to FINALIZING and finishes the verified update the
+// record holds (a restart after a kill between verification and the flip).
+func (e *Engine) startFinish(ctx context.Context, wg *sync.WaitGroup, st *state) {
+	u := e.record().Update
+	st.busy = true
+	st.snap.Status = status.Finalizing
+	st.snap.NewVersion, st.snap.NewSize = u.ToVersion, u.Size
+	in := attemptInput{server: u.Server, serverURL: cmp.Or(u.Server, e.cfg.Server)}
+	var flags status.Code
+	if in.serverURL != DefaultServer {
+		flags |= status.FlagTestOmahaURL
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.conclude(ctx, in, flags, attemptResult{}, e.finalize(ctx, nil))
+	}()
+}
+
+// conclude reports an attempt's outcome to the owner (and the server).
+func (e *Engine) conclude(ctx context.Context, in attemptInput, flags status.Code, res attemptResult, err error) {
 	if ctx.Err() != nil {
 		// Shutdown: leave prefs as they are, the next start resumes.
 		return
@@ -97,26 +123,39 @@ func (e *Engine) event(ctx context.Context, server string, ev Event) {
 // sendApplied sends the 3/1 (update applied) event and clears the debt.
 func (e *Engine) sendApplied(ctx context.Context, server string) {
 	e.event(ctx, server, Event{Type: 3, Result: 1})
-	if err := e.cfg.Prefs.Delete(KeyAppliedEvent); err != nil && !errors.Is(err, prefs.ErrNotFound) {
-		e.log.Warn("cannot clear applied-event-pending", "err", err)
+	if ctx.Err() != nil {
+		return // shut down while sending: still owed
+	}
+	if err := e.changeUpdate(func(u *Update) { u.AppliedOwed = false }); err != nil {
+		e.log.Warn("cannot record the 3/1 event as sent", "err", err)
 	}
 }
 
-// previousVersion returns the previous-version pref for the check:
-// "0.0.0.0" before the pref ever existed, "" once cleared. When it equals
-// the running version the check reports a rollback (3/0 errorcode=44).
+// previousVersion is what the check reports about the last update: the
+// version updated from when the record holds an outcome (the check then
+// carries 3/2 previousversion=<it>, or 3/0 errorcode=44 when the machine
+// still runs it); "0.0.0.0" on a machine that never updated (Flatcar);
+// "" otherwise.
 func (e *Engine) previousVersion() string {
-	prev, err := e.cfg.Prefs.GetString(KeyPreviousVersion)
-	switch {
-	case errors.Is(err, prefs.ErrNotFound):
+	if r := e.record().Report; r != nil {
+		return r.FromVersion
+	}
+	if _, err := e.cfg.Prefs.GetString(KeyPreviousVersion); errors.Is(err, prefs.ErrNotFound) {
 		return "0.0.0.0"
-	case err != nil:
-		return ""
 	}
-	if prev != "" && prev == e.cfg.CurrentVersion {
-		_ = e.cfg.Prefs.SetString(KeyRollbackVersion, prev)
+	return ""
+}
+
+// reported forgets the outcome once a check delivered it.
+func (e *Engine) reported() {
+	if e.record().Report != nil {
+		if err := e.change(func(r *Record) { r.Report = nil }); err != nil {
+			e.log.Warn("cannot clear the reported outcome", "err", err)
+		}
 	}
-	return prev
+	if err := e.cfg.Prefs.SetString(KeyPreviousVersion, ""); err != nil {
+		e.log.Warn("cannot clear previous-version", "err", err)
+	}
 }
 
 // deltaOK is whether to ask for deltas: no delta failed for good since
@@ -155,8 +194,8 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 			}
 		}()
 	}
-	// The piggybacked event was delivered: clear previous-version.
-	_ = e.cfg.Prefs.SetString(KeyPreviousVersion, "")
+	// The piggybacked event was delivered.
+	e.reported()
 	now := e.cfg.Clock.Now()
 	e.do(ctx, func(st *state) { st.snap.LastChecked = now.Unix() })
 	if plan == nil {
@@ -188,12 +227,9 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		st.snap.LastErrorMessage = ""
 	})
 
-	if err := e.cfg.Prefs.SetString(KeyStep, "downloading"); err != nil {
-		return res, status.WithCode(status.DownloadStateInitializationError, err)
-	}
 	e.event(ctx, in.server, Event{Type: 13, Result: 1})
 	e.do(ctx, func(st *state) { st.snap.Status = status.Downloading })
-	applied, err := e.download(ctx, plan, flags)
+	applied, err := e.download(ctx, plan, in.server, flags)
 	if err != nil {
 		return res, err
 	}
@@ -201,49 +237,108 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	e.do(ctx, func(st *state) { st.snap.Status = status.Verifying; st.snap.Progress = 1 })
 	e.event(ctx, in.server, Event{Type: 14, Result: 1})
 	if applied.Size != plan.Size {
-		_ = e.clearDownload()
+		e.dropUpdate()
 		return res, status.WithCode(status.PayloadSizeMismatchError, fmt.Errorf("%w: got %d bytes, Omaha said %d", ErrSizeMismatch, applied.Size, plan.Size))
 	}
 	if !bytes.Equal(applied.SHA256, plan.SHA256) {
-		_ = e.clearDownload()
+		e.dropUpdate()
 		return res, status.WithCode(status.PayloadHashMismatchError, fmt.Errorf("%w: got %s, Omaha said %s", ErrHashMismatch,
 			base64.StdEncoding.EncodeToString(applied.SHA256), base64.StdEncoding.EncodeToString(plan.SHA256)))
 	}
-
-	// Verified. Finalize: post-install, then the flip (flatcar-postinst
-	// flips last, so a failing post-install leaves the GPT untouched).
-	if err := e.cfg.Prefs.SetString(KeyStep, "finalizing"); err != nil {
+	if err := e.changeUpdate(func(u *Update) { u.Phase, u.Checkpoint = PhaseVerified, nil }); err != nil {
 		return res, status.WithCode(status.DownloadStateInitializationError, err)
 	}
 	e.do(ctx, func(st *state) { st.snap.Status = status.Finalizing })
-	if e.cfg.Postinst != nil {
-		if err := e.cfg.Postinst.Run(ctx, e.cfg.Slots.PassiveDevice(), plan); err != nil {
+	if err := e.finalize(ctx, applied.PartitionHash); err != nil {
+		return res, err
+	}
+	e.log.Info("update applied; reboot needed", "version", plan.Version, "slot", e.cfg.Slots.Passive())
+	return res, nil
+}
+
+// finalize takes a verified update from the record through post-install
+// and the flip to UPDATED_NEED_REBOOT (flatcar-postinst flips last, so a
+// failing post-install leaves the GPT untouched). A restart that finds a
+// verified update runs it again: each step is recorded before it is taken.
+func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
+	u := e.record().Update
+	if u == nil {
+		return errors.New("engine: finalize without an update in the record")
+	}
+	plan := &Plan{Version: u.ToVersion, Size: u.Size, SHA256: u.SHA256, Delta: u.Delta}
+	if u.Phase == PhaseVerified || u.Phase == PhasePostinst {
+		if err := e.changeUpdate(func(u *Update) { u.Phase = PhasePostinst }); err != nil {
+			return status.WithCode(status.DownloadStateInitializationError, err)
+		}
+		dev := e.cfg.Slots.PassiveDevice()
+		if err := e.cfg.Postinst.Cleanup(dev); err != nil {
+			e.log.Warn("cleaning up after an earlier post-install", "err", err)
+		}
+		if err := e.cfg.Postinst.Run(ctx, dev, plan); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
 			if status.CodeOf(err).Base() != status.PostinstallBootedFromFirmwareB {
-				_ = e.clearDownload()
-				return res, err
+				e.dropUpdate()
+				return err
 			}
 			e.log.Warn("post-install reported code 19; treating as success", "err", err)
 		}
 	}
-	if err := e.cfg.Slots.MarkPassiveForTrial(ctx); err != nil {
-		_ = e.clearDownload()
-		return res, fmt.Errorf("flip to slot %s: %w", e.cfg.Slots.Passive(), err)
+	if err := e.flip(ctx); err != nil {
+		return err
 	}
-	_ = e.cfg.Prefs.SetInt64(KeyFlipTime, e.cfg.Clock.Now().Unix())
-	// Owed until sent: a kill from here on restarts into
-	// UPDATED_NEED_REBOOT, and the restart sends it (sendOwedApplied).
-	_ = e.cfg.Prefs.SetString(KeyAppliedEvent, in.server)
 	if err := e.cfg.Prefs.Delete(KeyDeltaFailures); err != nil && !errors.Is(err, prefs.ErrNotFound) {
 		e.log.Warn("cannot clear delta-update-failures", "err", err)
 	}
-	if m, ok := e.cfg.Floor.(Measurer); ok && len(applied.PartitionHash) == 32 {
-		if rec, err := m.Measure(ctx, applied.PartitionHash); err != nil {
+	if m, ok := e.cfg.Floor.(Measurer); ok && len(partitionHash) == 32 {
+		if rec, err := m.Measure(ctx, partitionHash); err != nil {
 			e.log.Warn("measuring the new image into the TPM failed", "err", err)
 		} else if rec != nil {
 			_ = e.cfg.Prefs.Set(KeyPCRRecord, rec)
 		}
 	}
-	if err := e.cfg.Prefs.SetString(KeyPreviousVersion, e.cfg.CurrentVersion); err != nil {
+	u = e.record().Update
+	e.writeMarkers(u)
+	e.sendApplied(ctx, u.Server)
+	e.do(ctx, func(st *state) {
+		st.snap.Status = status.UpdatedNeedReboot
+		st.snap.Progress = 0
+		st.snap.NewVersion, st.snap.NewSize = u.ToVersion, u.Size
+		e.refreshSlots(ctx, &st.snap)
+	})
+	return nil
+}
+
+// flip makes the target boot next, recorded before (flipping) and after
+// (flipped, 3/1 owed) under recMu, so the health gate never runs between.
+func (e *Engine) flip(ctx context.Context) error {
+	e.recMu.Lock()
+	defer e.recMu.Unlock()
+	if err := e.changeLocked(func(r *Record) { r.Update.Phase = PhaseFlipping; r.Update.BootID = e.cfg.BootID }); err != nil {
+		return status.WithCode(status.DownloadStateInitializationError, err)
+	}
+	if err := e.cfg.Slots.MarkPassiveForTrial(ctx); err != nil {
+		// The GPT write failed: the target may or may not boot next;
+		// the record stays in flipping and a restart looks at the GPT.
+		return fmt.Errorf("flip to slot %s: %w", e.cfg.Slots.Passive(), err)
+	}
+	now := e.cfg.Clock.Now().Unix()
+	if err := e.changeLocked(func(r *Record) {
+		r.Update.Phase, r.Update.FlipTime, r.Update.AppliedOwed = PhaseFlipped, now, true
+	}); err != nil {
+		// Flipped, but not recorded: a restart finds "flipping" and the
+		// GPT flipped, and takes it as flipped.
+		return status.WithCode(status.DownloadStateInitializationError, err)
+	}
+	return nil
+}
+
+// writeMarkers writes what other tools read of a flipped update (derived
+// from the record): previous-version, the completion marker, and
+// /run/reboot-required.
+func (e *Engine) writeMarkers(u *Update) {
+	if err := e.cfg.Prefs.SetString(KeyPreviousVersion, u.FromVersion); err != nil {
 		e.log.Warn("cannot store previous-version", "err", err)
 	}
 	if e.cfg.RebootRequiredPath != "" {
@@ -252,65 +347,46 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		}
 	}
 	if e.cfg.MarkerPath != "" {
-		if err := touch(e.cfg.MarkerPath, markerBody(plan.Version, plan.Size, e.bootedSlot())); err != nil {
+		if err := touch(e.cfg.MarkerPath, markerBody(u.ToVersion, u.Size, u.Source)); err != nil {
 			e.log.Warn("cannot write the update-completed marker", "path", e.cfg.MarkerPath, "err", err)
 		}
 	}
-	if err := e.clearDownload(); err != nil {
-		e.log.Warn("cannot clear download state", "err", err)
-	}
-	e.sendApplied(ctx, in.server)
-	e.do(ctx, func(st *state) {
-		st.snap.Status = status.UpdatedNeedReboot
-		st.snap.Progress = 0
-		e.refreshSlots(ctx, &st.snap)
-	})
-	e.log.Info("update applied; reboot needed", "version", plan.Version, "slot", e.cfg.Slots.Passive())
-	return res, nil
 }
 
-// touch writes body to path atomically, creating the directory.
-func touch(path, body string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
+// dropUpdate forgets the update in flight (a failure retrying cannot
+// mend). The target stays unbootable.
+func (e *Engine) dropUpdate() {
+	if err := e.change(func(r *Record) { r.Update = nil }); err != nil {
+		e.log.Warn("cannot clear the update record", "err", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // download streams the payload into the passive slot, resuming from the
-// persisted checkpoint when the same payload is offered again.
-func (e *Engine) download(ctx context.Context, plan *Plan, flags *status.Code) (Applied, error) {
-	sha := base64.StdEncoding.EncodeToString(plan.SHA256)
+// recorded checkpoint when the same payload is offered again.
+func (e *Engine) download(ctx context.Context, plan *Plan, server string, flags *status.Code) (Applied, error) {
 	var from *Checkpoint
-	resumes := int64(0)
-	if stored, err := e.cfg.Prefs.GetString(KeyResponseHash); err == nil && stored == sha {
-		if cp, ok := e.loadCheckpoint(); ok && cp.Offset > 0 && cp.Offset < plan.Size {
-			n, _ := e.cfg.Prefs.GetInt64(KeyResumes)
-			if n < int64(e.cfg.MaxResumes) {
-				from, resumes = cp, n+1
-			} else {
-				e.log.Warn("payload resumed too often; starting over", "resumes", n)
-			}
+	resumes := 0
+	if u := e.record().Update; u != nil && u.Phase == PhaseDownloading && bytes.Equal(u.SHA256, plan.SHA256) &&
+		(u.Size == 0 || u.Size == plan.Size) && u.Target == e.cfg.Slots.Passive() &&
+		u.Checkpoint != nil && u.Checkpoint.Offset > 0 && u.Checkpoint.Offset < plan.Size {
+		if u.Resumes < e.cfg.MaxResumes {
+			from, resumes = u.Checkpoint, u.Resumes+1
+		} else {
+			e.log.Warn("payload resumed too often; starting over", "resumes", u.Resumes)
 		}
 	}
-	if from == nil {
-		if err := e.clearDownload(); err != nil {
-			return Applied{}, status.WithCode(status.DownloadStateInitializationError, err)
+	// Recorded before the passive slot is touched.
+	err := e.change(func(r *Record) {
+		r.Update = &Update{
+			Phase: PhaseDownloading, Source: e.cfg.Slots.Booted(), Target: e.cfg.Slots.Passive(), BootID: e.cfg.BootID,
+			FromVersion: e.cfg.CurrentVersion, ToVersion: plan.Version, Size: plan.Size, SHA256: plan.SHA256,
+			Delta: plan.Delta, Server: server, Checkpoint: from, Resumes: resumes,
 		}
-		if err := e.cfg.Prefs.SetString(KeyStep, "downloading"); err != nil {
-			return Applied{}, status.WithCode(status.DownloadStateInitializationError, err)
-		}
-		if err := e.cfg.Prefs.SetString(KeyResponseHash, sha); err != nil {
-			return Applied{}, status.WithCode(status.DownloadStateInitializationError, err)
-		}
-	} else {
-		if err := e.cfg.Prefs.SetInt64(KeyResumes, resumes); err != nil {
-			return Applied{}, status.WithCode(status.DownloadStateInitializationError, err)
-		}
+	})
+	if err != nil {
+		return Applied{}, status.WithCode(status.DownloadStateInitializationError, err)
+	}
+	if from != nil {
 		*flags |= status.FlagResumed
 		if e.cfg.Metrics != nil {
 			e.cfg.Metrics.Resumed()
@@ -319,10 +395,8 @@ func (e *Engine) download(ctx context.Context, plan *Plan, flags *status.Code) (
 	}
 	e.do(ctx, func(st *state) { st.snap.Resumes = int(resumes) })
 
-	if d, ok := e.cfg.Slots.(passiveDisabler); ok {
-		if err := d.MarkPassiveUnbootable(ctx); err != nil {
-			return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
-		}
+	if err := e.cfg.Slots.MarkPassiveUnbootable(ctx); err != nil {
+		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
 	}
 	dst, err := e.cfg.Slots.OpenPassive(ctx)
 	if err != nil {
@@ -346,7 +420,7 @@ func (e *Engine) download(ctx context.Context, plan *Plan, flags *status.Code) (
 	if err != nil {
 		if from != nil && rangeRefused(err) {
 			e.log.Warn("server refused the resume range; the next attempt starts over", "err", err)
-			_ = e.clearDownload()
+			e.dropUpdate()
 		}
 		return Applied{}, status.WithCode(status.DownloadTransferError, fmt.Errorf("download: %w", err))
 	}
@@ -361,7 +435,7 @@ func (e *Engine) download(ctx context.Context, plan *Plan, flags *status.Code) (
 			return Applied{}, status.WithCode(status.DownloadTransferError, fmt.Errorf("download: %w", err))
 		}
 		if !resumable(err) {
-			_ = e.clearDownload()
+			e.dropUpdate()
 		}
 		return Applied{}, fmt.Errorf("apply: %w", err)
 	}
@@ -421,4 +495,16 @@ func (c *countingTarget) WriteAt(p []byte, off int64) (int, error) {
 func (c *countingTarget) Direct() bool {
 	d, ok := c.Target.(directer)
 	return ok && d.Direct()
+}
+
+// touch writes body to path atomically, creating the directory.
+func touch(path, body string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

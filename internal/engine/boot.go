@@ -58,24 +58,46 @@ func (e *Engine) markGood(ctx context.Context) error {
 			return fmt.Errorf("%w: %s: %v: %s", ErrUnhealthy, e.cfg.Health.Command[0], err, out)
 		}
 	}
-	if err := e.cfg.Slots.MarkBootedGood(ctx); err != nil {
-		return fmt.Errorf("mark slot %s good: %w", e.cfg.Slots.Booted(), err)
+	report, err := e.markBooted(ctx)
+	if err != nil {
+		return err
 	}
-	e.log.Info("booted slot marked good", "slot", e.cfg.Slots.Booted(), "version", e.cfg.CurrentVersion)
 	if e.cfg.Floor != nil && e.cfg.CurrentVersion != "" {
 		if err := e.cfg.Floor.Raise(ctx, e.cfg.CurrentVersion); err != nil {
 			e.log.Warn("cannot raise the anti-rollback floor", "version", e.cfg.CurrentVersion, "err", err)
 		}
 	}
-	if flip, err := e.cfg.Prefs.GetInt64(KeyFlipTime); err == nil {
-		prev, _ := e.cfg.Prefs.GetString(KeyPreviousVersion)
-		// Only an update we booted into counts (not a rollback).
-		if prev != e.cfg.CurrentVersion && e.cfg.Metrics != nil {
-			e.cfg.Metrics.ObserveFlipToGood(e.cfg.Clock.Now().Sub(time.Unix(flip, 0)))
-		}
-		_ = e.cfg.Prefs.Delete(KeyFlipTime)
+	// Only an update we booted into counts (not a rollback).
+	if report != nil && !report.Rollback && report.FlipTime > 0 && e.cfg.Metrics != nil {
+		e.cfg.Metrics.ObserveFlipToGood(e.cfg.Clock.Now().Sub(time.Unix(report.FlipTime, 0)))
 	}
 	return nil
+}
+
+// markBooted marks the booted slot good and records the boot. A flipped
+// update waiting for its reboot keeps its slot first: the booted slot is
+// then only marked successful (its fallback), never raised above it.
+func (e *Engine) markBooted(ctx context.Context) (*Outcome, error) {
+	e.recMu.Lock()
+	defer e.recMu.Unlock()
+	booted := e.cfg.Slots.Booted()
+	u := e.rec.Update
+	if u != nil && (u.Phase == PhaseFlipping || u.Phase == PhaseFlipped) && u.Target != booted {
+		if err := e.cfg.Slots.MarkBootedSuccessful(ctx); err != nil {
+			return nil, fmt.Errorf("mark slot %s successful: %w", booted, err)
+		}
+		e.log.Info("booted slot marked successful; the updated slot still boots next", "slot", booted, "next", u.Target)
+	} else {
+		if err := e.cfg.Slots.MarkBootedGood(ctx); err != nil {
+			return nil, fmt.Errorf("mark slot %s good: %w", booted, err)
+		}
+		e.log.Info("booted slot marked good", "slot", booted, "version", e.cfg.CurrentVersion)
+	}
+	report := e.rec.clone().Report
+	if err := e.changeLocked(func(r *Record) { r.GoodBoot = e.cfg.BootID }); err != nil {
+		return nil, err
+	}
+	return report, nil
 }
 
 // ExecPostinst runs a post-install program as flatcar-postinst is run:
@@ -120,3 +142,6 @@ func (p ExecPostinst) Run(ctx context.Context, device string, plan *Plan) error 
 		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("postinst %s: %v: %s", p.Path, err, out))
 	}
 }
+
+// Cleanup implements Postinstaller: an ExecPostinst mounts nothing.
+func (ExecPostinst) Cleanup(string) error { return nil }

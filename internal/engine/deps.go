@@ -102,7 +102,9 @@ type Target interface {
 	Close() error
 }
 
-// Slots is the A/B pair.
+// Slots is the A/B pair. Every method is required: the safety steps
+// (unbootable before the first write, the GPT read at restart) are not
+// optional.
 type Slots interface {
 	// Booted and Passive name the slots ("A"/"B", or a partition label).
 	Booted() string
@@ -113,29 +115,29 @@ type Slots interface {
 	Active() (io.ReaderAt, io.Closer, error)
 	// OpenPassive opens the passive slot for writing.
 	OpenPassive(ctx context.Context) (Target, error)
+	// MarkPassiveUnbootable clears the passive slot's priority, tries
+	// and successful bits before it is written, so a half-written slot
+	// never boots.
+	MarkPassiveUnbootable(ctx context.Context) error
 	// MarkPassiveForTrial: highest priority, tries=1, successful=0.
 	MarkPassiveForTrial(ctx context.Context) error
-	// MarkBootedGood: successful=1, tries=0 on the booted slot.
+	// MarkBootedGood: successful=1, tries=0 and highest priority on the
+	// booted slot (flatcar-setgoodroot).
 	MarkBootedGood(ctx context.Context) error
+	// MarkBootedSuccessful: successful=1, tries=0 on the booted slot,
+	// priorities unchanged (the passive slot holds a flipped update that
+	// must still boot next).
+	MarkBootedSuccessful(ctx context.Context) error
+	// RollbackToPassive makes the passive slot boot next keeping its
+	// bits.
+	RollbackToPassive(ctx context.Context) error
+	// Attrs reads both slots' GPT boot attributes, by slot name.
+	Attrs(ctx context.Context) (map[string]SlotAttrs, error)
 	// NextBoot names the slot the bootloader picks next.
 	NextBoot(ctx context.Context) (string, error)
 	// CanRollback reports whether the passive slot holds a bootable image.
 	CanRollback(ctx context.Context) (bool, error)
 }
-
-// Optional Slots methods, used when the implementation has them
-// (internal/slot.Disk does).
-type (
-	// passiveDisabler clears the passive slot's boot bits before it is
-	// written, so a half-written slot never boots.
-	passiveDisabler interface {
-		MarkPassiveUnbootable(ctx context.Context) error
-	}
-	// rollbacker makes the passive slot boot next keeping its bits.
-	rollbacker interface {
-		RollbackToPassive(ctx context.Context) error
-	}
-)
 
 // Measurer is an optional Floor method: measure the new image into a TPM
 // PCR at flip time and return a record to keep in prefs (KeyPCRRecord).
@@ -199,6 +201,10 @@ type Clock interface {
 // Postinstaller runs the new image's post-install step.
 type Postinstaller interface {
 	Run(ctx context.Context, device string, plan *Plan) error
+	// Cleanup removes what a killed Run may have left behind (a mount
+	// of the new image); the engine calls it before any post-install
+	// and at start.
+	Cleanup(device string) error
 }
 
 // realClock is the wall clock.

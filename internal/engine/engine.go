@@ -12,14 +12,19 @@
 // 3/2 previousversion=<old>, or 3/0 errorcode=44 when the machine came
 // back on the old version (rollback).
 //
-// Crash safety: the step about to be taken is persisted in prefs before it
-// is taken (KeyStep); the applier's checkpoints are persisted after each
-// operation together with the payload's SHA-256. After a crash the next
-// check resumes with an HTTP Range request when Omaha offers the same
-// payload (at most MaxResumes times, then from scratch). The slot is only
-// flipped after the applier verified the payload and the engine checked
-// the Omaha size and SHA-256. UPDATED_NEED_REBOOT survives a daemon
-// restart through a marker file in the run directory.
+// Crash safety: one durable record (record.go) is the engine's truth. It
+// is written atomically before each step it names (download, verified,
+// post-install, flip, flipped) and holds the payload's identity, the
+// applier's checkpoint and the owed 3/1 event; a failed write stops the
+// step. A restart decides from the record, the GPT attributes, the booted
+// slot and the boot id alone (decideRestart, restart.go): resume the
+// download with an HTTP Range request when Omaha offers the same payload
+// (at most MaxResumes times), finish a verified update without
+// downloading it again, stay in UPDATED_NEED_REBOOT, or report the
+// outcome of the reboot. Flatcar's previous-version pref and completion
+// marker are derived from the record. The slot is only flipped after the
+// applier verified the payload and the engine checked the Omaha size and
+// SHA-256.
 package engine
 
 import (
@@ -50,8 +55,9 @@ var (
 	ErrHashMismatch = errors.New("engine: payload SHA-256 differs from Omaha's")
 )
 
-// Config is everything the engine needs. Checker, Downloader, Applier and
-// Prefs are required; the others may be nil (not used).
+// Config is everything the engine needs. Checker, Downloader, Applier,
+// Slots, Prefs and Postinst are required; the others may be nil (not
+// used).
 type Config struct {
 	Checker    Checker
 	Downloader Downloader
@@ -67,6 +73,10 @@ type Config struct {
 	Log        *slog.Logger
 
 	CurrentVersion string // running OS version
+	// BootID identifies this boot (/proc/sys/kernel/random/boot_id): a
+	// restart within one boot is not a reboot. "" = unknown (every start
+	// counts as a new boot).
+	BootID string
 	Track          string // default channel (GROUP); a SetChannel pref wins
 	Server         string // Omaha URL; "" = DefaultServer
 	// Settings, when set, is called before every check for the current
@@ -129,6 +139,11 @@ type Engine struct {
 	ready   chan struct{} // closed once Run has restored the persisted state
 
 	randMu sync.Mutex // guards cfg.Rand (used by the owner and the worker)
+
+	// recMu guards rec (the stored record) and orders the GPT writes
+	// that depend on it: the flip and the health gate.
+	recMu sync.Mutex
+	rec   Record
 }
 
 type reqKind int
@@ -150,8 +165,8 @@ type request struct {
 
 // New checks cfg and returns an engine in its initial state.
 func New(cfg Config) (*Engine, error) {
-	if cfg.Checker == nil || cfg.Downloader == nil || cfg.Applier == nil || cfg.Prefs == nil {
-		return nil, errors.New("engine: Checker, Downloader, Applier and Prefs are required")
+	if cfg.Checker == nil || cfg.Downloader == nil || cfg.Applier == nil || cfg.Slots == nil || cfg.Prefs == nil || cfg.Postinst == nil {
+		return nil, errors.New("engine: Checker, Downloader, Applier, Slots, Prefs and Postinst are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = RealClock()

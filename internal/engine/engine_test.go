@@ -95,9 +95,7 @@ func TestFullUpdateAndRestart(t *testing.T) {
 
 	// A kill between the flip and the 3/1 event leaves the event owed:
 	// the restart sends it.
-	if err := cfg.Prefs.SetString(KeyAppliedEvent, ""); err != nil {
-		t.Fatal(err)
-	}
+	setRecord(t, cfg.Prefs, func(r *Record) { r.Update.AppliedOwed = true })
 	rec2 := &recorder{}
 	e2, _, _ := start(t, m.config(t, w, rec2))
 	<-e2.Ready() // the restored state is visible as soon as Ready
@@ -254,10 +252,11 @@ func TestResumeAfterKill(t *testing.T) {
 	waitFor(t, e, "40% downloaded", func(s Snapshot) bool { return s.Status == status.Downloading && s.Progress > 0.4 })
 	cancel() // the process dies: nothing after this point runs
 	<-done
-	cp, ok := (&Engine{cfg: cfg}).loadCheckpoint()
-	if !ok || cp.Offset == 0 {
-		t.Fatal("no checkpoint persisted")
+	r, _, err := loadRecord(cfg.Prefs)
+	if err != nil || r.Update == nil || r.Update.Phase != PhaseDownloading || r.Update.Checkpoint == nil || r.Update.Checkpoint.Offset == 0 {
+		t.Fatalf("no checkpoint recorded: %+v %v", r.Update, err)
 	}
+	cp := r.Update.Checkpoint
 	if n, _ := m.slots.NextBoot(t.Context()); n != "A" {
 		t.Fatal("flipped before the download finished")
 	}
@@ -294,11 +293,10 @@ func TestResumeCap(t *testing.T) {
 	w.publish("p2.bin", "2.0.0", payload, nil)
 	m := newMachine(t, slotSize)
 	cfg := m.config(t, w, &recorder{})
-	e := &Engine{cfg: cfg}
-	sum := sha256Sum(payload)
-	_ = cfg.Prefs.SetString(KeyResponseHash, b64(sum))
-	_ = e.saveCheckpoint(Checkpoint{Offset: 1000, State: []byte("junk")})
-	_ = cfg.Prefs.SetInt64(KeyResumes, 10)
+	if err := storeRecord(cfg.Prefs, Record{Update: &Update{Phase: PhaseDownloading, Source: "A", Target: "B", BootID: m.bootID,
+		Size: int64(len(payload)), SHA256: sha256Sum(payload), Checkpoint: &Checkpoint{Offset: 1000, State: []byte("junk")}, Resumes: 10}}); err != nil {
+		t.Fatal(err)
+	}
 	e2, _, _ := start(t, cfg)
 	if err := e2.AttemptUpdate(t.Context(), ""); err != nil {
 		t.Fatal(err)
@@ -585,6 +583,19 @@ func TestSettingsReread(t *testing.T) {
 
 // owed reports whether the 3/1 event is still recorded as owed.
 func owed(p Prefs) bool {
-	_, err := p.GetString(KeyAppliedEvent)
-	return err == nil
+	r, _, _ := loadRecord(p)
+	return r.Update != nil && r.Update.AppliedOwed
+}
+
+// setRecord changes the stored record (of a stopped engine).
+func setRecord(t *testing.T, p Prefs, f func(*Record)) {
+	t.Helper()
+	r, _, err := loadRecord(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f(&r)
+	if err := storeRecord(p, r); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -142,9 +143,76 @@ func (s *fileSlots) MarkBootedGood(context.Context) error {
 	m := s.load()
 	a := m[s.booted]
 	a.Successful, a.Tries = true, 0
+	a.Priority = 2
+	p := m[s.Passive()]
+	p.Priority = min(p.Priority, 1)
+	m[s.booted], m[s.Passive()] = a, p
+	s.save(m)
+	return nil
+}
+func (s *fileSlots) MarkBootedSuccessful(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.load()
+	a := m[s.booted]
+	a.Successful, a.Tries = true, 0
 	m[s.booted] = a
 	s.save(m)
 	return nil
+}
+func (s *fileSlots) MarkPassiveUnbootable(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.load()
+	m[s.Passive()] = slotAttrs{}
+	s.save(m)
+	return nil
+}
+func (s *fileSlots) RollbackToPassive(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.load()
+	p, b := m[s.Passive()], m[s.booted]
+	p.Priority, b.Priority = 2, min(b.Priority, 1)
+	m[s.Passive()], m[s.booted] = p, b
+	s.save(m)
+	return nil
+}
+func (s *fileSlots) Attrs(context.Context) (map[string]SlotAttrs, error) {
+	out := map[string]SlotAttrs{}
+	for k, a := range s.load() {
+		out[k] = SlotAttrs{Priority: a.Priority, Tries: a.Tries, Successful: a.Successful}
+	}
+	return out, nil
+}
+
+// reboot simulates a reboot: gptprio picks the next slot (spending a try)
+// and the boot id changes.
+func (m *machine) reboot(t *testing.T) string {
+	t.Helper()
+	s := m.slots
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	attrs := s.load()
+	best, bp := "", 0
+	for _, n := range []string{"A", "B"} {
+		a := attrs[n]
+		if (a.Tries > 0 || a.Successful) && a.Priority > bp {
+			best, bp = n, a.Priority
+		}
+	}
+	if best == "" {
+		t.Fatalf("no bootable slot: %+v", attrs)
+	}
+	if a := attrs[best]; a.Tries > 0 {
+		a.Tries--
+		attrs[best] = a
+	}
+	s.save(attrs)
+	s.booted = best
+	m.boots++
+	m.bootID = fmt.Sprintf("boot-%d", m.boots)
+	return best
 }
 func (s *fileSlots) NextBoot(context.Context) (string, error) {
 	m := s.load()
@@ -258,10 +326,12 @@ type machine struct {
 	prefsDir, runDir string
 	slots            *fileSlots
 	version          string
+	bootID           string
+	boots            int
 }
 
 func newMachine(t *testing.T, size int64) *machine {
-	return &machine{prefsDir: t.TempDir(), runDir: t.TempDir(), slots: newFileSlots(t, size, []byte("old image")), version: "1.0.0"}
+	return &machine{prefsDir: t.TempDir(), runDir: t.TempDir(), slots: newFileSlots(t, size, []byte("old image")), version: "1.0.0", bootID: "boot-0"}
 }
 
 func (m *machine) config(t *testing.T, w *world, rec *recorder) Config {
@@ -277,7 +347,9 @@ func (m *machine) config(t *testing.T, w *world, rec *recorder) Config {
 		Applier:            rawApplier{},
 		Slots:              m.slots,
 		Prefs:              p,
+		Postinst:           NoPostinst{},
 		Notifier:           rec,
+		BootID:             m.bootID,
 		Rand:               rand.New(rand.NewPCG(1, 2)),
 		CurrentVersion:     m.version,
 		Server:             c.Server,
@@ -342,3 +414,78 @@ func fileEquals(t *testing.T, path string, want []byte) bool {
 
 func sha256Sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
 func b64(b []byte) string       { return base64.StdEncoding.EncodeToString(b) }
+
+// fakeClock is the injected clock: time moves only by Advance.
+type fakeClock struct {
+	mu      sync.Mutex // guards now and timers
+	now     time.Time
+	timers  []fakeTimer
+	armedCh chan struct{} // signalled at each After
+}
+
+type fakeTimer struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Unix(1_700_000_000, 0), armedCh: make(chan struct{}, 1000)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+	} else {
+		c.timers = append(c.timers, fakeTimer{c.now.Add(d), ch})
+	}
+	c.armedCh <- struct{}{}
+	return ch
+}
+
+// Advance moves time on by d and fires the timers that are due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.timers[:0]
+	for _, tm := range c.timers {
+		if !tm.at.After(c.now) {
+			tm.ch <- c.now
+		} else {
+			kept = append(kept, tm)
+		}
+	}
+	c.timers = kept
+}
+
+// pending is the number of armed timers.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}
+
+// nextIn is the time until the earliest armed timer (false: none).
+func (c *fakeClock) nextIn() (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.timers) == 0 {
+		return 0, false
+	}
+	m := c.timers[0].at
+	for _, tm := range c.timers[1:] {
+		if tm.at.Before(m) {
+			m = tm.at
+		}
+	}
+	return m.Sub(c.now), true
+}

@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,11 +24,23 @@ import (
 // system this kernel cannot mount read-only are skipped with a log line:
 // the payload was verified already, and not every image is a mountable
 // file system with a post-install step.
+//
+// The mount lives in a private mount namespace of one OS thread and of
+// the program it starts: no other process sees it, and it ends with them,
+// so a daemon killed during post-install leaves nothing mounted.
+// (cmd/update_engine pins its main goroutine to the main thread, so this
+// thread is never the process's main thread.)
 type SlotPostinst struct {
 	Program string        // path inside the image; "" = "postinst"
 	Timeout time.Duration // 0 = 10 min
 	Log     *slog.Logger  // nil = discard
 }
+
+// mountPrefix names the mount points' directories in os.TempDir().
+const mountPrefix = "update_engine-postinst-"
+
+// errSkip is a post-install step that does not apply to this image.
+var errSkip = errors.New("post-install skipped")
 
 // Run implements Postinstaller.
 func (p SlotPostinst) Run(ctx context.Context, device string, plan *Plan) error {
@@ -41,14 +56,37 @@ func (p SlotPostinst) Run(ctx context.Context, device string, plan *Plan) error 
 		log.Info("post-install skipped: the passive slot is not a block device", "device", device)
 		return nil
 	}
-	mnt, err := os.MkdirTemp("", "update_engine-postinst-")
+	mnt, err := os.MkdirTemp("", mountPrefix)
 	if err != nil {
 		return fmt.Errorf("post-install: %w", err)
 	}
 	defer os.Remove(mnt)
-	if err := mountReadOnly(device, mnt); err != nil {
-		log.Warn("post-install skipped: cannot mount the new image read-only", "device", device, "err", err)
+	done := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread, and its mount namespace, end
+		// with this goroutine.
+		runtime.LockOSThread()
+		done <- p.runPrivate(ctx, log, device, mnt, plan)
+	}()
+	err = <-done
+	if errors.Is(err, errSkip) {
+		log.Info(err.Error(), "device", device)
 		return nil
+	}
+	return err
+}
+
+// runPrivate runs on a locked OS thread: it moves the thread into a
+// private mount namespace, mounts the image there, and runs the program.
+func (p SlotPostinst) runPrivate(ctx context.Context, log *slog.Logger, device, mnt string, plan *Plan) error {
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("post-install: private mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("post-install: private mount namespace: %w", err)
+	}
+	if err := mountReadOnly(device, mnt); err != nil {
+		return fmt.Errorf("%w: cannot mount the new image read-only: %v", errSkip, err)
 	}
 	defer func() {
 		if err := unix.Unmount(mnt, 0); err != nil {
@@ -58,12 +96,77 @@ func (p SlotPostinst) Run(ctx context.Context, device string, plan *Plan) error 
 	}()
 	prog := filepath.Join(mnt, filepath.Clean("/"+cmp.Or(p.Program, "postinst")))
 	if _, err := os.Stat(prog); errors.Is(err, os.ErrNotExist) {
-		log.Info("the new image has no post-install program", "path", prog)
-		return nil
+		return fmt.Errorf("%w: the new image has no post-install program %s", errSkip, prog)
 	}
 	log.Info("running the new image's post-install program", "program", prog, "device", device)
 	return ExecPostinst{Path: prog, Timeout: p.Timeout}.Run(ctx, device, plan)
 }
+
+// Cleanup implements Postinstaller: it detaches what an older engine, or
+// one that could not make a private namespace, left mounted (mount points
+// named mountPrefix*, or the device itself mounted anywhere under the
+// temporary directory) and removes the empty mount points.
+func (SlotPostinst) Cleanup(device string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("post-install cleanup: %w", err)
+	}
+	tmp := filepath.Clean(os.TempDir())
+	var errs []error
+	for _, line := range strings.Split(string(b), "\n") {
+		mp, src, ok := parseMountinfo(line)
+		if !ok || filepath.Dir(mp) != tmp || !(strings.HasPrefix(filepath.Base(mp), mountPrefix) || src == device) {
+			continue
+		}
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
+		}
+	}
+	if stale, err := filepath.Glob(filepath.Join(tmp, mountPrefix+"*")); err == nil {
+		for _, d := range stale {
+			_ = os.Remove(d) // only when empty (not mounted)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parseMountinfo returns a /proc/self/mountinfo line's mount point and
+// source (escapes such as \040 decoded).
+func parseMountinfo(line string) (mountPoint, source string, ok bool) {
+	pre, post, found := strings.Cut(line, " - ")
+	f, g := strings.Fields(pre), strings.Fields(post)
+	if !found || len(f) < 5 || len(g) < 2 {
+		return "", "", false
+	}
+	return unescapeMount(f[4]), unescapeMount(g[1]), true
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// NoPostinst is the Postinstaller of a host without a post-install step.
+type NoPostinst struct{}
+
+// Run implements Postinstaller.
+func (NoPostinst) Run(context.Context, string, *Plan) error { return nil }
+
+// Cleanup implements Postinstaller.
+func (NoPostinst) Cleanup(string) error { return nil }
 
 // mountReadOnly tries the file systems an OS image is commonly built
 // with.

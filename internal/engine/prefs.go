@@ -1,59 +1,109 @@
 package engine
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"os"
 
 	"github.com/abupdate/update_engine/internal/prefs"
 )
 
-// Pref keys. Flatcar's names where Flatcar has the concept.
+// Pref keys besides the record. Flatcar's names where Flatcar has the
+// concept; these are derived from the record (previous-version) or are
+// settings and counters that outlive one update.
 const (
-	KeyPreviousVersion   = prefs.KeyPreviousVersion         // version we updated from
-	KeyResponseHash      = prefs.KeyUpdateCheckResponseHash // base64 SHA-256 of the payload being applied
-	KeyResumes           = prefs.KeyResumedUpdateFailures   // resumes of that payload so far
-	KeyNextDataOffset    = prefs.KeyUpdateStateNextDataOffset
-	KeyCheckpoint        = "update-state-checkpoint"   // 8-byte big-endian offset + applier state
-	KeyStep              = "update-state-step"         // the step being taken: downloading, finalizing
-	KeyChannel           = "target-channel"            // SetChannel
-	KeyFlipTime          = "flip-time"                 // unix time of the last flip, for flip_to_good
-	KeyRollbackVersion   = "rollback-detected-version" // version a rollback was reported for
-	KeyPCRRecord         = "pcr-record"                // JSON of the last PCR measurement at flip
-	KeyDeltaFailures     = "delta-update-failures"     // delta payloads that failed for good since the last update (ChromeOS's name)
-	KeyAppliedEvent      = "applied-event-pending"     // the 3/1 event is owed (value: the server override); set at the flip
-	KeyCurrentBytes      = prefs.KeyCurrentBytesDownloaded
-	KeySystemUpdatedMark = prefs.KeySystemUpdatedMarkerTimestamp
+	KeyPreviousVersion = prefs.KeyPreviousVersion // version we updated from (Flatcar's postinst and tools read it)
+	KeyChannel         = "target-channel"         // SetChannel
+	KeyPCRRecord       = "pcr-record"             // JSON of the last PCR measurement at flip
+	KeyDeltaFailures   = "delta-update-failures"  // delta payloads that failed for good since the last update (ChromeOS's name)
 )
 
-func (e *Engine) saveCheckpoint(cp Checkpoint) error {
-	b := make([]byte, 8+len(cp.State))
-	binary.BigEndian.PutUint64(b, uint64(cp.Offset))
-	copy(b[8:], cp.State)
-	if err := e.cfg.Prefs.Set(KeyCheckpoint, b); err != nil {
-		return err
-	}
-	return e.cfg.Prefs.SetInt64(KeyNextDataOffset, cp.Offset)
-}
+// The keys of the layout before the record (read once, by migrateLegacy,
+// then deleted).
+const (
+	legacyKeyResponseHash  = prefs.KeyUpdateCheckResponseHash
+	legacyKeyResumes       = prefs.KeyResumedUpdateFailures
+	legacyKeyNextOffset    = prefs.KeyUpdateStateNextDataOffset
+	legacyKeyCheckpoint    = "update-state-checkpoint"
+	legacyKeyStep          = "update-state-step"
+	legacyKeyFlipTime      = "flip-time"
+	legacyKeyAppliedEvent  = "applied-event-pending"
+	legacyKeyRollbackVer   = "rollback-detected-version"
+	legacyKeyCurrentBytes  = prefs.KeyCurrentBytesDownloaded
+	legacyKeyStepFinishing = "finalizing"
+)
 
-func (e *Engine) loadCheckpoint() (*Checkpoint, bool) {
-	b, err := e.cfg.Prefs.Get(KeyCheckpoint)
-	if err != nil || len(b) < 8 {
-		return nil, false
+// migrateLegacy builds the record from the prefs and marker file an older
+// engine wrote, the first time this engine starts on them. h.Booted and
+// passive name the slots now.
+func (e *Engine) migrateLegacy(h host, passive string) (Record, bool) {
+	p := e.cfg.Prefs
+	rec := Record{Format: recordFormat}
+	prev, _ := p.GetString(KeyPreviousVersion)
+	newUpdate := func(phase Phase) *Update {
+		u := &Update{Phase: phase, Source: h.Booted, Target: passive, FromVersion: e.cfg.CurrentVersion}
+		if t, err := p.GetInt64(legacyKeyFlipTime); err == nil {
+			u.FlipTime = t
+		}
+		if server, err := p.GetString(legacyKeyAppliedEvent); err == nil {
+			u.AppliedOwed, u.Server = true, server
+		}
+		return u
 	}
-	off := int64(binary.BigEndian.Uint64(b))
-	if off < 0 {
-		return nil, false
-	}
-	return &Checkpoint{Offset: off, State: append([]byte(nil), b[8:]...)}, true
-}
-
-// clearDownload forgets the payload being applied.
-func (e *Engine) clearDownload() error {
-	var errs []error
-	for _, k := range []string{KeyCheckpoint, KeyNextDataOffset, KeyResponseHash, KeyResumes, KeyStep} {
-		if err := e.cfg.Prefs.Delete(k); err != nil && !errors.Is(err, prefs.ErrNotFound) {
-			errs = append(errs, err)
+	step, _ := p.GetString(legacyKeyStep)
+	marker, markerErr := os.ReadFile(e.cfg.MarkerPath)
+	switch {
+	case e.cfg.MarkerPath != "" && markerErr == nil:
+		v, size, from := parseMarker(string(marker))
+		u := newUpdate(PhaseFlipped)
+		if from != "" && from != h.Booted {
+			// Written in the boot before this one (a run directory that
+			// is not a tmpfs), from the other slot.
+			u.Source, u.Target = from, h.Booted
+		} else {
+			u.BootID = h.BootID // the run directory is a tmpfs: this boot
+		}
+		if prev != "" {
+			u.FromVersion = prev
+		}
+		u.ToVersion, u.Size = v, size
+		rec.Update = u
+	case step == legacyKeyStepFinishing:
+		// Verified; the flip may or may not have landed: redo it or
+		// report it by the GPT (decideRestart).
+		rec.Update = newUpdate(PhaseFlipping)
+	case step != "":
+		u := newUpdate(PhaseDownloading)
+		if s, err := p.GetString(legacyKeyResponseHash); err == nil {
+			u.SHA256, _ = base64.StdEncoding.DecodeString(s)
+		}
+		if n, err := p.GetInt64(legacyKeyResumes); err == nil {
+			u.Resumes = int(n)
+		}
+		if b, err := p.Get(legacyKeyCheckpoint); err == nil && len(b) >= 8 {
+			if off := int64(binary.BigEndian.Uint64(b)); off > 0 {
+				u.Checkpoint = &Checkpoint{Offset: off, State: append([]byte(nil), b[8:]...)}
+			}
+		}
+		rec.Update = u
+	case prev != "":
+		// Rebooted since an update: the next check reports it.
+		rec.Report = &Outcome{FromVersion: prev, Rollback: prev == e.cfg.CurrentVersion}
+		if t, err := p.GetInt64(legacyKeyFlipTime); err == nil {
+			rec.Report.FlipTime = t
 		}
 	}
-	return errors.Join(errs...)
+	found := rec.Update != nil || rec.Report != nil
+	return rec, found
+}
+
+// dropLegacy deletes the old layout's keys once the record holds them.
+func (e *Engine) dropLegacy() {
+	for _, k := range []string{legacyKeyResponseHash, legacyKeyResumes, legacyKeyNextOffset, legacyKeyCheckpoint,
+		legacyKeyStep, legacyKeyFlipTime, legacyKeyAppliedEvent, legacyKeyRollbackVer, legacyKeyCurrentBytes} {
+		if err := e.cfg.Prefs.Delete(k); err != nil && !errors.Is(err, prefs.ErrNotFound) {
+			e.log.Warn("cannot delete a pref of the old layout", "key", k, "err", err)
+		}
+	}
 }

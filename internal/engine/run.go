@@ -1,12 +1,17 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/abupdate/update_engine/internal/status"
@@ -37,27 +42,30 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer cancel()
 
 	st := &state{snap: e.Snapshot()}
-	e.load(ctx, st)
+	rp, err := e.restore(ctx, st)
+	if err != nil {
+		close(e.ready)
+		return err
+	}
 	e.publish(st, true)
 	close(e.ready)
 
 	first := e.cfg.Schedule.first(e.float())
-	if e.interrupted() {
+	if rp.Resume {
 		first = e.cfg.Schedule.ResumeDelay
 		e.log.Info("an interrupted update was found; checking again soon", "in", first)
 	}
 	e.arm(st, first)
-
-	if server, err := e.cfg.Prefs.GetString(KeyAppliedEvent); err == nil {
-		if st.snap.Status == status.UpdatedNeedReboot {
-			// Killed between the flip and the 3/1 event: send it now.
-			wg.Add(1)
-			go func() { defer wg.Done(); e.sendApplied(wctx, server) }()
-		} else {
-			_ = e.cfg.Prefs.Delete(KeyAppliedEvent) // no update pending any more (rebooted: 3/2 reports it)
-		}
+	if rp.SendApplied {
+		// Killed between the flip and the 3/1 event: send it now.
+		server := rp.Record.Update.Server
+		wg.Add(1)
+		go func() { defer wg.Done(); e.sendApplied(wctx, server) }()
 	}
-	if e.cfg.Slots != nil && !e.cfg.Health.Disabled && st.snap.Status != status.UpdatedNeedReboot {
+	if rp.Finish {
+		e.startFinish(wctx, &wg, st)
+	}
+	if !e.cfg.Health.Disabled && (e.cfg.BootID == "" || rp.Record.GoodBoot != e.cfg.BootID) {
 		wg.Add(1)
 		go func() { defer wg.Done(); e.bootGate(wctx) }()
 	}
@@ -82,45 +90,68 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// load restores what survives a restart: the reboot-pending marker, the
-// channel, the slot view, a detected rollback.
-func (e *Engine) load(ctx context.Context, st *state) {
+// restore reads the record (migrating an older layout once), decides
+// what the restart does (decideRestart), stores the decision and sets the
+// snapshot from it. It fails only when the record or the GPT cannot be
+// read or the decision cannot be stored: then nothing is safe to do.
+func (e *Engine) restore(ctx context.Context, st *state) (restartPlan, error) {
 	if ch, err := e.cfg.Prefs.GetString(KeyChannel); err == nil && validChannel(ch) {
 		st.snap.Channel = ch
 	}
-	if e.cfg.MarkerPath != "" {
-		if b, err := os.ReadFile(e.cfg.MarkerPath); err == nil {
-			v, size, from := parseMarker(string(b))
-			if from != "" && e.cfg.Slots != nil && from != e.cfg.Slots.Booted() {
-				// Written before a reboot into the other slot, on a run
-				// directory that is not a tmpfs: the reboot happened.
-				e.log.Info("stale update-completed marker: rebooted since", "path", e.cfg.MarkerPath, "written_on", from, "booted", e.cfg.Slots.Booted())
-				_ = os.Remove(e.cfg.MarkerPath)
-			} else {
-				st.snap.Status = status.UpdatedNeedReboot
-				st.snap.Progress = 0
-				if v != "" {
-					st.snap.NewVersion = v
-				}
-				st.snap.NewSize = size
-			}
+	if err := e.cfg.Postinst.Cleanup(e.cfg.Slots.PassiveDevice()); err != nil {
+		e.log.Warn("cleaning up after an earlier post-install", "err", err)
+	}
+	attrs, err := e.cfg.Slots.Attrs(ctx)
+	if err != nil {
+		return restartPlan{}, fmt.Errorf("engine: read the slots' GPT attributes: %w", err)
+	}
+	h := host{Booted: e.cfg.Slots.Booted(), BootID: e.cfg.BootID, Version: e.cfg.CurrentVersion, Attrs: attrs}
+	rec, found, err := loadRecord(e.cfg.Prefs)
+	if err != nil {
+		return restartPlan{}, err
+	}
+	migrated := false
+	if !found {
+		rec, migrated = e.migrateLegacy(h, e.cfg.Slots.Passive())
+	}
+	rp := decideRestart(rec, h)
+	e.log.Info("restart", "decision", rp.Why, "status", rp.Status, "finish", rp.Finish, "resume", rp.Resume)
+	e.recMu.Lock()
+	e.rec = rec
+	if migrated || !reflect.DeepEqual(rp.Record, rec) {
+		err = e.changeLocked(func(r *Record) { *r = rp.Record })
+	}
+	e.recMu.Unlock()
+	if err != nil {
+		return restartPlan{}, err
+	}
+	if migrated {
+		e.log.Info("update state moved from the old prefs layout into the record", "key", KeyRecord)
+		e.dropLegacy()
+	}
+	if rp.Record.Update == nil && e.cfg.MarkerPath != "" {
+		if err := os.Remove(e.cfg.MarkerPath); err == nil {
+			e.log.Info("removed a stale update-completed marker", "path", e.cfg.MarkerPath)
 		}
 	}
-	if prev, err := e.cfg.Prefs.GetString(KeyPreviousVersion); err == nil && prev != "" && prev == e.cfg.CurrentVersion && st.snap.Status != status.UpdatedNeedReboot {
+	if u := rp.Record.Update; rp.Status == status.UpdatedNeedReboot {
+		st.snap.Status = status.UpdatedNeedReboot
+		st.snap.NewVersion, st.snap.NewSize = cmp.Or(u.ToVersion, "0.0.0"), u.Size
+		e.writeMarkers(u)
+	}
+	if r := rp.Record.Report; r != nil && r.Rollback {
 		st.snap.LastError = status.RollbackError
-		st.snap.LastErrorMessage = "the machine came back on version " + prev + " after an update"
-		e.log.Warn("rollback detected: still running the version we updated from", "version", prev)
+		st.snap.LastErrorMessage = "the machine came back on version " + r.FromVersion + " after an update"
+		e.log.Warn("rollback detected: the updated slot did not boot", "version", r.FromVersion, "to", r.ToVersion)
 		if e.cfg.Metrics != nil {
 			e.cfg.Metrics.Error(status.RollbackError)
 		}
 	}
 	e.refreshSlots(ctx, &st.snap)
+	return rp, nil
 }
 
 func (e *Engine) refreshSlots(ctx context.Context, s *Snapshot) {
-	if e.cfg.Slots == nil {
-		return
-	}
 	s.BootedSlot = e.cfg.Slots.Booted()
 	if n, err := e.cfg.Slots.NextBoot(ctx); err == nil {
 		s.NextBootSlot = n
@@ -152,11 +183,6 @@ func parseMarker(s string) (v string, n int64, booted string) {
 	return v, n, booted
 }
 
-func (e *Engine) interrupted() bool {
-	step, err := e.cfg.Prefs.GetString(KeyStep)
-	return err == nil && step != ""
-}
-
 func (e *Engine) arm(st *state, d time.Duration) {
 	if e.cfg.Schedule.Disabled {
 		st.checkAt = nil
@@ -186,6 +212,11 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 		case st.snap.Status == status.Idle:
 			return nil
 		case st.snap.Status == status.UpdatedNeedReboot:
+			// The engine forgets the update; the GPT is left as it is
+			// (Flatcar), so a reboot still boots the new slot.
+			if err := e.change(func(r *Record) { r.Update = nil }); err != nil {
+				return err
+			}
 			if e.cfg.MarkerPath != "" {
 				if err := os.Remove(e.cfg.MarkerPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 					return err
@@ -202,9 +233,6 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 		if st.busy || st.snap.Status != status.Idle {
 			return ErrNotIdle
 		}
-		if e.cfg.Slots == nil {
-			return ErrNoSlots
-		}
 		ok, err := e.cfg.Slots.CanRollback(ctx)
 		if err != nil {
 			return err
@@ -212,11 +240,10 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 		if !ok {
 			return ErrNoRollback
 		}
-		flip := e.cfg.Slots.MarkPassiveForTrial
-		if r, ok := e.cfg.Slots.(rollbacker); ok {
-			flip = r.RollbackToPassive
-		}
-		if err := flip(ctx); err != nil {
+		e.recMu.Lock()
+		err = e.cfg.Slots.RollbackToPassive(ctx)
+		e.recMu.Unlock()
+		if err != nil {
 			return err
 		}
 		e.log.Info("rollback requested: the passive slot boots next", "slot", e.cfg.Slots.Passive(), "powerwash", r.powerwash)
@@ -319,6 +346,14 @@ func (e *Engine) do(ctx context.Context, f func(*state)) {
 // download, or the end of the download. force sends regardless.
 func (e *Engine) publish(st *state, force bool) {
 	s := st.snap
+	if prev := e.snap.Load(); st.emittedOnce {
+		if err := checkTransition(prev.Status, s.Status); err != nil {
+			e.log.Error("bug", "err", err)
+			if testing.Testing() {
+				panic(err)
+			}
+		}
+	}
 	e.snap.Store(&s)
 	if e.cfg.Metrics != nil && s.Status != st.emitted.Status {
 		e.cfg.Metrics.SetStatus(s.Status)
@@ -343,10 +378,25 @@ func (e *Engine) publish(st *state, force bool) {
 	}
 }
 
-// bootedSlot names the booted slot, "" without slots.
-func (e *Engine) bootedSlot() string {
-	if e.cfg.Slots == nil {
-		return ""
+// transitions lists the legal status changes (SPEC.md 1a); FINALIZING
+// follows IDLE when a restart finishes a verified update.
+var transitions = map[status.Update][]status.Update{
+	status.Idle:                {status.CheckingForUpdate, status.Finalizing},
+	status.CheckingForUpdate:   {status.Idle, status.UpdateAvailable, status.ReportingErrorEvent},
+	status.UpdateAvailable:     {status.Downloading, status.ReportingErrorEvent},
+	status.Downloading:         {status.Verifying, status.ReportingErrorEvent},
+	status.Verifying:           {status.Finalizing, status.ReportingErrorEvent},
+	status.Finalizing:          {status.UpdatedNeedReboot, status.ReportingErrorEvent},
+	status.UpdatedNeedReboot:   {status.Idle},
+	status.ReportingErrorEvent: {status.Idle},
+}
+
+// ErrIllegalTransition is a status change the table does not allow.
+var ErrIllegalTransition = errors.New("engine: illegal status transition")
+
+func checkTransition(from, to status.Update) error {
+	if from == to || slices.Contains(transitions[from], to) {
+		return nil
 	}
-	return e.cfg.Slots.Booted()
+	return fmt.Errorf("%w: %v → %v", ErrIllegalTransition, from, to)
 }

@@ -89,6 +89,35 @@ func (d *Disk) MarkBootedGood(ctx context.Context) error {
 	return d.update(ctx, func(t *gpt.Table) error { return t.MarkGood(i) })
 }
 
+// MarkBootedSuccessful records a successful boot of the booted slot
+// without changing priorities: successful=1, tries=0. Used while a flipped
+// update waits for its reboot, so the booted slot is a good fallback
+// without being raised above the update.
+func (d *Disk) MarkBootedSuccessful(ctx context.Context) error {
+	i := d.BootedSlot().Index
+	return d.update(ctx, func(t *gpt.Table) error { return t.MarkSuccessful(i) })
+}
+
+// Attrs are one slot's boot attributes.
+type Attrs struct {
+	Priority, Tries int
+	Successful      bool
+}
+
+// Attrs reads both slots' boot attributes, by slot name ("A", "B").
+func (d *Disk) Attrs(ctx context.Context) (map[string]Attrs, error) {
+	tab, err := d.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]Attrs, 2)
+	for _, s := range d.slots {
+		e := &tab.Entries[s.Index-1]
+		m[s.Name] = Attrs{Priority: e.Priority(), Tries: e.Tries(), Successful: e.Successful()}
+	}
+	return m, nil
+}
+
 // RollbackToPassive makes the passive slot boot next, keeping its bits,
 // when it holds an image that booted successfully before; otherwise it
 // fails with ErrNotBootable.

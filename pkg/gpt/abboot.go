@@ -91,6 +91,19 @@ func (t *Table) MarkGood(index int) error {
 	return t.Prioritize(index)
 }
 
+// MarkSuccessful records a successful boot without touching priorities:
+// successful=1, tries=0. It is MarkGood for a slot that must stay behind
+// another one (a flipped update that boots next).
+func (t *Table) MarkSuccessful(index int) error {
+	e, err := t.used(index)
+	if err != nil {
+		return err
+	}
+	e.SetSuccessful(true)
+	_ = e.SetTries(0)
+	return nil
+}
+
 // MarkBad makes a partition unbootable: priority, tries and successful 0.
 func (t *Table) MarkBad(index int) error {
 	e, err := t.used(index)
