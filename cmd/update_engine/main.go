@@ -12,6 +12,14 @@ import (
 	"syscall"
 )
 
+func init() {
+	// The main goroutine keeps the main thread to itself, so no other
+	// goroutine runs there: a goroutine that moves its thread into a
+	// private mount namespace (the post-install mount) then never takes
+	// the process's main thread with it.
+	runtime.LockOSThread()
+}
+
 func main() {
 	// A spare P, as in payload_generator apply: the passive-slot writer
 	// holds its P through each O_DIRECT pwrite until sysmon takes it back.

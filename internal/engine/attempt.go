@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/crashpoint"
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
 )
@@ -120,15 +121,16 @@ func (e *Engine) event(ctx context.Context, server string, ev Event) {
 	}
 }
 
-// sendApplied sends the 3/1 (update applied) event and clears the debt.
+// sendApplied clears the 3/1 (update applied) debt, then sends the
+// event: at most once, so a restart never reports the update twice (a
+// kill during the request loses it; the 3/2 after the reboot still
+// reports the update).
 func (e *Engine) sendApplied(ctx context.Context, server string) {
-	e.event(ctx, server, Event{Type: 3, Result: 1})
-	if ctx.Err() != nil {
-		return // shut down while sending: still owed
-	}
 	if err := e.changeUpdate(func(u *Update) { u.AppliedOwed = false }); err != nil {
-		e.log.Warn("cannot record the 3/1 event as sent", "err", err)
+		e.log.Warn("cannot record the 3/1 event as sent; not sending it", "err", err)
+		return
 	}
+	e.event(ctx, server, Event{Type: 3, Result: 1})
 }
 
 // previousVersion is what the check reports about the last update: the
@@ -502,6 +504,7 @@ func touch(path, body string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	crashpoint.Hit("file " + filepath.Base(path))
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
 		return err

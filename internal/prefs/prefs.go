@@ -26,6 +26,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/abupdate/update_engine/internal/crashpoint"
 )
 
 // DefaultDir is where update_engine keeps its prefs.
@@ -142,6 +144,7 @@ func (s *Store) Set(key string, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
+	crashpoint.Hit("pref " + key)
 	if err := s.write(key, value); err != nil {
 		return fmt.Errorf("prefs: set %s: %w", key, err)
 	}
@@ -195,6 +198,7 @@ func (s *Store) Delete(key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
+	crashpoint.Hit("pref delete " + key)
 	err := os.Remove(filepath.Join(s.dir, key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/abupdate/update_engine/internal/crashpoint"
 	"github.com/abupdate/update_engine/pkg/gpt"
 )
 
@@ -13,6 +14,7 @@ func (d *Disk) update(ctx context.Context, fn func(*gpt.Table) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	crashpoint.Hit("gpt " + d.path)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	g, err := gpt.Open(d.path, os.O_RDWR, d.sectorSize)
