@@ -77,8 +77,8 @@ type Config struct {
 	// restart within one boot is not a reboot. "" = unknown (every start
 	// counts as a new boot).
 	BootID string
-	Track          string // default channel (GROUP); a SetChannel pref wins
-	Server         string // Omaha URL; "" = DefaultServer
+	Track  string // default channel (GROUP); a SetChannel pref wins
+	Server string // Omaha URL; "" = DefaultServer
 	// Settings, when set, is called before every check for the current
 	// GROUP and SERVER (Flatcar re-reads update.conf at every check). On
 	// error the previous values stay.
