@@ -488,19 +488,19 @@ func TestExecPostinst(t *testing.T) {
 
 // TestScheduledBackoffThenSuccess: scheduled checks against a server that
 // answers 503 twice back off by doubling, then the update succeeds; while
-// the reboot is pending, scheduled checks are ping-only.
+// the reboot is pending, scheduled checks are ping-only. Time comes from
+// the injected clock: the test reads each armed delay and jumps over it.
 func TestScheduledBackoffThenSuccess(t *testing.T) {
 	w := newWorld(t)
 	w.publish("p2.bin", "2.0.0", payloadBytes(256<<10, 9), nil)
-	var mu sync.Mutex // guards times and fails
-	var times []time.Time
-	fails := 2
+	var mu sync.Mutex // guards checks and fails
+	checks, fails := 0, 2
 	flaky := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		if bytes.Contains(body, []byte("<updatecheck")) {
 			mu.Lock()
-			times = append(times, time.Now())
+			checks++
 			f := fails > 0
 			fails--
 			mu.Unlock()
@@ -518,22 +518,44 @@ func TestScheduledBackoffThenSuccess(t *testing.T) {
 	cfg.Checker = &OmahaChecker{Client: c, Params: omaha.Params{Version: m.version}}
 	cfg.Downloader = &OmahaDownloader{Client: c}
 	cfg.Server = c.Server
-	cfg.Schedule = Schedule{Initial: time.Millisecond, Interval: 100 * time.Millisecond, Fuzz: -1}
+	clock := newFakeClock()
+	cfg.Clock = clock
+	cfg.Schedule = Schedule{Initial: 7 * time.Minute, Interval: 45 * time.Minute, Fuzz: -1}
 	e, _, _ := start(t, cfg)
+	checksSoFar := func() int { mu.Lock(); defer mu.Unlock(); return checks }
+	// next waits for the armed timer, checks its delay, and fires it.
+	next := func(want time.Duration, what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if d, ok := clock.nextIn(); ok {
+				if d != want {
+					t.Fatalf("%s: armed in %v, want %v", what, d, want)
+				}
+				clock.Advance(d)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no check armed", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	next(7*time.Minute, "first check")
+	waitFor(t, e, "first failure", func(s Snapshot) bool { return checksSoFar() == 1 && s.Status == status.Idle })
+	next(90*time.Minute, "after one failure")
+	waitFor(t, e, "second failure", func(s Snapshot) bool { return checksSoFar() == 2 && s.Status == status.Idle })
+	next(180*time.Minute, "after two failures")
 	s := waitFor(t, e, "update", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot })
 	if s.LastError != status.Success {
 		t.Fatalf("last error %v", s.LastError)
 	}
-	mu.Lock()
-	gaps := []time.Duration{times[1].Sub(times[0]), times[2].Sub(times[1])}
-	mu.Unlock()
-	if gaps[0] < 180*time.Millisecond || gaps[1] < 2*gaps[0]-50*time.Millisecond {
-		t.Fatalf("gaps between failed checks %v, want ≥200ms then ≥400ms (doubling)", gaps)
-	}
+	n := len(w.omaha.Records())
+	next(45*time.Minute, "ping while the reboot is pending")
 	waitFor(t, e, "a ping", func(Snapshot) bool {
 		recs := w.omaha.Records()
 		last := recs[len(recs)-1]
-		return last.Ping && !last.UpdateCheck && len(last.Events) == 0
+		return len(recs) > n && last.Ping && !last.UpdateCheck && len(last.Events) == 0
 	})
 	if e.Snapshot().Status != status.UpdatedNeedReboot {
 		t.Fatal("a scheduled ping changed the status")

@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
@@ -89,5 +92,123 @@ func TestSlotPostinstImageFile(t *testing.T) {
 	}
 	if err := (SlotPostinst{}).Run(t.Context(), filepath.Join(t.TempDir(), "missing"), nil); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing device: %v, want ErrNotExist", err)
+	}
+}
+
+// ext4Image builds an 8 MiB ext4 image holding files and attaches it.
+func ext4Loop(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(tree, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(dir, "usr.img")
+	if b, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", tree, img, "8M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, b)
+	}
+	return testenv.LoopDevice(t, img)
+}
+
+// mountedAnywhere reports whether dev is mounted in this mount namespace,
+// or busy in any (a mount in another namespace holds the device: an
+// O_EXCL open fails with EBUSY).
+func mountedAnywhere(t *testing.T, dev string) (here, busy bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if _, src, ok := parseMountinfo(l); ok && src == dev {
+			here = true
+		}
+	}
+	f, err := os.OpenFile(dev, os.O_RDONLY|syscall.O_EXCL, 0)
+	if err == nil {
+		f.Close()
+	}
+	return here, errors.Is(err, syscall.EBUSY)
+}
+
+// TestPostinstChild is the daemon stand-in of TestSlotPostinstKilled: it
+// runs only when that test starts it.
+func TestPostinstChild(t *testing.T) {
+	dev := os.Getenv("POSTINST_CHILD_DEVICE")
+	if dev == "" {
+		t.Skip("started by TestSlotPostinstKilled")
+	}
+	_ = SlotPostinst{}.Run(t.Context(), dev, &Plan{Version: "2.0.0"})
+}
+
+// TestSlotPostinstKilled (root): the new image is mounted only in a
+// private mount namespace: the host never sees it while post-install
+// runs, and a daemon killed during post-install leaves it mounted
+// nowhere. Cleanup removes what an older engine left mounted.
+func TestSlotPostinstKilled(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTool(t, "mkfs.ext4")
+	started := filepath.Join(t.TempDir(), "started")
+	dev := ext4Loop(t, map[string]string{"postinst": "#!/bin/sh\necho $$ > " + started + "\nexec sleep 60\n"})
+	child := exec.Command(os.Args[0], "-test.run=^TestPostinstChild$", "-test.count=1")
+	child.Env = append(os.Environ(), "POSTINST_CHILD_DEVICE="+dev)
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	var pid int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, err := os.ReadFile(started); err == nil && len(b) > 1 {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("post-install program did not start")
+		}
+	}
+	if here, busy := mountedAnywhere(t, dev); here || !busy {
+		t.Fatalf("while post-install runs: mounted in the host namespace %v (want false), busy %v (want true)", here, busy)
+	}
+	// The daemon dies (kill -9), and so does its cgroup (systemd).
+	_ = child.Process.Kill()
+	_ = child.Wait()
+	if pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		here, busy := mountedAnywhere(t, dev)
+		if !here && !busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the kill: mounted here %v, busy %v", here, busy)
+		}
+	}
+
+	// What an older engine left behind: a mount point in the temporary
+	// directory.
+	mnt, err := os.MkdirTemp("", mountPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mountReadOnly(dev, mnt); err != nil {
+		t.Fatal(err)
+	}
+	if here, _ := mountedAnywhere(t, dev); !here {
+		t.Fatal("the leftover mount did not take")
+	}
+	if err := (SlotPostinst{}).Cleanup(dev); err != nil {
+		t.Fatal(err)
+	}
+	if here, _ := mountedAnywhere(t, dev); here {
+		t.Fatal("Cleanup left the mount")
+	}
+	if _, err := os.Stat(mnt); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Cleanup left the mount point: %v", err)
 	}
 }
