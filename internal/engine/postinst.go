@@ -107,7 +107,10 @@ func (p SlotPostinst) runPrivate(ctx context.Context, log *slog.Logger, device, 
 // named mountPrefix*, or the device itself mounted anywhere under the
 // temporary directory) and removes the empty mount points.
 func (SlotPostinst) Cleanup(device string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	// The mounts of this thread's namespace, the one it unmounts in.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		return fmt.Errorf("post-install cleanup: %w", err)
 	}

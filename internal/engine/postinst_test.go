@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -95,7 +96,14 @@ func TestSlotPostinstImageFile(t *testing.T) {
 	}
 }
 
-// ext4Image builds an 8 MiB ext4 image holding files and attaches it.
+func init() {
+	// As cmd/update_engine does: the main goroutine keeps the main
+	// thread, so a post-install goroutine never takes it into its
+	// private mount namespace.
+	runtime.LockOSThread()
+}
+
+// ext4Loop builds an 8 MiB ext4 image holding files and attaches it.
 func ext4Loop(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -120,7 +128,9 @@ func ext4Loop(t *testing.T, files map[string]string) string {
 // O_EXCL open fails with EBUSY).
 func mountedAnywhere(t *testing.T, dev string) (here, busy bool) {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
