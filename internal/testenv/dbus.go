@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,12 +169,18 @@ func Monitor(t testing.TB, addr string) *BusMonitor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
 	if err := conn.BusObject().Call("org.freedesktop.DBus.Monitoring.BecomeMonitor", 0, []string{}, uint32(0)).Store(); err != nil {
+		conn.Close()
 		t.Fatalf("BecomeMonitor: %v", err)
 	}
 	m := &BusMonitor{ch: make(chan *dbus.Message, 4096)}
 	conn.Eavesdrop(m.ch)
+	t.Cleanup(func() {
+		// godbus's Close closes an eavesdrop channel its reader may still
+		// send on (a panic): detach it first.
+		conn.Eavesdrop(nil)
+		conn.Close()
+	})
 	return m
 }
 
@@ -183,10 +190,7 @@ func (m *BusMonitor) Wait(t testing.TB, what string, match func(*dbus.Message) b
 	deadline := time.After(20 * time.Second)
 	for {
 		select {
-		case msg, ok := <-m.ch:
-			if !ok {
-				t.Fatalf("monitor closed while waiting for %s", what)
-			}
+		case msg := <-m.ch:
 			if match(msg) {
 				return msg
 			}
@@ -194,4 +198,41 @@ func (m *BusMonitor) Wait(t testing.TB, what string, match func(*dbus.Message) b
 			t.Fatalf("monitor did not see %s within 20s", what)
 		}
 	}
+}
+
+// EmitAs sends one signal as user through `runuser -u user -- busctl emit`
+// (dest "" broadcasts it, else it is unicast to dest), waits until m has
+// seen the bus route it, and returns the sender's unique name. args are
+// busctl's words after SIGNATURE; the routed body must print the same.
+func (m *BusMonitor) EmitAs(t testing.TB, user, addr, dest string, path dbus.ObjectPath, iface, member, sig string, args ...string) string {
+	t.Helper()
+	RequireTool(t, "runuser", "busctl")
+	cmd := []string{"-u", user, "--", "busctl", "--address=" + addr, "emit"}
+	if dest != "" {
+		cmd = append(cmd, "--destination="+dest)
+	}
+	cmd = append(cmd, string(path), iface, member, sig)
+	if out, err := exec.Command("runuser", append(cmd, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("busctl emit as %s: %v: %s", user, err, out)
+	}
+	what := fmt.Sprintf("%s.%s%v from %s", iface, member, args, user)
+	msg := m.Wait(t, what, func(msg *dbus.Message) bool {
+		h := func(f dbus.HeaderField) string {
+			v, _ := msg.Headers[f].Value().(string)
+			return v
+		}
+		p, _ := msg.Headers[dbus.FieldPath].Value().(dbus.ObjectPath)
+		if msg.Type != dbus.TypeSignal || p != path || h(dbus.FieldInterface) != iface || h(dbus.FieldMember) != member ||
+			h(dbus.FieldDestination) != dest || len(msg.Body) != len(args) {
+			return false
+		}
+		for i, a := range args {
+			if fmt.Sprint(msg.Body[i]) != a {
+				return false
+			}
+		}
+		return true
+	})
+	sender, _ := msg.Headers[dbus.FieldSender].Value().(string)
+	return sender
 }
