@@ -14,6 +14,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/rebootmgr"
 )
 
 // testEngine is a minimal real Engine: a state value behind a mutex, with
@@ -232,12 +233,16 @@ func TestSecondServerRefused(t *testing.T) {
 	}
 }
 
+// TestWatchAndSignals: Emit's signals reach a watching client in order
+// (the watch is pkg/rebootmgr's, which update_engine_client uses).
 func TestWatchAndSignals(t *testing.T) {
 	addr, _, srv := startServer(t)
 	c := dial(t, addr)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	ch, err := c.Watch(ctx)
+	ue := rebootmgr.NewUpdateEngine(c.Conn())
+	ue.Queue = 16
+	ch, err := ue.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +267,7 @@ func TestWatchAndSignals(t *testing.T) {
 	for i, w := range want {
 		select {
 		case got := <-ch:
-			if got != w {
+			if Status(got) != w {
 				t.Fatalf("signal %d = %+v, want %+v", i, got, w)
 			}
 		case <-ctx.Done():
@@ -271,30 +276,6 @@ func TestWatchAndSignals(t *testing.T) {
 	}
 	cancel()
 	for range ch {
-	}
-}
-
-func TestParseSignal(t *testing.T) {
-	tests := []struct {
-		name    string
-		body    []any
-		wantErr bool
-	}{
-		{"good", []any{int64(1), 0.5, "UPDATE_STATUS_IDLE", "0.0.0", int64(0)}, false},
-		{"short", []any{int64(1)}, true},
-		{"int32 time", []any{int32(1), 0.5, "UPDATE_STATUS_IDLE", "0.0.0", int64(0)}, true},
-		{"string progress", []any{int64(1), "0.5", "UPDATE_STATUS_IDLE", "0.0.0", int64(0)}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseSignal(tt.body)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-			if err != nil && !errors.Is(err, ErrBadSignal) {
-				t.Fatalf("err %v is not ErrBadSignal", err)
-			}
-		})
 	}
 }
 
