@@ -37,21 +37,28 @@ func (b *Bus) Kill() {
 func StartDBus(t testing.TB) *Bus {
 	t.Helper()
 	return StartDBusConfig(t, func(sock string) string {
-		return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=` + sock + `</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
+		return busConfig("session", sock, `  <policy context="default">
     <allow user="*"/>
     <allow own="*"/>
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
   </policy>
-</busconfig>
-`
+`)
 	})
+}
+
+// busConfig is a dbus-daemon configuration of type kind (session,
+// system) listening on sock, EXTERNAL auth, with body (policies,
+// includes).
+func busConfig(kind, sock, body string) string {
+	return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>` + kind + `</type>
+  <listen>unix:path=` + sock + `</listen>
+  <auth>EXTERNAL</auth>
+` + body + `</busconfig>
+`
 }
 
 // StartDBusConfig starts a dbus-daemon with the configuration conf returns
@@ -111,13 +118,7 @@ func SystemDBus(t testing.TB, includes ...string) string {
 		inc.WriteString("  <include>" + p + "</include>\n")
 	}
 	addr := StartDBusConfig(t, func(sock string) string {
-		return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=` + sock + `</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
+		return busConfig("system", sock, `  <policy context="default">
     <allow user="*"/>
     <deny own="*"/>
     <deny send_type="method_call"/>
@@ -134,8 +135,7 @@ func SystemDBus(t testing.TB, includes ...string) string {
   <policy user="root">
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
   </policy>
-` + inc.String() + `</busconfig>
-`
+`+inc.String())
 	}).Addr
 	ShareSocket(t, addr)
 	return addr

@@ -238,9 +238,15 @@ func TestManagerIgnoresForgedStatusUpdate(t *testing.T) {
 
 	eng.set(StatusNeedsReboot, "2.0.0")
 	b.emit(t, ownerConn, StatusNeedsReboot, "2.0.0")
+	b.waitReboot(t, statePath, "2.0.0")
+}
+
+// waitReboot waits for one logind Reboot call, made for version.
+func (b *policyBus) waitReboot(t *testing.T, statePath, version string) {
+	t.Helper()
 	waitFor(t, "Reboot call", func() bool { _, r := b.logind.counts(); return r == 1 })
-	if in, err := LoadIntent(statePath); err != nil || in.Version != "2.0.0" {
-		t.Fatalf("intent %+v, %v; want the confirmed version 2.0.0", in, err)
+	if in, err := LoadIntent(statePath); err != nil || in.Version != version {
+		t.Fatalf("rebooted for %+v, %v; want version %s", in, err, version)
 	}
 }
 
@@ -250,11 +256,7 @@ func TestManagerIgnoresForgedStatusUpdate(t *testing.T) {
 // when NameOwnerChanged reports it, drives the reboot.
 func TestManagerFollowsNewOwner(t *testing.T) {
 	b := startPolicyBus(t)
-	oldConn, err := dbus.Connect(b.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer oldConn.Close()
+	oldConn := b.connect(t)
 	b.serve(t, oldConn, StatusIdle, "1.0.0")
 	logs := &logRecorder{t: t}
 	_, statePath := startPolicyManager(t, b, logs)
@@ -265,10 +267,7 @@ func TestManagerFollowsNewOwner(t *testing.T) {
 	newConn := b.connect(t)
 	b.emit(t, newConn, StatusNeedsReboot, "3.0.0-early") // not the owner yet
 	b.serve(t, newConn, StatusNeedsReboot, "3.0.0")
-	waitFor(t, "Reboot call", func() bool { _, r := b.logind.counts(); return r == 1 })
-	if in, err := LoadIntent(statePath); err != nil || in.Version != "3.0.0" {
-		t.Fatalf("intent %+v, %v; want 3.0.0 from the new owner's GetStatus", in, err)
-	}
+	b.waitReboot(t, statePath, "3.0.0") // from the new owner's GetStatus
 }
 
 // TestWatchFollowsOwner checks the watch itself, signal by signal (a queue

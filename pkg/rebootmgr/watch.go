@@ -54,9 +54,52 @@ func (u *UpdateEngine) Watch(ctx context.Context) (<-chan Status, error) {
 	events := make(chan watchEvent)
 	out := make(chan Status)
 	f := &signalFilter{owner: owner, logf: u.logf}
-	go f.run(ctx, u.conn, in, events)
-	go u.deliver(ctx, owner, events, out)
+	go func() {
+		defer u.conn.RemoveSignal(in)
+		// Only the owner's signals and the driver's owner changes are
+		// queued, so the queue grows only as fast as update_engine talks.
+		relay(ctx, in, events, 0, f.check)
+	}()
+	matched := owner // the owner our StatusUpdate match rule names
+	go relay(ctx, events, out, max(u.Queue, 1), func(ev watchEvent) (Status, bool) {
+		if ev.st == nil {
+			return u.followOwner(ctx, &matched, ev.owner)
+		}
+		return u.confirm(ctx, ev.owner, *ev.st)
+	})
 	return out, nil
+}
+
+// relay passes what f makes of each value from in to out, in order, until
+// ctx is done or in is closed; then it closes out. It never blocks on out:
+// a reader that lags finds up to keep values waiting, the oldest dropped
+// first (keep 0: no limit).
+func relay[I, O any](ctx context.Context, in <-chan I, out chan<- O, keep int, f func(I) (O, bool)) {
+	defer close(out)
+	var queue []O
+	for {
+		var send chan<- O // nil (blocks) while nothing is queued
+		var next O
+		if len(queue) > 0 {
+			send, next = out, queue[0]
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case send <- next:
+			queue = queue[1:]
+		case v, ok := <-in:
+			if !ok {
+				return
+			}
+			if o, ok := f(v); ok {
+				queue = append(queue, o)
+				if keep > 0 && len(queue) > keep {
+					queue = queue[1:]
+				}
+			}
+		}
+	}
 }
 
 func (u *UpdateEngine) logf(format string, args ...any) {
@@ -125,34 +168,6 @@ type signalFilter struct {
 	logf    func(format string, args ...any)
 }
 
-func (f *signalFilter) run(ctx context.Context, conn *dbus.Conn, in chan *dbus.Signal, events chan<- watchEvent) {
-	defer close(events)
-	defer conn.RemoveSignal(in)
-	// Only the owner's signals and the driver's owner changes are queued,
-	// so the queue grows only as fast as update_engine talks.
-	var queue []watchEvent
-	for {
-		var send chan<- watchEvent // nil (blocks) while nothing is queued
-		var next watchEvent
-		if len(queue) > 0 {
-			send, next = events, queue[0]
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case send <- next:
-			queue = queue[1:]
-		case sig, ok := <-in:
-			if !ok {
-				return
-			}
-			if ev, ok := f.check(sig); ok {
-				queue = append(queue, ev)
-			}
-		}
-	}
-}
-
 // check classifies one signal.
 func (f *signalFilter) check(sig *dbus.Signal) (watchEvent, bool) {
 	switch sig.Name {
@@ -198,44 +213,6 @@ func (f *signalFilter) ignore(sig *dbus.Signal) {
 	}
 	f.logf("ignored StatusUpdate %q from %s on %s (%d ignored so far): %s is owned by %s",
 		body, sig.Sender, sig.Path, f.ignored, UpdateEngineName, owner)
-}
-
-// deliver turns events into statuses for out: it moves the match rule and
-// asks GetStatus as the events require, keeping at most Queue statuses
-// (at least 1) for a reader that lags.
-func (u *UpdateEngine) deliver(ctx context.Context, matched string, events <-chan watchEvent, out chan<- Status) {
-	defer close(out)
-	var pending []Status
-	for {
-		var send chan<- Status // nil (blocks) while nothing is pending
-		var next Status
-		if len(pending) > 0 {
-			send, next = out, pending[0]
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case send <- next:
-			pending = pending[1:]
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			var st Status
-			var keep bool
-			if ev.st == nil {
-				st, keep = u.followOwner(ctx, &matched, ev.owner)
-			} else {
-				st, keep = u.confirm(ctx, ev.owner, *ev.st)
-			}
-			if keep {
-				pending = append(pending, st)
-				if len(pending) > max(u.Queue, 1) {
-					pending = pending[1:]
-				}
-			}
-		}
-	}
 }
 
 // followOwner moves the StatusUpdate match rule from *matched to owner and
