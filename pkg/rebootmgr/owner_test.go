@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,66 +151,41 @@ func (b *policyBus) waitOwnerGone(t *testing.T, name string) {
 	})
 }
 
-// logRecorder collects log lines.
-type logRecorder struct {
-	t     *testing.T
-	mu    sync.Mutex // guards lines
-	lines []string
-}
-
-func (r *logRecorder) logf(prefix string) func(string, ...any) {
-	return func(format string, args ...any) {
-		r.t.Logf(prefix+format, args...)
-		line := prefix + fmt.Sprintf(format, args...)
-		r.mu.Lock()
-		r.lines = append(r.lines, line)
-		r.mu.Unlock()
-	}
-}
-
-func (r *logRecorder) has(sub string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, l := range r.lines {
-		if strings.Contains(l, sub) {
-			return true
-		}
-	}
-	return false
-}
-
-// startPolicyManager runs a StrategyReboot manager on its own root
-// connection; it returns the manager's unique name and state file.
-func startPolicyManager(t *testing.T, b *policyBus, logs *logRecorder) (name, statePath string) {
+// startRun runs `update_engine_reboot_manager run` (Main) with strategy
+// reboot against b until the test ends. It returns the manager's unique
+// name (from its first GetStatus call, which the monitor saw), its state
+// file and its log.
+func startRun(t *testing.T, b *policyBus) (name, statePath string, log *syncBuffer) {
 	t.Helper()
-	conn := b.connect(t)
 	dir := t.TempDir()
 	coordPath := filepath.Join(dir, "coordinator.conf")
 	statePath = filepath.Join(dir, "state.json")
-	coord, err := OpenCoordinator(coordPath, "update_engine_reboot_manager", "reboot")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { coord.Close() })
-	clock := newFastClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), 1000)
-	ue := NewUpdateEngine(conn)
-	ue.Logf = logs.logf("watch: ")
-	m := &Manager{
-		Strategy:    StrategyReboot,
-		Status:      ue,
-		Rebooter:    &Logind{Conn: conn, Clock: clock, Logf: logs.logf("logind: ")},
-		Clock:       clock,
-		StateFile:   statePath,
-		Coordinator: coord,
-		BootID:      func() string { return "boot-1" },
-		Logf:        logs.logf("manager: "),
-	}
-	startManager(t, m)
+	log = &syncBuffer{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"run", "-bus", b.addr, "-config", filepath.Join(dir, "update.conf"),
+			"-strategy", "reboot", "-state-file", statePath, "-coordinator-file", coordPath,
+			"-utmp", filepath.Join(dir, "utmp"), "-warn-delay", "0"}, io.Discard, log)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("run exited %d:\n%s", code, log.String())
+		}
+		t.Logf("manager log:\n%s", log.String())
+	})
 	waitFor(t, "STATE=running", func() bool { return fileHas(coordPath, "STATE=running") })
-	return conn.Names()[0], statePath
+	msg := b.mon.Wait(t, "the manager's GetStatus", func(m *dbus.Message) bool {
+		member, _ := m.Headers[dbus.FieldMember].Value().(string)
+		return m.Type == dbus.TypeMethodCall && member == "GetStatus"
+	})
+	name, _ = msg.Headers[dbus.FieldSender].Value().(string)
+	return name, statePath, log
 }
 
-// TestManagerIgnoresForgedStatusUpdate: update_engine is IDLE; nobody
+// TestManagerIgnoresForgedStatusUpdate: update_engine is IDLE and the
+// reboot manager command runs; nobody
 // broadcasts the issue's forged UPDATED_NEED_REBOOT and unicasts it to the
 // manager (a match rule does not filter unicast signals); then the real
 // owner sends a NEED_REBOOT signal its GetStatus contradicts. No reboot.
@@ -218,21 +194,20 @@ func TestManagerIgnoresForgedStatusUpdate(t *testing.T) {
 	b := startPolicyBus(t)
 	ownerConn := b.connect(t)
 	_, eng := b.serve(t, ownerConn, StatusIdle, "1.0.0")
-	logs := &logRecorder{t: t}
-	me, statePath := startPolicyManager(t, b, logs)
+	me, statePath, log := startRun(t, b)
 
 	b.forge(t, "", StatusNeedsReboot, "9999.0.0")
 	b.forge(t, me, StatusNeedsReboot, "9999.0.1")
 	b.emit(t, ownerConn, StatusNeedsReboot, "1.0.1") // GetStatus still says IDLE
 	waitFor(t, "the unconfirmed NEED_REBOOT to be handled", func() bool {
 		_, r := b.logind.counts()
-		return r > 0 || logs.has("GetStatus says "+StatusIdle)
+		return r > 0 || strings.Contains(log.String(), "GetStatus says "+StatusIdle)
 	})
-	if _, r := b.logind.counts(); r != 0 || logs.has("needs a reboot") {
+	if _, r := b.logind.counts(); r != 0 || strings.Contains(log.String(), "needs a reboot") {
 		in, _ := LoadIntent(statePath)
 		t.Fatalf("rebooted (%d logind Reboot calls, intent %+v) on a forged or unconfirmed StatusUpdate", r, in)
 	}
-	if !logs.has("9999.0.1") {
+	if !strings.Contains(log.String(), "9999.0.1") {
 		t.Errorf("the forged unicast StatusUpdate was not reported as ignored")
 	}
 
@@ -258,8 +233,7 @@ func TestManagerFollowsNewOwner(t *testing.T) {
 	b := startPolicyBus(t)
 	oldConn := b.connect(t)
 	b.serve(t, oldConn, StatusIdle, "1.0.0")
-	logs := &logRecorder{t: t}
-	_, statePath := startPolicyManager(t, b, logs)
+	_, statePath, _ := startRun(t, b)
 
 	oldName := oldConn.Names()[0]
 	oldConn.Close()
@@ -282,10 +256,10 @@ func TestWatchFollowsOwner(t *testing.T) {
 	aConn := b.connect(t)
 	aSrv, _ := b.serve(t, aConn, StatusIdle, "1.0.0")
 	conn := b.connect(t)
-	logs := &logRecorder{t: t}
+	var log syncBuffer
 	ue := NewUpdateEngine(conn)
 	ue.Queue = 64
-	ue.Logf = logs.logf("watch: ")
+	ue.Logf = func(format string, args ...any) { fmt.Fprintf(&log, format+"\n", args...) }
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	ch, err := ue.Watch(ctx)
@@ -339,7 +313,7 @@ func TestWatchFollowsOwner(t *testing.T) {
 	// Broadcasts from others never reach us (the match rule names the
 	// owner); unicast ones do and are dropped in process.
 	for _, v := range []string{"forged-2", "forged-3"} {
-		if !logs.has(v) {
+		if !strings.Contains(log.String(), v) {
 			t.Errorf("ignoring the unicast %s was not logged", v)
 		}
 	}
