@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/abupdate/update_engine/internal/dbusapi"
+	"github.com/abupdate/update_engine/pkg/rebootmgr"
 )
 
 // Exit codes.
@@ -244,8 +245,18 @@ func (r *runner) setChannel(ctx context.Context, c *dbusapi.Client) error {
 	return nil
 }
 
+// watch delivers update_engine's StatusUpdate signals as the reboot
+// manager sees them: only the current owner of com.coreos.update1 is
+// believed and UPDATED_NEED_REBOOT is confirmed with GetStatus (see
+// rebootmgr.UpdateEngine.Watch). It keeps up to 64 for a slow terminal.
+func watch(ctx context.Context, c *dbusapi.Client) (<-chan rebootmgr.Status, error) {
+	ue := rebootmgr.NewUpdateEngine(c.Conn())
+	ue.Queue = 64
+	return ue.Watch(ctx)
+}
+
 func (r *runner) watchForUpdates(ctx context.Context, c *dbusapi.Client) error {
-	ch, err := c.Watch(ctx)
+	ch, err := watch(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -255,7 +266,7 @@ func (r *runner) watchForUpdates(ctx context.Context, c *dbusapi.Client) error {
 	}
 	fmt.Fprintln(r.stderr, "Watching for StatusUpdate signals (Ctrl-C to stop).")
 	for st := range ch {
-		fmt.Fprint(r.stdout, formatStatus(st))
+		fmt.Fprint(r.stdout, formatStatus(dbusapi.Status(st)))
 		fmt.Fprintln(r.stdout)
 	}
 	return nil

@@ -281,6 +281,61 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// TestWatchIgnoresForgedSignals is issue 13 item 1 against the client, on
+// a system-like bus with the shipped policy: user nobody broadcasts
+// UPDATED_NEED_REBOOT while update_engine is idle; -watch_for_updates must
+// not print it, only what the owner sends after it.
+func TestWatchIgnoresForgedSignals(t *testing.T) {
+	policy, err := filepath.Abs("../../dist/com.coreos.update1.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := testenv.SystemDBus(t, policy)
+	mon := testenv.Monitor(t, addr)
+	conn, err := dbus.Connect(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	srv, err := dbusapi.Export(t.Context(), conn, &scriptEngine{cur: idle()}, dbusapi.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() { done <- Main(ctx, []string{"-watch_for_updates", "--bus", addr}, &out, &errb) }()
+	for !strings.Contains(errb.String(), "Watching for StatusUpdate") {
+		select {
+		case code := <-done:
+			t.Fatalf("client exited with %d: %s", code, errb.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	mon.EmitAs(t, "nobody", addr, "", dbusapi.CoreOSPath, dbusapi.CoreOSInterface, dbusapi.SignalName,
+		"xdssx", "1700000000", "0", "UPDATE_STATUS_UPDATED_NEED_REBOOT", "9999.0.0", "1")
+	// Routed after the forgery (the monitor saw it), so printed after it
+	// if the forgery were believed.
+	if err := srv.Emit(dbusapi.Status{CurrentOperation: "UPDATE_STATUS_VERIFYING", NewVersion: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(out.String(), "CURRENT_OP=UPDATE_STATUS_VERIFYING") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the owner's signal was not printed: %q", out.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	if got := out.String(); !strings.HasPrefix(got, "LAST_CHECKED_TIME=0\nPROGRESS=0.000000\nCURRENT_OP=UPDATE_STATUS_VERIFYING\n") || strings.Contains(got, "9999.0.0") {
+		t.Fatalf("printed a forged StatusUpdate:\n%s", got)
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for one writer and one reader.
 type syncBuffer struct {
 	mu  sync.Mutex // guards b

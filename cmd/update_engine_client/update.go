@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/abupdate/update_engine/internal/dbusapi"
+	"github.com/abupdate/update_engine/pkg/rebootmgr"
 )
 
 // done reports whether -update stops at op: Flatcar stops at IDLE (no
@@ -19,11 +20,11 @@ func done(op string) bool {
 // moves between polls.
 func (r *runner) runUpdate(ctx context.Context, c *dbusapi.Client) error {
 	bar := r.o.progress == "bar" || (r.o.progress == "auto" && isTerminal(r.stdout))
-	var sigs <-chan dbusapi.Status
+	var sigs <-chan rebootmgr.Status
 	if bar {
 		wctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		ch, err := c.Watch(wctx)
+		ch, err := watch(wctx, c)
 		if err != nil {
 			return err
 		}
@@ -52,7 +53,7 @@ func (r *runner) runUpdate(ctx context.Context, c *dbusapi.Client) error {
 }
 
 // poll prints the status (block or bar) every poll interval until done.
-func (r *runner) poll(ctx context.Context, c *dbusapi.Client, bar bool, sigs <-chan dbusapi.Status) (dbusapi.Status, error) {
+func (r *runner) poll(ctx context.Context, c *dbusapi.Client, bar bool, sigs <-chan rebootmgr.Status) (dbusapi.Status, error) {
 	tick := time.NewTicker(r.o.pollInterval)
 	defer tick.Stop()
 	for {
@@ -82,7 +83,7 @@ func (r *runner) poll(ctx context.Context, c *dbusapi.Client, bar bool, sigs <-c
 					sigs = nil
 					continue
 				}
-				fmt.Fprintf(r.stdout, "\r%s", progressBar(s, 30))
+				fmt.Fprintf(r.stdout, "\r%s", progressBar(dbusapi.Status(s), 30))
 			case <-tick.C:
 				break wait
 			}

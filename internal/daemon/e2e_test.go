@@ -19,6 +19,7 @@ import (
 	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/rebootmgr"
 )
 
 var oldImage = image(6<<20, 1)
@@ -50,7 +51,9 @@ func fullUpdate(t *testing.T, major uint64) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	sigs, err := c.Watch(ctx)
+	ue := rebootmgr.NewUpdateEngine(c.Conn())
+	ue.Queue = 1024 // every signal, in order
+	sigs, err := ue.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,11 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// Conn is the client's connection, for watching StatusUpdate with
+// pkg/rebootmgr's UpdateEngine.Watch, which believes only the owner of
+// com.coreos.update1 (any local user can send the signal).
+func (c *Client) Conn() *dbus.Conn { return c.conn }
+
 // call invokes iface.method and maps the well-known D-Bus errors onto this
 // package's sentinels.
 func (c *Client) call(ctx context.Context, iface, method string, args ...any) *dbus.Call {
@@ -115,68 +120,4 @@ func (c *Client) AttemptRollback(ctx context.Context, powerwash bool) error {
 // SetChannel sets the Omaha track.
 func (c *Client) SetChannel(ctx context.Context, channel string) error {
 	return c.call(ctx, Interface, "SetChannel", channel).Err
-}
-
-// Watch subscribes to StatusUpdate from /com/coreos/update1 and delivers
-// each well-typed signal until ctx ends; then the channel is closed.
-// Signals whose body is not xdssx are dropped, as locksmith does.
-func (c *Client) Watch(ctx context.Context) (<-chan Status, error) {
-	opts := []dbus.MatchOption{
-		dbus.WithMatchInterface(CoreOSInterface),
-		dbus.WithMatchMember(SignalName),
-		dbus.WithMatchObjectPath(CoreOSPath),
-	}
-	if err := c.conn.AddMatchSignalContext(ctx, opts...); err != nil {
-		return nil, fmt.Errorf("dbusapi: subscribe to StatusUpdate: %w", err)
-	}
-	raw := make(chan *dbus.Signal, 64)
-	c.conn.Signal(raw)
-	out := make(chan Status, 16)
-	go func() {
-		defer close(out)
-		defer c.conn.RemoveSignal(raw)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case sig, ok := <-raw:
-				if !ok {
-					return
-				}
-				if sig.Name != CoreOSInterface+"."+SignalName || sig.Path != CoreOSPath {
-					continue
-				}
-				st, err := ParseSignal(sig.Body)
-				if err != nil {
-					continue
-				}
-				select {
-				case out <- st:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out, nil
-}
-
-// ParseSignal type-checks a StatusUpdate body (xdssx).
-func ParseSignal(body []any) (Status, error) {
-	if len(body) != 5 {
-		return Status{}, fmt.Errorf("%w: %d values", ErrBadSignal, len(body))
-	}
-	var st Status
-	var ok [5]bool
-	st.LastCheckedTime, ok[0] = body[0].(int64)
-	st.Progress, ok[1] = body[1].(float64)
-	st.CurrentOperation, ok[2] = body[2].(string)
-	st.NewVersion, ok[3] = body[3].(string)
-	st.NewSize, ok[4] = body[4].(int64)
-	for i, o := range ok {
-		if !o {
-			return Status{}, fmt.Errorf("%w: value %d is %T", ErrBadSignal, i, body[i])
-		}
-	}
-	return st, nil
 }

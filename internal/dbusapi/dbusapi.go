@@ -1,6 +1,8 @@
 // Package dbusapi is the update engine's D-Bus surface: the server that the
-// daemon exports and the typed client that update_engine_client and the
-// reboot manager use.
+// daemon exports and the typed client of its methods that
+// update_engine_client uses. Watching StatusUpdate is pkg/rebootmgr's
+// (UpdateEngine.Watch), shared by the reboot manager and the client: it
+// believes only the owner of com.coreos.update1.
 //
 // Names (SPEC.md sections 1a and 1c). One connection exports one object per
 // path; every object forwards to the same Engine:
@@ -141,6 +143,4 @@ var (
 	ErrFailed = errors.New("dbusapi: the daemon refused the call")
 	// ErrAccessDenied is a call the bus or daemon did not allow.
 	ErrAccessDenied = errors.New("dbusapi: access denied")
-	// ErrBadSignal is a StatusUpdate whose body is not xdssx.
-	ErrBadSignal = errors.New("dbusapi: StatusUpdate body is not xdssx")
 )

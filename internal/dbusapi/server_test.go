@@ -14,6 +14,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/rebootmgr"
 )
 
 // testEngine is a minimal real Engine: a state value behind a mutex, with
@@ -232,12 +233,16 @@ func TestSecondServerRefused(t *testing.T) {
 	}
 }
 
+// TestWatchAndSignals: Emit's signals reach a watching client in order
+// (the watch is pkg/rebootmgr's, which update_engine_client uses).
 func TestWatchAndSignals(t *testing.T) {
 	addr, _, srv := startServer(t)
 	c := dial(t, addr)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	ch, err := c.Watch(ctx)
+	ue := rebootmgr.NewUpdateEngine(c.Conn())
+	ue.Queue = 16
+	ch, err := ue.Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +267,7 @@ func TestWatchAndSignals(t *testing.T) {
 	for i, w := range want {
 		select {
 		case got := <-ch:
-			if got != w {
+			if Status(got) != w {
 				t.Fatalf("signal %d = %+v, want %+v", i, got, w)
 			}
 		case <-ctx.Done():
@@ -271,30 +276,6 @@ func TestWatchAndSignals(t *testing.T) {
 	}
 	cancel()
 	for range ch {
-	}
-}
-
-func TestParseSignal(t *testing.T) {
-	tests := []struct {
-		name    string
-		body    []any
-		wantErr bool
-	}{
-		{"good", []any{int64(1), 0.5, "UPDATE_STATUS_IDLE", "0.0.0", int64(0)}, false},
-		{"short", []any{int64(1)}, true},
-		{"int32 time", []any{int32(1), 0.5, "UPDATE_STATUS_IDLE", "0.0.0", int64(0)}, true},
-		{"string progress", []any{int64(1), "0.5", "UPDATE_STATUS_IDLE", "0.0.0", int64(0)}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseSignal(tt.body)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-			if err != nil && !errors.Is(err, ErrBadSignal) {
-				t.Fatalf("err %v is not ErrBadSignal", err)
-			}
-		})
 	}
 }
 
@@ -380,7 +361,7 @@ func TestRootOnlyMethods(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "runuser", "dbus-send")
 	addr, eng, _ := startServer(t)
-	openSocket(t, addr)
+	testenv.ShareSocket(t, addr)
 	run := func(args ...string) (string, error) {
 		cmd := exec.CommandContext(t.Context(), "runuser", append([]string{"-u", "nobody", "--", "dbus-send", "--bus=" + addr, "--print-reply", "--dest=" + CoreOSName, CoreOSPath}, args...)...)
 		out, err := cmd.CombinedOutput()
@@ -408,8 +389,7 @@ func TestPolicyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := policyBus(t, policy)
-	openSocket(t, addr)
+	addr := testenv.SystemDBus(t, policy)
 	ctx := t.Context()
 	conn, err := dbus.Connect(addr)
 	if err != nil {
@@ -429,49 +409,6 @@ func TestPolicyFile(t *testing.T) {
 		out, err := exec.CommandContext(ctx, "runuser", "-u", "nobody", "--", "dbus-send", "--bus="+addr, "--print-reply", "--dest="+CoreOSName, CoreOSPath, m).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "AccessDenied") {
 			t.Errorf("%s as nobody: err=%v out=%s; want AccessDenied", m, err, out)
-		}
-	}
-}
-
-// policyBus starts a dbus-daemon that applies policy like the system bus
-// does (default deny for sending to our names, via the included file).
-func policyBus(t *testing.T, policy string) string {
-	t.Helper()
-	return testenv.StartDBusConfig(t, func(sock string) string {
-		return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=` + sock + `</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>` + policy + `</include>
-</busconfig>
-`
-	}).Addr
-}
-
-// openSocket lets other users reach the bus socket of addr: the test
-// directories are 0700.
-func openSocket(t *testing.T, addr string) {
-	t.Helper()
-	p := strings.TrimPrefix(strings.SplitN(addr, ",", 2)[0], "unix:path=")
-	for d := filepath.Dir(p); d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
 		}
 	}
 }

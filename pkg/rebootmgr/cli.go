@@ -289,7 +289,9 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer conn.Close()
-	m.Status = NewUpdateEngine(conn)
+	ue := NewUpdateEngine(conn)
+	ue.Logf = logf
+	m.Status = ue
 	m.Rebooter = &Logind{Conn: conn, Clock: clock, Retry: *inhibitRetry, Logf: logf}
 	logf("update_engine_reboot_manager: strategy %v, window %v", cfg.Strategy, windowString(cfg.Window))
 	return exitCode(m.Run(ctx), logf)

@@ -7,6 +7,11 @@
 //     and the StatusUpdate signal, both (int64 last_checked_time, float64
 //     progress, string current_operation, string new_version, int64
 //     new_size). Every field is type-checked; a malformed body is skipped.
+//     Only the current owner of the name is believed (UpdateEngine.Watch):
+//     StatusUpdate from any other connection is dropped, the owner is
+//     followed through the bus driver's NameOwnerChanged, and
+//     UPDATED_NEED_REBOOT is acted on only once the owner's GetStatus says
+//     it; any local user can send a signal with that body.
 //   - logind, org.freedesktop.login1 at /org/freedesktop/login1: Reboot(false)
 //     once no "shutdown" block inhibitor is listed by ListInhibitors.
 //   - a fleet lock (package etcdlock: locksmith's semaphore on etcd v3;

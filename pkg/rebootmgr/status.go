@@ -59,9 +59,16 @@ func ParseStatus(body []any) (Status, error) {
 }
 
 // UpdateEngine is a client of update_engine's public D-Bus interface on
-// its own private connection.
+// its own private connection. Set the fields before Watch.
 type UpdateEngine struct {
 	conn *dbus.Conn
+	// Queue is how many statuses Watch keeps for a reader that lags,
+	// dropping the oldest first. 0 keeps only the latest (the reboot
+	// manager acts on the current status, never a stale one);
+	// update_engine_client, printing every signal, keeps more.
+	Queue int
+	// Logf, if set, reports the signals Watch ignores.
+	Logf func(format string, args ...any)
 }
 
 // Connect opens a private connection to the bus at address ("" = the
@@ -85,60 +92,14 @@ func NewUpdateEngine(conn *dbus.Conn) *UpdateEngine { return &UpdateEngine{conn:
 
 // GetStatus calls com.coreos.update1.Manager.GetStatus.
 func (u *UpdateEngine) GetStatus(ctx context.Context) (Status, error) {
-	obj := u.conn.Object(UpdateEngineName, UpdateEnginePath)
-	call := obj.CallWithContext(ctx, UpdateEngineInterface+".GetStatus", 0)
-	if call.Err != nil {
-		return Status{}, fmt.Errorf("rebootmgr: GetStatus: %w", call.Err)
-	}
-	return ParseStatus(call.Body)
+	return getStatus(ctx, u.conn, UpdateEngineName)
 }
 
-// Watch subscribes to StatusUpdate (match on interface and member only, as
-// locksmith) and delivers well-formed statuses until ctx is done or the
-// connection closes; then the channel is closed. Malformed bodies are
-// dropped. Signals are drained at once and coalesced: a slow reader gets
-// the latest status, never a stale one (and godbus never has to queue, so
-// order is kept).
-func (u *UpdateEngine) Watch(ctx context.Context) (<-chan Status, error) {
-	opts := []dbus.MatchOption{
-		dbus.WithMatchInterface(UpdateEngineInterface),
-		dbus.WithMatchMember(StatusUpdateSignal),
+// getStatus calls GetStatus on dest, a bus name.
+func getStatus(ctx context.Context, conn *dbus.Conn, dest string) (Status, error) {
+	call := conn.Object(dest, UpdateEnginePath).CallWithContext(ctx, UpdateEngineInterface+".GetStatus", 0)
+	if call.Err != nil {
+		return Status{}, fmt.Errorf("rebootmgr: GetStatus from %s: %w", dest, call.Err)
 	}
-	if err := u.conn.AddMatchSignalContext(ctx, opts...); err != nil {
-		return nil, fmt.Errorf("rebootmgr: AddMatch StatusUpdate: %w", err)
-	}
-	in := make(chan *dbus.Signal, 16)
-	u.conn.Signal(in)
-	out := make(chan Status)
-	go func() {
-		defer close(out)
-		defer u.conn.RemoveSignal(in)
-		var pending *Status
-		for {
-			var send chan Status // nil (blocks) unless a status is pending
-			var next Status
-			if pending != nil {
-				send, next = out, *pending
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case send <- next:
-				pending = nil
-			case sig, ok := <-in:
-				if !ok {
-					return
-				}
-				if sig.Name != UpdateEngineInterface+"."+StatusUpdateSignal {
-					continue
-				}
-				st, err := ParseStatus(sig.Body)
-				if err != nil {
-					continue
-				}
-				pending = &st
-			}
-		}
-	}()
-	return out, nil
+	return ParseStatus(call.Body)
 }
