@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -188,7 +189,12 @@ func TestKillResume(t *testing.T) {
 		})
 		return cmd
 	}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("KILL_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Logf("kill seed %d (KILL_SEED=%d repeats it)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 1))
 	var killedAt []string
 	for i := range kills {
 		if i == kills-6 {
