@@ -91,8 +91,10 @@ wait_for 10 "the D-Bus bus" test -S "$W/bus"
 say "Omaha: http://127.0.0.1:$PORT/v1/update/   D-Bus: $BUS"
 
 UE_PID=""
-start_daemon() { # start_daemon BOOTED VERSION
-  "$BIN/update_engine" --disk "$DISK" --booted "$1" --version "$2" --bus "$BUS" \
+BOOTS=0
+start_daemon() { # start_daemon BOOTED VERSION: each start is a (simulated) boot of its own
+  BOOTS=$((BOOTS + 1))
+  "$BIN/update_engine" --disk "$DISK" --booted "$1" --version "$2" --bus "$BUS" --boot-id "demo-boot-$BOOTS" \
     --server "http://127.0.0.1:$PORT/v1/update/" --pubkey "$W/key.pub.pem" \
     --prefs-dir "$W/prefs" --run-dir "$W/run" --reboot-required-file "$W/run/reboot-required" \
     --auto-check=false --health-delay 1s "${IOLIMIT[@]}" >>"$W/update_engine.log" 2>&1 &

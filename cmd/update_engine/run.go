@@ -45,6 +45,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.Bus, "bus", "", "D-Bus address (default $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
 	fs.StringVar(&o.Disk, "disk", "", "disk device or image file holding the A/B slots, e.g. /dev/sda (default: the disk of the partition /proc/cmdline boots)")
 	fs.StringVar(&o.Booted, "booted", "", "booted slot: A, B, a label, PARTUUID=<guid> or a /dev path (default: from /proc/cmdline)")
+	fs.StringVar(&o.BootID, "boot-id", "", "this boot's id (default: /proc/sys/kernel/random/boot_id); tests and demos that simulate a reboot give each simulated boot its own")
 	fs.StringVar(&o.ConfigRoot, "config-root", "", "prefix for update.conf, release, machine-id paths (default /)")
 	fs.StringVar(&o.PrefsDir, "prefs-dir", "", "state directory (default /var/lib/update_engine/prefs or UPDATE_ENGINE_PREFS_DIR)")
 	fs.StringVar(&o.RunDir, "run-dir", "", "directory of the update-completed marker that keeps UPDATED_NEED_REBOOT across restarts (default /var/run)")

@@ -43,6 +43,7 @@ type Options struct {
 	Bus        string // D-Bus address; "" = the system bus
 	Disk       string // disk device or image file holding the A/B slots; "" = the disk of the booted partition (/proc/cmdline)
 	Booted     string // booted slot override ("A", "B", label, PARTUUID=…); "" = /proc/cmdline
+	BootID     string // this boot's id; "" = config's (/proc/sys/kernel/random/boot_id)
 	ConfigRoot string // prefix for every config file ("" = /)
 	Overrides  map[string]string
 
@@ -204,7 +205,7 @@ func Run(ctx context.Context, o Options) error {
 		Log:        log,
 
 		CurrentVersion: cfg.ReleaseVersion,
-		BootID:         cfg.BootID,
+		BootID:         cmp.Or(o.BootID, cfg.BootID),
 		Track:          cfg.Group,
 		Server:         cfg.Server,
 		Settings: func() (engine.Settings, error) {
