@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,11 @@ import (
 
 	"github.com/abupdate/update_engine/internal/status"
 )
+
+func init() {
+	// An illegal status transition fails the engine's tests.
+	illegalTransition = func(err error) { panic(err) }
+}
 
 // gptStates are the attribute sets a slot can have: unbootable, good
 // (high or low), fresh from a flip (one try, high or low), tried and failed.
@@ -275,4 +281,30 @@ func gateFires(t *testing.T, c *fakeClock, d time.Duration) {
 		time.Sleep(time.Millisecond)
 	}
 	c.Advance(d)
+}
+
+// TestTransitions: the table allows the documented flow and refuses the
+// rest (a restart's IDLE → FINALIZING included, IDLE → UPDATED_NEED_REBOOT
+// not: a pending reboot is restored before the first publish).
+func TestTransitions(t *testing.T) {
+	legal := [][2]status.Update{
+		{status.Idle, status.CheckingForUpdate}, {status.CheckingForUpdate, status.Idle},
+		{status.Downloading, status.Verifying}, {status.Idle, status.Finalizing},
+		{status.Finalizing, status.UpdatedNeedReboot}, {status.UpdatedNeedReboot, status.Idle},
+		{status.Downloading, status.ReportingErrorEvent}, {status.ReportingErrorEvent, status.Idle},
+	}
+	illegal := [][2]status.Update{
+		{status.Downloading, status.Idle}, {status.Idle, status.UpdatedNeedReboot}, {status.Idle, status.Downloading},
+		{status.UpdatedNeedReboot, status.CheckingForUpdate}, {status.Verifying, status.Downloading},
+	}
+	for _, tr := range legal {
+		if err := checkTransition(tr[0], tr[1]); err != nil {
+			t.Errorf("%v → %v refused: %v", tr[0], tr[1], err)
+		}
+	}
+	for _, tr := range illegal {
+		if err := checkTransition(tr[0], tr[1]); !errors.Is(err, ErrIllegalTransition) {
+			t.Errorf("%v → %v allowed", tr[0], tr[1])
+		}
+	}
 }
