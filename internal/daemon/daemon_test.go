@@ -155,7 +155,8 @@ func newHost(t testing.TB, disk string) *host {
 func (h *host) args(server string) []string {
 	return []string{"--disk", h.disk, "--booted", "A", "--bus", h.bus, "--config-root", h.root,
 		"--prefs-dir", h.prefs, "--run-dir", h.run, "--reboot-required-file", filepath.Join(h.run, "reboot-required"),
-		"--server", server, "--version", "1.0.0", "--auto-check=false", "--no-health-gate", "--checkpoint-bytes", "262144", "--pubkey", filepath.Join(h.root, "nokey.pem")}
+		"--server", server, "--version", "1.0.0", "--auto-check=false", "--no-health-gate", "--checkpoint-bytes", "262144", "--pubkey", filepath.Join(h.root, "nokey.pem"),
+		"--postinst", "-"}
 }
 
 func (h *host) options(server string) Options {
@@ -164,6 +165,7 @@ func (h *host) options(server string) Options {
 		RebootRequiredFile: filepath.Join(h.run, "reboot-required"),
 		Overrides:          map[string]string{"SERVER": server, "FLATCAR_RELEASE_VERSION": "1.0.0", "UPDATE_ENGINE_PUBKEY": filepath.Join(h.root, "nokey.pem")},
 		NoHealthGate:       true,
+		Postinst:           "-", // the test images have no post-install program
 	}
 }
 

@@ -277,14 +277,10 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 			e.log.Warn("cleaning up after an earlier post-install", "err", err)
 		}
 		if err := e.cfg.Postinst.Run(ctx, dev, plan); err != nil {
-			if ctx.Err() != nil {
-				return err
+			if ctx.Err() == nil {
+				e.dropUpdate() // Flatcar: a failed post-install fails the update
 			}
-			if status.CodeOf(err).Base() != status.PostinstallBootedFromFirmwareB {
-				e.dropUpdate()
-				return err
-			}
-			e.log.Warn("post-install reported code 19; treating as success", "err", err)
+			return err
 		}
 	}
 	if err := e.flip(ctx); err != nil {
