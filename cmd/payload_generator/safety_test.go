@@ -68,12 +68,8 @@ func TestCLISignatureRequired(t *testing.T) {
 // TestCLIFileModes: the payload and its metadata are public (0644), not
 // the temp file's 0600.
 func TestCLIFileModes(t *testing.T) {
-	dir := t.TempDir()
-	key, pub := filepath.Join(dir, "k.pem"), filepath.Join(dir, "k.pub.pem")
-	mustRun(t, "keygen", "--private", key, "--public", pub)
-	img, _ := image(t, dir, "new.img", 6)
-	out := filepath.Join(dir, "p.bin")
-	mustRun(t, "generate", "--new", img, "--key", key, "--version", "1.0.0", "-o", out)
+	p := signedPayload(t, 6, "--version", "1.0.0")
+	out, key, pub := p.out, p.key, p.pub
 	for _, f := range []struct {
 		name string
 		mode os.FileMode
@@ -92,31 +88,15 @@ func TestCLIFileModes(t *testing.T) {
 // file system, or to its whole disk, is refused and writes nothing; once
 // unmounted the same apply works.
 func TestCLIBusyDevice(t *testing.T) {
-	dir := t.TempDir()
-	key, pub := filepath.Join(dir, "k.pem"), filepath.Join(dir, "k.pub.pem")
-	mustRun(t, "keygen", "--private", key, "--public", pub)
-	img, want := image(t, dir, "new.img", 7)
-	out := filepath.Join(dir, "p.bin")
-	mustRun(t, "generate", "--new", img, "--key", key, "-o", out)
+	p := signedPayload(t, 7)
+	out, pub, want := p.out, p.pub, p.want
 	_, dev := testenv.NewDiskLoop(t, testenv.DiskSpec{SlotSize: 4 << 20})
 	part := dev + "p4"
 	mnt, unmount := testenv.MountExt4(t, part)
 	if err := os.WriteFile(filepath.Join(mnt, "file"), []byte("mounted data"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	readPart := func() []byte {
-		t.Helper()
-		f, err := os.Open(part)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		b := make([]byte, len(want))
-		if _, err := f.ReadAt(b, 0); err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	readPart := func() []byte { return readHead(t, part, len(want)) }
 	before := readPart()
 	for _, target := range []string{part, dev} {
 		code, _, e := run(t, nil, "apply", out, "--key", pub, "--target", target)
@@ -132,4 +112,39 @@ func TestCLIBusyDevice(t *testing.T) {
 	if !bytes.Equal(readPart(), want) {
 		t.Fatal("partition differs from the image after apply")
 	}
+}
+
+// signed is a key pair and a payload of an image signed with it.
+type signed struct {
+	key, pub string // private and public key files
+	out      string // the payload
+	want     []byte // the image
+}
+
+// signedPayload makes a key pair and a signed payload of a 1.5 MiB image
+// (seed), with extra generate arguments.
+func signedPayload(t *testing.T, seed uint64, gen ...string) signed {
+	t.Helper()
+	dir := t.TempDir()
+	s := signed{key: filepath.Join(dir, "k.pem"), pub: filepath.Join(dir, "k.pub.pem"), out: filepath.Join(dir, "p.bin")}
+	mustRun(t, "keygen", "--private", s.key, "--public", s.pub)
+	var img string
+	img, s.want = image(t, dir, "new.img", seed)
+	mustRun(t, append([]string{"generate", "--new", img, "--key", s.key, "-o", s.out}, gen...)...)
+	return s
+}
+
+// readHead returns the first n bytes of a file or device.
+func readHead(t *testing.T, name string, n int) []byte {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/antirollback"
 	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/slot"
 	"github.com/abupdate/update_engine/internal/status"
@@ -39,6 +38,22 @@ func failedAttempt(t *testing.T, w *omahaWorld, c *dbusapi.Client) dbusapi.Detai
 		t.Fatal(err)
 	}
 	return d
+}
+
+// installs asks for an update that must install img into slot B and make
+// it boot next.
+func installs(t *testing.T, c *dbusapi.Client, disk string, img []byte) {
+	t.Helper()
+	if err := c.AttemptUpdate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT", "UPDATE_STATUS_IDLE"); st.CurrentOperation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
+		d, _ := c.Detail(t.Context())
+		t.Fatalf("not installed: %+v", d)
+	}
+	if !bytes.Equal(readSlot(t, disk, "B", len(img)), img) || nextBoot(t, disk) != "B" {
+		t.Fatalf("slot B does not hold the image, or does not boot next (%s)", nextBoot(t, disk))
+	}
 }
 
 // assertUntouched fails unless slot B still holds zeros (nothing was
@@ -89,13 +104,7 @@ func TestMissingKeyRefuses(t *testing.T) {
 	assertUntouched(t, disk, len(img))
 
 	h.installKey(t)
-	if err := c.AttemptUpdate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	st := waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT")
-	if st.NewVersion != "2.0.0" || !bytes.Equal(readSlot(t, disk, "B", len(img)), img) || nextBoot(t, disk) != "B" {
-		t.Fatalf("after the key was installed: %+v, next boot %s", st, nextBoot(t, disk))
-	}
+	installs(t, c, disk, img)
 }
 
 // TestUnsignedPayload: with the key installed an unsigned payload is
@@ -130,16 +139,7 @@ func TestUnsignedPayload(t *testing.T) {
 			runDaemon(t, o)
 			c := client(t, h.bus)
 			if tc.wantCode == 0 {
-				if err := c.AttemptUpdate(t.Context()); err != nil {
-					t.Fatal(err)
-				}
-				if st := waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT", "UPDATE_STATUS_IDLE"); st.CurrentOperation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
-					d, _ := c.Detail(t.Context())
-					t.Fatalf("not installed: %+v", d)
-				}
-				if !bytes.Equal(readSlot(t, disk, "B", len(img)), img) {
-					t.Fatal("slot B does not hold the image")
-				}
+				installs(t, c, disk, img)
 				return
 			}
 			d := failedAttempt(t, w, c)
@@ -167,17 +167,7 @@ func TestLyingServerVersion(t *testing.T) {
 			o := h.options(w.url())
 			o.Overrides["FLATCAR_RELEASE_VERSION"] = "3.0.0"
 			if floor {
-				testenv.RequireTool(t, "swtpm")
-				tpm := testenv.StartSwtpm(t, t.TempDir())
-				g, err := antirollback.Open(t.Context(), antirollback.Config{Addr: tpm.Addr, Require: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := g.Raise(t.Context(), "3.0.0"); err != nil {
-					t.Fatal(err)
-				}
-				g.Close()
-				o.TPM, o.RequireTPM = tpm.Addr, true
+				o.TPM, o.RequireTPM = tpmWithFloor(t, "3.0.0").Addr, true
 			}
 			runDaemon(t, o)
 			c := client(t, h.bus)
@@ -200,16 +190,7 @@ func TestLyingServerVersion(t *testing.T) {
 			}
 
 			w.publishAs("v4.bin", "4.0.0", "4.0.0", newImg, false, "", nil)
-			if err := c.AttemptUpdate(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			if st := waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT", "UPDATE_STATUS_IDLE"); st.CurrentOperation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
-				d, _ := c.Detail(t.Context())
-				t.Fatalf("honest 4.0.0 not installed: %+v", d)
-			}
-			if !bytes.Equal(readSlot(t, disk, "B", len(newImg)), newImg) {
-				t.Fatal("slot B does not hold 4.0.0")
-			}
+			installs(t, c, disk, newImg)
 		})
 	}
 }
