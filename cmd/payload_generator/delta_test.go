@@ -77,15 +77,7 @@ func TestCLIDelta(t *testing.T) {
 			if code != tc.wantCode {
 				t.Fatalf("apply exit %d, want %d: %s", code, tc.wantCode, e)
 			}
-			f, err := os.Open(tgt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			got := make([]byte, len(nw))
-			if _, err := f.ReadAt(got, 0); err != nil {
-				t.Fatal(err)
-			}
+			got := readHead(t, tgt, len(nw))
 			want := nw
 			if code != 0 {
 				want = bytes.Repeat([]byte{0xEE}, len(nw))

@@ -60,6 +60,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&o.CheckInterval, "check-interval", 45*time.Minute, "time between scheduled checks")
 	fs.Int64Var(&o.CheckpointBytes, "checkpoint-bytes", 4<<20, "payload bytes between resumable checkpoints (each syncs the slot and writes prefs)")
 	fs.BoolVar(&o.NoHealthGate, "no-health-gate", false, "never mark the booted slot good (by default: after UPDATE_ENGINE_HEALTH_DELAY and the health units/command)")
+	fs.BoolVar(&o.InsecureAllowUnsignedPayloads, "insecure-allow-unsigned-payloads", false, "INSECURE, development only: when the --pubkey file is missing, install payloads without checking their signature (default: refuse every payload)")
 	over := map[string]*string{}
 	for _, f := range []struct{ flag, key, usage string }{
 		{"server", "SERVER", "Omaha URL (update.conf SERVER)"},
@@ -69,7 +70,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		{"appid", "FLATCAR_RELEASE_APPID", "Omaha app id (release file)"},
 		{"io-write-bps", "UPDATE_ENGINE_IO_WRITE_BPS", "write limit on the passive slot in bytes/s, K/M/G suffixes; needs root and a block device (default none)"},
 		{"metrics-listen", "UPDATE_ENGINE_METRICS_LISTEN", "Prometheus address, loopback only, e.g. 127.0.0.1:9571 (default off)"},
-		{"pubkey", "UPDATE_ENGINE_PUBKEY", "payload public key, PEM (default /usr/share/update_engine/update-payload-key.pub.pem; absent = unsigned payloads accepted)"},
+		{"pubkey", "UPDATE_ENGINE_PUBKEY", "payload public key, PEM, read at every update (default /usr/share/update_engine/update-payload-key.pub.pem; absent = every payload refused)"},
 		{"health-delay", "UPDATE_ENGINE_HEALTH_DELAY", "wait after start before marking the booted slot good (default 1m)"},
 		{"health-command", "UPDATE_ENGINE_HEALTH_COMMAND", "command (sh -c) that must succeed before marking the slot good"},
 	} {

@@ -63,6 +63,11 @@ type Options struct {
 	CheckInterval time.Duration // 0 = 45 min
 	NoHealthGate  bool          // do not mark the booted slot good
 
+	// InsecureAllowUnsignedPayloads applies payloads without checking
+	// their signature when no public key file exists (development only).
+	// Without it, no key means every payload is refused.
+	InsecureAllowUnsignedPayloads bool
+
 	// CheckpointBytes is the payload distance between resumable
 	// checkpoints (each syncs the slot and writes prefs); 0 = 4 MiB.
 	CheckpointBytes int64
@@ -135,15 +140,19 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
-	keys, err := loadKeys(cfg.PubKey)
-	if err != nil {
-		return err
+	// The key is read again at every apply, so one installed later is used.
+	keys := keyFile{path: cfg.PubKey, insecure: o.InsecureAllowUnsignedPayloads, log: log}
+	if o.InsecureAllowUnsignedPayloads {
+		log.Warn("INSECURE: --insecure-allow-unsigned-payloads: without a payload public key, payloads are installed unverified", "path", cfg.PubKey)
 	}
-	if len(keys) == 0 {
-		log.Warn("no payload public key; payload signatures are not checked", "path", cfg.PubKey)
+	if ks, err := keys.load(); err != nil {
+		log.Error("no usable payload public key: every payload is refused until one is installed", "path", cfg.PubKey, "err", err)
+	} else if len(ks) > 0 {
+		log.Info("payload public key", "path", cfg.PubKey, "keys", len(ks))
 	}
 
 	var floor engine.Floor
+	requireVersion := false
 	if o.TPM != "" {
 		tc := antirollback.Config{Require: o.RequireTPM, Logf: func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) }}
 		if strings.Contains(o.TPM, ":") && !strings.HasPrefix(o.TPM, "/") {
@@ -157,6 +166,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		defer g.Close()
 		floor = engine.GuardFloor{Guard: g, PCR: o.MeasurePCR}
+		// The floor judges the offered version: the payload must prove it.
+		requireVersion = g.Enabled()
 	}
 
 	m := metrics.New()
@@ -193,10 +204,12 @@ func Run(ctx context.Context, o Options) error {
 		go reportThrottle(ctx, limiter, m)
 	}
 	note := &notifier{}
+	applier := engine.PayloadApplier{Keys: keys.load, InsecureAllowUnsigned: o.InsecureAllowUnsignedPayloads,
+		RequireVersion: requireVersion, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10}
 	ecfg := engine.Config{
 		Checker:    &engine.OmahaChecker{Client: client, Params: params},
 		Downloader: &engine.OmahaDownloader{Client: client},
-		Applier:    engine.PayloadApplier{Keys: keys, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10},
+		Applier:    applier,
 		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
 		Prefs:      store,
 		Floor:      floor,
@@ -295,14 +308,29 @@ func Run(ctx context.Context, o Options) error {
 // ErrBusLost is returned when the D-Bus connection closes under the daemon.
 var ErrBusLost = errors.New("daemon: lost the D-Bus connection")
 
+// keyFile is the payload public key file, read at every apply.
+type keyFile struct {
+	path     string
+	insecure bool // --insecure-allow-unsigned-payloads
+	log      *slog.Logger
+}
+
+// load reads the keys. A missing file is an error (wrapping
+// os.ErrNotExist), or, when insecure, no key and a warning.
+func (k keyFile) load() ([]*payloadKey, error) {
+	keys, err := loadKeys(k.path)
+	if errors.Is(err, os.ErrNotExist) && k.insecure {
+		k.log.Warn("INSECURE: no payload public key; this payload's signature is NOT checked (--insecure-allow-unsigned-payloads)", "path", k.path)
+		return nil, nil
+	}
+	return keys, err
+}
+
 func loadKeys(path string) ([]*payloadKey, error) {
 	if path == "" {
-		return nil, nil
+		return nil, fmt.Errorf("daemon: payload key: no key file configured (UPDATE_ENGINE_PUBKEY is empty): %w", os.ErrNotExist)
 	}
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("daemon: payload key: %w", err)
 	}

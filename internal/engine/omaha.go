@@ -27,6 +27,8 @@ func (c *OmahaChecker) client(server string) *omaha.Client {
 		Server: server, HTTP: c.Client.HTTP, MaxResponseBytes: c.Client.MaxResponseBytes,
 		RequestTimeout: c.Client.RequestTimeout, ReadTimeout: c.Client.ReadTimeout,
 		DownloadUser: c.Client.DownloadUser, DownloadPassword: c.Client.DownloadPassword,
+		MaxCheckRetryAfter: c.Client.MaxCheckRetryAfter, MaxDownloadRetryAfter: c.Client.MaxDownloadRetryAfter,
+		Clock: c.Client.Clock,
 	}
 }
 
