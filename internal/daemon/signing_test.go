@@ -98,8 +98,12 @@ func TestMissingKeyRefuses(t *testing.T) {
 	if d.LastError != code || !strings.Contains(d.LastErrorMessage, "no payload public key") || !strings.Contains(d.LastErrorMessage, h.key) {
 		t.Fatalf("detail %+v, want code %d and a message naming the missing key", d, code)
 	}
-	if got, want := w.events(), fmt.Sprintf("3/2 previousversion=0.0.0.0, 13/1, 3/0 errorcode=%d", code); got != want {
+	// Refused before the download: no 13/1, no payload request.
+	if got, want := w.events(), fmt.Sprintf("3/2 previousversion=0.0.0.0, 3/0 errorcode=%d", code); got != want {
 		t.Fatalf("events %q, want %q", got, want)
+	}
+	if r := w.rangeHeaders(); len(r) != 0 {
+		t.Fatalf("the payload was requested %d times without a key to verify it", len(r))
 	}
 	assertUntouched(t, disk, len(img))
 

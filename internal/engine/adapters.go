@@ -71,6 +71,13 @@ func (a PayloadApplier) keys() ([]*rsa.PublicKey, error) {
 	return keys, nil
 }
 
+// Ready implements Applier: a key loads (or unsigned payloads are
+// allowed).
+func (a PayloadApplier) Ready() error {
+	_, err := a.keys()
+	return err
+}
+
 // Apply implements Applier.
 func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
 	keys, err := a.keys()

@@ -221,6 +221,9 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	if plan.Size <= 0 || len(plan.SHA256) != 32 || len(plan.URLs) == 0 {
 		return res, status.WithCode(status.OmahaResponseInvalid, errors.New("engine: the plan lacks a size, a SHA-256 or a URL"))
 	}
+	if err := e.cfg.Applier.Ready(); err != nil {
+		return res, fmt.Errorf("refusing version %s before downloading it: %w", plan.Version, err)
+	}
 	e.do(ctx, func(st *state) {
 		st.snap.Status = status.UpdateAvailable
 		st.snap.NewVersion = plan.Version
