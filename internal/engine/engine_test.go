@@ -646,7 +646,9 @@ func TestPostinstFailureFailsUpdate(t *testing.T) {
 			if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 				t.Fatal(err)
 			}
-			s := waitFor(t, e, "the attempt", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) && s.LastError != 0 })
+			s := waitFor(t, e, "the attempt", func(s Snapshot) bool {
+				return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) && s.LastError != 0
+			})
 			if s.Status != status.Idle || s.LastError.Base() != code {
 				t.Fatalf("ended %v with %v, want IDLE with %v", s.Status, s.LastError, code)
 			}
