@@ -73,11 +73,16 @@ func newSettings(name string, stderr io.Writer) *settings {
 	return s
 }
 
-// config loads update.conf and applies the flags that were set.
-func (s *settings) config() (Config, error) {
-	env, err := LoadEnv(SplitEndpoints(s.configFiles))
+// config loads update.conf and applies the flags that were set. Lines of
+// update.conf that do not parse, and unknown keys, are logged to warn and
+// skipped.
+func (s *settings) config(warn io.Writer) (Config, error) {
+	env, warns, err := LoadEnv(SplitEndpoints(s.configFiles))
 	if err != nil {
 		return Config{}, err
+	}
+	for _, w := range warns {
+		fmt.Fprintf(warn, "warning: %v\n", w)
 	}
 	set := map[string]bool{}
 	s.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -147,7 +152,7 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if v := os.Getenv("LOCKSMITHD_GROUP"); v != "" && s.group == "" {
 		_ = s.fs.Set("group", v)
 	}
-	cfg, err := s.config()
+	cfg, err := s.config(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -232,7 +237,7 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
-	cfg, err := s.config()
+	cfg, err := s.config(stderr)
 	if err != nil {
 		logf("%v", err)
 		return 1

@@ -76,6 +76,29 @@ func TestMainRunOffWritesDisabled(t *testing.T) {
 	}
 }
 
+// update.conf is read as update_engine reads it (one parser,
+// pkg/updateconf): `export KEY=`, quotes and comments count; a malformed
+// line and an unknown key are warned about, never fatal.
+func TestMainRunLenientConfig(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "update.conf")
+	os.WriteFile(conf, []byte("# flatcar-update wrote this\nexport GROUP=beta\nthis is not a setting\n"+
+		"export REBOOT_STRATEGY=\"off\"\nSOMETHING_ELSE=1\n"), 0o644)
+	coord := filepath.Join(dir, "coordinator.conf")
+	code, _, stderr := runMain(t, "run", "-config", conf, "-coordinator-file", coord)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if b, _ := os.ReadFile(coord); !strings.Contains(string(b), "STRATEGY=off\n") {
+		t.Fatalf("coordinator.conf = %q", b)
+	}
+	for _, want := range []string{conf + ":3", conf + ":5: updateconf: unknown key SOMETHING_ELSE"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr %q does not warn about %q", stderr, want)
+		}
+	}
+}
+
 // A holder that took the lock and never came back blocks the fleet until
 // the operator runs `lock unlock <id>`; then the waiting host reboots.
 func TestMainRecoversKilledHolder(t *testing.T) {

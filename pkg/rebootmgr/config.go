@@ -1,16 +1,15 @@
 package rebootmgr
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/updateconf"
 )
 
 // ConfigFiles is the update.conf search order: the first file that holds
@@ -28,60 +27,21 @@ var ErrBadConfig = errors.New("rebootmgr: invalid configuration")
 // Env is a merged set of KEY=VALUE settings.
 type Env map[string]string
 
-// ParseEnv reads a systemd-EnvironmentFile-like file: KEY=VALUE lines,
-// blank lines and lines starting with # or ; ignored, an optional
-// `export ` prefix, and values optionally in matching single or double
-// quotes. Later keys in one file replace earlier ones.
-func ParseEnv(r io.Reader) (Env, error) {
-	env := Env{}
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		k = strings.TrimSpace(k)
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, fmt.Errorf("%w: line %d: %q is not KEY=VALUE", ErrBadConfig, n, line)
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		env[k] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("rebootmgr: read config: %w", err)
-	}
-	return env, nil
-}
-
 // LoadEnv merges files so that, for each key, the first file holding it
-// wins. Missing files are skipped.
-func LoadEnv(files []string) (Env, error) {
-	merged := Env{}
-	for _, name := range files {
-		f, err := os.Open(name)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("rebootmgr: %w", err)
-		}
-		env, err := ParseEnv(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		for k, v := range env {
-			if _, ok := merged[k]; !ok {
-				merged[k] = v
-			}
-		}
+// wins; missing files are skipped. The files are read by pkg/updateconf,
+// the parser update_engine uses too: lines that do not parse and keys
+// neither daemon knows come back as warnings, never as errors (locksmithd
+// gets update.conf through systemd's EnvironmentFile=, which skips what it
+// cannot read).
+func LoadEnv(files []string) (Env, []updateconf.Warning, error) {
+	set, warns, err := updateconf.Load(files)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rebootmgr: %w", err)
 	}
-	return merged, nil
+	for _, f := range set {
+		warns = append(warns, updateconf.Unknown(f)...)
+	}
+	return Env(set.Merged()), warns, nil
 }
 
 // first returns the value of the first key set (non-empty) in env.

@@ -39,7 +39,7 @@ func tlsTestConfig(t *testing.T, env Env) (Config, string) {
 	if err := s.fs.Parse([]string{"-config", conf}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := s.config()
+	cfg, err := s.config(io.Discard)
 	if err != nil {
 		t.Fatalf("config from %s: %v", conf, err)
 	}
