@@ -82,9 +82,18 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	cfg, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+	loadConfig := func() (*config.Config, error) {
+		return config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+	}
+	cfg, err := loadConfig()
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("update.conf: ignored", "warning", w.Error())
+	}
+	if cfg.UpdatesDisabled() {
+		log.Info("updates are disabled (SERVER=disabled): no update checks until SERVER is set again")
 	}
 	if cfg.ReleaseVersion == "" {
 		return fmt.Errorf("daemon: the running version is unknown: set FLATCAR_RELEASE_VERSION in the release file or pass --version")
@@ -192,8 +201,12 @@ func Run(ctx context.Context, o Options) error {
 		go reportThrottle(ctx, limiter, m)
 	}
 	note := &notifier{}
+	var eng *engine.Engine
+	// Events owed from before a restart go out before any check: with the
+	// engine's track (a SetChannel choice beats GROUP).
+	trackNow := func() string { return eng.Snapshot().Channel }
 	ecfg := engine.Config{
-		Checker:    &engine.OmahaChecker{Client: client, Params: params},
+		Checker:    &engine.OmahaChecker{Client: client, Params: params, Track: trackNow},
 		Downloader: &engine.OmahaDownloader{Client: client},
 		Applier:    engine.PayloadApplier{Keys: keys, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10},
 		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
@@ -207,7 +220,7 @@ func Run(ctx context.Context, o Options) error {
 		Track:          cfg.Group,
 		Server:         cfg.Server,
 		Settings: func() (engine.Settings, error) {
-			c, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+			c, err := loadConfig()
 			if err != nil {
 				return engine.Settings{}, err
 			}
@@ -229,7 +242,7 @@ func Run(ctx context.Context, o Options) error {
 	default:
 		ecfg.Postinst = engine.ExecPostinst{Path: o.Postinst, Timeout: o.PostinstTimeout}
 	}
-	eng, err := engine.New(ecfg)
+	eng, err = engine.New(ecfg)
 	if err != nil {
 		return err
 	}
@@ -254,7 +267,10 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-runErr:
 		return err
 	}
-	srv, err := dbusapi.Export(ctx, conn, busEngine{eng}, dbusapi.Options{})
+	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, disabled: func() bool {
+		c, err := loadConfig()
+		return err == nil && c.UpdatesDisabled()
+	}, log: log}, dbusapi.Options{})
 	if err != nil {
 		cancel(nil)
 		<-runErr

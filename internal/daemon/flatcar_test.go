@@ -1,0 +1,152 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/slot"
+	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/omaha/server"
+)
+
+// writeConf writes the host's /etc/flatcar/update.conf.
+func (h *host) writeConf(t *testing.T, content string) {
+	t.Helper()
+	conf := filepath.Join(h.root, "etc/flatcar/update.conf")
+	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestServerDisabled: SERVER=disabled in update.conf (what
+// flatcar-update --disable-afterwards writes) does not stop the daemon:
+// the health gate still marks the booted slot good, D-Bus answers IDLE,
+// scheduled checks and AttemptUpdate send nothing, and setting SERVER
+// again turns checks back on without a restart (update.conf is re-read
+// before each check).
+func TestServerDisabled(t *testing.T) {
+	w := newOmaha(t)
+	w.publish("v2.bin", "2.0.0", image(4<<20, 9), false)
+	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
+	d, err := slot.Open(t.Context(), disk, slot.Options{Booted: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.MarkPassiveForTrial(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := simulateBoot(t, disk); n != "B" {
+		t.Fatalf("trial boot %s, want B", n)
+	}
+	h := newHost(t, disk)
+	h.writeConf(t, "# flatcar-update --disable-afterwards\nSERVER=disabled\n")
+	o := h.options("")
+	delete(o.Overrides, "SERVER")
+	o.Booted = "B"
+	o.Overrides["UPDATE_ENGINE_HEALTH_DELAY"] = "0s"
+	o.NoHealthGate = false
+	o.AutoCheck, o.InitialDelay, o.CheckInterval = true, time.Millisecond, 20*time.Millisecond
+	runDaemon(t, o)
+	c := client(t, h.bus)
+
+	deadline := time.Now().Add(20 * time.Second)
+	for !slotInfo(t, disk, "B").Successful {
+		if time.Now().After(deadline) {
+			t.Fatal("the health gate did not mark B good")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A scheduled check ran and was refused without a request.
+	for {
+		det, err := c.Detail(t.Context())
+		if err == nil && status.Code(det.LastError).Base() == status.OmahaUpdateIgnoredPerPolicy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled check was refused: %+v, %v", det, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := c.AttemptUpdate(t.Context()); err != nil {
+		t.Fatalf("AttemptUpdate while disabled: %v", err)
+	}
+	waitOp(t, c, 20*time.Second, "UPDATE_STATUS_IDLE")
+	if recs := w.h.Records(); len(recs) != 0 {
+		t.Fatalf("the server got %d requests while SERVER=disabled: %+v", len(recs), recs)
+	}
+
+	h.writeConf(t, "SERVER="+w.url()+"\n")
+	for len(w.h.Records()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no check after SERVER was set again")
+		}
+		if err := c.AttemptUpdate(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// appAttrs are the <app> attributes Nebraska files a request under; every
+// request of one machine's update must carry the same.
+func appAttrs(r server.Record) string {
+	return fmt.Sprintf("installsource=%q appid=%q version=%q track=%q machineid=%q bootid=%q board=%q alephversion=%q delta_okay=%v",
+		r.InstallSource, r.AppID, r.Version, r.Track, r.MachineID, r.BootID, r.Board, r.AlephVersion, r.DeltaOK)
+}
+
+// TestEventsKeepAppAttributes: the events of an update (13/1, 14/1, 3/1,
+// and 3/0 when it fails) carry the track, installsource and delta_okay of
+// the check they follow, as Flatcar's do; Nebraska finds the machine's
+// group by track.
+func TestEventsKeepAppAttributes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		badSHA bool
+		events string
+	}{
+		{name: "success", events: "3/2 previousversion=0.0.0.0, 13/1, 14/1, 3/1"},
+		{name: "failure", badSHA: true, events: fmt.Sprintf("3/2 previousversion=0.0.0.0, 13/1, 3/0 errorcode=%d",
+			int32(status.PayloadHashMismatchError|status.FlagTestOmahaURL))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newOmaha(t)
+			w.publish("v2.bin", "2.0.0", image(4<<20, 10), tc.badSHA)
+			disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
+			h := newHost(t, disk)
+			h.writeConf(t, "GROUP=beta\n")
+			if err := os.MkdirAll(filepath.Join(h.root, "usr/share/flatcar"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(h.root, "usr/share/flatcar/release"), []byte("FLATCAR_RELEASE_BOARD=amd64-usr\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			runDaemon(t, h.options(w.url()))
+			c := client(t, h.bus)
+			if err := c.AttemptUpdate(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(60 * time.Second)
+			for w.events() != tc.events {
+				if time.Now().After(deadline) {
+					t.Fatalf("events %q, want %q", w.events(), tc.events)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			recs := w.h.Records()
+			want := `installsource="ondemandupdate" appid="{e96281a6-d1af-4bde-9a0a-97b76e56dc57}" version="1.0.0" track="beta" ` +
+				`machineid="0123456789abcdef0123456789abcdef" bootid="` + recs[0].BootID + `" board="amd64-usr" alephversion="1.0.0" delta_okay=true`
+			for i, r := range recs {
+				if got := appAttrs(r); got != want {
+					t.Errorf("request %d (events %v, updatecheck %v):\n got %s\nwant %s", i, r.Events, r.UpdateCheck, got, want)
+				}
+			}
+		})
+	}
+}
