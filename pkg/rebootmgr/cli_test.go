@@ -110,7 +110,7 @@ func TestMainRecoversKilledHolder(t *testing.T) {
 	os.WriteFile(conf, []byte("REBOOT_STRATEGY=off\nLOCKSMITHD_ENDPOINT=http://127.0.0.1:1\n"), 0o644)
 	t.Setenv("LOCKSMITHCTL_ENDPOINT", e.Endpoint)
 
-	if code, out, errOut := runMain(t, "lock", "-config", conf, "set-max", "1"); code != 0 || out != "Old: 1\nNew: 1\n" {
+	if code, out, errOut := runMain(t, "lock", "-config", conf, "set-max", "1"); code != 0 || out != "Old-Max: 1\nMax: 1\n" {
 		t.Fatalf("set-max: %d %q %q", code, out, errOut)
 	}
 	// "dead" takes the only slot, then its machine never comes back.

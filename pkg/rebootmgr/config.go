@@ -72,7 +72,18 @@ type Config struct {
 	// EtcdCAFile, EtcdCertFile, EtcdKeyFile: LOCKSMITHD_ETCD_CAFILE,
 	// _CERTFILE, _KEYFILE (PEM) for https endpoints.
 	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
+	// EtcdAPI is the etcd store of the semaphore: "v3" (default) or "v2",
+	// the keys API locksmithd and locksmithctl use (LOCKSMITHD_ETCD_API).
+	// The two stores do not see each other: a fleet that still runs
+	// locksmithd anywhere must say v2 on every host.
+	EtcdAPI string
 }
+
+// The values of LOCKSMITHD_ETCD_API.
+const (
+	EtcdAPIv2 = "v2"
+	EtcdAPIv3 = "v3"
+)
 
 // DefaultEndpoints are locksmith's default etcd endpoints.
 var DefaultEndpoints = []string{"http://127.0.0.1:2379", "http://127.0.0.1:4001"}
@@ -107,6 +118,16 @@ func ConfigFromEnv(env Env) (Config, error) {
 	c.EtcdKeyFile = env["LOCKSMITHD_ETCD_KEYFILE"]
 	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
 		return c, fmt.Errorf("%w: LOCKSMITHD_ETCD_CERTFILE and _KEYFILE must be set together", ErrBadConfig)
+	}
+	switch c.EtcdAPI = env["LOCKSMITHD_ETCD_API"]; c.EtcdAPI {
+	case "":
+		c.EtcdAPI = EtcdAPIv3
+	case EtcdAPIv2, EtcdAPIv3:
+	default:
+		return c, fmt.Errorf("%w: LOCKSMITHD_ETCD_API=%q: want v2 or v3", ErrBadConfig, c.EtcdAPI)
+	}
+	if c.EtcdAPI == EtcdAPIv2 && c.HolderTTL > 0 {
+		return c, fmt.Errorf("%w: REBOOT_LOCK_TTL needs LOCKSMITHD_ETCD_API=v3 (v2 has no multi-key transaction)", ErrBadConfig)
 	}
 	return c, nil
 }
