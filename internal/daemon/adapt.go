@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/rsa"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -26,9 +27,13 @@ type busEngine struct {
 	e *engine.Engine
 	// disabled re-reads update.conf: SERVER=disabled turns AttemptUpdate
 	// into a logged no-op (nil = never disabled).
-	disabled func() bool
-	log      *slog.Logger
+	disabled      func() bool
+	allowOmahaURL bool
+	log           *slog.Logger
 }
+
+// errOmahaURL refuses a ChromeOS AttemptUpdate(s,s) naming a server.
+var errOmahaURL = errors.New("daemon: omaha_url refused: update_engine was not started with --allow-omaha-url")
 
 func (b busEngine) Status() dbusapi.Status { return toStatus(b.e.Snapshot()) }
 
@@ -51,6 +56,9 @@ func (b busEngine) Detail() dbusapi.Detail {
 // then it only logs, the status stays as it is, and the call succeeds, as
 // Flatcar's AttemptUpdate always does.
 func (b busEngine) AttemptUpdate(ctx context.Context, r dbusapi.UpdateRequest) error {
+	if r.OmahaURL != "" && !b.allowOmahaURL {
+		return errOmahaURL
+	}
 	if r.OmahaURL == "" && b.disabled != nil && b.disabled() {
 		b.log.Info("AttemptUpdate ignored: updates are disabled (SERVER=disabled in update.conf)")
 		return nil

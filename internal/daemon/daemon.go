@@ -61,6 +61,10 @@ type Options struct {
 	InitialDelay  time.Duration // 0 = 7 min
 	CheckInterval time.Duration // 0 = 45 min
 	NoHealthGate  bool          // do not mark the booted slot good
+	// AllowOmahaURL honours the omaha_url of the ChromeOS AttemptUpdate(s,s)
+	// for that one check; otherwise such a request is refused (it would let
+	// any caller allowed to start a check choose the update server).
+	AllowOmahaURL bool
 
 	// CheckpointBytes is the payload distance between resumable
 	// checkpoints (each syncs the slot and writes prefs); 0 = 4 MiB.
@@ -226,6 +230,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return engine.Settings{Track: c.Group, Server: c.Server}, nil
 		},
+		AllowOmahaURL:      o.AllowOmahaURL,
 		MarkerPath:         filepath.Join(runDir, MarkerName),
 		RebootRequiredPath: rebootFile,
 		Schedule: engine.Schedule{
@@ -270,7 +275,7 @@ func Run(ctx context.Context, o Options) error {
 	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, disabled: func() bool {
 		c, err := loadConfig()
 		return err == nil && c.UpdatesDisabled()
-	}, log: log}, dbusapi.Options{})
+	}, allowOmahaURL: o.AllowOmahaURL, log: log}, dbusapi.Options{})
 	if err != nil {
 		cancel(nil)
 		<-runErr

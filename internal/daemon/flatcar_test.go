@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,5 +150,74 @@ func TestEventsKeepAppAttributes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOmahaURL: the ChromeOS AttemptUpdate(s,s) omaha_url is refused with
+// a reason unless the daemon allows it; allowed, that one check goes there.
+func TestOmahaURL(t *testing.T) {
+	w := newOmaha(t)
+	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
+	h := newHost(t, disk)
+	o := h.options("http://127.0.0.1:1/v1/update/") // nobody there
+	stop := runDaemon(t, o)
+	c := client(t, h.bus)
+	err := c.AttemptUpdateWith(t.Context(), "", w.url())
+	if err == nil || !strings.Contains(err.Error(), "--allow-omaha-url") {
+		t.Fatalf("omaha_url without --allow-omaha-url: %v", err)
+	}
+	stop()
+	c.Close()
+
+	o.AllowOmahaURL = true
+	runDaemon(t, o)
+	c = client(t, h.bus)
+	if err := c.AttemptUpdateWith(t.Context(), "", w.url()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(w.h.Records()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the check did not go to omaha_url")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitOp(t, c, 20*time.Second, "UPDATE_STATUS_IDLE")
+}
+
+// TestStub: on an image never updated in place (/usr/.noupdate) the stub
+// owns the bus names and answers IDLE; AttemptUpdate succeeds and does
+// nothing; it needs no disk.
+func TestStub(t *testing.T) {
+	w := newOmaha(t)
+	h := newHost(t, "")
+	o := h.options(w.url())
+	o.Disk = filepath.Join(t.TempDir(), "no-such-disk")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- RunStub(ctx, o) }()
+	c := client(t, h.bus)
+	if err := c.AttemptUpdate(t.Context()); err != nil {
+		t.Fatalf("AttemptUpdate: %v", err)
+	}
+	if err := c.ResetStatus(t.Context()); err != nil {
+		t.Fatalf("ResetStatus: %v", err)
+	}
+	st, err := c.GetStatus(t.Context())
+	if err != nil || st.CurrentOperation != "UPDATE_STATUS_IDLE" || st.NewVersion != "0.0.0" {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	if err := c.AttemptRollback(t.Context(), false); err == nil {
+		t.Fatal("rollback accepted by the stub")
+	}
+	if d, err := c.Detail(t.Context()); err != nil || d.CurrentVersion != "1.0.0" {
+		t.Fatalf("detail %+v, %v", d, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("RunStub: %v", err)
+	}
+	if n := len(w.h.Records()); n != 0 {
+		t.Fatalf("the stub sent %d Omaha requests", n)
 	}
 }
