@@ -320,6 +320,20 @@ type discard struct{}
 
 func (discard) WriteAt(b []byte, _ int64) (int, error) { return len(b), nil }
 
+// openSource opens the source (old) partition of a delta into o.Source
+// ("" = none) and returns the func that closes it.
+func openSource(o *payload.Options, path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	o.Source = f
+	return func() { f.Close() }, nil
+}
+
 func openPayload(name string, stdin io.Reader) (io.Reader, func(), error) {
 	if name == "-" {
 		return stdin, func() {}, nil
@@ -351,14 +365,11 @@ func cmdVerify(ctx context.Context, args []string, stdin io.Reader, stdout io.Wr
 		return err
 	}
 	o := payload.Options{Keys: pk, Partition: *part}
-	if *source != "" {
-		sf, err := os.Open(*source)
-		if err != nil {
-			return err
-		}
-		defer sf.Close()
-		o.Source = sf
+	closeSource, err := openSource(&o, *source)
+	if err != nil {
+		return err
 	}
+	defer closeSource()
 	r, closer, err := openPayload(pos[0], stdin)
 	if err != nil {
 		return err
@@ -434,14 +445,11 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	}
 	defer t.f.Close()
 	o.Direct, o.TargetSize = t.direct, t.size
-	if *source != "" {
-		sf, err := os.Open(*source)
-		if err != nil {
-			return err
-		}
-		defer sf.Close()
-		o.Source = sf
+	closeSource, err := openSource(&o, *source)
+	if err != nil {
+		return err
 	}
+	defer closeSource()
 	r, closer, err := openPayload(pos[0], stdin)
 	if err != nil {
 		return err

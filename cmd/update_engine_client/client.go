@@ -20,11 +20,11 @@ const (
 	exitUsage  = 2 // bad flags
 )
 
-// Flatcar's client tries 4 times, 10 s apart, to reach update_engine
-// before it gives up.
+// Flatcar's client tries 4 times (--connect-tries), 10 s apart, to reach
+// update_engine before it gives up.
 const (
-	connectTries = 4
-	connectRetry = 10 * time.Second
+	defaultConnectTries = 4
+	connectRetry        = 10 * time.Second
 )
 
 // sleep waits d or until ctx ends (a variable so tests need not wait).
@@ -46,6 +46,7 @@ type options struct {
 	pollInterval                                       time.Duration
 	appVersion, omahaURL                               string // ChromeOS AttemptUpdate(s,s)
 	interactive                                        bool
+	connectTries                                       int
 }
 
 const usageHead = `Usage: update_engine_client [flags]
@@ -95,8 +96,8 @@ Connection and output:
   --progress MODE     -update output: auto (bar on a terminal), bar, plain
   --poll-interval D   -update poll interval (default 5s, as Flatcar)
 
-When update_engine is not on the bus it tries 4 times, 10 s apart, as
-Flatcar's client does. Glog flags (-v, -logtostderr, -alsologtostderr,
+When update_engine is not on the bus it tries 4 times (--connect-tries),
+10 s apart, as Flatcar's client does. Glog flags (-v, -logtostderr, -alsologtostderr,
 -stderrthreshold, -minloglevel, -log_dir, -vmodule) are accepted and ignored.
 
 Exit codes: 0 ok; 1 the call failed or was refused, the bus is unreachable,
@@ -126,6 +127,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.pollInterval, "poll-interval", 5*time.Second, "-update poll interval")
 	fs.StringVar(&o.appVersion, "app_version", "", "with -check_for_update/-update: the version to ask for (ChromeOS)")
 	fs.StringVar(&o.omahaURL, "omaha_url", "", "with -check_for_update/-update: the Omaha server for this check (ChromeOS)")
+	fs.IntVar(&o.connectTries, "connect-tries", defaultConnectTries, "tries to reach update_engine on the bus, 10 s apart")
 	fs.BoolVar(&o.interactive, "interactive", true, "mark the request interactive (always true over D-Bus)")
 	// Accepted and ignored, as gflags/glog-based tools are called with them.
 	fs.Bool("logtostderr", true, "glog: accepted (logs always go to stderr)")
@@ -152,6 +154,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.pollInterval <= 0 {
 		return nil, fmt.Errorf("--poll-interval must be positive, got %v", o.pollInterval)
+	}
+	if o.connectTries < 1 {
+		return nil, fmt.Errorf("--connect-tries must be at least 1, got %d", o.connectTries)
 	}
 	if !o.interactive {
 		return nil, errors.New("-interactive=false: update_engine treats every D-Bus request as interactive (installsource=\"ondemandupdate\")")
@@ -219,11 +224,11 @@ func (r *runner) withClient(ctx context.Context, f func(context.Context, *dbusap
 		// the name (update_engine starting, or restarting after a crash).
 		for try := 1; ; try++ {
 			err = f(ctx, c)
-			if !errors.Is(err, dbusapi.ErrNotRunning) || try == connectTries {
+			if !errors.Is(err, dbusapi.ErrNotRunning) || try >= r.o.connectTries {
 				break
 			}
 			fmt.Fprintf(r.stderr, "update_engine_client: update_engine is not on the bus; retrying in %v (try %d/%d)\n",
-				connectRetry, try+1, connectTries)
+				connectRetry, try+1, r.o.connectTries)
 			if serr := sleep(ctx, connectRetry); serr != nil {
 				break
 			}

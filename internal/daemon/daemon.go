@@ -252,13 +252,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	bus := o.Bus
-	if bus == "" {
-		bus = dbusapi.SystemBusAddress()
-	}
-	conn, err := dbus.Connect(bus, dbus.WithContext(ctx))
+	conn, bus, err := connectBus(ctx, o.Bus)
 	if err != nil {
-		return fmt.Errorf("daemon: connect to D-Bus at %s: %w", bus, err)
+		return err
 	}
 	defer conn.Close()
 	// The engine restores its state before the names are taken, so the
@@ -308,6 +304,19 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	return err
+}
+
+// connectBus connects to the bus at addr ("" = the system bus) for the
+// life of ctx and returns the address used.
+func connectBus(ctx context.Context, addr string) (*dbus.Conn, string, error) {
+	if addr == "" {
+		addr = dbusapi.SystemBusAddress()
+	}
+	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
+	if err != nil {
+		return nil, addr, fmt.Errorf("daemon: connect to D-Bus at %s: %w", addr, err)
+	}
+	return conn, addr, nil
 }
 
 // ErrBusLost is returned when the D-Bus connection closes under the daemon.

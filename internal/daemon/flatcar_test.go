@@ -58,13 +58,8 @@ func TestServerDisabled(t *testing.T) {
 	runDaemon(t, o)
 	c := client(t, h.bus)
 
+	waitGood(t, disk, "B")
 	deadline := time.Now().Add(20 * time.Second)
-	for !slotInfo(t, disk, "B").Successful {
-		if time.Now().After(deadline) {
-			t.Fatal("the health gate did not mark B good")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	// A scheduled check ran and was refused without a request.
 	for {
 		det, err := c.Detail(t.Context())
@@ -93,6 +88,18 @@ func TestServerDisabled(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitGood waits until the health gate has marked slot name good.
+func waitGood(t *testing.T, disk, name string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !slotInfo(t, disk, name).Successful {
+		if time.Now().After(deadline) {
+			t.Fatalf("the health gate did not mark %s good", name)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

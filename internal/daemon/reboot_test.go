@@ -76,13 +76,7 @@ func TestRebootMarkGoodThenDelta(t *testing.T) {
 	o.NoHealthGate = false
 	runDaemon(t, o)
 	c2 := client(t, h.bus)
-	deadline := time.Now().Add(20 * time.Second)
-	for !slotInfo(t, disk, "B").Successful {
-		if time.Now().After(deadline) {
-			t.Fatal("health gate did not mark B good")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitGood(t, disk, "B")
 
 	v3 := append(bytes.Clone(v2[:6<<20]), image(3<<20, 6)...)
 	w.publishDelta("v3-delta.bin", "3.0.0", v3, false, "2.0.0", v2)

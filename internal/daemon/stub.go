@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/godbus/dbus/v5"
-
 	"github.com/abupdate/update_engine/internal/config"
 	"github.com/abupdate/update_engine/internal/dbusapi"
 )
@@ -69,13 +67,9 @@ func RunStub(ctx context.Context, o Options) error {
 	} else {
 		log.Warn("configuration not read", "err", err)
 	}
-	bus := o.Bus
-	if bus == "" {
-		bus = dbusapi.SystemBusAddress()
-	}
-	conn, err := dbus.Connect(bus, dbus.WithContext(ctx))
+	conn, bus, err := connectBus(ctx, o.Bus)
 	if err != nil {
-		return fmt.Errorf("daemon: connect to D-Bus at %s: %w", bus, err)
+		return err
 	}
 	defer conn.Close()
 	eng := stubEngine{version: version, log: log}

@@ -56,20 +56,12 @@ func tlsHandshake(t *testing.T, endpoint string, conf *tls.Config) error {
 	return probeEndpoint(ctx, endpoint, conf)
 }
 
-// clearLockEnv blanks the environment variables the lock command prefers
-// over update.conf.
-func clearLockEnv(t *testing.T) {
-	for _, k := range []string{"LOCKSMITHCTL_ENDPOINT", "LOCKSMITHD_ENDPOINT", "LOCKSMITHD_GROUP"} {
-		t.Setenv(k, "")
-	}
-}
-
 // The reboot lock over etcd with TLS and client-certificate
 // authentication, configured only through update.conf's LOCKSMITHD_*
 // keys.
 func TestEtcdTLSLockFromConfig(t *testing.T) {
 	e := testenv.StartEtcdTLS(t)
-	clearLockEnv(t)
+	clearEnviron(t)
 	cfg, conf := tlsTestConfig(t, Env{
 		"REBOOT_STRATEGY":          "etcd-lock",
 		"LOCKSMITHD_ENDPOINT":      e.Endpoint,
@@ -127,7 +119,7 @@ func TestEtcdTLSRefusesBadClients(t *testing.T) {
 	e := testenv.StartEtcdTLS(t)
 	other := testenv.NewCA(t, "another CA")
 	foreignCert, foreignKey := other.ClientCert(t, "foreign-client")
-	clearLockEnv(t)
+	clearEnviron(t)
 	saved := lockCommandTimeout
 	lockCommandTimeout = 2 * time.Second
 	t.Cleanup(func() { lockCommandTimeout = saved })

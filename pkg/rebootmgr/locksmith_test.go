@@ -16,7 +16,8 @@ import (
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
 )
 
-// clearEnviron blanks every environment variable the reboot manager reads
+// clearEnviron blanks every environment variable the reboot manager reads,
+// which would otherwise beat the update.conf a test writes
 // (t.Setenv restores them).
 func clearEnviron(t *testing.T) {
 	for _, k := range environKeys {
