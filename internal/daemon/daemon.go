@@ -190,6 +190,10 @@ func Run(ctx context.Context, o Options) error {
 		OEM: cfg.OEMID, OEMVersion: cfg.OEMVersion, AlephVersion: aleph, MachineAlias: cfg.MachineAlias,
 		Board: cfg.Board, Arch: unameArch(),
 	}
+	// For events sent before any check (the 3/1 owed across a restart):
+	// delta_okay as the engine's checks say it, no delta failed for good.
+	failedDeltas, err := store.GetInt64(engine.KeyDeltaFailures)
+	params.DeltaOK = err != nil || failedDeltas == 0
 	runDir := o.RunDir
 	if runDir == "" {
 		runDir = "/var/run"

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/engine"
+	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/slot"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
@@ -226,5 +228,45 @@ func TestStub(t *testing.T) {
 	}
 	if n := len(w.h.Records()); n != 0 {
 		t.Fatalf("the stub sent %d Omaha requests", n)
+	}
+}
+
+// TestOwedEventKeepsTrack: the 3/1 owed across a restart (killed between
+// the flip and the event) goes out before any check of the new process,
+// with the machine's track and delta_okay all the same.
+func TestOwedEventKeepsTrack(t *testing.T) {
+	w := newOmaha(t)
+	w.publish("v2.bin", "2.0.0", image(4<<20, 13), false)
+	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
+	h := newHost(t, disk)
+	h.writeConf(t, "GROUP=beta\n")
+	stop := runDaemon(t, h.options(w.url()))
+	c := client(t, h.bus)
+	if err := c.AttemptUpdate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT")
+	stop()
+	c.Close()
+	// As if killed after the flip, before the 3/1 went out.
+	p, err := prefs.Open(h.prefs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetString(engine.KeyAppliedEvent, ""); err != nil {
+		t.Fatal(err)
+	}
+	n := len(w.h.Records())
+	runDaemon(t, h.options(w.url()))
+	deadline := time.Now().Add(20 * time.Second)
+	for len(w.h.Records()) == n {
+		if time.Now().After(deadline) {
+			t.Fatal("the owed 3/1 was not sent after the restart")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := w.h.Records()[n]
+	if len(r.Events) != 1 || r.Events[0].Type != 3 || r.Events[0].Result != 1 || r.Track != "beta" || !r.DeltaOK {
+		t.Fatalf("owed event request: events %+v, %s", r.Events, appAttrs(r))
 	}
 }
