@@ -280,3 +280,44 @@ func TestLockStatusRefusedAtOnce(t *testing.T) {
 		t.Fatal("lock status waited for minutes on a refused connection")
 	}
 }
+
+// The daemon on the v2 store in a fleet with locksmithd: while a
+// locksmithd host holds the only slot (written as locksmithd writes it),
+// `run` waits; once that host unlocks, it takes the slot and reboots.
+func TestMainRunV2WaitsForLocksmithd(t *testing.T) {
+	clearEnviron(t)
+	e := testenv.StartEtcdV2(t)
+	key := etcdlock.Key("")
+	if out, err := e.EtcdctlV2(t, "set", key, `{"semaphore":0,"max":1,"holders":["locksmithd-host"]}`); err != nil {
+		t.Fatalf("etcdctl set: %v %s", err, out)
+	}
+	addr, logind, engine := startServices(t)
+	dir := t.TempDir()
+	conf := writeConf(t, "REBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_ENDPOINT="+e.Endpoint+"\n")
+	t.Setenv("LOCKSMITHD_ETCD_API", "v2") // as a systemd Environment= line would
+	engine.set(t, StatusNeedsReboot)
+	var stderr syncBuffer
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"run", "-config", conf, "-bus", addr, "-machine-id", "ours",
+			"-state-file", filepath.Join(dir, "state.json"), "-coordinator-file", filepath.Join(dir, "coordinator.conf"),
+			"-utmp", filepath.Join(dir, "no-utmp"), "-warn-delay", "0", "-retry-min", "20ms", "-retry-max", "100ms"},
+			&stderr, &stderr)
+	}()
+	defer func() { cancel(); <-done }()
+
+	waitFor(t, "lock retries", func() bool { return strings.Count(stderr.String(), "semaphore is full") >= 3 })
+	if _, r := logind.counts(); r != 0 {
+		t.Fatalf("rebooted while locksmithd holds the only slot")
+	}
+	if out, err := e.EtcdctlV2(t, "set", key, `{"semaphore":1,"max":1,"holders":null}`); err != nil {
+		t.Fatalf("etcdctl set: %v %s", err, out)
+	}
+	waitFor(t, "reboot after locksmithd unlocked", func() bool { _, r := logind.counts(); return r == 1 })
+	out, err := e.EtcdctlV2(t, "get", key)
+	if err != nil || strings.TrimSpace(out) != `{"semaphore":0,"max":1,"holders":["ours"]}` {
+		t.Fatalf("v2 value after our reboot: %q, %v", out, err)
+	}
+}
