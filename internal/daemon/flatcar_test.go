@@ -233,7 +233,8 @@ func TestStub(t *testing.T) {
 
 // TestOwedEventKeepsTrack: the 3/1 owed across a restart (killed between
 // the flip and the event) goes out before any check of the new process,
-// with the machine's track and delta_okay all the same.
+// and so do the scheduled pings while the reboot is pending: with the
+// machine's track and delta_okay all the same.
 func TestOwedEventKeepsTrack(t *testing.T) {
 	w := newOmaha(t)
 	w.publish("v2.bin", "2.0.0", image(4<<20, 13), false)
@@ -257,16 +258,31 @@ func TestOwedEventKeepsTrack(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := len(w.h.Records())
-	runDaemon(t, h.options(w.url()))
+	o := h.options(w.url())
+	o.AutoCheck, o.InitialDelay, o.CheckInterval = true, 50*time.Millisecond, 20*time.Millisecond
+	runDaemon(t, o)
 	deadline := time.Now().Add(20 * time.Second)
-	for len(w.h.Records()) == n {
+	for len(w.h.Records()) < n+2 {
 		if time.Now().After(deadline) {
-			t.Fatal("the owed 3/1 was not sent after the restart")
+			t.Fatalf("after the restart: %d requests, want the owed 3/1 and a ping", len(w.h.Records())-n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	r := w.h.Records()[n]
-	if len(r.Events) != 1 || r.Events[0].Type != 3 || r.Events[0].Result != 1 || r.Track != "beta" || !r.DeltaOK {
-		t.Fatalf("owed event request: events %+v, %s", r.Events, appAttrs(r))
+	var sawEvent, sawPing bool
+	for _, r := range w.h.Records()[n:] {
+		switch {
+		case len(r.Events) == 1 && r.Events[0].Type == 3 && r.Events[0].Result == 1 && !r.Ping:
+			sawEvent = true
+		case r.Ping && len(r.Events) == 0 && !r.UpdateCheck:
+			sawPing = true
+		default:
+			t.Fatalf("unexpected request after the restart: %+v", r)
+		}
+		if r.Track != "beta" || !r.DeltaOK {
+			t.Errorf("request %+v: %s", r.Events, appAttrs(r))
+		}
+	}
+	if !sawEvent || !sawPing {
+		t.Fatalf("owed 3/1 %v, ping %v", sawEvent, sawPing)
 	}
 }

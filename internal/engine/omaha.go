@@ -73,13 +73,20 @@ func (c *OmahaChecker) Check(ctx context.Context, req CheckRequest) (*Plan, erro
 	if err != nil {
 		return nil, err
 	}
-	if !req.PingOnly {
+	c.mu.Lock()
+	if req.PingOnly {
+		// The engine does not say delta_okay for a ping (a reboot is
+		// pending): the last check's, or the configured one.
+		p.DeltaOK = c.Params.DeltaOK
+		if c.last != nil {
+			p.DeltaOK = c.last.DeltaOK
+		}
+	} else {
 		last := p
 		last.PreviousVersion = ""
-		c.mu.Lock()
 		c.last = &last
-		c.mu.Unlock()
 	}
+	c.mu.Unlock()
 	if req.PingOnly {
 		return nil, cl.Ping(ctx, p)
 	}
