@@ -80,11 +80,23 @@ func (e *Etcd) EtcdctlV2(t testing.TB, args ...string) (string, error) {
 // It skips t when the installed etcd has no v2 API.
 func StartEtcdV2(t testing.TB) *Etcd {
 	t.Helper()
+	requireV2(t)
+	return startEtcd(t, etcdOptions{v2: true})
+}
+
+// StartEtcdV2TLS is StartEtcdTLS with the v2 API enabled.
+func StartEtcdV2TLS(t testing.TB) *Etcd {
+	t.Helper()
+	requireV2(t)
+	return startEtcd(t, etcdOptions{v2: true, tls: true})
+}
+
+func requireV2(t testing.TB) {
+	t.Helper()
 	RequireTool(t, "etcd")
 	if out, _ := exec.Command("etcd", "--help").CombinedOutput(); !bytes.Contains(out, []byte("--enable-v2")) {
 		t.Skip("skipping: the installed etcd has no --enable-v2 (v2 API removed in etcd 3.6)")
 	}
-	return startEtcd(t, etcdOptions{v2: true})
 }
 
 // StartEtcd starts Debian's etcd on two free 127.0.0.1 ports with a

@@ -321,3 +321,31 @@ func TestMainRunV2WaitsForLocksmithd(t *testing.T) {
 		t.Fatalf("v2 value after our reboot: %q, %v", out, err)
 	}
 }
+
+// locksmithctl's TLS flags, on both stores: with them the lock commands
+// reach an etcd that demands client certificates; without, they are
+// refused at once.
+func TestLockTLSFlags(t *testing.T) {
+	clearEnviron(t)
+	e := testenv.StartEtcdV2TLS(t)
+	conf := writeConf(t, "")
+	for _, api := range []string{"v3", "v2"} {
+		tls := []string{"-endpoint", e.Endpoint, "-etcd-api", api,
+			"-etcd-cafile", e.CAFile, "-etcd-certfile", e.CertFile, "-etcd-keyfile", e.KeyFile}
+		lockCmd := func(args ...string) (int, string, string) {
+			return runMain(t, append([]string{"lock", "-config", conf}, args...)...)
+		}
+		if code, _, errOut := lockCmd(append(tls, "lock", "tls-"+api)...); code != 0 {
+			t.Fatalf("%s: lock: %d %s", api, code, errOut)
+		}
+		if code, out, errOut := lockCmd(append(tls, "status")...); code != 0 || !strings.Contains(out, "tls-"+api) {
+			t.Fatalf("%s: status: %d %q %q", api, code, out, errOut)
+		}
+		if code, _, errOut := lockCmd(append(tls, "unlock", "tls-"+api)...); code != 0 {
+			t.Fatalf("%s: unlock: %d %s", api, code, errOut)
+		}
+		if code, _, errOut := lockCmd("-endpoint", e.Endpoint, "-etcd-api", api, "status"); code != 1 || !strings.Contains(errOut, "unreachable") {
+			t.Fatalf("%s: status without the TLS flags: %d %q", api, code, errOut)
+		}
+	}
+}
