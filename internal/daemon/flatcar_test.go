@@ -93,6 +93,20 @@ func TestServerDisabled(t *testing.T) {
 	}
 }
 
+// updateAndStop runs the daemon with o until an AttemptUpdate has
+// reached UPDATED_NEED_REBOOT, then stops it.
+func updateAndStop(t *testing.T, h *host, o Options) {
+	t.Helper()
+	stop := runDaemon(t, o)
+	c := client(t, h.bus)
+	if err := c.AttemptUpdate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT")
+	stop()
+	c.Close()
+}
+
 // waitGood waits until the health gate has marked slot name good.
 func waitGood(t *testing.T, disk, name string) {
 	t.Helper()
@@ -241,14 +255,7 @@ func TestOwedEventKeepsTrack(t *testing.T) {
 	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
 	h := newHost(t, disk)
 	h.writeConf(t, "GROUP=beta\n")
-	stop := runDaemon(t, h.options(w.url()))
-	c := client(t, h.bus)
-	if err := c.AttemptUpdate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT")
-	stop()
-	c.Close()
+	updateAndStop(t, h, h.options(w.url()))
 	// As if killed after the flip, before the 3/1 went out.
 	p, err := prefs.Open(h.prefs)
 	if err != nil {

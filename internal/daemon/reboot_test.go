@@ -53,14 +53,7 @@ func TestRebootMarkGoodThenDelta(t *testing.T) {
 	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
 	writeSlotA(t, disk, oldImage)
 	h := newHost(t, disk)
-	stop := runDaemon(t, h.options(w.url()))
-	c := client(t, h.bus)
-	if err := c.AttemptUpdate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT")
-	stop()
-	c.Close()
+	updateAndStop(t, h, h.options(w.url()))
 
 	if n := simulateBoot(t, disk); n != "B" {
 		t.Fatalf("booted %s, want B", n)
@@ -116,14 +109,7 @@ func TestRollbackReported(t *testing.T) {
 	w.publish("v2.bin", "2.0.0", image(4<<20, 7), false)
 	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
 	h := newHost(t, disk)
-	stop := runDaemon(t, h.options(w.url()))
-	c := client(t, h.bus)
-	if err := c.AttemptUpdate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT")
-	stop()
-	c.Close()
+	updateAndStop(t, h, h.options(w.url()))
 	// B gets its one try and fails; the bootloader falls back to A.
 	simulateBoot(t, disk)
 	if n := simulateBoot(t, disk); n != "A" {

@@ -127,17 +127,9 @@ func TestMainRecoversKilledHolder(t *testing.T) {
 
 	engine.set(t, StatusNeedsReboot)
 	coord := filepath.Join(dir, "coordinator.conf")
-	state := filepath.Join(dir, "state.json")
-	var stderr syncBuffer
-	runCtx, stopRun := context.WithCancel(ctx)
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(runCtx, []string{"run", "-config", conf, "-strategy", "etcd-lock", "-endpoint", e.Endpoint,
-			"-bus", addr, "-machine-id", "alive", "-state-file", state, "-coordinator-file", coord,
-			"-utmp", filepath.Join(dir, "no-utmp"), "-warn-delay", "0", "-retry-min", "20ms", "-retry-max", "100ms"},
-			&stderr, &stderr)
-	}()
-	defer func() { stopRun(); <-done }()
+	stderr, stopRun := startRun(ctx, dir, "-config", conf, "-strategy", "etcd-lock", "-endpoint", e.Endpoint,
+		"-bus", addr, "-machine-id", "alive")
+	defer stopRun()
 
 	waitFor(t, "lock retries", func() bool { return strings.Count(stderr.String(), "semaphore is full") >= 3 })
 	if _, r := logind.counts(); r != 0 {

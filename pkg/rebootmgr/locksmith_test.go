@@ -37,6 +37,21 @@ func writeConf(t *testing.T, content string) string {
 	return conf
 }
 
+// startRun runs `run` with fast lock retries, no warning delay and its
+// files in dir, until stop; its output goes to the returned buffer.
+func startRun(ctx context.Context, dir string, args ...string) (*syncBuffer, func()) {
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, append(append([]string{"run"}, args...),
+			"-state-file", filepath.Join(dir, "state.json"), "-coordinator-file", filepath.Join(dir, "coordinator.conf"),
+			"-utmp", filepath.Join(dir, "no-utmp"), "-warn-delay", "0", "-retry-min", "20ms", "-retry-max", "100ms"),
+			&out, &out)
+	}()
+	return &out, func() { cancel(); <-done }
+}
+
 // `run` takes its settings from the environment as locksmithd does
 // (systemd Environment=, or a shell): they beat update.conf, and flags
 // beat them.
@@ -296,17 +311,8 @@ func TestMainRunV2WaitsForLocksmithd(t *testing.T) {
 	conf := writeConf(t, "REBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_ENDPOINT="+e.Endpoint+"\n")
 	t.Setenv("LOCKSMITHD_ETCD_API", "v2") // as a systemd Environment= line would
 	engine.set(t, StatusNeedsReboot)
-	var stderr syncBuffer
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(ctx, []string{"run", "-config", conf, "-bus", addr, "-machine-id", "ours",
-			"-state-file", filepath.Join(dir, "state.json"), "-coordinator-file", filepath.Join(dir, "coordinator.conf"),
-			"-utmp", filepath.Join(dir, "no-utmp"), "-warn-delay", "0", "-retry-min", "20ms", "-retry-max", "100ms"},
-			&stderr, &stderr)
-	}()
-	defer func() { cancel(); <-done }()
+	stderr, stop := startRun(t.Context(), dir, "-config", conf, "-bus", addr, "-machine-id", "ours")
+	defer stop()
 
 	waitFor(t, "lock retries", func() bool { return strings.Count(stderr.String(), "semaphore is full") >= 3 })
 	if _, r := logind.counts(); r != 0 {
