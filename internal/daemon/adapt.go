@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"crypto/rsa"
+	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/abupdate/update_engine/internal/dbusapi"
@@ -21,7 +23,17 @@ func toStatus(s engine.Snapshot) dbusapi.Status {
 }
 
 // busEngine adapts *engine.Engine to dbusapi.Engine.
-type busEngine struct{ e *engine.Engine }
+type busEngine struct {
+	e *engine.Engine
+	// disabled re-reads update.conf: SERVER=disabled turns AttemptUpdate
+	// into a logged no-op (nil = never disabled).
+	disabled      func() bool
+	allowOmahaURL bool
+	log           *slog.Logger
+}
+
+// errOmahaURL refuses a ChromeOS AttemptUpdate(s,s) naming a server.
+var errOmahaURL = errors.New("daemon: omaha_url refused: update_engine was not started with --allow-omaha-url")
 
 func (b busEngine) Status() dbusapi.Status { return toStatus(b.e.Snapshot()) }
 
@@ -39,7 +51,18 @@ func (b busEngine) Detail() dbusapi.Detail {
 	return d
 }
 
+// AttemptUpdate starts a check, unless update.conf says SERVER=disabled
+// and the caller named no server of its own (ChromeOS AttemptUpdate(s,s)):
+// then it only logs, the status stays as it is, and the call succeeds, as
+// Flatcar's AttemptUpdate always does.
 func (b busEngine) AttemptUpdate(ctx context.Context, r dbusapi.UpdateRequest) error {
+	if r.OmahaURL != "" && !b.allowOmahaURL {
+		return errOmahaURL
+	}
+	if r.OmahaURL == "" && b.disabled != nil && b.disabled() {
+		b.log.Info("AttemptUpdate ignored: updates are disabled (SERVER=disabled in update.conf)")
+		return nil
+	}
 	return b.e.AttemptUpdate(ctx, r.OmahaURL)
 }
 func (b busEngine) ResetStatus(ctx context.Context) error { return b.e.ResetStatus(ctx) }
