@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
-	"log/slog"
 	"time"
 
 	"github.com/abupdate/update_engine/internal/dbusapi"
@@ -24,12 +23,8 @@ func toStatus(s engine.Snapshot) dbusapi.Status {
 
 // busEngine adapts *engine.Engine to dbusapi.Engine.
 type busEngine struct {
-	e *engine.Engine
-	// disabled re-reads update.conf: SERVER=disabled turns AttemptUpdate
-	// into a logged no-op (nil = never disabled).
-	disabled      func() bool
+	e             *engine.Engine
 	allowOmahaURL bool
-	log           *slog.Logger
 }
 
 // errOmahaURL refuses a ChromeOS AttemptUpdate(s,s) naming a server.
@@ -51,17 +46,11 @@ func (b busEngine) Detail() dbusapi.Detail {
 	return d
 }
 
-// AttemptUpdate starts a check, unless update.conf says SERVER=disabled
-// and the caller named no server of its own (ChromeOS AttemptUpdate(s,s)):
-// then it only logs, the status stays as it is, and the call succeeds, as
-// Flatcar's AttemptUpdate always does.
+// AttemptUpdate starts a check (the engine ignores it while SERVER=disabled,
+// unless the caller named a server of its own: ChromeOS AttemptUpdate(s,s)).
 func (b busEngine) AttemptUpdate(ctx context.Context, r dbusapi.UpdateRequest) error {
 	if r.OmahaURL != "" && !b.allowOmahaURL {
 		return errOmahaURL
-	}
-	if r.OmahaURL == "" && b.disabled != nil && b.disabled() {
-		b.log.Info("AttemptUpdate ignored: updates are disabled (SERVER=disabled in update.conf)")
-		return nil
 	}
 	return b.e.AttemptUpdate(ctx, r.OmahaURL)
 }

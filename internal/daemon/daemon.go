@@ -288,10 +288,7 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-runErr:
 		return err
 	}
-	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, disabled: func() bool {
-		c, err := loadConfig()
-		return err == nil && c.UpdatesDisabled()
-	}, allowOmahaURL: o.AllowOmahaURL, log: log}, dbusapi.Options{})
+	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, allowOmahaURL: o.AllowOmahaURL}, dbusapi.Options{})
 	if err != nil {
 		cancel(nil)
 		<-runErr

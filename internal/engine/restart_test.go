@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -402,4 +403,64 @@ func countEvents(events, ev string) int {
 		}
 	}
 	return n
+}
+
+// TestServerDisabled: while update.conf says SERVER=disabled, scheduled
+// checks and AttemptUpdate make no request and change nothing (no error,
+// no backoff); once SERVER is set again, the next scheduled check runs.
+func TestServerDisabled(t *testing.T) {
+	w := newWorld(t)
+	m := newMachine(t, slotSize)
+	cfg := m.config(t, w, &recorder{})
+	clock := newFakeClock()
+	cfg.Clock = clock
+	cfg.Schedule = Schedule{Initial: 7 * time.Minute, Interval: 45 * time.Minute, Fuzz: -1}
+	var mu sync.Mutex // guards server
+	server := ServerDisabled
+	real := cfg.Server
+	cfg.Settings = func() (Settings, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return Settings{Server: server}, nil
+	}
+	e, _, _ := start(t, cfg)
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []time.Duration{7 * time.Minute, 45 * time.Minute, 45 * time.Minute} {
+		waitArmed(t, clock, want, fmt.Sprintf("scheduled check %d while disabled", i))
+	}
+	if n := len(w.omaha.Records()); n != 0 {
+		t.Fatalf("%d Omaha requests while SERVER=disabled", n)
+	}
+	if s := e.Snapshot(); s.Status != status.Idle || s.LastError != status.Success || s.LastChecked != 0 {
+		t.Fatalf("snapshot while disabled %+v", s)
+	}
+	mu.Lock()
+	server = real
+	mu.Unlock()
+	waitArmed(t, clock, 45*time.Minute, "the first check with SERVER set")
+	waitFor(t, e, "a check", idleAfterAttempt)
+	if n := len(w.omaha.Records()); n != 1 {
+		t.Fatalf("%d requests after SERVER was set again, want 1", n)
+	}
+}
+
+// waitArmed waits for the next timer, checks its delay and fires it.
+func waitArmed(t *testing.T, c *fakeClock, want time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if d, ok := c.nextIn(); ok {
+			if d != want {
+				t.Fatalf("%s: armed in %v, want %v", what, d, want)
+			}
+			c.Advance(d)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: nothing armed", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
