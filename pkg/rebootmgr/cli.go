@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
@@ -407,7 +408,13 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "run: unexpected arguments %v\n", fs.Args())
 		return 2
 	}
-	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	// The manager and the status watcher log from their own goroutines.
+	var logMu sync.Mutex
+	logf := func(format string, a ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		fmt.Fprintf(stderr, format+"\n", a...)
+	}
 	cfg, err := s.config(stderr)
 	if err != nil {
 		logf("%v", err)
