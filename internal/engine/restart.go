@@ -45,6 +45,13 @@ func decideRestart(rec Record, h host) restartPlan {
 	u := rec.Update
 	if u == nil {
 		p.Why = "no update in flight"
+		if r := p.Record.Report; r != nil && !r.Rollback && r.ToVersion != "" && h.Version == r.FromVersion && h.Version != r.ToVersion {
+			// Booted the update, which then failed (its health gate,
+			// a crash) before the outcome was reported: the firmware
+			// fell back to the old version.
+			r.Rollback = true
+			p.Why = "back on the version updated from before the update was reported"
+		}
 		return p
 	}
 	sameBoot := h.BootID != "" && u.BootID == h.BootID
