@@ -446,8 +446,8 @@ func (b *builder) initrd(out, kdir string) error {
 	if err != nil {
 		return fmt.Errorf("vmtest: busybox missing (apt-get install busybox-static): %v", err)
 	}
-	if o, _ := output("file", "-L", busybox); o != "" && !strings.Contains(o, "statically linked") && !strings.Contains(o, "static-pie") {
-		return fmt.Errorf("vmtest: %s is not static (apt-get install busybox-static): %s", busybox, o)
+	if err := requireStatic(busybox); err != nil {
+		return fmt.Errorf("%w (apt-get install busybox-static)", err)
 	}
 	c := newCpio()
 	for _, d := range []string{"bin", "dev", "proc", "sys", "run", "newroot", "etc", "lib", "lib/modules"} {
@@ -467,6 +467,22 @@ func (b *builder) initrd(out, kdir string) error {
 		return c.err
 	}
 	return os.WriteFile(out, c.bytes(), 0o644)
+}
+
+// requireStatic fails unless the ELF file at path has no interpreter (it
+// runs in an initramfs without a libc).
+func requireStatic(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("vmtest: %s is dynamically linked", path)
+		}
+	}
+	return nil
 }
 
 func (b *builder) usrImageSize(usr string) (int64, error) {
@@ -584,7 +600,7 @@ func (b *builder) usrImage(out, tree string, im Image, pub string, size int64) e
 		return put(rel, data, info.Mode().Perm())
 	})
 	steps = append(steps, err)
-	for _, unit := range []string{"vmtest-omaha.service", "vmtest-app.service", "vmtest-harness.service"} {
+	for _, unit := range []string{"vmtest-omaha.service", "vmtest-app.service", "vmtest-harness.service", "vmtest-early.service"} {
 		steps = append(steps, link("lib/systemd/system/multi-user.target.wants/"+unit, "../"+unit))
 	}
 	steps = append(steps, link("lib/systemd/system/sysinit.target.wants/vmtest-setup.service", "../vmtest-setup.service"))

@@ -68,6 +68,7 @@ type host struct {
 	vm       *VM
 	boots    int
 	events   []eventLine // Omaha events the server in the guest logged, from the serial console
+	offers   []string    // payloads the server offered
 }
 
 type eventLine struct {
@@ -163,8 +164,10 @@ func payloadDisk(img, dir string, payloads []string, conf string) error {
 	if err := os.WriteFile(filepath.Join(dir, "update.conf"), []byte(conf), 0o644); err != nil {
 		return err
 	}
-	if err := exec.Command("cp", "-a", "guest/config/harness.sh", dir).Run(); err != nil {
-		return fmt.Errorf("copy harness.sh: %v", err)
+	for _, f := range []string{"harness.sh", "early.sh"} {
+		if err := exec.Command("cp", "-a", "guest/config/"+f, dir).Run(); err != nil {
+			return fmt.Errorf("copy %s: %v", f, err)
+		}
 	}
 	size = (size*5/4 + mib - 1) / mib * mib
 	os.Remove(img)
@@ -246,12 +249,24 @@ func (e *eventTap) Write(p []byte) (int, error) {
 	if m := omahaLine.FindSubmatch(p); m != nil {
 		var rec server.Record
 		if json.Unmarshal(m[1], &rec) == nil {
+			if rec.Offered != "" {
+				e.h.offers = append(e.h.offers, rec.Offered)
+			}
 			for _, ev := range rec.Events {
 				e.h.events = append(e.h.events, eventLine{version: rec.Version, ev: ev})
 			}
 		}
 	}
 	return len(p), nil
+}
+
+func (h *host) offered(file string) bool {
+	for _, o := range h.offers {
+		if o == file {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *host) eventStrings() []string {
@@ -486,4 +501,126 @@ func containsInOrder(got, want []string) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// afterScenario1 is the disk scenario 1 left: 2.0.0 good on USR-B.
+func afterScenario1(t *testing.T) string {
+	t.Helper()
+	if scenario1.disk == "" {
+		t.Skip("needs the disk scenario 1 leaves (2.0.0 on USR-B); run the scenarios together: make vmtest")
+	}
+	return scenario1.disk
+}
+
+func TestScenario2DeltaUpdate(t *testing.T) {
+	a := env(t)
+	h := newHost(t, a, "2-delta-update", afterScenario1(t), []string{a.Payloads["delta-3.0.0"]}, serverConf("reboot"))
+	hashB := h.partHash(partUSRB)
+	start := time.Now()
+	h.powerOn()
+	h.bootsOn("2.0.0", guidUSRB)
+	h.updateAndReboot()
+	if h.partHash(partUSRB) != hashB {
+		t.Fatal("USR-B (booted, the delta's source) was written during the update")
+	}
+	h.slotHolds(partUSRA, a.USR["3.0.0"])
+	sa, sb := h.slots()
+	if !(sa.Priority > sb.Priority && sa.Tries == 1 && !sa.Successful && sb.Successful) {
+		t.Fatalf("after the update: USR-A %v, USR-B %v; want A preferred with one try, not yet successful", sa, sb)
+	}
+	h.powerOn()
+	h.bootsOn("3.0.0", guidUSRA)
+	h.expect(`VMTEST healthy`, 3*time.Minute)
+	h.expect(`VMTEST checked`, 3*time.Minute)
+	h.powerCut()
+	sa, sb = h.slots()
+	if !(sa.Successful && sa.Tries == 0 && sa.Priority > sb.Priority) {
+		t.Fatalf("after booting 3.0.0: USR-A %v (USR-B %v); want A good and preferred", sa, sb)
+	}
+	h.wantEvents("2.0.0:13/1", "2.0.0:14/1", "2.0.0:3/1", "3.0.0:3/2 previousversion=2.0.0")
+	if !h.offered("delta-3.0.0.payload") {
+		t.Fatal("the server never offered the delta payload")
+	}
+	t.Logf("scenario 2 took %v", time.Since(start).Round(time.Second))
+}
+
+func TestScenario3BadImageFallsBack(t *testing.T) {
+	a := env(t)
+	h := newHost(t, a, "3-bad-image", afterScenario1(t), []string{a.Payloads["delta-3.0.0-bad"]}, serverConf("reboot"))
+	start := time.Now()
+	h.powerOn()
+	h.bootsOn("2.0.0", guidUSRB)
+	h.updateAndReboot()
+	h.slotHolds(partUSRA, a.USR["3.0.0-bad"])
+
+	h.powerOn()
+	h.bootsOn("3.0.0", guidUSRA)
+	h.expect(`VMTEST app: this image is broken`, 2*time.Minute)
+	h.expect(`msg="booted slot not marked good"`, 2*time.Minute)
+	h.expect(`VMTEST unhealthy`, time.Minute)
+	// A watchdog resets the machine that never became healthy.
+	h.powerCut()
+	sa, sb := h.slots()
+	if sa.Successful || sa.Tries != 0 {
+		t.Fatalf("the bad 3.0.0 on USR-A after its one try: %v; want tries=0, successful=0", sa)
+	}
+	if !sb.Successful {
+		t.Fatalf("USR-B (2.0.0) lost its successful bit: %v", sb)
+	}
+
+	h.powerOn()
+	h.bootsOn("2.0.0", guidUSRB)
+	h.expect(`VMTEST healthy`, 3*time.Minute)
+	h.expect(`VMTEST omaha .*"eventtype":3,"eventresult":0,"errorcode":\d+`, 3*time.Minute)
+	h.powerCut()
+	h.wantEvents("2.0.0:13/1", "2.0.0:14/1", "2.0.0:3/1", "2.0.0:3/0 errorcode=44")
+	for _, e := range h.events {
+		if e.version == "3.0.0" && e.ev.Type == 3 && e.ev.Result == 2 {
+			t.Fatalf("the bad 3.0.0 reported a successful boot (3/2): %s", h.eventStrings())
+		}
+	}
+	sa, sb = h.slots()
+	if sa.Successful {
+		t.Fatalf("the bad 3.0.0 on USR-A was marked good: %v", sa)
+	}
+	if !sb.Successful {
+		t.Fatalf("USR-B (2.0.0, booted again) is not marked good: %v", sb)
+	}
+	t.Logf("scenario 3 took %v", time.Since(start).Round(time.Second))
+}
+
+func TestScenario5EtcdLock(t *testing.T) {
+	a := env(t)
+	conf := serverConf("etcd-lock") + "LOCKSMITHD_ENDPOINT=http://127.0.0.1:2379\n"
+	h := newHost(t, a, "5-etcd-lock", afterScenario1(t), []string{a.Payloads["delta-3.0.0"]}, conf)
+	start := time.Now()
+	h.powerOn()
+	h.bootsOn("2.0.0", guidUSRB)
+	if m := h.expect(`VMTEST lock early (.*)`, 3*time.Minute); !strings.Contains(m[1], "Available: 1") {
+		t.Fatalf("before the update the reboot lock is %q; want it free", m[1])
+	}
+	h.expect(`VMTEST healthy`, 3*time.Minute)
+	h.expect(`update_engine\[\d+\]: .*msg="update applied; reboot needed"`, updateTimeout)
+	h.expect(`update_engine_reboot_manager\[\d+\]: update "3.0.0" needs a reboot \(strategy etcd-lock\)`, time.Minute)
+	h.waitPowerOff(3 * time.Minute)
+
+	h.powerOn()
+	h.bootsOn("3.0.0", guidUSRA)
+	// Before the reboot manager starts in the new boot, the lock is still
+	// held by this machine...
+	m := h.expect(`VMTEST lock early (.*)`, 3*time.Minute)
+	if !strings.Contains(m[1], "Available: 0") || !strings.Contains(m[1], machineID) {
+		t.Fatalf("across the reboot the lock is %q; want it held by %s", m[1], machineID)
+	}
+	// ...and the new boot's reboot manager releases it.
+	h.expect(`update_engine_reboot_manager\[\d+\]: .*releasing the reboot lock`, 3*time.Minute)
+	if m := h.expect(`VMTEST lock afterboot (.*)`, 3*time.Minute); !strings.Contains(m[1], "Available: 1") || strings.Contains(m[1], machineID) {
+		t.Fatalf("after the new boot the lock is %q; want it released", m[1])
+	}
+	h.powerCut()
+	sa, _ := h.slots()
+	if !sa.Successful {
+		t.Fatalf("USR-A (3.0.0) not marked good: %v", sa)
+	}
+	t.Logf("scenario 5 took %v", time.Since(start).Round(time.Second))
 }

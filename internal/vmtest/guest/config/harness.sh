@@ -34,7 +34,7 @@ say "healthy"
 # without a pending reboot; give it a moment before reporting.
 if [ "$strategy" = etcd-lock ]; then
 	for _ in $(seq 60); do
-		update_engine_reboot_manager lock status 2>&1 | grep -qi 'holders: *\(\[\]\|none\|$\)' && break
+		update_engine_reboot_manager lock status 2>&1 | grep -q '^Available: [1-9]' && break
 		sleep 1
 	done
 fi
