@@ -35,14 +35,13 @@ func cutPlan(rng *rand.Rand) []cut {
 	for range 5 {
 		plan = append(plan, cut{"download+apply", trigDownload, time.Second, 30 * time.Second})
 	}
-	plan = append(plan,
-		cut{"verify", trigVerify, 0, time.Second},
-		cut{"post-install", trigPostinst, 0, 1800 * time.Millisecond},
-		cut{"post-install", trigPostinst, 0, 1800 * time.Millisecond},
-		cut{"post-install end / flip", trigPostinst, 1900 * time.Millisecond, 2600 * time.Millisecond},
-	)
+	plan = append(plan, cut{"verify", trigVerify, 0, time.Second})
+	// The post-install program sleeps 2 s; the flip follows it.
+	for range 3 {
+		plan = append(plan, cut{"post-install", trigPostinst, 0, 1800 * time.Millisecond})
+	}
 	last := []cut{
-		{"flip", trigPostinst, 2 * time.Second, 3 * time.Second},
+		{"post-install end / flip", trigPostinst, 1900 * time.Millisecond, 2600 * time.Millisecond},
 		{"applied (marker, events)", trigApplied, 0, 500 * time.Millisecond},
 		{"reboot", trigReboot, 0, 1500 * time.Millisecond},
 	}
