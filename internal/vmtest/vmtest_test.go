@@ -673,23 +673,25 @@ func TestScenario5EtcdLock(t *testing.T) {
 	h := newHost(t, a, "5-etcd-lock", afterScenario1(t), []string{a.Payloads["delta-3.0.0"]}, conf)
 	start := time.Now()
 	h.powerOn()
-	h.bootsOn("2.0.0", guidUSRB)
-	if m := h.expect(`VMTEST lock early (.*)`, 3*time.Minute); !strings.Contains(m[1], "Available: 1") {
+	// vmtest-early.service reports the lock before update_engine starts,
+	// so before the harness's first line.
+	if m := h.expect(`VMTEST lock early (.*)`, bootTimeout); !strings.Contains(m[1], "Available: 1") {
 		t.Fatalf("before the update the reboot lock is %q; want it free", m[1])
 	}
+	h.bootsOn("2.0.0", guidUSRB)
 	h.expect(`VMTEST healthy`, 3*time.Minute)
 	h.expect(`update_engine\[\d+\]: .*msg="update applied; reboot needed"`, updateTimeout)
 	h.expect(`update_engine_reboot_manager\[\d+\]: update "3.0.0" needs a reboot \(strategy etcd-lock\)`, time.Minute)
 	h.waitPowerOff(3 * time.Minute)
 
 	h.powerOn()
-	h.bootsOn("3.0.0", guidUSRA)
 	// Before the reboot manager starts in the new boot, the lock is still
 	// held by this machine...
-	m := h.expect(`VMTEST lock early (.*)`, 3*time.Minute)
+	m := h.expect(`VMTEST lock early (.*)`, bootTimeout)
 	if !strings.Contains(m[1], "Available: 0") || !strings.Contains(m[1], machineID) {
 		t.Fatalf("across the reboot the lock is %q; want it held by %s", m[1], machineID)
 	}
+	h.bootsOn("3.0.0", guidUSRA)
 	// ...and the new boot's reboot manager releases it.
 	h.expect(`update_engine_reboot_manager\[\d+\]: .*releasing the reboot lock`, 3*time.Minute)
 	if m := h.expect(`VMTEST lock afterboot (.*)`, 3*time.Minute); !strings.Contains(m[1], "Available: 1") || strings.Contains(m[1], machineID) {
