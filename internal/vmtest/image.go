@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strings"
 
 	"github.com/abupdate/update_engine/pkg/gpt"
@@ -90,29 +90,27 @@ func cacheDir() string {
 
 type builder struct {
 	logf   func(string, ...any)
-	cache  string
+	cache  string // cacheDir()
 	repo   string // module root
 	guest  string // internal/vmtest/guest
-	tmp    string
-	binDir string
+	tmp    string // scratch, removed when Build returns
+	binDir string // the binaries built for the guest and the host
 }
 
-func run(logf func(string, ...any), name string, args ...string) error {
-	cmd := exec.Command(name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
+// run runs a command, returning its output in the error when it fails.
+func run(name string, args ...string) error {
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return nil
 }
 
+// output runs a command and returns its standard output.
 func output(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).Output()
 	if err != nil {
 		var ee *exec.ExitError
-		if e, ok := err.(*exec.ExitError); ok {
-			ee = e
+		if errors.As(err, &ee) {
 			return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, ee.Stderr)
 		}
 		return "", fmt.Errorf("%s %s: %v", name, strings.Join(args, " "), err)
@@ -236,7 +234,7 @@ func (b *builder) rootfs() (string, error) {
 	}
 	b.logf("vmtest: mmdebstrap %s (about 2 minutes)", strings.Join(args, " "))
 	tmp := out + ".partial"
-	if err := run(b.logf, "mmdebstrap", append(args, tmp)...); err != nil {
+	if err := run("mmdebstrap", append(args, tmp)...); err != nil {
 		return "", err
 	}
 	return out, os.Rename(tmp, out)
@@ -278,7 +276,7 @@ func (b *builder) kernel() (dir, abi string, err error) {
 		return "", "", fmt.Errorf("vmtest: apt-get download %s left %v", pkg, debs)
 	}
 	x := filepath.Join(dl, "x")
-	if err := run(b.logf, "dpkg-deb", "-x", debs[0], x); err != nil {
+	if err := run("dpkg-deb", "-x", debs[0], x); err != nil {
 		return "", "", err
 	}
 	part := dir + ".partial"
@@ -384,7 +382,7 @@ func (b *builder) buildAll(dir, rootfs, kdir string) error {
 	bin := func(n string) string { return filepath.Join(b.binDir, n) }
 	// Throwaway signing key; the public half goes into every image.
 	key, pub := filepath.Join(dir, "key.pem"), filepath.Join(dir, "key.pub.pem")
-	if err := run(b.logf, bin("payload_generator"), "keygen", "--private", key, "--public", pub); err != nil {
+	if err := run(bin("payload_generator"), "keygen", "--private", key, "--public", pub); err != nil {
 		return err
 	}
 	if err := b.initrd(filepath.Join(dir, "initrd.img"), kdir); err != nil {
@@ -394,7 +392,7 @@ func (b *builder) buildAll(dir, rootfs, kdir string) error {
 	if err := os.MkdirAll(tree, 0o755); err != nil {
 		return err
 	}
-	if err := run(b.logf, "tar", "-C", tree, "-xf", rootfs); err != nil {
+	if err := run("tar", "-C", tree, "-xf", rootfs); err != nil {
 		return err
 	}
 	// What a minimal host does not need in /usr: docs, translations, hwdb.
@@ -423,7 +421,7 @@ func (b *builder) buildAll(dir, rootfs, kdir string) error {
 	usr := func(n string) string { return filepath.Join(dir, "usr-"+n+".img") }
 	gen := func(out string, args ...string) error {
 		b.logf("vmtest: payload %s", filepath.Base(out))
-		return run(b.logf, bin("payload_generator"), append(append([]string{"generate", "--key", key}, args...), "-o", out)...)
+		return run(bin("payload_generator"), append(append([]string{"generate", "--key", key}, args...), "-o", out)...)
 	}
 	if err := gen(filepath.Join(dir, "full-2.0.0.payload"), "--new", usr("2.0.0"), "--version", "2.0.0"); err != nil {
 		return err
@@ -533,7 +531,7 @@ func dirSize(dir string) (int64, error) {
 func (b *builder) usrImage(out, tree string, im Image, pub string, size int64) error {
 	u := filepath.Join(b.tmp, "usr-"+im.name())
 	os.RemoveAll(u)
-	if err := run(b.logf, "cp", "-a", filepath.Join(tree, "usr"), u); err != nil {
+	if err := run("cp", "-a", filepath.Join(tree, "usr"), u); err != nil {
 		return err
 	}
 	put := func(rel string, data []byte, mode os.FileMode) error {
@@ -653,7 +651,7 @@ func (b *builder) rootImage(out, tree string) error {
 		if e.Name() == "usr" {
 			continue
 		}
-		if err := run(b.logf, "cp", "-a", filepath.Join(tree, e.Name()), r); err != nil {
+		if err := run("cp", "-a", filepath.Join(tree, e.Name()), r); err != nil {
 			return err
 		}
 	}
@@ -693,7 +691,7 @@ func (b *builder) rootImage(out, tree string) error {
 	if err := os.Truncate(out, rootSize); err != nil {
 		return err
 	}
-	if err := run(b.logf, "mkfs.ext4", "-q", "-F", "-L", "ROOT", "-d", r, out); err != nil {
+	if err := run("mkfs.ext4", "-q", "-F", "-L", "ROOT", "-d", r, out); err != nil {
 		return err
 	}
 	return os.RemoveAll(r)
@@ -774,17 +772,15 @@ func copyFile(src, dst string) error {
 
 // cpio writes a newc archive (the initramfs format) in memory.
 type cpio struct {
-	buf   bytes.Buffer
-	ino   int
-	err   error
-	names []string
+	buf bytes.Buffer
+	ino int
+	err error
 }
 
 func newCpio() *cpio { return &cpio{ino: 1} }
 
 func (c *cpio) entry(name string, mode uint32, data []byte) {
 	c.ino++
-	c.names = append(c.names, name)
 	fmt.Fprintf(&c.buf, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
 		c.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
 	c.buf.WriteString(name)
@@ -813,6 +809,5 @@ func (c *cpio) file(name, src string, perm uint32) {
 
 func (c *cpio) bytes() []byte {
 	c.entry("TRAILER!!!", 0, nil)
-	sort.Strings(c.names)
 	return c.buf.Bytes()
 }
