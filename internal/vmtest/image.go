@@ -196,6 +196,13 @@ func Build(logf func(string, ...any), repo string) (*Artifacts, error) {
 	if err := os.Rename(work, dir); err != nil {
 		return nil, err
 	}
+	// Images of other inputs (older sources) are not kept.
+	old, _ := filepath.Glob(filepath.Join(b.cache, "build-*"))
+	for _, o := range old {
+		if o != dir {
+			os.RemoveAll(o)
+		}
+	}
 	return a, nil
 }
 

@@ -89,6 +89,12 @@ func outDir(t *testing.T) string {
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Keep the disks and logs of the last three runs.
+	if runs, _ := filepath.Glob(filepath.Join(filepath.Dir(d), "2*")); len(runs) > 3 {
+		for _, r := range runs[:len(runs)-3] {
+			os.RemoveAll(r)
+		}
+	}
 	return d
 }
 
