@@ -82,16 +82,20 @@ type eventLine struct {
 func (e eventLine) String() string { return e.version + ":" + e.ev.String() }
 
 func outDir(t *testing.T) string {
-	d := os.Getenv("UE_VMTEST_OUT")
-	if d == "" {
-		d = filepath.Join(cacheDir(), "runs", time.Now().UTC().Format("20060102T150405"))
+	if d := os.Getenv("UE_VMTEST_OUT"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
+	runs := filepath.Join(cacheDir(), "runs")
+	d := filepath.Join(runs, time.Now().UTC().Format("20060102T150405"))
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	// Keep the disks and logs of the last three runs.
-	if runs, _ := filepath.Glob(filepath.Join(filepath.Dir(d), "2*")); len(runs) > 3 {
-		for _, r := range runs[:len(runs)-3] {
+	if old, _ := filepath.Glob(filepath.Join(runs, "2*T*")); len(old) > 3 {
+		for _, r := range old[:len(old)-3] {
 			os.RemoveAll(r)
 		}
 	}
