@@ -21,7 +21,7 @@ import (
 
 // builderVersion changes whenever the way images are built changes, so
 // cached images from an older builder are not reused.
-const builderVersion = "vmtest-image-3"
+const builderVersion = "vmtest-image-4"
 
 // Debian packages of the guest (mmdebstrap --include).
 var guestPackages = []string{"systemd", "systemd-sysv", "dbus", "udev", "kmod", "etcd-server"}
@@ -677,7 +677,11 @@ func (b *builder) rootImage(out, tree string) error {
 	}
 	files := map[string]string{
 		"etc/machine-id": machineID + "\n",
-		"etc/hostname":   "vmtest\n",
+		// mmdebstrap leaves no /etc/hosts; etcd resolves "localhost" (and
+		// the guest has no DNS).
+		"etc/hosts":       "127.0.0.1 localhost vmtest\n::1 localhost ip6-localhost ip6-loopback\n",
+		"etc/resolv.conf": "",
+		"etc/hostname":    "vmtest\n",
 		// The engine finds its disk from usr=PARTUUID= on the command line;
 		// scheduled checks are off, the harness asks for them.
 		"etc/default/update-engine": "UPDATE_ENGINE_ARGS=--auto-check=false\n",
