@@ -70,6 +70,7 @@ type host struct {
 	serial   *os.File
 	vm       *VM
 	boots    int
+	mu       sync.Mutex  // guards events and offers (appended by the serial reader)
 	events   []eventLine // Omaha events the server in the guest logged, from the serial console
 	offers   []string    // payloads the server offered
 }
@@ -246,16 +247,14 @@ func (h *host) expect(pattern string, timeout time.Duration) []string {
 // eventTap writes serial lines to the log and picks out the Omaha records
 // the guest harness echoes ("VMTEST omaha {json}").
 type eventTap struct {
-	h   *host
-	buf bytes.Buffer
-	mu  sync.Mutex
+	h *host
 }
 
 var omahaLine = regexp.MustCompile(`VMTEST omaha (\{.*\})\s*$`)
 
 func (e *eventTap) Write(p []byte) (int, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.h.mu.Lock()
+	defer e.h.mu.Unlock()
 	if _, err := e.h.serial.Write(p); err != nil {
 		return 0, err
 	}
@@ -274,6 +273,8 @@ func (e *eventTap) Write(p []byte) (int, error) {
 }
 
 func (h *host) offered(file string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for _, o := range h.offers {
 		if o == file {
 			return true
@@ -282,7 +283,15 @@ func (h *host) offered(file string) bool {
 	return false
 }
 
+func (h *host) eventsCopy() []eventLine {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]eventLine(nil), h.events...)
+}
+
 func (h *host) eventStrings() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	var s []string
 	for _, e := range h.events {
 		s = append(s, e.String())
@@ -297,7 +306,7 @@ func (h *host) wantEvents(want ...string) {
 	h.t.Helper()
 	got := h.eventStrings()
 	i := 0
-	for _, e := range h.events {
+	for _, e := range h.eventsCopy() {
 		s := e.version + ":" + e.ev.String()
 		if e.ev.ErrorCode != nil {
 			c := *e.ev.ErrorCode & 0x0FFFFFFF
@@ -589,7 +598,7 @@ func TestScenario3BadImageFallsBack(t *testing.T) {
 	h.expect(`VMTEST omaha .*"eventtype":3,"eventresult":0,"errorcode":\d+`, 3*time.Minute)
 	h.powerCut()
 	h.wantEvents("2.0.0:13/1", "2.0.0:14/1", "2.0.0:3/1", "2.0.0:3/0 errorcode=44")
-	for _, e := range h.events {
+	for _, e := range h.eventsCopy() {
 		if e.version == "3.0.0" && e.ev.Type == 3 && e.ev.Result == 2 {
 			t.Fatalf("the bad 3.0.0 reported a successful boot (3/2): %s", h.eventStrings())
 		}
