@@ -38,6 +38,18 @@ func env(t *testing.T) *Artifacts {
 	if os.Geteuid() != 0 {
 		t.Skip("vmtest needs root (mmdebstrap, mkfs.ext4 -d with ownership)")
 	}
+	var missing []string
+	for _, c := range []struct{ cmd, pkg string }{
+		{"qemu-system-x86_64", "qemu-system-x86"}, {"mmdebstrap", "mmdebstrap"}, {"busybox", "busybox-static"},
+		{"sgdisk", "gdisk"}, {"mkfs.ext4", "e2fsprogs"}, {"debugfs", "e2fsprogs"}, {"dpkg-deb", "dpkg"},
+	} {
+		if _, err := exec.LookPath(c.cmd); err != nil {
+			missing = append(missing, c.pkg)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("vmtest needs: apt-get install -y %s (.ci/run installs them)", strings.Join(missing, " "))
+	}
 	buildOnce.Do(func() {
 		start := time.Now()
 		repo, err := filepath.Abs("../..")
