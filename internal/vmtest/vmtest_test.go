@@ -106,10 +106,19 @@ func outDir(t *testing.T) string {
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Keep the disks and logs of the last three runs.
-	if old, _ := filepath.Glob(filepath.Join(runs, "2*T*")); len(old) > 3 {
-		for _, r := range old[:len(old)-3] {
+	// Earlier runs keep their serial logs (the last five) but not their
+	// disks (~3 GB a run).
+	old, _ := filepath.Glob(filepath.Join(runs, "2*T*"))
+	for i, r := range old {
+		switch {
+		case r == d:
+		case i < len(old)-5:
 			os.RemoveAll(r)
+		default:
+			imgs, _ := filepath.Glob(filepath.Join(r, "*", "*.img"))
+			for _, img := range imgs {
+				os.Remove(img)
+			}
 		}
 	}
 	return d
