@@ -5,7 +5,7 @@ GO       ?= go
 BIN      ?= bin
 FUZZTIME ?= 30s
 
-.PHONY: all build test bench demo fuzz lint testdata generate deps clean
+.PHONY: all build test bench demo fuzz lint testdata generate deps clean vmtest
 
 all: build
 
@@ -59,3 +59,9 @@ generate:
 
 clean:
 	rm -rf $(BIN) testdata/generated
+
+# The whole-host test: a systemd host in a QEMU VM that updates, reboots,
+# falls back and survives power cuts (internal/vmtest; needs root and the
+# packages .ci/run installs). Images are cached in /var/cache/update-engine-vmtest.
+vmtest:
+	UE_VMTEST=1 $(GO) test -count=1 -timeout 40m -v ./internal/vmtest/
