@@ -114,9 +114,9 @@ func TestAdaptiveWorstGroup(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(0, 0)}
 	samples := []map[string]time.Duration{
 		{"/a": 0, "/b": 0},
-		{"/a": 10 * time.Millisecond, "/b": 400 * time.Millisecond, "/new": 900 * time.Millisecond}, // b: 40%
+		{"/a": 10 * time.Millisecond, "/b": 400 * time.Millisecond, "/new": 900 * time.Millisecond},  // b: 40%
 		{"/a": 20 * time.Millisecond, "/b": 410 * time.Millisecond, "/new": 1800 * time.Millisecond}, // new: 90%
-		{"/a": 30 * time.Millisecond},                                                                // b and new gone
+		{"/a": 30 * time.Millisecond}, // b and new gone
 	}
 	i := 0
 	src := sourceFunc(func() (map[string]time.Duration, error) { s := samples[i]; i++; return s, nil })
