@@ -1,7 +1,6 @@
 package cgroup
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -38,7 +37,7 @@ const (
 type AdaptiveConfig struct {
 	Floor, Ceiling uint64        // bytes/s; 0 < Floor <= Ceiling
 	Target         float64       // stall share (0 < Target < 1) above which the rate is cut; 0 = DefaultTarget
-	Interval       time.Duration // between steps when Run makes its own ticker; 0 = DefaultInterval
+	Interval       time.Duration // between Steps (the caller's ticker); 0 = DefaultInterval
 	Cut            float64       // multiplier after an interval over the target (0 < Cut < 1); 0 = DefaultCut
 	Step           uint64        // bytes/s added after an interval under it; 0 = max(Floor/2, (Ceiling-Floor)/64)
 }
@@ -81,7 +80,7 @@ type RateSetter interface {
 }
 
 // Adaptive sets a RateSetter's rate from a PressureSource. Create it with
-// NewAdaptive, then call Step at each interval (or Run).
+// NewAdaptive, then call Step every Config().Interval.
 type Adaptive struct {
 	cfg AdaptiveConfig   // immutable
 	src PressureSource   // immutable
@@ -164,25 +163,4 @@ func (a *Adaptive) Step() (uint64, error) {
 		a.rate = next
 	}
 	return a.rate, nil
-}
-
-// Run calls Step at every tick until ctx ends; ticks nil means a ticker
-// of cfg.Interval. Step errors go to onErr (may be nil) and do not stop
-// the loop: the rate stays where it was.
-func (a *Adaptive) Run(ctx context.Context, ticks <-chan time.Time, onErr func(error)) {
-	if ticks == nil {
-		t := time.NewTicker(a.cfg.Interval)
-		defer t.Stop()
-		ticks = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticks:
-			if _, err := a.Step(); err != nil && onErr != nil {
-				onErr(err)
-			}
-		}
-	}
 }
