@@ -9,6 +9,7 @@ import (
 	"github.com/abupdate/update_engine/internal/engine"
 	"github.com/abupdate/update_engine/internal/metrics"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/cgroup"
 )
 
 type payloadKey = rsa.PublicKey
@@ -21,7 +22,11 @@ func toStatus(s engine.Snapshot) dbusapi.Status {
 }
 
 // busEngine adapts *engine.Engine to dbusapi.Engine.
-type busEngine struct{ e *engine.Engine }
+type busEngine struct {
+	e        *engine.Engine
+	lim      *cgroup.Limiter // nil = no I/O limit
+	adaptive bool            // lim's rate is moved by an adaptive controller
+}
 
 func (b busEngine) Status() dbusapi.Status { return toStatus(b.e.Snapshot()) }
 
@@ -35,6 +40,12 @@ func (b busEngine) Detail() dbusapi.Detail {
 	}
 	if s.LastError != status.Success {
 		d.LastErrorName = s.LastError.String()
+	}
+	if d.IOWriteLimit = b.lim.WriteBPS(); d.IOWriteLimit > 0 {
+		d.IOLimit = "fixed"
+		if b.adaptive {
+			d.IOLimit = "adaptive"
+		}
 	}
 	return d
 }

@@ -114,7 +114,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	aleph, _ := store.GetString(prefs.KeyAlephVersion)
 
-	disk, err := slot.Open(ctx, o.Disk, slot.Options{Booted: o.Booted, Direct: cfg.IOWriteBPS > 0})
+	disk, err := slot.Open(ctx, o.Disk, slot.Options{Booted: o.Booted, Direct: cfg.IOWriteBPS > 0 || cfg.IOAdaptive})
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
@@ -123,16 +123,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("slots", "disk", disk.String(), "booted", disk.Booted(), "passive", disk.Passive())
 
-	var limiter *cgroup.Limiter
-	if cfg.IOWriteBPS > 0 {
-		limiter, err = cgroup.New(ctx, cgroup.Config{Device: disk.PassiveDevice(), WriteBPS: cfg.IOWriteBPS})
-		if err != nil {
-			log.Warn("I/O limit not applied; writing unthrottled", "bps", cfg.IOWriteBPS, "err", err)
-			limiter = nil
-		} else {
-			defer limiter.Close()
-			log.Info("I/O limit", "bps", cfg.IOWriteBPS, "device", limiter.Device())
-		}
+	limiter, adaptive := openIOLimit(ctx, cfg, disk.PassiveDevice(), log, "/proc", "/sys/fs/cgroup")
+	if limiter != nil {
+		defer limiter.Close()
 	}
 
 	keys, err := loadKeys(cfg.PubKey)
@@ -190,7 +183,11 @@ func Run(ctx context.Context, o Options) error {
 		rebootFile = ""
 	}
 	if limiter != nil {
+		m.SetIOLimit(limiter.WriteBPS(), 0)
 		go reportThrottle(ctx, limiter, m)
+	}
+	if adaptive != nil {
+		go runAdaptive(ctx, adaptive, m, log)
 	}
 	note := &notifier{}
 	ecfg := engine.Config{
@@ -257,7 +254,7 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-runErr:
 		return err
 	}
-	srv, err := dbusapi.Export(ctx, conn, busEngine{eng}, dbusapi.Options{})
+	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, lim: limiter, adaptive: adaptive != nil}, dbusapi.Options{})
 	if err != nil {
 		cancel(nil)
 		<-runErr

@@ -3,14 +3,18 @@ package daemon
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/config"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/cgroup"
 )
 
 func randomImage(n int, seed uint64) []byte {
@@ -109,5 +113,97 @@ func TestIOLimit(t *testing.T) {
 		if !strings.Contains(body.String(), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// TestAdaptiveIOLimit (root, loop device): with UPDATE_ENGINE_IO_LIMIT=
+// adaptive a full update goes through the adaptive Limiter and lands
+// intact; the detailed status (update_engine_client --json) and the
+// metrics show the limit, within the floor and the ceiling.
+func TestAdaptiveIOLimit(t *testing.T) {
+	testenv.RequireRoot(t)
+	if _, err := cgroup.NewPSI("/proc", "/sys/fs/cgroup"); err != nil {
+		t.Skipf("SKIP: %v", err)
+	}
+	const floor, ceiling = 4 << 20, 64 << 20
+	const size = 10 << 20
+	w := newOmaha(t)
+	img := randomImage(size, 12)
+	w.publish("v2.bin", "2.0.0", img, false)
+	disk, dev := testenv.NewDiskLoop(t, testenv.DiskSpec{SlotSize: slotSize})
+	h := newHost(t, dev)
+	o := h.options(w.url())
+	o.Overrides["UPDATE_ENGINE_IO_LIMIT"] = "adaptive"
+	o.Overrides["UPDATE_ENGINE_IO_LIMIT_FLOOR"] = fmt.Sprint(floor)
+	o.Overrides["UPDATE_ENGINE_IO_LIMIT_CEILING"] = fmt.Sprint(ceiling)
+	metricsAddr := freeAddr(t)
+	o.Overrides["UPDATE_ENGINE_METRICS_LISTEN"] = metricsAddr
+	runDaemon(t, o)
+	c := client(t, h.bus)
+	d, err := c.Detail(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.IOLimit != "adaptive" || d.IOWriteLimit < floor || d.IOWriteLimit > ceiling {
+		t.Errorf("detail io_limit %q, io_write_limit_bps %d; want adaptive within [%d, %d]", d.IOLimit, d.IOWriteLimit, floor, ceiling)
+	}
+	if err := c.AttemptUpdate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st := waitOp(t, c, 2*time.Minute, "UPDATE_STATUS_UPDATED_NEED_REBOOT", "UPDATE_STATUS_IDLE")
+	if st.CurrentOperation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
+		d, _ := c.Detail(t.Context())
+		t.Fatalf("update failed: %+v", d)
+	}
+	if got := readSlot(t, disk, "B", size); !bytes.Equal(got, img) {
+		t.Fatal("slot B differs")
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	_, _ = body.ReadFrom(resp.Body)
+	var limit float64
+	for _, line := range strings.Split(body.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "update_engine_io_write_limit_bytes_per_second "); ok {
+			limit, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if limit < floor || limit > ceiling {
+		t.Errorf("metric io_write_limit_bytes_per_second = %v, want within [%d, %d]", limit, floor, ceiling)
+	}
+}
+
+// TestAdaptiveFallback (root, loop device): without PSI the adaptive
+// limit becomes the fixed one (UPDATE_ENGINE_IO_WRITE_BPS, else the
+// floor), and one log line says why.
+func TestAdaptiveFallback(t *testing.T) {
+	testenv.RequireRoot(t)
+	_, dev := testenv.NewDiskLoop(t, testenv.DiskSpec{SlotSize: slotSize})
+	for _, tc := range []struct {
+		name  string
+		fixed uint64
+		want  uint64
+	}{{name: "fixed rate set", fixed: 20 << 20, want: 20 << 20}, {name: "floor", want: 8 << 20}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config.Config{IOAdaptive: true, IOWriteBPS: tc.fixed,
+				IOLimitFloor: 8 << 20, IOLimitCeiling: 1 << 30, IOLimitTarget: 10}
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			l, a := openIOLimit(t.Context(), cfg, dev+"p4", log, t.TempDir(), "/sys/fs/cgroup")
+			if l == nil {
+				t.Fatalf("no limiter: %s", logs.String())
+			}
+			defer l.Close()
+			if a != nil || l.WriteBPS() != tc.want {
+				t.Errorf("controller %v, rate %d; want none, %d", a, l.WriteBPS(), tc.want)
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], "adaptive I/O limit unavailable") || !strings.Contains(lines[0], "no I/O pressure information") {
+				t.Errorf("logs %q: want one line saying PSI is missing", lines)
+			}
+		})
 	}
 }
