@@ -49,6 +49,7 @@ type omahaWorld struct {
 	h     *server.Handler
 	srv   *httptest.Server
 	major uint64 // of the payloads published; 0 = 2
+	comp  string // their compression; "" = the generator's default
 
 	mu     sync.Mutex // guards ranges and delay
 	ranges []string
@@ -104,7 +105,7 @@ func (w *omahaWorld) publishDelta(name, version string, img []byte, badSHA bool,
 	var buf bytes.Buffer
 	o := payload.GenerateOptions{
 		New: bytes.NewReader(img), NewSize: int64(len(img)), Version: version, ChunkSize: 256 << 10, TempDir: w.t.TempDir(),
-		Major: w.major,
+		Major: w.major, Compression: w.comp,
 	}
 	if old != nil {
 		o.Old, o.OldSize = bytes.NewReader(old), int64(len(old))

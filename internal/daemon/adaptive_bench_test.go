@@ -1,0 +1,169 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/cgroup"
+	"github.com/abupdate/update_engine/pkg/payload"
+)
+
+// BenchmarkAdaptiveIOLimit (root, fio, PSI): what each I/O limit costs a
+// latency-sensitive reader beside the update, and what it costs the
+// update. On one loop-attached disk (direct I/O onto its backing file,
+// so both reach the real disk under it), fio reads 4 KiB at random with
+// O_DIRECT from USR-A at a steady 200 IOPS (a service answering requests,
+// not a saturating scan: PSI measures a share of time, which a reader
+// that never pauses fills whatever the latency), in a cgroup v2 group of
+// its own as a service has. The daemon applies the same full update
+// (uncompressed, so the disk is the bottleneck, not decompression) to
+// USR-B: with no limit, with each fixed limit, and adaptive. fio's
+// completion-latency percentiles are taken over the whole update.
+//
+// Printed: fio's p50 and p99 alone (the baseline), then per mode the p99
+// as a ratio to the baseline and the update time as a ratio to the
+// unlimited one. BENCH_ADAPTIVE_MB sets the image size (default 1024),
+// BENCH_ADAPTIVE_FIXED_MB the fixed limits (default "16,64"),
+// BENCH_ADAPTIVE_TARGET the adaptive PSI target in percent (default 10).
+func BenchmarkAdaptiveIOLimit(b *testing.B) {
+	testenv.RequireRoot(b)
+	testenv.RequireTool(b, "fio", "losetup", "dd")
+	psi, err := cgroup.NewPSI("/proc", "/sys/fs/cgroup")
+	if err != nil {
+		b.Skipf("SKIP: %v", err)
+	}
+	mb := envInt(b, "BENCH_ADAPTIVE_MB", 1024)
+	fixed := strings.Split(envStr("BENCH_ADAPTIVE_FIXED_MB", "16,64"), ",")
+	target := envStr("BENCH_ADAPTIVE_TARGET", "10")
+	size := mb << 20
+
+	w := newOmaha(b)
+	w.comp = payload.CompressNone
+	w.publish("v2.bin", "2.0.0", randomImage(size, 31), false)
+	_, dev := testenv.NewDiskLoop(b, testenv.DiskSpec{SlotSize: int64(size)})
+	if out, err := exec.Command("losetup", "--direct-io=on", dev).CombinedOutput(); err != nil {
+		b.Logf("loop device without direct I/O (%v: %s)", err, out)
+	}
+	// USR-A gets real blocks to read (a hole in the backing file would
+	// be answered without the disk).
+	if out, err := exec.Command("dd", "if=/dev/urandom", "of="+dev+"p3", "bs=1M", fmt.Sprint("count=", mb), "oflag=direct", "status=none").CombinedOutput(); err != nil {
+		b.Fatalf("filling USR-A: %v: %s", err, out)
+	}
+	group := filepath.Join(psi.Root, path.Dir(psi.Self), fmt.Sprintf("ue-bench-fio-%d", os.Getpid()))
+	if err := os.Mkdir(group, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = os.Remove(group) })
+	fio := func() (stop func() (p50, p99 float64)) {
+		out := filepath.Join(b.TempDir(), "fio.json")
+		cmd := exec.Command("sh", "-c", "echo $$ > "+filepath.Join(group, "cgroup.procs")+" && exec fio --name=lat --filename="+dev+"p3"+
+			" --rw=randread --bs=4k --direct=1 --ioengine=psync --rate_iops=200 --time_based --runtime=3600"+
+			" --output-format=json --output="+out)
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		return func() (float64, float64) {
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			err := cmd.Wait() // fio stopped by SIGINT exits 128 after writing its report
+			if _, ok := err.(*exec.ExitError); err != nil && !ok {
+				b.Fatalf("fio: %v", err)
+			}
+			return fioPercentiles(b, out)
+		}
+	}
+
+	stop := fio()
+	time.Sleep(15 * time.Second) // the baseline: fio alone
+	p50, base := stop()
+	testenv.Bench(b, "adaptive_fio_alone_p50", p50, "us")
+	testenv.Bench(b, "adaptive_fio_alone_p99", base, "us")
+
+	modes := []struct{ name, limit string }{{name: "unlimited"}}
+	for _, f := range fixed {
+		modes = append(modes, struct{ name, limit string }{"fixed_" + strings.TrimSpace(f) + "MiBps", strings.TrimSpace(f) + "M"})
+	}
+	modes = append(modes, struct{ name, limit string }{"adaptive", "adaptive"})
+	var unlimited time.Duration
+	for _, m := range modes {
+		h := newHost(b, dev)
+		o := h.options(w.url())
+		if m.limit != "" {
+			o.Overrides["UPDATE_ENGINE_IO_LIMIT"] = m.limit
+			o.Overrides["UPDATE_ENGINE_IO_LIMIT_TARGET"] = target
+		}
+		stopDaemon := runDaemon(b, o)
+		c := client(b, h.bus)
+		stop := fio()
+		t0 := time.Now()
+		if err := c.AttemptUpdate(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		st := waitOp(b, c, 30*time.Minute, "UPDATE_STATUS_UPDATED_NEED_REBOOT", "UPDATE_STATUS_IDLE")
+		took := time.Since(t0)
+		_, p99 := stop()
+		stopDaemon()
+		if st.CurrentOperation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
+			b.Fatalf("%s: update failed: %+v", m.name, st)
+		}
+		if m.name == "unlimited" {
+			unlimited = took
+		}
+		n := "adaptive_update_" + m.name
+		testenv.Bench(b, n+"_seconds", took.Seconds(), "s")
+		testenv.Bench(b, n+"_vs_unlimited", took.Seconds()/unlimited.Seconds(), "x")
+		testenv.Bench(b, n+"_fio_p99", p99, "us")
+		testenv.Bench(b, n+"_fio_p99_vs_alone", p99/base, "x")
+	}
+}
+
+// fioPercentiles reads p50 and p99 completion latency (µs) of the first
+// job from fio's JSON output (which fio starts with a line of its own
+// when stopped by a signal).
+func fioPercentiles(b *testing.B, file string) (p50, p99 float64) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if i := strings.IndexByte(string(raw), '{'); i > 0 {
+		raw = raw[i:]
+	}
+	var out struct {
+		Jobs []struct {
+			Read struct {
+				Clat struct {
+					Percentile map[string]float64 `json:"percentile"`
+				} `json:"clat_ns"`
+			} `json:"read"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || len(out.Jobs) == 0 {
+		b.Fatalf("fio output %s: %v", file, err)
+	}
+	p := out.Jobs[0].Read.Clat.Percentile
+	return p["50.000000"] / 1e3, p["99.000000"] / 1e3
+}
+
+func envStr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(b *testing.B, key string, def int) int {
+	v, err := strconv.Atoi(envStr(key, strconv.Itoa(def)))
+	if err != nil {
+		b.Fatalf("%s: %v", key, err)
+	}
+	return v
+}
