@@ -108,8 +108,25 @@ func BenchmarkAdaptiveIOLimit(b *testing.B) {
 		if err := c.AttemptUpdate(b.Context()); err != nil {
 			b.Fatal(err)
 		}
+		// The limit as update_engine_client --json shows it, every 100 ms.
+		limits, traced := make(chan []uint64, 1), make(chan struct{})
+		go func() {
+			var seen []uint64
+			for {
+				select {
+				case <-traced:
+					limits <- seen
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				if d, err := c.Detail(b.Context()); err == nil && d.IOWriteLimit > 0 {
+					seen = append(seen, d.IOWriteLimit)
+				}
+			}
+		}()
 		st := waitOp(b, c, 30*time.Minute, "UPDATE_STATUS_UPDATED_NEED_REBOOT", "UPDATE_STATUS_IDLE")
 		took := time.Since(t0)
+		close(traced)
 		_, p99 := stop()
 		stopDaemon()
 		if st.CurrentOperation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
@@ -123,6 +140,14 @@ func BenchmarkAdaptiveIOLimit(b *testing.B) {
 		testenv.Bench(b, n+"_vs_unlimited", took.Seconds()/unlimited.Seconds(), "x")
 		testenv.Bench(b, n+"_fio_p99", p99, "us")
 		testenv.Bench(b, n+"_fio_p99_vs_alone", p99/base, "x")
+		if seen := <-limits; m.limit == "adaptive" && len(seen) > 0 {
+			lo, sum := seen[0], 0.0
+			for _, l := range seen {
+				lo, sum = min(lo, l), sum+float64(l)
+			}
+			testenv.Bench(b, n+"_limit_min", float64(lo)/(1<<20), "MiB/s")
+			testenv.Bench(b, n+"_limit_mean", sum/float64(len(seen))/(1<<20), "MiB/s")
+		}
 	}
 }
 

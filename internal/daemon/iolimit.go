@@ -70,6 +70,7 @@ func runAdaptive(ctx context.Context, a *cgroup.Adaptive, m *metrics.Metrics, lo
 	defer t.Stop()
 	failing := false
 	last := a.Rate()
+	_, _ = a.Step() // the first sample, so the first tick can decide
 	for {
 		select {
 		case <-ctx.Done():

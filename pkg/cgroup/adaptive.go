@@ -14,7 +14,9 @@ import (
 //   - it starts at the ceiling;
 //   - after every interval in which the worst-off workload's stall share
 //     was above the target, the rate is multiplied by Cut (halved by
-//     default), never below the floor, so the update always progresses;
+//     default), or by target/share when that is smaller (far over the
+//     target, one step cuts deeper: at 5× the target, to a fifth), never
+//     below the floor, so the update always progresses;
 //   - after every interval at or under the target, it grows by Step, never
 //     above the ceiling.
 //
@@ -38,7 +40,7 @@ type AdaptiveConfig struct {
 	Floor, Ceiling uint64        // bytes/s; 0 < Floor <= Ceiling
 	Target         float64       // stall share (0 < Target < 1) above which the rate is cut; 0 = DefaultTarget
 	Interval       time.Duration // between Steps (the caller's ticker); 0 = DefaultInterval
-	Cut            float64       // multiplier after an interval over the target (0 < Cut < 1); 0 = DefaultCut
+	Cut            float64       // largest multiplier after an interval over the target (0 < Cut < 1); 0 = DefaultCut
 	Step           uint64        // bytes/s added after an interval under it; 0 = max(Floor/2, (Ceiling-Floor)/64)
 }
 
@@ -152,7 +154,7 @@ func (a *Adaptive) Step() (uint64, error) {
 	a.prev, a.prevAt, a.pressure = stalls, now, worst
 	next := a.rate
 	if worst > a.cfg.Target {
-		next = max(a.cfg.Floor, uint64(float64(a.rate)*a.cfg.Cut))
+		next = max(a.cfg.Floor, uint64(float64(a.rate)*min(a.cfg.Cut, a.cfg.Target/worst)))
 	} else {
 		next = min(a.cfg.Ceiling, a.rate+a.cfg.Step)
 	}

@@ -76,10 +76,11 @@ func TestAdaptiveAIMD(t *testing.T) {
 		want   []uint64 // MiB/s after each step
 	}{
 		{name: "under target stays at ceiling", shares: []float64{0.05, 0.1}, want: []uint64{256, 256}},
-		{name: "over target halves each interval", shares: []float64{0.5, 0.11, 0.9}, want: []uint64{128, 64, 32}},
-		{name: "cut stops at the floor", shares: []float64{1, 1, 1, 1, 1}, want: []uint64{16, 8, 4, 4, 4}},
+		{name: "over target halves each interval", shares: []float64{0.15, 0.11, 0.2}, want: []uint64{128, 64, 32}},
+		{name: "far over target cuts to target/share", shares: []float64{0.4}, want: []uint64{8}},
+		{name: "cut stops at the floor", shares: []float64{1, 0.15}, want: []uint64{4, 4}},
 		{name: "under target grows by step", shares: []float64{0, 0.02, 0.09}, want: []uint64{12, 20, 28}},
-		{name: "one spike halves again", shares: []float64{0.3, 0}, want: []uint64{14, 22}},
+		{name: "one spike halves again", shares: []float64{0.2, 0}, want: []uint64{14, 22}},
 	}
 	for _, ph := range phases {
 		for i, s := range ph.shares {
@@ -108,14 +109,15 @@ func TestAdaptiveAIMD(t *testing.T) {
 	}
 }
 
-// The worst of several workloads decides; workloads that appear count
-// from their second sample.
+// The worst of several workloads decides, and how far over the target it
+// is sets the cut (target/share); workloads that appear count from their
+// second sample.
 func TestAdaptiveWorstGroup(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(0, 0)}
 	samples := []map[string]time.Duration{
 		{"/a": 0, "/b": 0},
 		{"/a": 10 * time.Millisecond, "/b": 400 * time.Millisecond, "/new": 900 * time.Millisecond},  // b: 40%
-		{"/a": 20 * time.Millisecond, "/b": 410 * time.Millisecond, "/new": 1800 * time.Millisecond}, // new: 90%
+		{"/a": 20 * time.Millisecond, "/b": 410 * time.Millisecond, "/new": 1700 * time.Millisecond}, // new: 80%
 		{"/a": 30 * time.Millisecond}, // b and new gone
 	}
 	i := 0
@@ -127,7 +129,7 @@ func TestAdaptiveWorstGroup(t *testing.T) {
 	for k, want := range []struct {
 		rate     uint64
 		pressure float64
-	}{{64 * mib, 0}, {32 * mib, 0.4}, {16 * mib, 0.9}, {17 * mib, 0.01}} {
+	}{{64 * mib, 0}, {16 * mib, 0.4}, {2 * mib, 0.8}, {3 * mib, 0.01}} {
 		clk.t = clk.t.Add(time.Second)
 		r, err := a.Step()
 		if err != nil {
