@@ -42,6 +42,11 @@
 // thread (setpriority on the TID), for payload decoding goroutines. It works
 // the same on v1, v2 and without cgroups.
 //
+// The limit may move while writers run (SetWriteBPS). Adaptive moves it
+// from the I/O pressure (Linux PSI) of the host's other workloads, read by
+// PSI from cgroup v2 io.pressure files: AIMD between a floor and a ceiling
+// (adaptive.go, psi.go).
+//
 // A nil *Limiter is valid: its writers write directly, unlimited.
 package cgroup
 
