@@ -26,14 +26,7 @@ import (
 func TestAdaptiveOnLoopDevice(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "dd")
-	img := filepath.Join(memTempDir(t), "disk.img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 64<<20); err != nil {
-		t.Fatal(err)
-	}
-	dev := testenv.LoopDevice(t, img)
+	dev := memLoop(t, 64<<20)
 	l, err := New(t.Context(), Config{Name: fmt.Sprintf("ue-test-adaptive-%d", os.Getpid()), Device: dev, WriteBPS: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
