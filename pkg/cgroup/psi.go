@@ -93,8 +93,8 @@ func (p *PSI) Stalls() (map[string]time.Duration, error) {
 			}
 			g := path.Join(dir, e.Name())
 			total, err := readSomeTotal(filepath.Join(p.Root, g, "io.pressure"))
-			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) {
-				continue // removed meanwhile
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EOPNOTSUPP) {
+				continue // removed meanwhile, or its PSI is off (cgroup.pressure 0)
 			}
 			if err != nil {
 				return nil, err
