@@ -59,9 +59,12 @@ IMGFILE=$W/disk.img
 go run ./internal/testenv/cmd/mktestdata -disk "$IMGFILE" -slot-size $((SLOT_MB << 20)) -fill-a "$W/img/v1.img"
 DISK=$IMGFILE
 IOLIMIT=()
+# Without root the slots are ranges of an image file: nothing to mount, so
+# the images' post-install step cannot run.
+POSTINST=(--postinst -)
 if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null; then
   LOOP=$(losetup -f --show -P "$IMGFILE"); partx -a "$LOOP" 2>/dev/null || true
-  DISK=$LOOP IOLIMIT=(--io-write-bps 64M)
+  DISK=$LOOP IOLIMIT=(--io-write-bps 64M) POSTINST=()
   say "running as root: the disk is the loop device $LOOP; writes to the passive slot are limited to 64 MiB/s"
 else
   say "not root: the disk is the image file itself (partitions addressed by offset, no I/O limit)"
@@ -97,9 +100,9 @@ start_daemon() { # start_daemon BOOTED VERSION: each start is a (simulated) boot
   "$BIN/update_engine" --disk "$DISK" --booted "$1" --version "$2" --bus "$BUS" --boot-id "demo-boot-$BOOTS" \
     --server "http://127.0.0.1:$PORT/v1/update/" --pubkey "$W/key.pub.pem" \
     --prefs-dir "$W/prefs" --run-dir "$W/run" --reboot-required-file "$W/run/reboot-required" \
-    --auto-check=false --health-delay 1s "${IOLIMIT[@]}" >>"$W/update_engine.log" 2>&1 &
+    --auto-check=false --health-delay 1s "${IOLIMIT[@]}" "${POSTINST[@]}" >>"$W/update_engine.log" 2>&1 &
   UE_PID=$!; PIDS+=($UE_PID)
-  wait_for 15 "update_engine on D-Bus" "$BIN/update_engine_client" --bus "$BUS" -status
+  wait_for 15 "update_engine on D-Bus" "$BIN/update_engine_client" --bus "$BUS" --connect-tries 1 -status
 }
 stop_daemon() { kill "$UE_PID"; wait "$UE_PID" 2>/dev/null || true; }
 client() { "$BIN/update_engine_client" --bus "$BUS" "$@"; }

@@ -28,6 +28,10 @@ find "$tree/usr" -type f | LC_ALL=C sort | while read -r f; do
   elif [ $r -lt 70 ]; then head -c 16384 /dev/urandom >"$f.new-$version"          # added
   fi
 done
+# The post-install step every image carries (Flatcar's /usr/postinst): the
+# engine runs it from the new image, mounted read-only, before the flip.
+printf '#!/bin/sh\n# postinst DEVICE\necho "postinst: Demo OS %s verified on $1" >&2\n' "$version" >"$tree/postinst"
+chmod 755 "$tree/postinst"
 find "$tree" -exec touch -h -d "2026-01-01 00:00:00 UTC" {} +
 rm -f "$out"
 if [ -n "$keep" ]; then rm -rf "$keep"; cp -a "$tree/usr" "$keep"; fi

@@ -22,11 +22,11 @@ import (
 )
 
 const usage = `usage:
-  payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem [--version V]
+  payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem|--unsigned [--version V]
                              [--compression xz|zstd|bzip2|none] [--xz-command xz] [--major 1|2] [--partition NAME] -o OUT
   payload_generator show PAYLOAD
-  payload_generator verify PAYLOAD [--key PUB.pem] [--target DEV]
-  payload_generator apply PAYLOAD|- [--key PUB.pem] --target FILE|DEV [--source FILE|DEV]
+  payload_generator verify PAYLOAD [--key PUB.pem] [--version V] [--source FILE|DEV [--scratch DIR]] [--target DEV]
+  payload_generator apply PAYLOAD|- --key PUB.pem|--insecure-skip-signature [--version V] --target FILE|DEV [--source FILE|DEV]
   payload_generator keygen --private KEY.pem --public PUB.pem [--bits 2048]
 `
 
@@ -57,6 +57,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 }
 
 var errUsage = errors.New("bad usage")
+
+// Errors for a missing key: signatures are skipped only when asked by name.
+var (
+	errNoSigningKey = errors.New("no --key: pass --unsigned to write an unsigned payload")
+	errNoVerifyKey  = errors.New("no --key: pass --insecure-skip-signature to apply a payload whose signature is not checked")
+)
 
 // parse parses flags that may come before or after the positional arguments.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -100,7 +106,8 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	oldImg := fs.String("old", "", "old image (delta)")
 	var keys multiFlag
 	fs.Var(&keys, "key", "private key PEM (repeat, or several keys in one file, for key rotation)")
-	version := fs.String("version", "", "version of the new image")
+	unsigned := fs.Bool("unsigned", false, "write an unsigned payload (without --key): clients with a key refuse it")
+	version := fs.String("version", "", "version of the new image, signed inside the payload")
 	srcVersion := fs.String("source-version", "", "version of the old image (delta), for OUT.json")
 	fs.StringVar(srcVersion, "old-version", "", "same as --source-version")
 	comp := fs.String("compression", "", "xz (default for --major 2), zstd (project extension), bzip2 (default for --major 1) or none")
@@ -116,6 +123,12 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	}
 	if *newImg == "" || *out == "" || len(pos) > 0 {
 		return fmt.Errorf("%w: need --new and -o", errUsage)
+	}
+	if len(keys) == 0 && !*unsigned {
+		return fmt.Errorf("%w: %w", errUsage, errNoSigningKey)
+	}
+	if len(keys) > 0 && *unsigned {
+		return fmt.Errorf("%w: --unsigned with --key", errUsage)
 	}
 	o := payload.GenerateOptions{Compression: *comp, Major: *major, Partition: *part, Version: *version,
 		XZCommand: *xzCmd, TempDir: filepath.Dir(*out)}
@@ -161,6 +174,10 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	if err != nil {
 		return err
 	}
+	// Payloads are public (served to every client): 0644, not CreateTemp's 0600.
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
 	if err := tmp.Sync(); err != nil {
 		return err
 	}
@@ -187,6 +204,10 @@ func writeFileAtomic(name string, data []byte) error {
 		return err
 	}
 	defer os.Remove(f.Name())
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
@@ -283,6 +304,9 @@ func cmdShow(_ context.Context, args []string, _ io.Reader, stdout io.Writer) er
 			dataSize += op.GetDataLength()
 		}
 		fmt.Fprintf(w, "partition %q: %d ops (%s)\n", p.Name, len(p.Ops), countsString(counts))
+		if p.Version != "" {
+			fmt.Fprintf(w, "  version: %s\n", p.Version)
+		}
 		if p.NewInfo != nil {
 			fmt.Fprintf(w, "  new: size %d sha256 %s\n", p.NewInfo.GetSize(), hex.EncodeToString(p.NewInfo.GetHash()))
 		}
@@ -320,6 +344,20 @@ type discard struct{}
 
 func (discard) WriteAt(b []byte, _ int64) (int, error) { return len(b), nil }
 
+// openSource opens the source (old) partition of a delta into o.Source
+// ("" = none) and returns the func that closes it.
+func openSource(o *payload.Options, path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	o.Source = f
+	return func() { f.Close() }, nil
+}
+
 func openPayload(name string, stdin io.Reader) (io.Reader, func(), error) {
 	if name == "-" {
 		return stdin, func() {}, nil
@@ -336,7 +374,10 @@ func cmdVerify(ctx context.Context, args []string, stdin io.Reader, stdout io.Wr
 	var keys multiFlag
 	fs.Var(&keys, "key", "public key PEM (repeatable)")
 	target := fs.String("target", "", "also check that this device/file holds the new partition")
+	source := fs.String("source", "", "delta payloads: the source (old) image or slot the delta applies to")
+	scratch := fs.String("scratch", "", "with --source: directory for the new image, written to a temporary file so that its hash can be checked, then removed (default $TMPDIR)")
 	part := fs.String("partition", "", "payload partition (default root or the only one)")
+	version := fs.String("version", "", "require the payload to carry this version")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -348,17 +389,39 @@ func cmdVerify(ctx context.Context, args []string, stdin io.Reader, stdout io.Wr
 	if err != nil {
 		return err
 	}
+	o := payload.Options{Keys: pk, Partition: *part, Version: *version, RequireVersion: *version != ""}
+	closeSource, err := openSource(&o, *source)
+	if err != nil {
+		return err
+	}
+	defer closeSource()
 	r, closer, err := openPayload(pos[0], stdin)
 	if err != nil {
 		return err
 	}
 	defer closer()
-	res, err := payload.Apply(ctx, r, discard{}, payload.Options{Keys: pk, Partition: *part})
+	// A full payload writes in order and its new partition hash is taken
+	// as it streams; a delta writes where its operations say, so the new
+	// image is built in a temporary file and hashed back from there.
+	var dst io.WriterAt = discard{}
+	if *source != "" {
+		tmp, err := os.CreateTemp(*scratch, "payload-verify-*.img")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		dst = tmp
+	}
+	res, err := payload.Apply(ctx, r, dst, o)
+	if errors.Is(err, payload.ErrNoSource) && *source == "" {
+		return fmt.Errorf("%w (a delta payload: give the image it applies to with --source)", err)
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "payload OK: %d bytes, sha256 %s, %d ops, signature %s\n", res.Size,
-		base64.StdEncoding.EncodeToString(res.SHA256), res.Ops, map[bool]string{true: "verified", false: "not checked (no key)"}[len(pk) > 0])
+	fmt.Fprintf(stdout, "payload OK: %d bytes, sha256 %s, %d ops, version %q, signature %s\n", res.Size,
+		base64.StdEncoding.EncodeToString(res.SHA256), res.Ops, res.Version, map[bool]string{true: "verified", false: "NOT CHECKED (no key)"}[len(pk) > 0])
 	if *target != "" {
 		if res.PartitionHash == nil {
 			return errors.New("payload has no new partition hash to compare with")
@@ -389,6 +452,8 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	part := fs.String("partition", "", "payload partition (default root or the only one)")
 	direct := fs.Bool("direct", false, "open the target O_DIRECT (always for block devices)")
 	strict := fs.Bool("strict", false, "refuse project extensions (REPLACE_ZSTD)")
+	version := fs.String("version", "", "require the payload to carry this version")
+	skipSig := fs.Bool("insecure-skip-signature", false, "apply without --key: the payload's signature is NOT checked")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -396,25 +461,25 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	if len(pos) != 1 || *target == "" {
 		return fmt.Errorf("%w: need PAYLOAD and --target", errUsage)
 	}
+	if len(keys) == 0 && !*skipSig {
+		return fmt.Errorf("%w: %w", errUsage, errNoVerifyKey)
+	}
 	pk, err := loadPublicKeys(keys)
 	if err != nil {
 		return err
 	}
-	o := payload.Options{Keys: pk, Partition: *part, Strict: *strict}
+	o := payload.Options{Keys: pk, Partition: *part, Strict: *strict, Version: *version, RequireVersion: *version != ""}
 	t, err := openTarget(*target, *direct)
 	if err != nil {
 		return err
 	}
 	defer t.f.Close()
 	o.Direct, o.TargetSize = t.direct, t.size
-	if *source != "" {
-		sf, err := os.Open(*source)
-		if err != nil {
-			return err
-		}
-		defer sf.Close()
-		o.Source = sf
+	closeSource, err := openSource(&o, *source)
+	if err != nil {
+		return err
 	}
+	defer closeSource()
 	r, closer, err := openPayload(pos[0], stdin)
 	if err != nil {
 		return err
@@ -427,8 +492,11 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	if err := t.f.Close(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "applied: %d bytes, sha256 %s, %d ops, partition %q", res.Size,
-		base64.StdEncoding.EncodeToString(res.SHA256), res.Ops, res.Partition)
+	fmt.Fprintf(stdout, "applied: %d bytes, sha256 %s, %d ops, partition %q, version %q", res.Size,
+		base64.StdEncoding.EncodeToString(res.SHA256), res.Ops, res.Partition, res.Version)
+	if len(pk) == 0 {
+		fmt.Fprint(stdout, ", signature NOT CHECKED")
+	}
 	if res.PartitionHash != nil {
 		fmt.Fprintf(stdout, " verified (%d bytes)", res.PartitionSize)
 	}

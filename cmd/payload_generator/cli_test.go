@@ -180,26 +180,16 @@ func TestCLIVariants(t *testing.T) {
 func TestCLILoopDevice(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "losetup")
-	dir := t.TempDir()
-	key, pub := filepath.Join(dir, "k.pem"), filepath.Join(dir, "k.pub.pem")
-	mustRun(t, "keygen", "--private", key, "--public", pub)
-	img, want := image(t, dir, "new.img", 4)
-	out := filepath.Join(dir, "p.bin")
-	mustRun(t, "generate", "--new", img, "--key", key, "-o", out)
-	disk := filepath.Join(dir, "disk.img")
+	p := signedPayload(t, 4)
+	out, pub, want := p.out, p.pub, p.want
+	disk := filepath.Join(t.TempDir(), "disk.img")
 	if err := os.WriteFile(disk, make([]byte, 4<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dev := testenv.LoopDevice(t, disk)
 	mustRun(t, "apply", out, "--key", pub, "--target", dev)
-	got := make([]byte, len(want))
-	f, err := os.Open(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("device differs from the image (%v)", err)
+	if !bytes.Equal(readHead(t, dev, len(want)), want) {
+		t.Fatal("device differs from the image")
 	}
 	mustRun(t, "verify", out, "--key", pub, "--target", dev)
 }

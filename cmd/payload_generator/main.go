@@ -1,14 +1,19 @@
 // Command payload_generator builds, signs, shows, verifies and applies CrAU
 // update payloads (see package payload).
 //
-//	payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem [--version V]
+//	payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem|--unsigned [--version V]
 //	                           [--compression xz|zstd|bzip2|none] [--xz-command xz] [--major 1|2] -o OUT
 //	payload_generator show PAYLOAD
-//	payload_generator verify PAYLOAD --key PUB.pem [--target DEV]
-//	payload_generator apply PAYLOAD|- --key PUB.pem --target FILE|DEV [--source FILE|DEV]
+//	payload_generator verify PAYLOAD --key PUB.pem [--version V] [--target DEV]
+//	payload_generator apply PAYLOAD|- --key PUB.pem|--insecure-skip-signature [--version V] --target FILE|DEV [--source FILE|DEV]
 //	payload_generator keygen --private KEY.pem --public PUB.pem
 //
-// generate also writes OUT.json, the metadata the Omaha dev server reads.
+// generate also writes OUT.json, the metadata the Omaha dev server reads;
+// both files are mode 0644 (payloads are public). --version is signed
+// inside the payload; apply and verify --version require it. Without
+// --key, generate refuses unless --unsigned and apply refuses unless
+// --insecure-skip-signature. A block-device target is opened O_EXCL, so a
+// mounted or otherwise busy device is refused.
 // With --old it writes a delta (SOURCE_COPY, SOURCE_BSDIFF, BROTLI_BSDIFF,
 // REPLACE_XZ, ZERO); apply then needs --source, the old partition.
 package main

@@ -60,6 +60,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&o.CheckInterval, "check-interval", 45*time.Minute, "time between scheduled checks")
 	fs.Int64Var(&o.CheckpointBytes, "checkpoint-bytes", 4<<20, "payload bytes between resumable checkpoints (each syncs the slot and writes prefs)")
 	fs.BoolVar(&o.NoHealthGate, "no-health-gate", false, "never mark the booted slot good (by default: after UPDATE_ENGINE_HEALTH_DELAY and the health units/command)")
+	fs.BoolVar(&o.InsecureAllowUnsignedPayloads, "insecure-allow-unsigned-payloads", false, "INSECURE, development only: when the --pubkey file is missing, install payloads without checking their signature (default: refuse every payload)")
+	fs.BoolVar(&o.AllowOmahaURL, "allow-omaha-url", false, "honour the omaha_url of ChromeOS AttemptUpdate(s,s) (update_engine_client -omaha_url); refused otherwise")
+	stub := fs.Bool("stub", false, "run as update-engine-stub for images never updated in place ("+daemon.NoUpdateFile+"): answer D-Bus as IDLE, never check or touch a disk")
 	over := map[string]*string{}
 	for _, f := range []struct{ flag, key, usage string }{
 		{"server", "SERVER", "Omaha URL (update.conf SERVER)"},
@@ -73,7 +76,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		{"io-limit-ceiling", "UPDATE_ENGINE_IO_LIMIT_CEILING", "adaptive limit: highest rate and the start (default 1G)"},
 		{"io-limit-target", "UPDATE_ENGINE_IO_LIMIT_TARGET", "adaptive limit: the other workloads' PSI io \"some\" percentage above which the limit is cut (default 10)"},
 		{"metrics-listen", "UPDATE_ENGINE_METRICS_LISTEN", "Prometheus address, loopback only, e.g. 127.0.0.1:9571 (default off)"},
-		{"pubkey", "UPDATE_ENGINE_PUBKEY", "payload public key, PEM (default /usr/share/update_engine/update-payload-key.pub.pem; absent = unsigned payloads accepted)"},
+		{"pubkey", "UPDATE_ENGINE_PUBKEY", "payload public key, PEM, read at every update (default /usr/share/update_engine/update-payload-key.pub.pem; absent = every payload refused)"},
 		{"health-delay", "UPDATE_ENGINE_HEALTH_DELAY", "wait after start before marking the booted slot good (default 1m)"},
 		{"health-command", "UPDATE_ENGINE_HEALTH_COMMAND", "command (sh -c) that must succeed before marking the slot good"},
 	} {
@@ -105,7 +108,11 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := daemon.Run(ctx, o); err != nil {
+	run := daemon.Run
+	if *stub {
+		run = daemon.RunStub
+	}
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintf(stderr, "update_engine: %v\n", err)
 		return 1
 	}

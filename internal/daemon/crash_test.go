@@ -108,15 +108,24 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 	h := newHost(t, img)
 	logFile := filepath.Join(t.TempDir(), "points")
 	var logs bytes.Buffer
-	run := func(env ...string) *exec.Cmd {
+	// run starts the daemon; exited yields its Wait result once.
+	run := func(env ...string) (exited <-chan error) {
 		cmd := exec.Command(bin, h.args(w.url())...)
 		cmd.Env = append(os.Environ(), env...)
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return cmd
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+			}
+		})
+		return done
 	}
 	defer func() {
 		if t.Failed() {
@@ -124,9 +133,7 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 		}
 	}()
 
-	d := run("UPDATE_ENGINE_CRASH_LOG="+logFile, "UPDATE_ENGINE_CRASH_AT="+strconv.Itoa(at))
-	exited := make(chan error, 1)
-	go func() { exited <- d.Wait() }()
+	exited := run("UPDATE_ENGINE_CRASH_LOG="+logFile, "UPDATE_ENGINE_CRASH_AT="+strconv.Itoa(at))
 	cl, err := dbusapi.Dial(t.Context(), h.bus)
 	if err != nil {
 		t.Fatal(err)

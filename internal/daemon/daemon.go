@@ -62,6 +62,15 @@ type Options struct {
 	InitialDelay  time.Duration // 0 = 7 min
 	CheckInterval time.Duration // 0 = 45 min
 	NoHealthGate  bool          // do not mark the booted slot good
+	// AllowOmahaURL honours the omaha_url of the ChromeOS AttemptUpdate(s,s)
+	// for that one check; otherwise such a request is refused (it would let
+	// any caller allowed to start a check choose the update server).
+	AllowOmahaURL bool
+
+	// InsecureAllowUnsignedPayloads applies payloads without checking
+	// their signature when no public key file exists (development only).
+	// Without it, no key means every payload is refused.
+	InsecureAllowUnsignedPayloads bool
 
 	// CheckpointBytes is the payload distance between resumable
 	// checkpoints (each syncs the slot and writes prefs); 0 = 4 MiB.
@@ -83,9 +92,18 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	cfg, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+	loadConfig := func() (*config.Config, error) {
+		return config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+	}
+	cfg, err := loadConfig()
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("update.conf: ignored", "warning", w.Error())
+	}
+	if cfg.UpdatesDisabled() {
+		log.Info("updates are disabled (SERVER=disabled): no update checks until SERVER is set again")
 	}
 	if cfg.ReleaseVersion == "" {
 		return fmt.Errorf("daemon: the running version is unknown: set FLATCAR_RELEASE_VERSION in the release file or pass --version")
@@ -128,15 +146,19 @@ func Run(ctx context.Context, o Options) error {
 		defer limiter.Close()
 	}
 
-	keys, err := loadKeys(cfg.PubKey)
-	if err != nil {
-		return err
+	// The key is read again at every apply, so one installed later is used.
+	keys := keyFile{path: cfg.PubKey, insecure: o.InsecureAllowUnsignedPayloads, log: log}
+	if o.InsecureAllowUnsignedPayloads {
+		log.Warn("INSECURE: --insecure-allow-unsigned-payloads: without a payload public key, payloads are installed unverified", "path", cfg.PubKey)
 	}
-	if len(keys) == 0 {
-		log.Warn("no payload public key; payload signatures are not checked", "path", cfg.PubKey)
+	if ks, err := keys.load(); err != nil {
+		log.Error("no usable payload public key: every payload is refused until one is installed", "path", cfg.PubKey, "err", err)
+	} else if len(ks) > 0 {
+		log.Info("payload public key", "path", cfg.PubKey, "keys", len(ks))
 	}
 
 	var floor engine.Floor
+	requireVersion := false
 	if o.TPM != "" {
 		tc := antirollback.Config{Require: o.RequireTPM, Logf: func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) }}
 		if strings.Contains(o.TPM, ":") && !strings.HasPrefix(o.TPM, "/") {
@@ -150,6 +172,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		defer g.Close()
 		floor = engine.GuardFloor{Guard: g, PCR: o.MeasurePCR}
+		// The floor judges the offered version: the payload must prove it.
+		requireVersion = g.Enabled()
 	}
 
 	m := metrics.New()
@@ -171,6 +195,10 @@ func Run(ctx context.Context, o Options) error {
 		OEM: cfg.OEMID, OEMVersion: cfg.OEMVersion, AlephVersion: aleph, MachineAlias: cfg.MachineAlias,
 		Board: cfg.Board, Arch: unameArch(),
 	}
+	// For events sent before any check (the 3/1 owed across a restart):
+	// delta_okay as the engine's checks say it, no delta failed for good.
+	failedDeltas, err := store.GetInt64(engine.KeyDeltaFailures)
+	params.DeltaOK = err != nil || failedDeltas == 0
 	runDir := o.RunDir
 	if runDir == "" {
 		runDir = "/var/run"
@@ -190,10 +218,16 @@ func Run(ctx context.Context, o Options) error {
 		go runAdaptive(ctx, adaptive, m, log)
 	}
 	note := &notifier{}
+	applier := engine.PayloadApplier{Keys: keys.load, InsecureAllowUnsigned: o.InsecureAllowUnsignedPayloads,
+		RequireVersion: requireVersion, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10}
+	var eng *engine.Engine
+	// Events owed from before a restart go out before any check: with the
+	// engine's track (a SetChannel choice beats GROUP).
+	trackNow := func() string { return eng.Snapshot().Channel }
 	ecfg := engine.Config{
-		Checker:    &engine.OmahaChecker{Client: client, Params: params},
+		Checker:    &engine.OmahaChecker{Client: client, Params: params, Track: trackNow},
 		Downloader: &engine.OmahaDownloader{Client: client},
-		Applier:    engine.PayloadApplier{Keys: keys, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10},
+		Applier:    applier,
 		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
 		Prefs:      store,
 		Floor:      floor,
@@ -206,12 +240,13 @@ func Run(ctx context.Context, o Options) error {
 		Track:          cfg.Group,
 		Server:         cfg.Server,
 		Settings: func() (engine.Settings, error) {
-			c, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+			c, err := loadConfig()
 			if err != nil {
 				return engine.Settings{}, err
 			}
 			return engine.Settings{Track: c.Group, Server: c.Server}, nil
 		},
+		AllowOmahaURL:      o.AllowOmahaURL,
 		MarkerPath:         filepath.Join(runDir, MarkerName),
 		RebootRequiredPath: rebootFile,
 		Schedule: engine.Schedule{
@@ -229,18 +264,14 @@ func Run(ctx context.Context, o Options) error {
 	default:
 		ecfg.Postinst = engine.ExecPostinst{Path: o.Postinst, Timeout: o.PostinstTimeout}
 	}
-	eng, err := engine.New(ecfg)
+	eng, err = engine.New(ecfg)
 	if err != nil {
 		return err
 	}
 
-	bus := o.Bus
-	if bus == "" {
-		bus = dbusapi.SystemBusAddress()
-	}
-	conn, err := dbus.Connect(bus, dbus.WithContext(ctx))
+	conn, bus, err := connectBus(ctx, o.Bus)
 	if err != nil {
-		return fmt.Errorf("daemon: connect to D-Bus at %s: %w", bus, err)
+		return err
 	}
 	defer conn.Close()
 	// The engine restores its state before the names are taken, so the
@@ -254,7 +285,7 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-runErr:
 		return err
 	}
-	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, lim: limiter, adaptive: adaptive != nil}, dbusapi.Options{})
+	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, allowOmahaURL: o.AllowOmahaURL, lim: limiter, adaptive: adaptive != nil}, dbusapi.Options{})
 	if err != nil {
 		cancel(nil)
 		<-runErr
@@ -289,17 +320,45 @@ func Run(ctx context.Context, o Options) error {
 	return err
 }
 
+// connectBus connects to the bus at addr ("" = the system bus) for the
+// life of ctx and returns the address used.
+func connectBus(ctx context.Context, addr string) (*dbus.Conn, string, error) {
+	if addr == "" {
+		addr = dbusapi.SystemBusAddress()
+	}
+	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
+	if err != nil {
+		return nil, addr, fmt.Errorf("daemon: connect to D-Bus at %s: %w", addr, err)
+	}
+	return conn, addr, nil
+}
+
 // ErrBusLost is returned when the D-Bus connection closes under the daemon.
 var ErrBusLost = errors.New("daemon: lost the D-Bus connection")
 
+// keyFile is the payload public key file, read at every apply.
+type keyFile struct {
+	path     string
+	insecure bool // --insecure-allow-unsigned-payloads
+	log      *slog.Logger
+}
+
+// load reads the keys. A missing file is an error (wrapping
+// os.ErrNotExist), or, when insecure, no key and a warning.
+func (k keyFile) load() ([]*payloadKey, error) {
+	keys, err := loadKeys(k.path)
+	if errors.Is(err, os.ErrNotExist) && k.insecure {
+		k.log.Warn("INSECURE: no payload public key; this payload's signature is NOT checked (--insecure-allow-unsigned-payloads)", "path", k.path)
+		return nil, nil
+	}
+	return keys, err
+}
+
 func loadKeys(path string) ([]*payloadKey, error) {
 	if path == "" {
-		return nil, nil
+		return nil, fmt.Errorf("daemon: payload key: no key file configured (UPDATE_ENGINE_PUBKEY is empty): %w", os.ErrNotExist)
 	}
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("daemon: payload key: %w", err)
 	}

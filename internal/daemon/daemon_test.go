@@ -3,13 +3,15 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,10 +30,23 @@ import (
 
 const slotSize = 16 << 20
 
+// signingKey is the release key of every test world: the omahaWorld signs
+// its payloads with it and newHost installs its public half.
+var signingKey = sync.OnceValues(func() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) })
+
+func testKey(t testing.TB) *rsa.PrivateKey {
+	t.Helper()
+	k, err := signingKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // image returns n pseudo-random but compressible bytes.
 func image(n int, seed uint64) []byte {
 	b := make([]byte, n)
-	r := rand.New(rand.NewPCG(seed, 3))
+	r := mrand.New(mrand.NewPCG(seed, 3))
 	for i := 0; i < n; i += 512 {
 		v := byte(r.UintN(256))
 		for j := i; j < min(i+512, n); j++ {
@@ -50,6 +65,9 @@ type omahaWorld struct {
 	srv   *httptest.Server
 	major uint64 // of the payloads published; 0 = 2
 	comp  string // their compression; "" = the generator's default
+	// unsigned publishes payloads without a signature (else signed with
+	// signingKey).
+	unsigned bool
 
 	mu     sync.Mutex // guards ranges and delay
 	ranges []string
@@ -101,11 +119,20 @@ func (w *omahaWorld) publish(name, version string, img []byte, badSHA bool) []by
 
 // publishDelta publishes a delta from old (version from) when old is set.
 func (w *omahaWorld) publishDelta(name, version string, img []byte, badSHA bool, from string, old []byte) []byte {
+	return w.publishAs(name, version, version, img, badSHA, from, old)
+}
+
+// publishAs publishes a payload that carries signed (none when "") and
+// that the server offers as version.
+func (w *omahaWorld) publishAs(name, version, signed string, img []byte, badSHA bool, from string, old []byte) []byte {
 	w.t.Helper()
 	var buf bytes.Buffer
 	o := payload.GenerateOptions{
-		New: bytes.NewReader(img), NewSize: int64(len(img)), Version: version, ChunkSize: 256 << 10, TempDir: w.t.TempDir(),
+		New: bytes.NewReader(img), NewSize: int64(len(img)), Version: signed, ChunkSize: 256 << 10, TempDir: w.t.TempDir(),
 		Major: w.major, Compression: w.comp,
+	}
+	if !w.unsigned {
+		o.Keys = []*rsa.PrivateKey{testKey(w.t)}
 	}
 	if old != nil {
 		o.Old, o.OldSize = bytes.NewReader(old), int64(len(old))
@@ -136,10 +163,12 @@ func (w *omahaWorld) publishDelta(name, version string, img []byte, badSHA bool,
 
 func (w *omahaWorld) events() string { return server.EventsString(w.h.Events()) }
 
-// host is one machine: a disk, state dirs and a config root.
+// host is one machine: a disk, state dirs, a config root and the payload
+// public key file (signingKey's, installed by newHost).
 type host struct {
 	disk, prefs, run, root string
 	bus                    string
+	key                    string
 }
 
 func newHost(t testing.TB, disk string) *host {
@@ -147,24 +176,40 @@ func newHost(t testing.TB, disk string) *host {
 	if err := os.MkdirAll(filepath.Join(h.root, "etc"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	h.key = filepath.Join(h.root, "update-payload-key.pub.pem")
+	h.installKey(t)
 	if err := os.WriteFile(filepath.Join(h.root, "etc/machine-id"), []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return h
 }
 
+// installKey writes signingKey's public half to h.key.
+func (h *host) installKey(t testing.TB) {
+	t.Helper()
+	pem, err := payload.MarshalPublicKey(&testKey(t).PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h.key, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (h *host) args(server string) []string {
 	return []string{"--disk", h.disk, "--booted", "A", "--bus", h.bus, "--config-root", h.root,
 		"--prefs-dir", h.prefs, "--run-dir", h.run, "--reboot-required-file", filepath.Join(h.run, "reboot-required"),
-		"--server", server, "--version", "1.0.0", "--auto-check=false", "--no-health-gate", "--checkpoint-bytes", "262144", "--pubkey", filepath.Join(h.root, "nokey.pem")}
+		"--server", server, "--version", "1.0.0", "--auto-check=false", "--no-health-gate", "--checkpoint-bytes", "262144", "--pubkey", h.key,
+		"--postinst", "-"}
 }
 
 func (h *host) options(server string) Options {
 	return Options{
 		Disk: h.disk, Booted: "A", Bus: h.bus, ConfigRoot: h.root, PrefsDir: h.prefs, RunDir: h.run,
 		RebootRequiredFile: filepath.Join(h.run, "reboot-required"),
-		Overrides:          map[string]string{"SERVER": server, "FLATCAR_RELEASE_VERSION": "1.0.0", "UPDATE_ENGINE_PUBKEY": filepath.Join(h.root, "nokey.pem")},
+		Overrides:          map[string]string{"SERVER": server, "FLATCAR_RELEASE_VERSION": "1.0.0", "UPDATE_ENGINE_PUBKEY": h.key},
 		NoHealthGate:       true,
+		Postinst:           "-", // the test images have no post-install program
 	}
 }
 

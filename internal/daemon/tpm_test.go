@@ -19,16 +19,7 @@ import (
 // through and the new image is measured into a PCR at flip, with the
 // record kept in prefs.
 func TestTPMFloorAndPCR(t *testing.T) {
-	testenv.RequireTool(t, "swtpm")
-	tpm := testenv.StartSwtpm(t, t.TempDir())
-	g, err := antirollback.Open(t.Context(), antirollback.Config{Addr: tpm.Addr, Require: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Raise(t.Context(), "2.5.0"); err != nil {
-		t.Fatal(err)
-	}
-	g.Close()
+	tpm := tpmWithFloor(t, "2.5.0")
 
 	w := newOmaha(t)
 	w.publish("v2.bin", "2.0.0", image(2<<20, 30), false)
@@ -75,4 +66,21 @@ func TestTPMFloorAndPCR(t *testing.T) {
 	if err := json.Unmarshal(b, &rec); err != nil || rec.PCR != 9 || len(rec.ImageSHA256) != 64 || rec.Expected == rec.Before {
 		t.Fatalf("PCR record %s (%v)", b, err)
 	}
+}
+
+// tpmWithFloor starts swtpm with its version floor raised to floor and
+// returns it. It skips t without swtpm.
+func tpmWithFloor(t *testing.T, floor string) *testenv.Swtpm {
+	t.Helper()
+	testenv.RequireTool(t, "swtpm")
+	tpm := testenv.StartSwtpm(t, t.TempDir())
+	g, err := antirollback.Open(t.Context(), antirollback.Config{Addr: tpm.Addr, Require: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Raise(t.Context(), floor); err != nil {
+		t.Fatal(err)
+	}
+	return tpm
 }

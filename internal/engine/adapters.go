@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -14,10 +15,26 @@ import (
 	"github.com/abupdate/update_engine/pkg/payload"
 )
 
+// ErrNoPayloadKey: no public key to verify payloads with (the key file is
+// missing, unreadable or holds no RSA key), so the payload is refused
+// before the first write. Code 18 (DownloadPayloadPubKeyVerificationError).
+var ErrNoPayloadKey = errors.New("engine: no payload public key: payload refused")
+
 // PayloadApplier adapts pkg/payload to Applier. Checkpoints are the
-// payload package's Checkpoint as JSON.
+// payload package's Checkpoint as JSON. The offered version (Plan.Version)
+// must be the version signed inside the payload, when it carries one.
 type PayloadApplier struct {
-	Keys []*rsa.PublicKey // empty: signatures not required
+	// Keys returns the keys that verify payloads. It is called at every
+	// Apply (fresh or resumed), so a key installed or bind-mounted after
+	// start is used. An error, a nil Keys or no key refuses the payload
+	// with ErrNoPayloadKey, unless InsecureAllowUnsigned and no error.
+	Keys func() ([]*rsa.PublicKey, error)
+	// InsecureAllowUnsigned applies payloads without checking signatures
+	// when Keys finds no key (development only).
+	InsecureAllowUnsigned bool
+	// RequireVersion refuses payloads that carry no signed version, for
+	// hosts where an anti-rollback floor is enforced on Plan.Version.
+	RequireVersion bool
 	// CheckpointBytes between checkpoints (0 = after every operation).
 	CheckpointBytes int64
 	Workers         int
@@ -38,10 +55,38 @@ func (a PayloadApplier) workerInit() func() {
 // directer is a Target that knows it was opened O_DIRECT.
 type directer interface{ Direct() bool }
 
+// keys loads the verification keys for one apply; see Keys.
+func (a PayloadApplier) keys() ([]*rsa.PublicKey, error) {
+	var keys []*rsa.PublicKey
+	var err error
+	if a.Keys != nil {
+		keys, err = a.Keys()
+	}
+	switch {
+	case err != nil:
+		return nil, status.WithCode(status.DownloadPayloadPubKeyVerificationError, fmt.Errorf("%w: %w", ErrNoPayloadKey, err))
+	case len(keys) == 0 && !a.InsecureAllowUnsigned:
+		return nil, status.WithCode(status.DownloadPayloadPubKeyVerificationError, ErrNoPayloadKey)
+	}
+	return keys, nil
+}
+
+// Ready implements Applier: a key loads (or unsigned payloads are
+// allowed).
+func (a PayloadApplier) Ready() error {
+	_, err := a.keys()
+	return err
+}
+
 // Apply implements Applier.
 func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
+	keys, err := a.keys()
+	if err != nil {
+		return Applied{}, err
+	}
 	o := payload.Options{
-		Keys: a.Keys, Source: src, Partition: a.Partition, Workers: a.Workers,
+		Keys: keys, Source: src, Partition: a.Partition, Workers: a.Workers,
+		RequireVersion:  a.RequireVersion,
 		CheckpointBytes: a.CheckpointBytes,
 		WorkerInit:      a.workerInit(),
 		Checkpoint: func(cp *payload.Checkpoint) error {
@@ -59,10 +104,9 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src 
 		o.TargetSize = sr.Size()
 	}
 	if plan != nil {
-		o.ExpectedSize, o.ExpectedSHA256 = plan.Size, plan.SHA256
+		o.ExpectedSize, o.ExpectedSHA256, o.Version = plan.Size, plan.SHA256, plan.Version
 	}
 	var res *payload.Result
-	var err error
 	if from == nil {
 		res, err = payload.Apply(ctx, r, dst, o)
 	} else {

@@ -221,6 +221,9 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	if plan.Size <= 0 || len(plan.SHA256) != 32 || len(plan.URLs) == 0 {
 		return res, status.WithCode(status.OmahaResponseInvalid, errors.New("engine: the plan lacks a size, a SHA-256 or a URL"))
 	}
+	if err := e.cfg.Applier.Ready(); err != nil {
+		return res, fmt.Errorf("refusing version %s before downloading it: %w", plan.Version, err)
+	}
 	e.do(ctx, func(st *state) {
 		st.snap.Status = status.UpdateAvailable
 		st.snap.NewVersion = plan.Version
@@ -277,14 +280,10 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 			e.log.Warn("cleaning up after an earlier post-install", "err", err)
 		}
 		if err := e.cfg.Postinst.Run(ctx, dev, plan); err != nil {
-			if ctx.Err() != nil {
-				return err
+			if ctx.Err() == nil {
+				e.dropUpdate() // Flatcar: a failed post-install fails the update
 			}
-			if status.CodeOf(err).Base() != status.PostinstallBootedFromFirmwareB {
-				e.dropUpdate()
-				return err
-			}
-			e.log.Warn("post-install reported code 19; treating as success", "err", err)
+			return err
 		}
 	}
 	if err := e.flip(ctx); err != nil {

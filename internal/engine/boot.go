@@ -109,11 +109,11 @@ type ExecPostinst struct {
 	Timeout time.Duration // 0 = 10 min
 }
 
-// Run implements Postinstaller. A missing program is not an error (the
-// image has none).
+// Run implements Postinstaller. A missing program fails with code 5, as
+// any other post-install failure.
 func (p ExecPostinst) Run(ctx context.Context, device string, plan *Plan) error {
-	if _, err := os.Stat(p.Path); errors.Is(err, os.ErrNotExist) {
-		return nil
+	if _, err := os.Stat(p.Path); err != nil {
+		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("postinst: %w", err))
 	}
 	timeout := p.Timeout
 	if timeout == 0 {

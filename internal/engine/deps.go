@@ -87,6 +87,9 @@ type Applied struct {
 // fails, Apply must stop with that error. Apply verifies the payload
 // (signatures, partition hash) before returning nil.
 type Applier interface {
+	// Ready fails when no payload could be verified now (no key to check
+	// signatures with): the engine asks before it downloads or writes.
+	Ready() error
 	// plan carries Omaha's size and SHA-256, which an applier may check
 	// early; the engine checks them again on the result.
 	Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -471,7 +472,7 @@ func TestExecPostinst(t *testing.T) {
 		path string
 		want status.Code
 	}{
-		{"absent", filepath.Join(dir, "none"), status.Success},
+		{"absent", filepath.Join(dir, "none"), status.PostinstallRunnerError},
 		{"ok", script("test -n \"$1\""), status.Success},
 		{"exit 3", script("exit 3"), status.PostinstallBootedFromFirmwareB},
 		{"fails", script("echo broken >&2; exit 1"), status.PostinstallRunnerError},
@@ -523,24 +524,7 @@ func TestScheduledBackoffThenSuccess(t *testing.T) {
 	cfg.Schedule = Schedule{Initial: 7 * time.Minute, Interval: 45 * time.Minute, Fuzz: -1}
 	e, _, _ := start(t, cfg)
 	checksSoFar := func() int { mu.Lock(); defer mu.Unlock(); return checks }
-	// next waits for the armed timer, checks its delay, and fires it.
-	next := func(want time.Duration, what string) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if d, ok := clock.nextIn(); ok {
-				if d != want {
-					t.Fatalf("%s: armed in %v, want %v", what, d, want)
-				}
-				clock.Advance(d)
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no check armed", what)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	next := func(want time.Duration, what string) { t.Helper(); waitArmed(t, clock, want, what) }
 	next(7*time.Minute, "first check")
 	waitFor(t, e, "first failure", func(s Snapshot) bool { return checksSoFar() == 1 && s.Status == status.Idle })
 	next(90*time.Minute, "after one failure")
@@ -619,5 +603,47 @@ func setRecord(t *testing.T, p Prefs, f func(*Record)) {
 	f(&r)
 	if err := storeRecord(p, r); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// failingPostinst fails with code.
+type failingPostinst struct{ code status.Code }
+
+func (f failingPostinst) Run(context.Context, string, *Plan) error {
+	return status.WithCode(f.code, errors.New("post-install failed"))
+}
+func (failingPostinst) Cleanup(string) error { return nil }
+
+// TestPostinstFailureFailsUpdate: as in Flatcar, a failed post-install
+// (code 5, or 19 for exit 3) fails the update before the flip: the server
+// gets 3/0 with the code, the passive slot does not boot next.
+func TestPostinstFailureFailsUpdate(t *testing.T) {
+	for _, code := range []status.Code{status.PostinstallRunnerError, status.PostinstallBootedFromFirmwareB} {
+		t.Run(code.String(), func(t *testing.T) {
+			w := newWorld(t)
+			w.publish("p2.bin", "2.0.0", payloadBytes(256<<10, 31), nil)
+			m := newMachine(t, slotSize)
+			cfg := m.config(t, w, &recorder{})
+			cfg.Postinst = failingPostinst{code}
+			e, _, _ := start(t, cfg)
+			if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+				t.Fatal(err)
+			}
+			s := waitFor(t, e, "the attempt", func(s Snapshot) bool {
+				return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) && s.LastError != 0
+			})
+			if s.Status != status.Idle || s.LastError.Base() != code {
+				t.Fatalf("ended %v with %v, want IDLE with %v", s.Status, s.LastError, code)
+			}
+			if n, _ := m.slots.NextBoot(t.Context()); n != "A" {
+				t.Fatalf("next boot %s after a failed post-install", n)
+			}
+			if ev := eventsString(w.omaha.Events()); !strings.HasSuffix(ev, fmt.Sprintf("3/0 errorcode=%d", code|status.FlagTestOmahaURL)) {
+				t.Fatalf("events %q", ev)
+			}
+			if r, _, _ := loadRecord(cfg.Prefs); r.Update != nil {
+				t.Fatalf("the failed update is still recorded: %+v", r.Update)
+			}
+		})
 	}
 }

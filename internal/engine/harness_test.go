@@ -32,6 +32,8 @@ import (
 // resume works exactly like the real applier's.
 type rawApplier struct{}
 
+func (rawApplier) Ready() error { return nil }
+
 func (rawApplier) Apply(ctx context.Context, _ *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
 	h := sha256.New()
 	var off int64

@@ -40,6 +40,8 @@ func payloadCode(err error) (status.Code, bool) {
 		{payload.ErrNoSource, status.DownloadOperationExecutionError},
 		{payload.ErrWrite, status.DownloadWriteError},
 		{payload.ErrPayloadHash, status.PayloadHashMismatchError},
+		{payload.ErrVersionMismatch, status.DownloadPayloadVerificationError},
+		{payload.ErrVersionMissing, status.DownloadPayloadVerificationError},
 		{slot.ErrNoSlots, status.InstallDeviceOpenError},
 		{antirollback.ErrBelowFloor, status.OmahaUpdateIgnoredPerPolicy},
 	} {

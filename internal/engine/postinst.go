@@ -14,16 +14,19 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/abupdate/update_engine/internal/status"
 )
 
 // SlotPostinst runs the post-install program the new image carries, as
 // Flatcar does: the verified passive partition is mounted read-only and
 // `<mnt>/<Program> <device>` runs with ExecPostinst's rules (timeout,
-// proxy environment, exit 3 = code 19). An image without the program, a
-// passive slot that is not a block device (an image file), or a file
-// system this kernel cannot mount read-only are skipped with a log line:
-// the payload was verified already, and not every image is a mountable
-// file system with a post-install step.
+// proxy environment, exit 3 = code 19). As in Flatcar, post-install is
+// part of the update: a passive slot without a partition node to mount,
+// an image this kernel cannot mount, or an image without the program fail
+// the update with code 5 (PostinstallRunnerError), before the flip. A host
+// whose images have no post-install step says so (the daemon's
+// --postinst -).
 //
 // The mount lives in a private mount namespace of one OS thread and of
 // the program it starts: no other process sees it, and it ends with them,
@@ -39,9 +42,6 @@ type SlotPostinst struct {
 // mountPrefix names the mount points' directories in os.TempDir().
 const mountPrefix = "update_engine-postinst-"
 
-// errSkip is a post-install step that does not apply to this image.
-var errSkip = errors.New("post-install skipped")
-
 // Run implements Postinstaller.
 func (p SlotPostinst) Run(ctx context.Context, device string, plan *Plan) error {
 	log := p.Log
@@ -53,8 +53,7 @@ func (p SlotPostinst) Run(ctx context.Context, device string, plan *Plan) error 
 		return fmt.Errorf("post-install: %w", err)
 	}
 	if fi.Mode()&os.ModeDevice == 0 {
-		log.Info("post-install skipped: the passive slot is not a block device", "device", device)
-		return nil
+		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("post-install: %s is not a block device: the new image cannot be mounted (run with --postinst - when images have no post-install step)", device))
 	}
 	mnt, err := os.MkdirTemp("", mountPrefix)
 	if err != nil {
@@ -68,25 +67,21 @@ func (p SlotPostinst) Run(ctx context.Context, device string, plan *Plan) error 
 		runtime.LockOSThread()
 		done <- p.runPrivate(ctx, log, device, mnt, plan)
 	}()
-	err = <-done
-	if errors.Is(err, errSkip) {
-		log.Info(err.Error(), "device", device)
-		return nil
-	}
-	return err
+	return <-done
 }
 
 // runPrivate runs on a locked OS thread: it moves the thread into a
 // private mount namespace, mounts the image there, and runs the program.
 func (p SlotPostinst) runPrivate(ctx context.Context, log *slog.Logger, device, mnt string, plan *Plan) error {
+	fail := func(err error) error { return status.WithCode(status.PostinstallRunnerError, err) }
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("post-install: private mount namespace: %w", err)
+		return fail(fmt.Errorf("post-install: private mount namespace: %w", err))
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("post-install: private mount namespace: %w", err)
+		return fail(fmt.Errorf("post-install: private mount namespace: %w", err))
 	}
 	if err := mountReadOnly(device, mnt); err != nil {
-		return fmt.Errorf("%w: cannot mount the new image read-only: %v", errSkip, err)
+		return fail(fmt.Errorf("post-install: cannot mount the new image %s read-only: %w", device, err))
 	}
 	defer func() {
 		if err := unix.Unmount(mnt, 0); err != nil {
@@ -95,8 +90,8 @@ func (p SlotPostinst) runPrivate(ctx context.Context, log *slog.Logger, device, 
 		}
 	}()
 	prog := filepath.Join(mnt, filepath.Clean("/"+cmp.Or(p.Program, "postinst")))
-	if _, err := os.Stat(prog); errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: the new image has no post-install program %s", errSkip, prog)
+	if _, err := os.Stat(prog); err != nil {
+		return fail(fmt.Errorf("post-install: the new image has no post-install program: %w", err))
 	}
 	log.Info("running the new image's post-install program", "program", prog, "device", device)
 	return ExecPostinst{Path: prog, Timeout: p.Timeout}.Run(ctx, device, plan)

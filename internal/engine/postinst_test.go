@@ -34,8 +34,8 @@ func TestSlotPostinst(t *testing.T) {
 		{"runs", "#!/bin/sh\necho \"$1 $NEW_VERSION\" > " + out + "\n", false, true, status.Success},
 		{"exit 3", "#!/bin/sh\necho \"$1\" > " + out + "\nexit 3\n", false, true, status.PostinstallBootedFromFirmwareB},
 		{"fails", "#!/bin/sh\necho \"$1\" > " + out + "\nexit 1\n", false, true, status.PostinstallRunnerError},
-		{"no program", "", false, false, status.Success},
-		{"not a file system", "", true, false, status.Success},
+		{"no program", "", false, false, status.PostinstallRunnerError},
+		{"not a file system", "", true, false, status.PostinstallRunnerError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,8 +88,8 @@ func TestSlotPostinstImageFile(t *testing.T) {
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := (SlotPostinst{}).Run(t.Context(), img, nil); err != nil {
-		t.Fatalf("image file: %v, want a skip", err)
+	if err := (SlotPostinst{}).Run(t.Context(), img, nil); status.CodeOf(err) != status.PostinstallRunnerError {
+		t.Fatalf("image file: %v, want code 5 (nothing to mount)", err)
 	}
 	if err := (SlotPostinst{}).Run(t.Context(), filepath.Join(t.TempDir(), "missing"), nil); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing device: %v, want ErrNotExist", err)

@@ -2,6 +2,7 @@ package slot_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -76,6 +77,59 @@ func TestLoopDevice(t *testing.T) {
 			}
 			if out, err := runCmd("sgdisk", "-v", dev); err != nil || !strings.Contains(out, "No problems found.") {
 				t.Fatalf("sgdisk -v %s: %v\n%s", dev, err, out)
+			}
+		})
+	}
+}
+
+// TestPassiveMounted (root): a passive slot whose partition is mounted is
+// refused with ErrBusy (O_EXCL), with and without O_DIRECT, and nothing is
+// written; once unmounted it opens and takes writes.
+func TestPassiveMounted(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "direct", false: "buffered"}[direct], func(t *testing.T) {
+			ctx := t.Context()
+			_, dev := testenv.NewDiskLoop(t, testenv.DiskSpec{SlotSize: 8 << 20})
+			d, err := slot.Open(ctx, dev, slot.Options{Booted: "A", Direct: direct})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.PassiveSlot().Device != dev+"p4" {
+				t.Fatalf("passive device %q", d.PassiveSlot().Device)
+			}
+			mnt, unmount := testenv.MountExt4(t, dev+"p4")
+			if err := os.WriteFile(mnt+"/file", []byte("mounted data"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			w, err := d.OpenPassive(ctx)
+			if !errors.Is(err, slot.ErrBusy) {
+				if err == nil {
+					w.Close()
+				}
+				t.Fatalf("OpenPassive on a mounted partition: %v, want ErrBusy", err)
+			}
+			unmount()
+			w, err = d.OpenPassive(ctx)
+			if err != nil {
+				t.Fatalf("OpenPassive after umount: %v", err)
+			}
+			defer w.Close()
+			buf := slot.AlignedBuffer(4096)
+			copy(buf, pattern(len(buf), 3))
+			if _, err := w.WriteAt(buf, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			back := make([]byte, len(buf))
+			f, err := os.Open(dev + "p4")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.ReadAt(back, 0); err != nil || !bytes.Equal(back, buf) {
+				t.Fatalf("write after umount did not reach the partition (%v)", err)
 			}
 		})
 	}

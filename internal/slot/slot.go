@@ -24,6 +24,9 @@ var (
 	// ErrOutOfRange: a write outside the passive partition; nothing was
 	// written. Code 14 (DownloadWriteError).
 	ErrOutOfRange = errors.New("slot: write outside the partition")
+	// ErrBusy: the passive slot's partition is mounted or held open
+	// exclusively by another program; nothing was written. Code 7.
+	ErrBusy = errors.New("slot: passive partition is busy (mounted, or held by another program)")
 	// ErrNotBootable: the passive slot holds no image known to boot (for
 	// rollback). Code 1 (Error).
 	ErrNotBootable = errors.New("slot: passive slot not bootable")

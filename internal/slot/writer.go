@@ -28,18 +28,25 @@ type Writer struct {
 // OpenPassive opens the passive slot for writing. With Options.Direct it
 // uses O_DIRECT when the file system supports it (not e.g. on an old
 // tmpfs) and the slot is 4096-aligned; Writer.Direct says which it got.
+// A partition node is opened O_EXCL: while a file system on it is mounted
+// (or another program holds it exclusively) OpenPassive fails with
+// ErrBusy. Slots addressed by offset on a whole disk are not checked so:
+// the mounted active slot keeps the whole disk busy.
 func (d *Disk) OpenPassive(ctx context.Context) (*Writer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	s := d.PassiveSlot()
-	name, base := d.path, s.Start
+	name, base, excl := d.path, s.Start, 0
 	if s.Device != "" {
-		name, base = s.Device, 0
+		name, base, excl = s.Device, 0, os.O_EXCL
 	}
 	w := &Writer{base: base, size: s.Size, slot: s}
 	if d.direct && base%DirectAlign == 0 && s.Size%DirectAlign == 0 && s.Size > 0 {
-		f, err := openFile(name, os.O_RDWR|syscall.O_DIRECT, 0)
+		f, err := openFile(name, os.O_RDWR|excl|syscall.O_DIRECT, 0)
+		if errors.Is(err, syscall.EBUSY) {
+			return nil, fmt.Errorf("%w: slot %s (%s)", ErrBusy, s, name)
+		}
 		if err == nil {
 			if probeDirect(f, base) == nil {
 				w.f, w.direct = f, true
@@ -49,7 +56,10 @@ func (d *Disk) OpenPassive(ctx context.Context) (*Writer, error) {
 		}
 	}
 	if w.f == nil {
-		f, err := os.OpenFile(name, os.O_RDWR, 0)
+		f, err := os.OpenFile(name, os.O_RDWR|excl, 0)
+		if errors.Is(err, syscall.EBUSY) {
+			return nil, fmt.Errorf("%w: slot %s (%s)", ErrBusy, s, name)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("slot %s: %w", s, err)
 		}

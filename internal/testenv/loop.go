@@ -36,3 +36,32 @@ func attachLoop(t testing.TB, img string, args ...string) string {
 	_ = exec.Command("partx", "-a", dev).Run()
 	return dev
 }
+
+// MountExt4 makes an ext4 file system on dev (a loop partition) and mounts
+// it on a directory in t.TempDir(), which it returns. The returned
+// function unmounts it (idempotent); t.Cleanup calls it too. It skips t
+// unless root.
+func MountExt4(t testing.TB, dev string) (dir string, unmount func()) {
+	t.Helper()
+	RequireRoot(t)
+	RequireTool(t, "mkfs.ext4", "mount", "umount")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", dev).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 %s: %v: %s", dev, err, out)
+	}
+	dir = t.TempDir()
+	if out, err := exec.Command("mount", "-t", "ext4", dev, dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount %s: %v: %s", dev, err, out)
+	}
+	mounted := true
+	unmount = func() {
+		if !mounted {
+			return
+		}
+		mounted = false
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	}
+	t.Cleanup(unmount)
+	return dir, unmount
+}

@@ -2,6 +2,7 @@ package omaha
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,15 @@ type Client struct {
 	// DownloadUser and DownloadPassword, if User is set, are sent as HTTP
 	// basic auth on payload downloads only (DOWNLOAD_USER/DOWNLOAD_PASSWORD).
 	DownloadUser, DownloadPassword string
+	// MaxCheckRetryAfter and MaxDownloadRetryAfter bound the wait on a
+	// 503 answer's Retry-After before one retry of an update check or a
+	// payload download (0 = DefaultMaxCheckRetryAfter (1 h) and
+	// DefaultMaxDownloadRetryAfter (5 min); < 0 = no wait, no retry).
+	// Pings and events never wait.
+	MaxCheckRetryAfter, MaxDownloadRetryAfter time.Duration
+	// Clock times those waits and reads Retry-After dates; nil = the
+	// system clock.
+	Clock Clock
 
 	once  sync.Once
 	defDo Doer // set once by doer() when HTTP is nil
@@ -54,10 +64,14 @@ func (c *Client) doer() Doer {
 
 // Check sends an update check (ping, updatecheck and the previous-version
 // or rollback event) and parses the answer. A "noupdate" answer is a Plan
-// with NoUpdate set and a nil error. Errors: *HTTPError (2000+status),
-// ErrEmptyResponse (30), ErrXMLParse (31), ErrInvalidResponse (34).
+// with NoUpdate set and a nil error. A 503 answer with Retry-After is
+// retried once after that delay (at most MaxCheckRetryAfter). Errors:
+// *HTTPError (2000+status), ErrEmptyResponse (30), ErrXMLParse (31),
+// ErrInvalidResponse (34).
 func (c *Client) Check(ctx context.Context, p Params) (*Plan, error) {
-	body, err := c.post(ctx, CheckRequest(p))
+	req := CheckRequest(p)
+	body, err := withRetryAfter(ctx, c.clock(), cmp.Or(c.MaxCheckRetryAfter, DefaultMaxCheckRetryAfter),
+		func() ([]byte, error) { return c.post(ctx, req) })
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +137,7 @@ func (c *Client) post(ctx context.Context, request []byte) ([]byte, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// Drain a little so the connection can be reused.
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, &HTTPError{StatusCode: resp.StatusCode, URL: c.Server, Err: ErrHTTPStatus}
+		return nil, c.statusError(resp, c.Server)
 	}
 	max := c.MaxResponseBytes
 	if max <= 0 {

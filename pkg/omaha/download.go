@@ -1,6 +1,7 @@
 package omaha
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -33,10 +34,17 @@ type Payload struct {
 // OpenPayload GETs url from byte offset on (HTTP Range when offset > 0;
 // a 206 must start at offset, a 200 is skipped up to offset). Basic auth
 // is added when DownloadUser is set. A body that stalls for ReadTimeout
-// (detected within twice that) fails with ErrReadTimeout. Errors, all code
-// 9 (DownloadTransferError) for the engine: *HTTPError for statuses and
-// network failures, ErrRangeNotSatisfiable, ErrBadContentRange.
+// (detected within twice that) fails with ErrReadTimeout. A 503 answer
+// with Retry-After is retried once after that delay (at most
+// MaxDownloadRetryAfter). Errors, all code 9 (DownloadTransferError) for
+// the engine: *HTTPError for statuses and network failures,
+// ErrRangeNotSatisfiable, ErrBadContentRange.
 func (c *Client) OpenPayload(ctx context.Context, url string, offset int64) (*Payload, error) {
+	return withRetryAfter(ctx, c.clock(), cmp.Or(c.MaxDownloadRetryAfter, DefaultMaxDownloadRetryAfter),
+		func() (*Payload, error) { return c.openPayload(ctx, url, offset) })
+}
+
+func (c *Client) openPayload(ctx context.Context, url string, offset int64) (*Payload, error) {
 	if url == "" {
 		return nil, ErrNoURL
 	}
@@ -94,7 +102,7 @@ func (c *Client) OpenPayload(ctx context.Context, url string, offset int64) (*Pa
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		return fail(fmt.Errorf("%w: byte %d of %s", ErrRangeNotSatisfiable, offset, url))
 	default:
-		return fail(&HTTPError{StatusCode: resp.StatusCode, URL: url, Err: ErrHTTPStatus})
+		return fail(c.statusError(resp, url))
 	}
 	p.Body = &payloadBody{watchedReader: watchedReader{r: resp.Body, wd: wd}, c: resp.Body, cancel: cancel}
 	return p, nil

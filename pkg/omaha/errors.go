@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Sentinel errors. Each names the update_engine code (SPEC.md section 7) it
@@ -51,6 +52,9 @@ type HTTPError struct {
 	StatusCode int    // HTTP status; 0 when no response arrived
 	URL        string // the URL that failed
 	Err        error  // cause: ErrHTTPStatus, a network error, io.ErrUnexpectedEOF, ErrResponseTooLarge, ErrReadTimeout
+	// RetryAfter is the answer's Retry-After delay; 0 when it has none, an
+	// invalid one, or one already past.
+	RetryAfter time.Duration
 }
 
 func (e *HTTPError) Error() string {

@@ -33,6 +33,19 @@ type Options struct {
 	// whole payload before the signature.
 	ExpectedSize   int64
 	ExpectedSHA256 []byte
+	// Version, when set, is the version the update server offered for
+	// this payload (Omaha's manifest version). A payload that carries a
+	// version (Partition.Version) must carry exactly this one, or it is
+	// refused with ErrVersionMismatch before the first write. The
+	// comparison is made on the manifest as read: for v2 its metadata
+	// signature was verified first; a v1 manifest is only covered by the
+	// payload signature, verified at the end, so a forged v1 version still
+	// fails Apply (after writes to the target).
+	Version string
+	// RequireVersion refuses, with ErrVersionMissing and before the first
+	// write, a payload that carries no version (set where a version floor
+	// is enforced on Version).
+	RequireVersion bool
 	// TargetSize, when > 0, bounds the extents (bytes).
 	TargetSize int64
 	// Workers decoding operations in parallel; 0 = GOMAXPROCS.
@@ -80,6 +93,7 @@ type Result struct {
 	Partition     string
 	PartitionSize uint64 // new_partition_info.size (0 if absent)
 	PartitionHash []byte // verified new partition hash (nil if absent)
+	Version       string // the version the payload carries for Partition ("" if none)
 	Ops           int
 }
 
@@ -246,7 +260,7 @@ func (a *applier) finish(target io.WriterAt, t tail) (*Result, error) {
 		}
 	}
 	res := &Result{Size: a.off, SHA256: whole, Major: m.Major,
-		Partition: m.Partitions[a.p.part].Name, Ops: len(a.p.steps)}
+		Partition: m.Partitions[a.p.part].Name, Version: m.Partitions[a.p.part].Version, Ops: len(a.p.steps)}
 	if ni := a.p.newInfo; ni != nil && len(ni.GetHash()) > 0 {
 		var got []byte
 		if a.pstream && a.phashed == ni.GetSize() {

@@ -34,6 +34,16 @@
 // with any configured key. Version 1 writers also add one noop REPLACE
 // operation into a hole (start_block 2^64-1) covering the signature blob.
 //
+// # Versions
+//
+// The generator writes the new image's version into the manifest, where
+// the signatures cover it: major 2 in PartitionUpdate.version (AOSP field
+// 17), major 1 in new_image_info.version (field 11 of the manifest, which
+// Flatcar's manifest does not define and its readers skip).
+// Options.Version makes the applier refuse, before the first write, a
+// payload offered under another version (ErrVersionMismatch);
+// Options.RequireVersion refuses one that carries none (ErrVersionMissing).
+//
 // # Applying
 //
 // [Apply] streams a payload from an io.Reader onto an io.WriterAt target,

@@ -66,6 +66,14 @@ var (
 	// ErrNoSource: a delta operation needs a source and none was given.
 	// Code 28.
 	ErrNoSource = errors.New("payload: delta operation without source")
+	// ErrVersionMismatch: the version inside the payload's (signed)
+	// manifest is not the one the update server offered (Options.Version):
+	// a server presenting an older image as a newer one. Code 12
+	// (DownloadPayloadVerificationError).
+	ErrVersionMismatch = errors.New("payload: version in the payload differs from the offered version")
+	// ErrVersionMissing: Options.RequireVersion is set and the payload
+	// carries no version. Code 12.
+	ErrVersionMissing = errors.New("payload: payload carries no version")
 )
 
 // ErrWrite: writing the target failed. Code 14 (DownloadWriteError).

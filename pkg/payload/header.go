@@ -98,6 +98,11 @@ type Partition struct {
 	Ops     []*metadata.InstallOperation
 	OldInfo *metadata.PartitionInfo // nil when absent
 	NewInfo *metadata.PartitionInfo // nil when absent
+	// Version is the new image's version the manifest carries ("" when
+	// none): v2 PartitionUpdate.version; v1 new_image_info.version, for the
+	// USR partition only. It is as trustworthy as the manifest: signed once
+	// the signatures verified.
+	Version string
 }
 
 // Metadata is the parsed front of a payload: header, manifest and (v2)
@@ -202,7 +207,7 @@ func ParseMetadata(raw []byte) (*Metadata, error) {
 		m.BlockSize = fm.GetBlockSize()
 		m.SignaturesOffset, m.SignaturesSize = fm.GetSignaturesOffset(), fm.GetSignaturesSize()
 		m.Partitions = append(m.Partitions, Partition{Name: "root", Ops: fm.PartitionOperations,
-			OldInfo: fm.OldPartitionInfo, NewInfo: fm.NewPartitionInfo})
+			OldInfo: fm.OldPartitionInfo, NewInfo: fm.NewPartitionInfo, Version: fm.GetNewImageInfo().GetVersion()})
 		for i, pr := range fm.Procedures {
 			name := fmt.Sprintf("procedure%d", i)
 			if pr.Type != nil {
@@ -228,7 +233,8 @@ func ParseMetadata(raw []byte) (*Metadata, error) {
 			m.Partitions = append(m.Partitions, Partition{Name: "kernel", Ops: dm.KernelInstallOperations, OldInfo: dm.OldKernelInfo, NewInfo: dm.NewKernelInfo})
 		}
 		for _, p := range dm.Partitions {
-			m.Partitions = append(m.Partitions, Partition{Name: p.GetPartitionName(), Ops: p.Operations, OldInfo: p.OldPartitionInfo, NewInfo: p.NewPartitionInfo})
+			m.Partitions = append(m.Partitions, Partition{Name: p.GetPartitionName(), Ops: p.Operations, OldInfo: p.OldPartitionInfo, NewInfo: p.NewPartitionInfo,
+				Version: p.GetVersion()})
 		}
 	}
 	if m.BlockSize == 0 || m.BlockSize%512 != 0 || m.BlockSize > 1<<20 {

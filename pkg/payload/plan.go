@@ -48,6 +48,9 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 	if p.part < 0 {
 		return nil, fmt.Errorf("%w: no partition %q in payload", ErrInvalidManifest, want)
 	}
+	if err := checkVersion(m.Partitions[p.part], o); err != nil {
+		return nil, err
+	}
 	if o.Direct && p.bs%4096 != 0 {
 		return nil, fmt.Errorf("%w: block size %d cannot be written with O_DIRECT", ErrInvalidManifest, p.bs)
 	}
@@ -156,4 +159,16 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// checkVersion compares the version the payload carries for the applied
+// partition with the offered one (Options.Version, RequireVersion).
+func checkVersion(pt Partition, o *Options) error {
+	switch {
+	case pt.Version == "" && o.RequireVersion:
+		return fmt.Errorf("%w: partition %q has none, and the offered version %q cannot be confirmed", ErrVersionMissing, pt.Name, o.Version)
+	case pt.Version != "" && o.Version != "" && pt.Version != o.Version:
+		return fmt.Errorf("%w: the payload is version %q, offered as %q", ErrVersionMismatch, pt.Version, o.Version)
+	}
+	return nil
 }

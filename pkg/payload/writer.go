@@ -17,9 +17,12 @@ type Spec struct {
 	BlockSize    uint32 // 0 means 4096
 	MinorVersion uint32 // v2: 0 for full payloads
 	Partition    string // v2 partition name; "" means "root"
-	Version      string // v2: PartitionUpdate.version and new_image_info.version
-	OldInfo      *metadata.PartitionInfo
-	NewInfo      *metadata.PartitionInfo
+	// Version of the new image, inside the signed metadata: v2
+	// PartitionUpdate.version (and new_image_info.version), v1
+	// new_image_info.version (a field Flatcar's readers skip).
+	Version string
+	OldInfo *metadata.PartitionInfo
+	NewInfo *metadata.PartitionInfo
 	// Ops in data order; data_offset/data_length relative to the first blob
 	// byte, sequential. WritePayload does not modify them.
 	Ops []*metadata.InstallOperation
@@ -61,6 +64,9 @@ func WritePayload(w io.Writer, spec *Spec, blobs io.Reader, keys []*rsa.PrivateK
 			BlockSize:           proto.Uint32(bs),
 			OldPartitionInfo:    spec.OldInfo,
 			NewPartitionInfo:    spec.NewInfo,
+		}
+		if spec.Version != "" {
+			fm.NewImageInfo = &metadata.ImageInfo{Version: proto.String(spec.Version)}
 		}
 		if sigSize > 0 {
 			fm.SignaturesOffset, fm.SignaturesSize = proto.Uint64(blobSize), proto.Uint64(sigSize)
