@@ -47,7 +47,16 @@
 // Extension keys of this project (ignored by Flatcar's update_engine):
 //
 //	UPDATE_ENGINE_IO_WRITE_BPS        write limit on the passive slot, bytes/s,
-//	                                  suffix K, M, G (powers of 1024); 0 = no limit (default)
+//	                                  suffix K, M, G (powers of 1024); 0 = no limit (default);
+//	                                  with UPDATE_ENGINE_IO_LIMIT=adaptive, the limit used when
+//	                                  the host has no PSI (default there: the floor)
+//	UPDATE_ENGINE_IO_LIMIT            "adaptive" (follow the other workloads' I/O pressure,
+//	                                  pkg/cgroup Adaptive) or a rate as UPDATE_ENGINE_IO_WRITE_BPS
+//	                                  (which it then replaces); "" = UPDATE_ENGINE_IO_WRITE_BPS
+//	UPDATE_ENGINE_IO_LIMIT_FLOOR      adaptive: lowest limit, bytes/s as above; 8M
+//	UPDATE_ENGINE_IO_LIMIT_CEILING    adaptive: highest limit (and the start); 1G
+//	UPDATE_ENGINE_IO_LIMIT_TARGET     adaptive: the workloads' PSI "some" share, in percent,
+//	                                  above which the limit is cut; 10
 //	UPDATE_ENGINE_METRICS_LISTEN      Prometheus address host:port; "" = off (default)
 //	UPDATE_ENGINE_METRICS_ALLOW_REMOTE  true to allow a non-loopback address; false
 //	UPDATE_ENGINE_PUBKEY              payload public key (PEM);
@@ -78,13 +87,16 @@ import (
 
 // Defaults.
 const (
-	DefaultGroup         = "stable"
-	DefaultServer        = "https://public.update.flatcar-linux.net/v1/update/"
-	DefaultAppID         = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
-	DefaultPubKey        = "/usr/share/update_engine/update-payload-key.pub.pem"
-	DefaultPrefsDir      = "/var/lib/update_engine/prefs"
-	DefaultHealthDelay   = time.Minute
-	DefaultHealthTimeout = 5 * time.Minute
+	DefaultGroup          = "stable"
+	DefaultServer         = "https://public.update.flatcar-linux.net/v1/update/"
+	DefaultAppID          = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
+	DefaultPubKey         = "/usr/share/update_engine/update-payload-key.pub.pem"
+	DefaultPrefsDir       = "/var/lib/update_engine/prefs"
+	DefaultHealthDelay    = time.Minute
+	DefaultHealthTimeout  = 5 * time.Minute
+	DefaultIOLimitFloor   = 8 << 20
+	DefaultIOLimitCeiling = 1 << 30
+	DefaultIOLimitTarget  = 10.0 // percent
 )
 
 // SearchPath is the order in which files are searched for every key.
@@ -141,6 +153,10 @@ type Config struct {
 	AppID            string
 
 	IOWriteBPS         uint64
+	IOAdaptive         bool    // UPDATE_ENGINE_IO_LIMIT=adaptive
+	IOLimitFloor       uint64  // adaptive floor, bytes/s
+	IOLimitCeiling     uint64  // adaptive ceiling, bytes/s
+	IOLimitTarget      float64 // adaptive PSI target, percent
 	MetricsListen      string
 	MetricsAllowRemote bool
 	PubKey             string
@@ -277,6 +293,7 @@ func Load(opts Options) (*Config, error) {
 			check(bad(e, "UPDATE_ENGINE_IO_WRITE_BPS", "%v", err))
 		}
 	}
+	check(ioLimit(l, c))
 	if e, ok := l.get("UPDATE_ENGINE_METRICS_ALLOW_REMOTE"); ok {
 		c.MetricsAllowRemote, err = strconv.ParseBool(e.Value)
 		if err != nil {
@@ -308,6 +325,55 @@ func Load(opts Options) (*Config, error) {
 	c.sources = l.sources
 	c.Warnings = warns
 	return c, nil
+}
+
+// ioLimit reads UPDATE_ENGINE_IO_LIMIT and the adaptive limit's keys.
+func ioLimit(l *lookup, c *Config) error {
+	c.IOLimitFloor, c.IOLimitCeiling, c.IOLimitTarget = DefaultIOLimitFloor, DefaultIOLimitCeiling, DefaultIOLimitTarget
+	var errs []error
+	if e, ok := l.get("UPDATE_ENGINE_IO_LIMIT"); ok && e.Value != "" {
+		if e.Value == "adaptive" {
+			c.IOAdaptive = true
+		} else if n, err := parseBytes(e.Value); err == nil {
+			c.IOWriteBPS = n
+		} else {
+			errs = append(errs, bad(e, "UPDATE_ENGINE_IO_LIMIT", "want adaptive or a byte count such as 64M"))
+		}
+	}
+	for _, k := range []struct {
+		key string
+		dst *uint64
+	}{{"UPDATE_ENGINE_IO_LIMIT_FLOOR", &c.IOLimitFloor}, {"UPDATE_ENGINE_IO_LIMIT_CEILING", &c.IOLimitCeiling}} {
+		if e, ok := l.get(k.key); ok {
+			n, err := parseBytes(e.Value)
+			if err == nil && n == 0 {
+				err = errors.New("must be > 0")
+			}
+			if err != nil {
+				errs = append(errs, bad(e, k.key, "%v", err))
+				continue
+			}
+			*k.dst = n
+		}
+	}
+	if c.IOLimitFloor > c.IOLimitCeiling {
+		key := "UPDATE_ENGINE_IO_LIMIT_CEILING"
+		e, ok := l.get(key)
+		if !ok {
+			key = "UPDATE_ENGINE_IO_LIMIT_FLOOR"
+			e, _ = l.get(key)
+		}
+		errs = append(errs, bad(e, key, "floor %d is above the ceiling %d", c.IOLimitFloor, c.IOLimitCeiling))
+	}
+	if e, ok := l.get("UPDATE_ENGINE_IO_LIMIT_TARGET"); ok {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(e.Value, "%"), 64)
+		if err != nil || v <= 0 || v >= 100 {
+			errs = append(errs, bad(e, "UPDATE_ENGINE_IO_LIMIT_TARGET", "want a percentage between 0 and 100 such as 10"))
+		} else {
+			c.IOLimitTarget = v
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // parseBytes parses a byte count with an optional K, M, G or T suffix

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -36,6 +37,7 @@ func TestDefaults(t *testing.T) {
 		AppID:  "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}",
 		PubKey: "/usr/share/update_engine/update-payload-key.pub.pem", PrefsDir: "/var/lib/update_engine/prefs",
 		HealthDelay: time.Minute, HealthTimeout: 5 * time.Minute,
+		IOLimitFloor: 8 << 20, IOLimitCeiling: 1 << 30, IOLimitTarget: 10,
 		sources: map[string]string{},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -133,6 +135,22 @@ func TestSearchOrder(t *testing.T) {
 			},
 			want: "127.0.0.1:9100 1m30s a.service|b.service|c.target 8MiB",
 		},
+		{
+			name: "adaptive I/O limit",
+			files: map[string]string{"/etc/flatcar/update.conf": "UPDATE_ENGINE_IO_LIMIT=adaptive\nUPDATE_ENGINE_IO_WRITE_BPS=32M\n" +
+				"UPDATE_ENGINE_IO_LIMIT_FLOOR=2M\nUPDATE_ENGINE_IO_LIMIT_CEILING=512M\nUPDATE_ENGINE_IO_LIMIT_TARGET=5%\n"},
+			get: func(c *Config) string {
+				return fmt.Sprint(c.IOAdaptive, c.IOWriteBPS>>20, c.IOLimitFloor>>20, c.IOLimitCeiling>>20, c.IOLimitTarget)
+			},
+			want: "true 32 2 512 5",
+		},
+		{
+			name:      "UPDATE_ENGINE_IO_LIMIT as a rate replaces UPDATE_ENGINE_IO_WRITE_BPS",
+			files:     map[string]string{"/etc/flatcar/update.conf": "UPDATE_ENGINE_IO_WRITE_BPS=32M\n"},
+			overrides: map[string]string{"UPDATE_ENGINE_IO_LIMIT": "64M"},
+			get:       func(c *Config) string { return fmt.Sprint(c.IOAdaptive, c.IOWriteBPS>>20) },
+			want:      "false 64",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,6 +187,10 @@ func TestBadValues(t *testing.T) {
 		{name: "empty group", content: "GROUP=\n", want: []string{conf + ":1", "GROUP", "empty"}},
 		{name: "bps", content: "UPDATE_ENGINE_IO_WRITE_BPS=fast\n", want: []string{conf + ":1", "UPDATE_ENGINE_IO_WRITE_BPS"}},
 		{name: "bps overflow", content: "UPDATE_ENGINE_IO_WRITE_BPS=99999999999999999T\n", want: []string{"UPDATE_ENGINE_IO_WRITE_BPS"}},
+		{name: "io limit", content: "UPDATE_ENGINE_IO_LIMIT=clever\n", want: []string{conf + ":1", "UPDATE_ENGINE_IO_LIMIT", "adaptive"}},
+		{name: "io floor above ceiling", content: "UPDATE_ENGINE_IO_LIMIT_FLOOR=64M\nUPDATE_ENGINE_IO_LIMIT_CEILING=8M\n", want: []string{conf + ":2", "above the ceiling"}},
+		{name: "io floor zero", content: "UPDATE_ENGINE_IO_LIMIT_FLOOR=0\n", want: []string{"UPDATE_ENGINE_IO_LIMIT_FLOOR", "> 0"}},
+		{name: "io target", content: "UPDATE_ENGINE_IO_LIMIT_TARGET=100\n", want: []string{"UPDATE_ENGINE_IO_LIMIT_TARGET", "percentage"}},
 		{name: "health delay", content: "UPDATE_ENGINE_HEALTH_DELAY=soon\n", want: []string{conf + ":1", "UPDATE_ENGINE_HEALTH_DELAY"}},
 		{name: "allow remote", content: "UPDATE_ENGINE_METRICS_ALLOW_REMOTE=perhaps\n", want: []string{"UPDATE_ENGINE_METRICS_ALLOW_REMOTE"}},
 		{name: "bad override", overrides: map[string]string{"SERVER": "not a url"}, want: []string{"override SERVER"}},

@@ -10,6 +10,7 @@ import (
 	"github.com/abupdate/update_engine/internal/engine"
 	"github.com/abupdate/update_engine/internal/metrics"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/cgroup"
 )
 
 type payloadKey = rsa.PublicKey
@@ -25,6 +26,8 @@ func toStatus(s engine.Snapshot) dbusapi.Status {
 type busEngine struct {
 	e             *engine.Engine
 	allowOmahaURL bool
+	lim           *cgroup.Limiter // nil = no I/O limit
+	adaptive      bool            // lim's rate is moved by an adaptive controller
 }
 
 // errOmahaURL refuses a ChromeOS AttemptUpdate(s,s) naming a server.
@@ -42,6 +45,12 @@ func (b busEngine) Detail() dbusapi.Detail {
 	}
 	if s.LastError != status.Success {
 		d.LastErrorName = s.LastError.String()
+	}
+	if d.IOWriteLimit = b.lim.WriteBPS(); d.IOWriteLimit > 0 {
+		d.IOLimit = "fixed"
+		if b.adaptive {
+			d.IOLimit = "adaptive"
+		}
 	}
 	return d
 }

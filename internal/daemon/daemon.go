@@ -132,7 +132,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	aleph, _ := store.GetString(prefs.KeyAlephVersion)
 
-	disk, err := slot.Open(ctx, o.Disk, slot.Options{Booted: o.Booted, Direct: cfg.IOWriteBPS > 0})
+	disk, err := slot.Open(ctx, o.Disk, slot.Options{Booted: o.Booted, Direct: cfg.IOWriteBPS > 0 || cfg.IOAdaptive})
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
@@ -141,16 +141,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("slots", "disk", disk.String(), "booted", disk.Booted(), "passive", disk.Passive())
 
-	var limiter *cgroup.Limiter
-	if cfg.IOWriteBPS > 0 {
-		limiter, err = cgroup.New(ctx, cgroup.Config{Device: disk.PassiveDevice(), WriteBPS: cfg.IOWriteBPS})
-		if err != nil {
-			log.Warn("I/O limit not applied; writing unthrottled", "bps", cfg.IOWriteBPS, "err", err)
-			limiter = nil
-		} else {
-			defer limiter.Close()
-			log.Info("I/O limit", "bps", cfg.IOWriteBPS, "device", limiter.Device())
-		}
+	limiter, adaptive := openIOLimit(ctx, cfg, disk.PassiveDevice(), log, "/proc", "/sys/fs/cgroup")
+	if limiter != nil {
+		defer limiter.Close()
 	}
 
 	// The key is read again at every apply, so one installed later is used.
@@ -218,7 +211,11 @@ func Run(ctx context.Context, o Options) error {
 		rebootFile = ""
 	}
 	if limiter != nil {
+		m.SetIOLimit(limiter.WriteBPS(), 0)
 		go reportThrottle(ctx, limiter, m)
+	}
+	if adaptive != nil {
+		go runAdaptive(ctx, adaptive, m, log)
 	}
 	note := &notifier{}
 	applier := engine.PayloadApplier{Keys: keys.load, InsecureAllowUnsigned: o.InsecureAllowUnsignedPayloads,
@@ -288,7 +285,7 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-runErr:
 		return err
 	}
-	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, allowOmahaURL: o.AllowOmahaURL}, dbusapi.Options{})
+	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, allowOmahaURL: o.AllowOmahaURL, lim: limiter, adaptive: adaptive != nil}, dbusapi.Options{})
 	if err != nil {
 		cancel(nil)
 		<-runErr

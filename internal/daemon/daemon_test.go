@@ -64,6 +64,7 @@ type omahaWorld struct {
 	h     *server.Handler
 	srv   *httptest.Server
 	major uint64 // of the payloads published; 0 = 2
+	comp  string // their compression; "" = the generator's default
 	// unsigned publishes payloads without a signature (else signed with
 	// signingKey).
 	unsigned bool
@@ -128,7 +129,7 @@ func (w *omahaWorld) publishAs(name, version, signed string, img []byte, badSHA 
 	var buf bytes.Buffer
 	o := payload.GenerateOptions{
 		New: bytes.NewReader(img), NewSize: int64(len(img)), Version: signed, ChunkSize: 256 << 10, TempDir: w.t.TempDir(),
-		Major: w.major,
+		Major: w.major, Compression: w.comp,
 	}
 	if !w.unsigned {
 		o.Keys = []*rsa.PrivateKey{testKey(w.t)}

@@ -103,6 +103,8 @@ type Detail struct {
 	Resumes          int    `json:"resumes"` // resumed downloads of the current payload
 	BytesDownloaded  int64  `json:"bytes_downloaded"`
 	CanRollback      bool   `json:"can_rollback"`
+	IOLimit          string `json:"io_limit,omitempty"`           // "fixed" or "adaptive"; "" = writes unthrottled
+	IOWriteLimit     uint64 `json:"io_write_limit_bps,omitempty"` // the passive slot's write limit now, bytes/s
 }
 
 // UpdateRequest is an interactive update request. AppVersion and OmahaURL

@@ -14,6 +14,8 @@
 //	apply_throughput_bytes_per_second     rate of the last ObserveApply
 //	operation_duration_seconds{type}      histogram, one payload operation
 //	throttled_seconds_total               time writes spent blocked by the I/O limit
+//	io_write_limit_bytes_per_second       the passive slot's write limit now (0 = none); moves when adaptive
+//	io_pressure_ratio                     adaptive limit: the other workloads' worst PSI "some" share, last interval
 //	resumes_total                         downloads resumed from a checkpoint
 //	errors_total{code}                    failures by update_engine code (SPEC.md 7, flags stripped)
 //	status{status}                        1 for the current D-Bus status string, 0 for the others
@@ -58,6 +60,8 @@ type Metrics struct {
 	throughput prometheus.Gauge
 	opDuration *prometheus.HistogramVec
 	throttled  prometheus.Counter
+	ioLimit    prometheus.Gauge
+	ioPressure prometheus.Gauge
 	resumes    prometheus.Counter
 	errors     *prometheus.CounterVec
 	status     *prometheus.GaugeVec
@@ -87,6 +91,10 @@ func New() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"type"}),
 		throttled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace,
 			Name: "throttled_seconds_total", Help: "Time writes spent blocked under the I/O limit."}),
+		ioLimit: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace,
+			Name: "io_write_limit_bytes_per_second", Help: "Write limit on the passive slot now (0 = none); an adaptive limit moves."}),
+		ioPressure: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace,
+			Name: "io_pressure_ratio", Help: "Adaptive I/O limit: the other workloads' worst PSI io \"some\" share over the last interval."}),
 		resumes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace,
 			Name: "resumes_total", Help: "Downloads resumed from a checkpoint."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
@@ -103,7 +111,7 @@ func New() *Metrics {
 	m.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace,
 		Name: "info", Help: "Always 1; the labels are the running version and the booted slot."}, []string{"version", "slot"})
 	reg.MustRegister(m.checks, m.downloaded, m.written, m.throughput, m.opDuration,
-		m.throttled, m.resumes, m.errors, m.status, m.statusCode, m.lastCheck, m.flipToGood, m.info,
+		m.throttled, m.ioLimit, m.ioPressure, m.resumes, m.errors, m.status, m.statusCode, m.lastCheck, m.flipToGood, m.info,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the label values that are known up front, so a scrape
@@ -184,6 +192,16 @@ func (m *Metrics) AddThrottled(d time.Duration) {
 		return
 	}
 	m.throttled.Add(d.Seconds())
+}
+
+// SetIOLimit records the write limit in force (bytes/s; 0 = none) and,
+// for an adaptive limit, the pressure it last measured (0 to 1).
+func (m *Metrics) SetIOLimit(bps uint64, pressure float64) {
+	if m == nil {
+		return
+	}
+	m.ioLimit.Set(float64(bps))
+	m.ioPressure.Set(pressure)
 }
 
 // Resumed counts one download resumed from a checkpoint.

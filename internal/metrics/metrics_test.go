@@ -67,6 +67,7 @@ func TestScrapeOverLoopback(t *testing.T) {
 	m.ObserveOperation("REPLACE_XZ", 5*time.Millisecond)
 	m.ObserveOperation("ZERO", time.Microsecond)
 	m.AddThrottled(1500 * time.Millisecond)
+	m.SetIOLimit(64<<20, 0.25)
 	m.Resumed()
 	m.Resumed()
 	m.Error(status.DownloadTransferError | status.FlagTestOmahaURL)
@@ -90,6 +91,8 @@ func TestScrapeOverLoopback(t *testing.T) {
 		`update_engine_operation_duration_seconds_count{type="ZERO"}`:       1,
 		`update_engine_throttled_seconds_total`:                             1.5,
 		`update_engine_resumes_total`:                                       2,
+		`update_engine_io_write_limit_bytes_per_second`:                     64 << 20,
+		`update_engine_io_pressure_ratio`:                                   0.25,
 		`update_engine_errors_total{code="9"}`:                              1,
 		`update_engine_errors_total{code="2404"}`:                           1,
 		`update_engine_status{status="UPDATE_STATUS_DOWNLOADING"}`:          1,
@@ -173,6 +176,7 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.ObserveApply(1, time.Second)
 	m.ObserveOperation("ZERO", time.Second)
 	m.AddThrottled(time.Second)
+	m.SetIOLimit(1, 1)
 	m.Resumed()
 	m.Error(status.Error)
 	m.SetStatus(status.Idle)

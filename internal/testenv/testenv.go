@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -31,9 +32,20 @@ func RequireTool(t testing.TB, names ...string) {
 	}
 }
 
-// Bench prints one machine-readable figure, `bench <name> <value> <unit>`,
-// which scripts/bench.sh collects.
+// Bench prints one machine-readable figure, `bench <name> <value> <unit>
+// load1=<L>`, which scripts/bench.sh collects. L is the host's 1-minute
+// load average when the line is printed (from /proc/loadavg; "?" when
+// unreadable): figures from a loaded host are not comparable.
 func Bench(b testing.TB, name string, value float64, unit string) {
 	b.Helper()
-	fmt.Printf("bench %s %.4g %s\n", name, value, unit)
+	fmt.Printf("bench %s %.4g %s load1=%s\n", name, value, unit, Load1())
+}
+
+// Load1 is the 1-minute load average, as /proc/loadavg writes it.
+func Load1() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(raw)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }

@@ -42,6 +42,11 @@
 // thread (setpriority on the TID), for payload decoding goroutines. It works
 // the same on v1, v2 and without cgroups.
 //
+// The limit may move while writers run (SetWriteBPS). Adaptive moves it
+// from the I/O pressure (Linux PSI) of the host's other workloads, read by
+// PSI from cgroup v2 io.pressure files: AIMD between a floor and a ceiling
+// (adaptive.go, psi.go).
+//
 // A nil *Limiter is valid: its writers write directly, unlimited.
 package cgroup
 
@@ -114,6 +119,8 @@ type backend interface {
 	remove() error
 	// dir returns the group's directory, for tests and logs.
 	dir() string
+	// setRate rewrites the group's write limit.
+	setRate(bps uint64) error
 }
 
 // Limiter owns one cgroup and the OS thread that writes inside it. Create
@@ -121,7 +128,9 @@ type backend interface {
 type Limiter struct {
 	be           backend // immutable
 	major, minor uint32  // immutable: the disk the limit is on
-	rate         uint64  // immutable
+
+	rateMu sync.Mutex    // serialises SetWriteBPS
+	rate   atomic.Uint64 // the limit in force, bytes/s
 
 	reqs chan func()   // work for the thread
 	quit chan struct{} // closed by Close
@@ -184,11 +193,12 @@ func New(ctx context.Context, cfg Config) (*Limiter, error) {
 		return nil, err
 	}
 	l := &Limiter{
-		be: be, major: major, minor: minor, rate: cfg.WriteBPS,
+		be: be, major: major, minor: minor,
 		reqs: make(chan func()),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+	l.rate.Store(cfg.WriteBPS)
 	started := make(chan error, 1)
 	go l.thread(started)
 	if err := <-started; err != nil {
@@ -212,6 +222,43 @@ func (l *Limiter) Dir() string {
 		return ""
 	}
 	return l.be.dir()
+}
+
+// WriteBPS returns the write limit in force, in bytes per second (0 for a
+// nil Limiter: unlimited).
+func (l *Limiter) WriteBPS() uint64 {
+	if l == nil {
+		return 0
+	}
+	return l.rate.Load()
+}
+
+// SetWriteBPS changes the write limit of the group while writers run
+// (blkio.throttle.write_bps_device on v1, io.max on v2); the kernel
+// applies it to the next requests. bps must be > 0. Safe for concurrent
+// use; on a nil Limiter it does nothing.
+func (l *Limiter) SetWriteBPS(bps uint64) error {
+	if l == nil {
+		return nil
+	}
+	if bps == 0 {
+		return fmt.Errorf("%w: WriteBPS must be > 0", ErrInvalidConfig)
+	}
+	l.rateMu.Lock()
+	defer l.rateMu.Unlock()
+	select {
+	case <-l.quit:
+		return ErrClosed
+	default:
+	}
+	if l.rate.Load() == bps {
+		return nil
+	}
+	if err := l.be.setRate(bps); err != nil {
+		return err
+	}
+	l.rate.Store(bps)
+	return nil
 }
 
 // Stats are running totals over every Writer of a Limiter.

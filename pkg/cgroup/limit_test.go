@@ -45,17 +45,7 @@ func writeAll(w interface {
 // rate. It runs on the host's real cgroup hierarchy.
 func TestLimitOnLoopDevice(t *testing.T) {
 	testenv.RequireRoot(t)
-	// The image lives in memory (tmpfs) when possible, so the disk under
-	// the loop device is much faster than the limit and the throttle alone
-	// sets the rate.
-	img := filepath.Join(memTempDir(t), "disk.img")
-	if err := os.WriteFile(img, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 32<<20); err != nil {
-		t.Fatal(err)
-	}
-	dev := testenv.LoopDevice(t, img)
+	dev := memLoop(t, 32<<20)
 	f, err := os.OpenFile(dev, os.O_WRONLY|unix.O_DIRECT, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +127,22 @@ func TestLimitOnLoopDevice(t *testing.T) {
 	if again, err := writeAll(f, 8<<20, chunk); err != nil || again < 2*limit {
 		t.Errorf("after Close: %.1f MiB/s (%v), still limited?", again/(1<<20), err)
 	}
+}
+
+// memLoop returns a loop device over a sparse image of size bytes. The
+// image lives in memory (tmpfs) when possible, so the disk under the loop
+// device is much faster than any limit a test sets, and the throttle
+// alone sets the rate.
+func memLoop(t *testing.T, size int64) string {
+	t.Helper()
+	img := filepath.Join(memTempDir(t), "disk.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, size); err != nil {
+		t.Fatal(err)
+	}
+	return testenv.LoopDevice(t, img)
 }
 
 // memTempDir returns a temporary directory on /dev/shm when that is a

@@ -19,6 +19,8 @@ type v1 struct {
 	cg    cgroup1.Cgroup
 	fake  bool // Config.Root was set: no /proc lookups
 
+	major, minor uint32 // the disk the limit is on
+
 	mu     sync.Mutex // guards origin
 	origin string     // cgroup the thread came from
 }
@@ -47,13 +49,8 @@ func newV1(cfg Config, major, minor uint32) (*v1, error) {
 		group: path.Join(parent, cfg.Name),
 		fake:  cfg.Root != "",
 	}
-	res := &specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{
-		ThrottleWriteBpsDevice: []specs.LinuxThrottleDevice{{
-			LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: int64(major), Minor: int64(minor)},
-			Rate:               cfg.WriteBPS,
-		}},
-	}}
-	cg, err := cgroup1.New(cgroup1.StaticPath(v.group), res, cgroup1.WithHierarchy(v.hier))
+	v.major, v.minor = major, minor
+	cg, err := cgroup1.New(cgroup1.StaticPath(v.group), v.resources(cfg.WriteBPS), cgroup1.WithHierarchy(v.hier))
 	if err != nil {
 		// The group directory may exist already; remove it on failure.
 		_ = os.Remove(v.dir())
@@ -61,6 +58,23 @@ func newV1(cfg Config, major, minor uint32) (*v1, error) {
 	}
 	v.cg = cg
 	return v, nil
+}
+
+// resources is the blkio write limit of bps on the disk.
+func (v *v1) resources(bps uint64) *specs.LinuxResources {
+	return &specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{
+		ThrottleWriteBpsDevice: []specs.LinuxThrottleDevice{{
+			LinuxBlockIODevice: specs.LinuxBlockIODevice{Major: int64(v.major), Minor: int64(v.minor)},
+			Rate:               bps,
+		}},
+	}}
+}
+
+func (v *v1) setRate(bps uint64) error {
+	if err := v.cg.Update(v.resources(bps)); err != nil {
+		return fmt.Errorf("cgroup: setting the write limit of %s: %w", v.dir(), err)
+	}
+	return nil
 }
 
 func (v *v1) dir() string { return filepath.Join(v.root, string(cgroup1.Blkio), v.group) }

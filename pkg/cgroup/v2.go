@@ -20,6 +20,8 @@ type v2 struct {
 	origin string // the process's cgroup before enter
 	pid    int
 	m      *cgroup2.Manager
+
+	major, minor uint32 // the disk the limit is on
 }
 
 func newV2(cfg Config, major, minor uint32) (*v2, error) {
@@ -45,7 +47,7 @@ func newV2(cfg Config, major, minor uint32) (*v2, error) {
 		return nil, fmt.Errorf("%w: no io controller in %s (it offers %q; on a hybrid host v1 blkio holds it, else it needs Delegate=io)",
 			ErrUnavailable, filepath.Join(root, origin), strings.TrimSpace(string(ctrl)))
 	}
-	v := &v2{root: root, group: path.Join(origin, cfg.Name), origin: origin, pid: os.Getpid()}
+	v := &v2{root: root, group: path.Join(origin, cfg.Name), origin: origin, pid: os.Getpid(), major: major, minor: minor}
 	m, err := cgroup2.NewManager(root, v.group, &cgroup2.Resources{})
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: creating %s: %w", v.dir(), err)
@@ -58,14 +60,18 @@ func newV2(cfg Config, major, minor uint32) (*v2, error) {
 	}
 	err = m.ToggleControllers([]string{"io"}, cgroup2.Enable)
 	if err == nil {
-		err = m.Update(&cgroup2.Resources{IO: &cgroup2.IO{Max: []cgroup2.Entry{{
-			Type: cgroup2.WriteBPS, Major: int64(major), Minor: int64(minor), Rate: cfg.WriteBPS,
-		}}}})
+		err = v.setRate(cfg.WriteBPS)
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("cgroup: setting io.max in %s: %w", v.dir(), err), v.leave(0), v.remove())
 	}
 	return v, nil
+}
+
+func (v *v2) setRate(bps uint64) error {
+	return v.m.Update(&cgroup2.Resources{IO: &cgroup2.IO{Max: []cgroup2.Entry{{
+		Type: cgroup2.WriteBPS, Major: int64(v.major), Minor: int64(v.minor), Rate: bps,
+	}}}})
 }
 
 func (v *v2) dir() string { return filepath.Join(v.root, v.group) }
