@@ -68,6 +68,9 @@ type Config struct {
 	Metrics    Metrics
 	Notifier   Notifier
 	Postinst   Postinstaller
+	// Procedures places the kernel and PCR policy a Flatcar payload
+	// carries (the zero value: /boot, /var/lib/update_engine, no POST).
+	Procedures Procedures
 	Clock      Clock      // nil = wall clock
 	Rand       *rand.Rand // nil = seeded from the clock
 	Log        *slog.Logger

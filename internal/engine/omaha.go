@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 
+	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
@@ -17,6 +19,13 @@ import (
 type OmahaChecker struct {
 	Client *omaha.Client // Server = the configured Omaha URL
 	Params omaha.Params  // the static request values (version, ids, board…)
+	// Prefs, when set, keeps the body of every update check's answer
+	// (update or not; pings and events are not kept) as the full-response
+	// pref, as FUE does (omaha_request_action.cc): flatcar-postinst reads
+	// it to fetch the OEM and system extensions the response names. A
+	// failed write is logged, as in FUE.
+	Prefs Prefs
+	Log   *slog.Logger // nil = discard
 }
 
 func (c *OmahaChecker) client(server string) *omaha.Client {
@@ -46,6 +55,11 @@ func (c *OmahaChecker) Check(ctx context.Context, req CheckRequest) (*Plan, erro
 	op, err := cl.Check(ctx, p)
 	if err != nil {
 		return nil, err
+	}
+	if c.Prefs != nil {
+		if err := c.Prefs.Set(prefs.KeyFullResponse, op.Raw); err != nil && c.Log != nil {
+			c.Log.Warn("cannot store the update check's response", "pref", prefs.KeyFullResponse, "err", err)
+		}
 	}
 	if op.NoUpdate {
 		return nil, nil
