@@ -213,6 +213,17 @@ func Run(ctx context.Context, o Options) error {
 	note := &notifier{}
 	applier := engine.PayloadApplier{Keys: keys.load, InsecureAllowUnsigned: o.InsecureAllowUnsignedPayloads,
 		RequireVersion: requireVersion, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10}
+	procedures := engine.Procedures{
+		BootDir: o.BootDir, PolicyDir: cmp.Or(o.PCRPolicyDir, filepath.Dir(filepath.Clean(prefsDir))),
+		// PCR_POLICY_SERVER is read again before each POST, as update.conf
+		// before each check.
+		PolicyServer: func() string {
+			if c, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides}); err == nil {
+				return c.PCRPolicyServer
+			}
+			return cfg.PCRPolicyServer
+		},
+	}
 	ecfg := engine.Config{
 		Checker:    &engine.OmahaChecker{Client: client, Params: params, Prefs: store, Log: log},
 		Downloader: &engine.OmahaDownloader{Client: client},
@@ -220,17 +231,7 @@ func Run(ctx context.Context, o Options) error {
 		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
 		Prefs:      store,
 		Floor:      floor,
-		Procedures: engine.Procedures{
-			BootDir: o.BootDir, PolicyDir: cmp.Or(o.PCRPolicyDir, filepath.Dir(filepath.Clean(prefsDir))),
-			// PCR_POLICY_SERVER is read again before each POST, as
-			// update.conf before each check.
-			PolicyServer: func() string {
-				if c, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides}); err == nil {
-					return c.PCRPolicyServer
-				}
-				return cfg.PCRPolicyServer
-			},
-		},
+		Procedures: procedures,
 		Metrics:    metricsAdapter{m},
 		Notifier:   note,
 		Log:        log,
