@@ -23,7 +23,7 @@ RACE_PKGS = ./internal/engine/... ./internal/dbusapi/... ./internal/prefs/... ./
             ./internal/daemon/... ./internal/antirollback/... ./cmd/... \
             ./pkg/rebootmgr/... ./pkg/omaha/... ./pkg/cgroup/... ./pkg/gpt/...
 # The payload pipeline's concurrent tests (the generators' are slow under -race).
-RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix
+RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix|TestFile
 
 test: deps
 	$(GO) vet ./...
