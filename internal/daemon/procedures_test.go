@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/abupdate/update_engine/internal/prefs"
@@ -94,32 +92,6 @@ func procedures(kernel, policy []byte) []payload.ProcedureFile {
 	return p
 }
 
-// policyServer is a PCR_POLICY_SERVER on 127.0.0.1 answering code.
-type policyServer struct {
-	*httptest.Server
-	mu     sync.Mutex // guards bodies
-	bodies [][]byte
-}
-
-func newPolicyServer(t *testing.T, code int) *policyServer {
-	s := &policyServer{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		s.mu.Lock()
-		s.bodies = append(s.bodies, b)
-		s.mu.Unlock()
-		w.WriteHeader(code)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *policyServer) received() [][]byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([][]byte(nil), s.bodies...)
-}
-
 // TestFlatcarKernel (root): a Flatcar v1 payload with a kernel and a PCR
 // policy, applied by the daemon on a loop disk whose FAT ESP is mounted
 // at the boot directory, installs flatcar/vmlinuz-b byte-identical to the
@@ -134,7 +106,7 @@ func TestFlatcarKernel(t *testing.T) {
 	newImg := image(4<<20, 45)
 	w.publish("v2.bin", "2.0.0", newImg, false)
 	f := newFlatcarHost(t, w)
-	pol := newPolicyServer(t, http.StatusOK)
+	pol := testenv.NewPostRecorder(t, http.StatusOK)
 	f.o.Overrides["PCR_POLICY_SERVER"] = pol.URL + "/v1/policy"
 	runDaemon(t, f.o)
 	c := client(t, f.bus)
@@ -150,7 +122,7 @@ func TestFlatcarKernel(t *testing.T) {
 		t.Fatal("pcrs-b.zip is not the payload's policy")
 	}
 	f.noPartials(t)
-	if got := pol.received(); len(got) != 1 || !bytes.Equal(got[0], newPolicy) {
+	if got := pol.Requests(); len(got) != 1 || !bytes.Equal(got[0].Body, newPolicy) {
 		t.Fatalf("policy server received %d POSTs", len(got))
 	}
 	want := fmt.Sprintf("%sp4 KERNEL=%s PCR_POLICY=%s\n", f.dev, filepath.Join(f.boot, "flatcar", "vmlinuz-b"), filepath.Join(f.pcrDir, "pcrs-b.zip"))
@@ -184,18 +156,11 @@ func TestFlatcarKernelMismatch(t *testing.T) {
 	w.publishData("v2.bin", "2.0.0", "", false, buf.Bytes(), false)
 	f := newFlatcarHost(t, w)
 	runDaemon(t, f.o)
-	d := failedAttempt(t, w, client(t, f.bus))
-	if want := int32(status.NewKernelVerificationError | status.FlagTestOmahaURL); d.LastError != want {
-		t.Fatalf("last error %d (%s), want %d", d.LastError, d.LastErrorMessage, want)
-	}
+	f.fails(t, w, status.NewKernelVerificationError)
 	if !bytes.Equal(f.file(t, filepath.Join(f.boot, "flatcar", "vmlinuz-b")), kernelB) {
 		t.Fatal("vmlinuz-b changed")
 	}
 	f.noPartials(t)
-	notBootable(t, f.dev)
-	if _, err := os.Stat(f.argv); err == nil {
-		t.Fatal("post-install ran")
-	}
 }
 
 // TestFlatcarPCRPolicyServerError (root): the policy server refuses the
@@ -205,15 +170,22 @@ func TestFlatcarPCRPolicyServerError(t *testing.T) {
 	w.major, w.procedures = 1, procedures(newKernel, newPolicy)
 	w.publish("v2.bin", "2.0.0", image(1<<20, 47), false)
 	f := newFlatcarHost(t, w)
-	pol := newPolicyServer(t, http.StatusInternalServerError)
+	pol := testenv.NewPostRecorder(t, http.StatusInternalServerError)
 	f.o.Overrides["PCR_POLICY_SERVER"] = pol.URL
 	runDaemon(t, f.o)
-	d := failedAttempt(t, w, client(t, f.bus))
-	if want := int32(status.NewPCRPolicyHTTPError | status.FlagTestOmahaURL); d.LastError != want {
-		t.Fatalf("last error %d (%s), want %d", d.LastError, d.LastErrorMessage, want)
-	}
-	if got := pol.received(); len(got) != 1 || !bytes.Equal(got[0], newPolicy) {
+	f.fails(t, w, status.NewPCRPolicyHTTPError)
+	if got := pol.Requests(); len(got) != 1 || !bytes.Equal(got[0].Body, newPolicy) {
 		t.Fatalf("policy server received %d POSTs", len(got))
+	}
+}
+
+// fails asks for an update that must fail with code before post-install:
+// slot A boots next and slot B cannot boot.
+func (f *flatcarHost) fails(t *testing.T, w *omahaWorld, code status.Code) {
+	t.Helper()
+	d := failedAttempt(t, w, client(t, f.bus))
+	if want := int32(code | status.FlagTestOmahaURL); d.LastError != want {
+		t.Fatalf("last error %d (%s), want %d", d.LastError, d.LastErrorMessage, want)
 	}
 	notBootable(t, f.dev)
 	if _, err := os.Stat(f.argv); err == nil {
@@ -244,15 +216,11 @@ func TestFlatcarKernelResume(t *testing.T) {
 	w.mu.Unlock()
 	f := newFlatcarHost(t, w)
 	runDaemon(t, f.o)
-	c := client(t, f.bus)
-	d := failedAttempt(t, w, c)
-	if want := int32(status.DownloadTransferError | status.FlagTestOmahaURL); d.LastError != want {
-		t.Fatalf("first attempt: last error %d (%s), want %d", d.LastError, d.LastErrorMessage, want)
-	}
+	f.fails(t, w, status.DownloadTransferError)
 	if !bytes.Equal(f.file(t, filepath.Join(f.boot, "flatcar", "vmlinuz-b")), kernelB) {
 		t.Fatal("vmlinuz-b changed by the broken download")
 	}
-	installs(t, c, f.dev, newImg)
+	installs(t, client(t, f.bus), f.dev, newImg)
 	if r := w.rangeHeaders(); len(r) != 2 || r[1] != fmt.Sprintf("bytes=%d-", kernelStart) {
 		t.Fatalf("range headers %q, want a resume from the kernel's first byte %d", r, kernelStart)
 	}

@@ -15,37 +15,9 @@ import (
 
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
-
-// policyServer is a PCR policy server on 127.0.0.1 that records what it
-// was sent and answers with code.
-type policyServer struct {
-	*httptest.Server
-	mu     sync.Mutex // guards bodies and types
-	bodies [][]byte
-	types  []string
-}
-
-func newPolicyServer(t *testing.T, code int) *policyServer {
-	s := &policyServer{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		s.mu.Lock()
-		s.bodies = append(s.bodies, b)
-		s.types = append(s.types, r.Method+" "+r.Header.Get("Content-Type"))
-		s.mu.Unlock()
-		w.WriteHeader(code)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *policyServer) received() ([][]byte, []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.bodies), slices.Clone(s.types)
-}
 
 func installed(t *testing.T, name, path string, data []byte) InstalledFile {
 	t.Helper()
@@ -81,9 +53,9 @@ func TestCheckFiles(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := Procedures{}
-			var srv *policyServer
+			var srv *testenv.PostRecorder
 			if tc.code != 0 {
-				srv = newPolicyServer(t, tc.code)
+				srv = testenv.NewPostRecorder(t, tc.code)
 				p.PolicyServer = func() string { return srv.URL + "/policy" }
 			}
 			err := p.checkFiles(t.Context(), tc.files)
@@ -96,16 +68,16 @@ func TestCheckFiles(t *testing.T) {
 			if srv == nil {
 				return
 			}
-			bodies, types := srv.received()
+			got := srv.Requests()
 			if !tc.wantPOST {
-				if len(bodies) != 0 {
-					t.Fatalf("%d POSTs for a file that does not verify", len(bodies))
+				if len(got) != 0 {
+					t.Fatalf("%d POSTs for a file that does not verify", len(got))
 				}
 				return
 			}
 			want, _ := os.ReadFile(policy.Path)
-			if len(bodies) != 1 || !bytes.Equal(bodies[0], want) || types[0] != "POST application/octet-stream" {
-				t.Fatalf("server got %q (%v), want one POST of %q", bodies, types, want)
+			if len(got) != 1 || !bytes.Equal(got[0].Body, want) || got[0].Method != "POST" || got[0].ContentType != "application/octet-stream" {
+				t.Fatalf("server got %+v, want one POST of %q", got, want)
 			}
 		})
 	}
