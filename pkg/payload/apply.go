@@ -24,9 +24,10 @@ type Options struct {
 	// only partition. Other partitions' data is verified and skipped,
 	// unless Files gives them a place.
 	Partition string
-	// Files, if set, is asked once for each other partition of the
-	// payload, by name (major 1: Flatcar's install procedures "kernel" and
-	// "pcr_policy"), after the metadata parsed and before the first
+	// Files, if set, is asked once for each install procedure of a major
+	// 1 payload, by partition name (Flatcar's "kernel" and "pcr_policy",
+	// "procedure<N>" when untyped), after the metadata parsed and before
+	// the first
 	// write; it returns where that partition is written as a file, or nil
 	// to verify and drop its data. Such a partition needs a new_info: at
 	// the end, after the payload signature verified, each file is

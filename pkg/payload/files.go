@@ -55,10 +55,12 @@ type fileOut struct {
 	info *metadata.PartitionInfo
 }
 
-// openFiles asks Options.Files for a place for each partition other than
-// the applied one and binds the partitions it gets one for.
+// openFiles asks Options.Files for a place for each install procedure of
+// a major 1 payload (not for the applied partition, nor for a major 2
+// payload's other partitions, which are partition images: a ChromeOS
+// "kernel" partition is no vmlinuz) and binds those it gets one for.
 func (a *applier) openFiles() error {
-	if a.o.Files == nil {
+	if a.o.Files == nil || a.p.m.Major != 1 {
 		return nil
 	}
 	for pi, pt := range a.p.m.Partitions {
