@@ -108,15 +108,21 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 	h := newHost(t, img)
 	logFile := filepath.Join(t.TempDir(), "points")
 	var logs bytes.Buffer
-	run := func(env ...string) *exec.Cmd {
+	// run starts the daemon; the returned channel yields its Wait result
+	// once. Only that goroutine waits: the cleanup kills, then waits for
+	// it (two Waits on one Cmd race).
+	run := func(env ...string) <-chan error {
 		cmd := exec.Command(bin, h.args(w.url())...)
 		cmd.Env = append(os.Environ(), env...)
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return cmd
+		exited := make(chan error, 1)
+		done := make(chan struct{})
+		go func() { exited <- cmd.Wait(); close(done) }()
+		t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
+		return exited
 	}
 	defer func() {
 		if t.Failed() {
@@ -124,9 +130,7 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 		}
 	}()
 
-	d := run("UPDATE_ENGINE_CRASH_LOG="+logFile, "UPDATE_ENGINE_CRASH_AT="+strconv.Itoa(at))
-	exited := make(chan error, 1)
-	go func() { exited <- d.Wait() }()
+	exited := run("UPDATE_ENGINE_CRASH_LOG="+logFile, "UPDATE_ENGINE_CRASH_AT="+strconv.Itoa(at))
 	cl, err := dbusapi.Dial(t.Context(), h.bus)
 	if err != nil {
 		t.Fatal(err)
