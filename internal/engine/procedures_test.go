@@ -103,12 +103,12 @@ func TestFileSetPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := newFileSet(p, "B")
-	for name, data := range map[string]string{fileKernel: "new kernel", filePCRPolicy: "policy"} {
-		f, err := fs.Open(name)
+	for _, nd := range [][2]string{{fileKernel, "new kernel"}, {filePCRPolicy, "policy"}} { // payload order
+		f, err := fs.Open(nd[0])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.WriteAt([]byte(data), 0); err != nil {
+		if _, err := f.WriteAt([]byte(nd[1]), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
