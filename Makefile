@@ -22,13 +22,15 @@ deps:
 RACE_PKGS = ./internal/engine/... ./internal/dbusapi/... ./internal/prefs/... ./internal/slot/... \
             ./internal/daemon/... ./internal/antirollback/... ./cmd/... \
             ./pkg/rebootmgr/... ./pkg/omaha/... ./pkg/cgroup/... ./pkg/gpt/...
+# Tests that kill a separately built daemon binary gain nothing from -race.
+RACE_SKIP = TestCrashAtEveryWrite|TestKillResume
 # The payload pipeline's concurrent tests (the generators' are slow under -race).
 RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix|TestFile
 
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 12m ./...
-	$(GO) test -race -count=1 -timeout 8m $(RACE_PKGS)
+	$(GO) test -race -count=1 -timeout 10m -skip '$(RACE_SKIP)' $(RACE_PKGS)
 	$(GO) test -race -count=1 -timeout 8m -run '$(RACE_PAYLOAD)' ./pkg/payload/
 
 # Benchmarks, each figure also printed as `bench <name> <value> <unit>`.

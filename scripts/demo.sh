@@ -102,7 +102,7 @@ start_daemon() { # start_daemon BOOTED VERSION: each start is a (simulated) boot
     --prefs-dir "$W/prefs" --run-dir "$W/run" --reboot-required-file "$W/run/reboot-required" \
     --auto-check=false --health-delay 1s "${IOLIMIT[@]}" "${POSTINST[@]}" >>"$W/update_engine.log" 2>&1 &
   UE_PID=$!; PIDS+=($UE_PID)
-  wait_for 15 "update_engine on D-Bus" "$BIN/update_engine_client" --bus "$BUS" -status
+  wait_for 15 "update_engine on D-Bus" "$BIN/update_engine_client" --bus "$BUS" --connect-tries 1 -status
 }
 stop_daemon() { kill "$UE_PID"; wait "$UE_PID" 2>/dev/null || true; }
 client() { "$BIN/update_engine_client" --bus "$BUS" "$@"; }

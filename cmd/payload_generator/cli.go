@@ -27,7 +27,7 @@ const usage = `usage:
                              [--compression xz|zstd|bzip2|none] [--xz-command xz] [--major 1|2] [--partition NAME]
                              [--kernel FILE] [--pcr-policy FILE] (--major 1) -o OUT
   payload_generator show PAYLOAD
-  payload_generator verify PAYLOAD [--key PUB.pem] [--version V] [--target DEV]
+  payload_generator verify PAYLOAD [--key PUB.pem] [--version V] [--source FILE|DEV [--scratch DIR]] [--target DEV]
   payload_generator apply PAYLOAD|- --key PUB.pem|--insecure-skip-signature [--version V] --target FILE|DEV [--source FILE|DEV]
   payload_generator keygen --private KEY.pem --public PUB.pem [--bits 2048]
 `
@@ -379,6 +379,20 @@ type discard struct{}
 
 func (discard) WriteAt(b []byte, _ int64) (int, error) { return len(b), nil }
 
+// openSource opens the source (old) partition of a delta into o.Source
+// ("" = none) and returns the func that closes it.
+func openSource(o *payload.Options, path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	o.Source = f
+	return func() { f.Close() }, nil
+}
+
 func openPayload(name string, stdin io.Reader) (io.Reader, func(), error) {
 	if name == "-" {
 		return stdin, func() {}, nil
@@ -395,6 +409,8 @@ func cmdVerify(ctx context.Context, args []string, stdin io.Reader, stdout io.Wr
 	var keys multiFlag
 	fs.Var(&keys, "key", "public key PEM (repeatable)")
 	target := fs.String("target", "", "also check that this device/file holds the new partition")
+	source := fs.String("source", "", "delta payloads: the source (old) image or slot the delta applies to")
+	scratch := fs.String("scratch", "", "with --source: directory for the new image, written to a temporary file so that its hash can be checked, then removed (default $TMPDIR)")
 	part := fs.String("partition", "", "payload partition (default root or the only one)")
 	version := fs.String("version", "", "require the payload to carry this version")
 	pos, err := parse(fs, args)
@@ -408,12 +424,34 @@ func cmdVerify(ctx context.Context, args []string, stdin io.Reader, stdout io.Wr
 	if err != nil {
 		return err
 	}
+	o := payload.Options{Keys: pk, Partition: *part, Version: *version, RequireVersion: *version != ""}
+	closeSource, err := openSource(&o, *source)
+	if err != nil {
+		return err
+	}
+	defer closeSource()
 	r, closer, err := openPayload(pos[0], stdin)
 	if err != nil {
 		return err
 	}
 	defer closer()
-	res, err := payload.Apply(ctx, r, discard{}, payload.Options{Keys: pk, Partition: *part, Version: *version, RequireVersion: *version != ""})
+	// A full payload writes in order and its new partition hash is taken
+	// as it streams; a delta writes where its operations say, so the new
+	// image is built in a temporary file and hashed back from there.
+	var dst io.WriterAt = discard{}
+	if *source != "" {
+		tmp, err := os.CreateTemp(*scratch, "payload-verify-*.img")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		dst = tmp
+	}
+	res, err := payload.Apply(ctx, r, dst, o)
+	if errors.Is(err, payload.ErrNoSource) && *source == "" {
+		return fmt.Errorf("%w (a delta payload: give the image it applies to with --source)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -472,14 +510,11 @@ func cmdApply(ctx context.Context, args []string, stdin io.Reader, stdout io.Wri
 	}
 	defer t.f.Close()
 	o.Direct, o.TargetSize = t.direct, t.size
-	if *source != "" {
-		sf, err := os.Open(*source)
-		if err != nil {
-			return err
-		}
-		defer sf.Close()
-		o.Source = sf
+	closeSource, err := openSource(&o, *source)
+	if err != nil {
+		return err
 	}
+	defer closeSource()
 	r, closer, err := openPayload(pos[0], stdin)
 	if err != nil {
 		return err

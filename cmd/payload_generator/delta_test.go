@@ -91,3 +91,56 @@ func TestCLIDelta(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIVerifyDelta: verify checks a delta against its source image
+// (--source, a file or a device larger than the image): the payload, its
+// signature, the source and the new partition hash; without --source, or
+// with a source that does not match, it fails and says why.
+func TestCLIVerifyDelta(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := filepath.Join(dir, "k.pem"), filepath.Join(dir, "k.pub.pem")
+	mustRun(t, "keygen", "--private", key, "--public", pub)
+	oldImg, old := imageSize(t, dir, "old.img", 11, 2<<20)
+	nw := append(append([]byte(nil), old[1<<20:]...), old[:1<<20]...)
+	nw[7000] ^= 1
+	newImg := filepath.Join(dir, "new.img")
+	if err := os.WriteFile(newImg, nw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "delta.payload")
+	mustRun(t, "generate", "--old", oldImg, "--new", newImg, "--key", key, "--version", "3.0.0", "-o", out)
+	// A slot: the old image followed by other bytes.
+	slotFile := filepath.Join(dir, "slot.img")
+	if err := os.WriteFile(slotFile, append(append([]byte(nil), old...), bytes.Repeat([]byte{0x55}, 1<<20)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badOld := append([]byte(nil), old...)
+	badOld[100] ^= 1
+	badImg := filepath.Join(dir, "bad.img")
+	if err := os.WriteFile(badImg, badOld, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scratch := t.TempDir()
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"source image", []string{"--source", oldImg, "--scratch", scratch}, 0, "payload OK"},
+		{"source slot, target checked", []string{"--source", slotFile, "--target", newImg}, 0, "target OK"},
+		{"no source", nil, 1, "--source"},
+		{"wrong source", []string{"--source", badImg}, 1, "source"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, o, e := run(t, nil, append([]string{"verify", out, "--key", pub}, tc.args...)...)
+			if code != tc.wantCode || !strings.Contains(o+e, tc.want) {
+				t.Fatalf("verify %v: exit %d, want %d with %q\nstdout %s\nstderr %s", tc.args, code, tc.wantCode, tc.want, o, e)
+			}
+		})
+	}
+	if left, _ := os.ReadDir(scratch); len(left) != 0 {
+		t.Fatalf("verify left %v in --scratch", left)
+	}
+}

@@ -63,6 +63,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Int64Var(&o.CheckpointBytes, "checkpoint-bytes", 4<<20, "payload bytes between resumable checkpoints (each syncs the slot and writes prefs)")
 	fs.BoolVar(&o.NoHealthGate, "no-health-gate", false, "never mark the booted slot good (by default: after UPDATE_ENGINE_HEALTH_DELAY and the health units/command)")
 	fs.BoolVar(&o.InsecureAllowUnsignedPayloads, "insecure-allow-unsigned-payloads", false, "INSECURE, development only: when the --pubkey file is missing, install payloads without checking their signature (default: refuse every payload)")
+	fs.BoolVar(&o.AllowOmahaURL, "allow-omaha-url", false, "honour the omaha_url of ChromeOS AttemptUpdate(s,s) (update_engine_client -omaha_url); refused otherwise")
+	stub := fs.Bool("stub", false, "run as update-engine-stub for images never updated in place ("+daemon.NoUpdateFile+"): answer D-Bus as IDLE, never check or touch a disk")
 	over := map[string]*string{}
 	for _, f := range []struct{ flag, key, usage string }{
 		{"server", "SERVER", "Omaha URL (update.conf SERVER)"},
@@ -104,7 +106,11 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := daemon.Run(ctx, o); err != nil {
+	run := daemon.Run
+	if *stub {
+		run = daemon.RunStub
+	}
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintf(stderr, "update_engine: %v\n", err)
 		return 1
 	}

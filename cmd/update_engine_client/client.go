@@ -16,17 +16,38 @@ import (
 
 // Exit codes.
 const (
-	exitOK         = 0
-	exitFailed     = 1 // the daemon refused or a call failed
-	exitUsage      = 2 // bad flags
-	exitNotRunning = 3 // no bus, or nobody owns com.coreos.update1
+	exitOK     = 0
+	exitFailed = 1 // the daemon refused or a call failed; also no bus, or no daemon after the retries (Flatcar)
+	exitUsage  = 2 // bad flags
 )
+
+// Flatcar's client tries 4 times (--connect-tries), 10 s apart, to reach
+// update_engine before it gives up.
+const (
+	defaultConnectTries = 4
+	connectRetry        = 10 * time.Second
+)
+
+// sleep waits d or until ctx ends (a variable so tests need not wait).
+var sleep = func(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 type options struct {
 	resetStatus, status, checkForUpdate, update, watch bool
 	json, rollback, powerwash, slots, simulateBoot     bool
 	bus, disk, progress, channel                       string
 	pollInterval                                       time.Duration
+	appVersion, omahaURL                               string // ChromeOS AttemptUpdate(s,s)
+	interactive                                        bool
+	connectTries                                       int
 }
 
 const usageHead = `Usage: update_engine_client [flags]
@@ -63,14 +84,25 @@ Our own:
                       slot, spend one of its tries) and print the slot; for
                       demos and tests on image files; needs no daemon
 
+ChromeOS request flags (with -check_for_update or -update):
+  -app_version V      ask for version V (ChromeOS AttemptUpdate(s app_version, s omaha_url))
+  -omaha_url URL      use this Omaha server for this check; the daemon refuses
+                      it unless started with --allow-omaha-url
+  -interactive        accepted; requests over D-Bus are always interactive
+                      (installsource="ondemandupdate"), so =false is refused
+
 Connection and output:
   --bus ADDR          D-Bus address (default: $DBUS_SYSTEM_BUS_ADDRESS, else
                       the system bus)
   --progress MODE     -update output: auto (bar on a terminal), bar, plain
   --poll-interval D   -update poll interval (default 5s, as Flatcar)
 
-Exit codes: 0 ok, 1 the call failed or was refused, 2 bad flags,
-3 update_engine is not running or the bus is unreachable.
+When update_engine is not on the bus it tries 4 times (--connect-tries),
+10 s apart, as Flatcar's client does. Glog flags (-v, -logtostderr, -alsologtostderr,
+-stderrthreshold, -minloglevel, -log_dir, -vmodule) are accepted and ignored.
+
+Exit codes: 0 ok; 1 the call failed or was refused, the bus is unreachable,
+or update_engine is not running; 2 bad flags.
 
 All flags:
 `
@@ -94,8 +126,18 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.bus, "bus", "", "D-Bus address (default $DBUS_SYSTEM_BUS_ADDRESS or the system bus)")
 	fs.StringVar(&o.progress, "progress", "auto", "-update output: auto, bar or plain")
 	fs.DurationVar(&o.pollInterval, "poll-interval", 5*time.Second, "-update poll interval")
-	// Accepted and ignored, as gflags-based tools are called with them.
-	fs.Bool("logtostderr", true, "accepted for Flatcar compatibility (logs always go to stderr)")
+	fs.StringVar(&o.appVersion, "app_version", "", "with -check_for_update/-update: the version to ask for (ChromeOS)")
+	fs.StringVar(&o.omahaURL, "omaha_url", "", "with -check_for_update/-update: the Omaha server for this check (ChromeOS)")
+	fs.IntVar(&o.connectTries, "connect-tries", defaultConnectTries, "tries to reach update_engine on the bus, 10 s apart")
+	fs.BoolVar(&o.interactive, "interactive", true, "mark the request interactive (always true over D-Bus)")
+	// Accepted and ignored, as gflags/glog-based tools are called with them.
+	fs.Bool("logtostderr", true, "glog: accepted (logs always go to stderr)")
+	fs.Bool("alsologtostderr", false, "glog: accepted and ignored")
+	fs.Int("v", 0, "glog: verbosity, accepted and ignored")
+	fs.Int("stderrthreshold", 2, "glog: accepted and ignored")
+	fs.Int("minloglevel", 0, "glog: accepted and ignored")
+	fs.String("log_dir", "", "glog: accepted and ignored")
+	fs.String("vmodule", "", "glog: accepted and ignored")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
 		fs.PrintDefaults()
@@ -113,6 +155,12 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.pollInterval <= 0 {
 		return nil, fmt.Errorf("--poll-interval must be positive, got %v", o.pollInterval)
+	}
+	if o.connectTries < 1 {
+		return nil, fmt.Errorf("--connect-tries must be at least 1, got %d", o.connectTries)
+	}
+	if !o.interactive {
+		return nil, errors.New("-interactive=false: update_engine treats every D-Bus request as interactive (installsource=\"ondemandupdate\")")
 	}
 	if (o.slots || o.simulateBoot) && o.disk == "" {
 		return nil, errors.New("--slots and --simulate-boot need --disk DEV")
@@ -173,18 +221,30 @@ func (r *runner) withClient(ctx context.Context, f func(context.Context, *dbusap
 	c, err := dbusapi.Dial(ctx, addr)
 	if err == nil {
 		defer c.Close()
-		err = f(ctx, c)
+		// As Flatcar's GetProxy: 4 tries, 10 s apart, while nobody owns
+		// the name (update_engine starting, or restarting after a crash).
+		for try := 1; ; try++ {
+			err = f(ctx, c)
+			if !errors.Is(err, dbusapi.ErrNotRunning) || try >= r.o.connectTries {
+				break
+			}
+			fmt.Fprintf(r.stderr, "update_engine_client: update_engine is not on the bus; retrying in %v (try %d/%d)\n",
+				connectRetry, try+1, r.o.connectTries)
+			if serr := sleep(ctx, connectRetry); serr != nil {
+				break
+			}
+		}
 	}
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, dbusapi.ErrNoBus):
 		fmt.Fprintf(r.stderr, "update_engine_client: cannot reach the D-Bus bus at %s: %v\n", addr, err)
-		return exitNotRunning
+		return exitFailed
 	case errors.Is(err, dbusapi.ErrNotRunning):
-		fmt.Fprintf(r.stderr, "update_engine_client: update_engine is not running on %s (nobody owns %s).\n"+
+		fmt.Fprintf(r.stderr, "update_engine_client: giving up: update_engine is not running on %s (nobody owns %s).\n"+
 			"Start it with: systemctl start update-engine.service\n", addr, dbusapi.CoreOSName)
-		return exitNotRunning
+		return exitFailed
 	case ctx.Err() != nil:
 		fmt.Fprintf(r.stderr, "update_engine_client: interrupted\n")
 		return exitFailed
@@ -221,8 +281,17 @@ func (r *runner) resetStatus(ctx context.Context, c *dbusapi.Client) error {
 	return c.ResetStatus(ctx)
 }
 
+// attempt asks for a check: Flatcar's AttemptUpdate(), or the ChromeOS
+// AttemptUpdate(s,s) when -app_version or -omaha_url is given.
+func (r *runner) attempt(ctx context.Context, c *dbusapi.Client) error {
+	if r.o.appVersion != "" || r.o.omahaURL != "" {
+		return c.AttemptUpdateWith(ctx, r.o.appVersion, r.o.omahaURL)
+	}
+	return c.AttemptUpdate(ctx)
+}
+
 func (r *runner) checkForUpdate(ctx context.Context, c *dbusapi.Client) error {
-	if err := c.AttemptUpdate(ctx); err != nil {
+	if err := r.attempt(ctx, c); err != nil {
 		return err
 	}
 	fmt.Fprintln(r.stderr, "Initiating update check and install.")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ type scriptEngine struct {
 	started bool
 	resets  int
 	channel string
+	reqs    []dbusapi.UpdateRequest
 }
 
 func (e *scriptEngine) Status() dbusapi.Status {
@@ -44,9 +46,10 @@ func (e *scriptEngine) Detail() dbusapi.Detail {
 	d.Status = e.cur
 	return d
 }
-func (e *scriptEngine) AttemptUpdate(context.Context, dbusapi.UpdateRequest) error {
+func (e *scriptEngine) AttemptUpdate(_ context.Context, r dbusapi.UpdateRequest) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.reqs = append(e.reqs, r)
 	e.started = true
 	return nil
 }
@@ -76,6 +79,12 @@ func idle() dbusapi.Status {
 func serve(t *testing.T, eng *scriptEngine) (string, *dbusapi.Server) {
 	t.Helper()
 	addr := testenv.DBus(t)
+	return addr, serveOn(t, addr, eng)
+}
+
+// serveOn exports eng on the bus at addr.
+func serveOn(t *testing.T, addr string, eng *scriptEngine) *dbusapi.Server {
+	t.Helper()
 	conn, err := dbus.Connect(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +95,7 @@ func serve(t *testing.T, eng *scriptEngine) (string, *dbusapi.Server) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	return addr, srv
+	return srv
 }
 
 func run(ctx context.Context, args ...string) (int, string, string) {
@@ -163,13 +172,75 @@ func TestNotRunning(t *testing.T) {
 		{"no daemon on the bus", addr, "update_engine is not running"},
 		{"no bus", "unix:path=" + filepath.Join(t.TempDir(), "none"), "cannot reach the D-Bus bus"},
 	}
+	var slept []time.Duration
+	saved := sleep
+	sleep = func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil }
+	t.Cleanup(func() { sleep = saved })
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			slept = nil
 			code, _, errs := run(t.Context(), "-status", "--bus", tt.bus)
-			if code != exitNotRunning || !strings.Contains(errs, tt.wantErr) {
-				t.Fatalf("code=%d err=%q; want %d, %q", code, errs, exitNotRunning, tt.wantErr)
+			if code != exitFailed || !strings.Contains(errs, tt.wantErr) {
+				t.Fatalf("code=%d err=%q; want %d, %q", code, errs, exitFailed, tt.wantErr)
+			}
+			// Flatcar: 4 tries 10 s apart for a missing daemon; no bus is final.
+			want := []time.Duration{10 * time.Second, 10 * time.Second, 10 * time.Second}
+			if tt.bus != addr {
+				want = nil
+			}
+			if !slices.Equal(slept, want) {
+				t.Fatalf("slept %v, want %v", slept, want)
 			}
 		})
+	}
+}
+
+// A daemon that comes up while the client retries is used.
+func TestRetryUntilDaemon(t *testing.T) {
+	addr := testenv.DBus(t)
+	eng := &scriptEngine{cur: idle()}
+	tries := 0
+	saved := sleep
+	sleep = func(_ context.Context, d time.Duration) error {
+		if tries++; tries == 2 {
+			serveOn(t, addr, eng)
+		}
+		return nil
+	}
+	t.Cleanup(func() { sleep = saved })
+	code, out, errs := run(t.Context(), "-status", "--bus", addr)
+	if code != 0 || tries != 2 || !strings.Contains(out, "CURRENT_OP=UPDATE_STATUS_IDLE") {
+		t.Fatalf("code=%d tries=%d out=%q err=%q", code, tries, out, errs)
+	}
+}
+
+// ChromeOS request flags are forwarded (AttemptUpdate(s,s)); glog flags
+// are accepted.
+func TestRequestFlags(t *testing.T) {
+	eng := &scriptEngine{cur: idle()}
+	addr, _ := serve(t, eng)
+	for _, tc := range []struct {
+		args []string
+		want dbusapi.UpdateRequest
+	}{
+		{[]string{"-check_for_update", "-v", "1", "-logtostderr", "--alsologtostderr", "-minloglevel=0", "-interactive"}, dbusapi.UpdateRequest{}},
+		{[]string{"-check_for_update", "-omaha_url", "http://127.0.0.1:9/update", "-app_version", "ForcedUpdate"},
+			dbusapi.UpdateRequest{AppVersion: "ForcedUpdate", OmahaURL: "http://127.0.0.1:9/update"}},
+		{[]string{"-update", "--omaha_url=http://127.0.0.1:9/u", "--progress", "plain", "--poll-interval", "1ms"}, dbusapi.UpdateRequest{OmahaURL: "http://127.0.0.1:9/u"}},
+	} {
+		eng.mu.Lock()
+		eng.reqs = nil
+		eng.mu.Unlock()
+		code, _, errs := run(t.Context(), append(tc.args, "--bus", addr)...)
+		eng.mu.Lock()
+		reqs := eng.reqs
+		eng.mu.Unlock()
+		if code != 0 || len(reqs) != 1 || reqs[0] != tc.want {
+			t.Fatalf("%v: code=%d err=%q requests %+v, want %+v", tc.args, code, errs, reqs, tc.want)
+		}
+	}
+	if code, _, errs := run(t.Context(), "-check_for_update", "-interactive=false", "--bus", addr); code != exitUsage || !strings.Contains(errs, "interactive") {
+		t.Fatalf("-interactive=false: code=%d err=%q", code, errs)
 	}
 }
 

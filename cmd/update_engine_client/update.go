@@ -30,7 +30,7 @@ func (r *runner) runUpdate(ctx context.Context, c *dbusapi.Client) error {
 		}
 		sigs = ch
 	}
-	if err := c.AttemptUpdate(ctx); err != nil {
+	if err := r.attempt(ctx, c); err != nil {
 		return err
 	}
 	fmt.Fprintln(r.stderr, "Initiating update check and install.")

@@ -17,15 +17,21 @@
 // the vendor defaults on a host migrated from CoreOS. The release keys
 // FLATCAR_RELEASE_X and COREOS_RELEASE_X are one key: in each file the
 // FLATCAR_ name is tried first. Options.Overrides (command-line flags,
-// same key names) are applied last and beat every file. Files are plain
-// KEY=VALUE lines as systemd EnvironmentFile= reads them (see parse).
-// Load is cheap; the engine calls it again before every check, as Flatcar
-// re-reads update.conf at every check.
+// same key names) are applied last and beat every file. Files are read by
+// pkg/updateconf, the parser the reboot manager uses too: KEY=VALUE lines
+// as systemd EnvironmentFile= reads them, an optional "export ", quotes and
+// comments. A line that does not parse, or an update.conf key neither
+// daemon knows, is a warning (Config.Warnings), never an error: like
+// Flatcar's, this daemon must come up whatever the file holds, or the
+// booted slot is never marked good. Load is cheap; the engine calls it
+// again before every check, as Flatcar re-reads update.conf at every
+// check.
 //
 // Compatible keys (meaning and default):
 //
 //	GROUP                 Omaha track; "stable"
 //	SERVER                Omaha URL; https://public.update.flatcar-linux.net/v1/update/
+//	                      "disabled": no update checks at all (see ServerDisabled)
 //	MACHINE_ALIAS         machinealias attribute; ""
 //	DOWNLOAD_USER         HTTP basic auth user for payload downloads; ""
 //	DOWNLOAD_PASSWORD     its password; ""
@@ -33,10 +39,10 @@
 //	FLATCAR_RELEASE_VERSION / COREOS_RELEASE_VERSION   running version; ""
 //	FLATCAR_RELEASE_BOARD   / COREOS_RELEASE_BOARD     board; ""
 //	FLATCAR_RELEASE_APPID   / COREOS_RELEASE_APPID     Omaha app id; {e96281a6-d1af-4bde-9a0a-97b76e56dc57}
-//	REBOOT_STRATEGY       reboot | etcd-lock | off | best-effort | fleetlock; "reboot"
-//	LOCKSMITHD_REBOOT_WINDOW_START, LOCKSMITHD_REBOOT_WINDOW_LENGTH
-//	                      (legacy REBOOT_WINDOW_START/_LENGTH) both or neither;
-//	                      start "HH:MM" or "Day HH:MM", length a Go duration
+//
+// The reboot keys (REBOOT_STRATEGY, LOCKSMITHD_*) belong to the reboot
+// manager (pkg/rebootmgr ConfigFromEnv); this daemon does not read them, so
+// a value only the reboot manager refuses cannot stop updates.
 //
 // Extension keys of this project (ignored by Flatcar's update_engine):
 //
@@ -66,18 +72,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/updateconf"
 )
 
 // Defaults.
 const (
-	DefaultGroup          = "stable"
-	DefaultServer         = "https://public.update.flatcar-linux.net/v1/update/"
-	DefaultAppID          = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
-	DefaultRebootStrategy = "reboot"
-	DefaultPubKey         = "/usr/share/update_engine/update-payload-key.pub.pem"
-	DefaultPrefsDir       = "/var/lib/update_engine/prefs"
-	DefaultHealthDelay    = time.Minute
-	DefaultHealthTimeout  = 5 * time.Minute
+	DefaultGroup         = "stable"
+	DefaultServer        = "https://public.update.flatcar-linux.net/v1/update/"
+	DefaultAppID         = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
+	DefaultPubKey        = "/usr/share/update_engine/update-payload-key.pub.pem"
+	DefaultPrefsDir      = "/var/lib/update_engine/prefs"
+	DefaultHealthDelay   = time.Minute
+	DefaultHealthTimeout = 5 * time.Minute
 )
 
 // SearchPath is the order in which files are searched for every key.
@@ -113,15 +120,13 @@ type Options struct {
 	Overrides map[string]string
 }
 
-// Window is a reboot window: a start time of day, optionally on one
-// weekday, and a length.
-type Window struct {
-	Start   string        // as written, e.g. "Thu 04:00"
-	Weekday int           // 0 = Sunday … 6 = Saturday; -1 = every day
-	Hour    int           // 0-23
-	Minute  int           // 0-59
-	Length  time.Duration // > 0
-}
+// ServerDisabled as SERVER turns update checks off. Flatcar documents it
+// (flatcar-update --disable-afterwards writes it); its update_engine has no
+// special case and its checks simply fail to reach a host named
+// "disabled". Here no request is made at all: the daemon still runs its
+// health gate and answers D-Bus, and a later SERVER= (re-read before each
+// check) turns checks back on without a restart.
+const ServerDisabled = "disabled"
 
 // Config is one reading of the configuration. Load fills every field.
 type Config struct {
@@ -134,8 +139,6 @@ type Config struct {
 	ReleaseVersion   string
 	Board            string
 	AppID            string
-	RebootStrategy   string
-	RebootWindow     *Window // nil = no window
 
 	IOWriteBPS         uint64
 	MetricsListen      string
@@ -151,6 +154,10 @@ type Config struct {
 	BootID     string
 	OEMID      string
 	OEMVersion string
+
+	// Warnings are the lines Load skipped and the update.conf keys it
+	// does not know; the daemon logs them.
+	Warnings []updateconf.Warning
 
 	sources map[string]string // key → "file:line", "override" or "default"
 }
@@ -168,55 +175,60 @@ func (c *Config) Source(key string) string {
 // it is not, reported error codes carry the TestOmahaURL flag (SPEC.md 7).
 func (c *Config) IsDefaultServer() bool { return c.Server == DefaultServer }
 
+// UpdatesDisabled reports SERVER=disabled: no checks, no events.
+func (c *Config) UpdatesDisabled() bool { return c.Server == ServerDisabled }
+
 // lookup holds the parsed files and overrides.
 type lookup struct {
-	files     []map[string]entry
+	files     updateconf.Set
 	overrides map[string]string
 	sources   map[string]string
 }
 
 // get returns the value of the first name any source assigns, trying the
 // names in order within each file.
-func (l *lookup) get(names ...string) (entry, bool) {
+func (l *lookup) get(names ...string) (updateconf.Entry, bool) {
 	for _, n := range names {
 		if v, ok := l.overrides[n]; ok {
 			l.sources[names[0]] = "override"
-			return entry{value: v, file: "override " + n}, true
+			return updateconf.Entry{Value: v, File: "override " + n}, true
 		}
 	}
-	for _, f := range l.files {
-		for _, n := range names {
-			if e, ok := f[n]; ok {
-				l.sources[names[0]] = e.where()
-				return e, true
-			}
-		}
+	e, ok := l.files.Lookup(names...)
+	if ok {
+		l.sources[names[0]] = e.Where()
 	}
-	return entry{}, false
+	return e, ok
 }
 
 func (l *lookup) str(def string, names ...string) string {
 	if e, ok := l.get(names...); ok {
-		return e.value
+		return e.Value
 	}
 	return def
 }
 
-func bad(e entry, key, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s=%q: %s", ErrBadValue, e.where(), key, e.value, fmt.Sprintf(format, args...))
+func bad(e updateconf.Entry, key, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s=%q: %s", ErrBadValue, e.Where(), key, e.Value, fmt.Sprintf(format, args...))
 }
 
 // Load reads the configuration.
 func Load(opts Options) (*Config, error) {
 	l := &lookup{overrides: opts.Overrides, sources: map[string]string{}}
+	var warns []updateconf.Warning
 	for _, p := range SearchPath {
-		m, err := parseFile(filepath.Join(opts.Root, p))
+		f, w, err := updateconf.ParseFile(filepath.Join(opts.Root, p))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("config: %w", err)
 		}
-		if m != nil {
-			l.files = append(l.files, m)
+		warns = append(warns, w...)
+		if f == nil {
+			continue
 		}
+		if strings.HasSuffix(p, "/update.conf") {
+			warns = append(warns, updateconf.Unknown(f)...)
+		}
+		l.files = append(l.files, f)
 	}
 	c := &Config{
 		Group:            l.str(DefaultGroup, "GROUP"),
@@ -228,7 +240,6 @@ func Load(opts Options) (*Config, error) {
 		ReleaseVersion:   l.str("", "FLATCAR_RELEASE_VERSION", "COREOS_RELEASE_VERSION"),
 		Board:            l.str("", "FLATCAR_RELEASE_BOARD", "COREOS_RELEASE_BOARD"),
 		AppID:            l.str(DefaultAppID, "FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID"),
-		RebootStrategy:   l.str(DefaultRebootStrategy, "REBOOT_STRATEGY"),
 		MetricsListen:    l.str("", "UPDATE_ENGINE_METRICS_LISTEN"),
 		PubKey:           l.str(DefaultPubKey, "UPDATE_ENGINE_PUBKEY"),
 		PrefsDir:         l.str(DefaultPrefsDir, "UPDATE_ENGINE_PREFS_DIR"),
@@ -243,7 +254,7 @@ func Load(opts Options) (*Config, error) {
 		}
 	}
 	for _, u := range []struct{ key, val string }{{"SERVER", c.Server}, {"PCR_POLICY_SERVER", c.PCRPolicyServer}} {
-		if u.val == "" && u.key != "SERVER" {
+		if u.val == "" && u.key != "SERVER" || u.key == "SERVER" && u.val == ServerDisabled {
 			continue
 		}
 		if p, err := url.Parse(u.val); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
@@ -259,23 +270,15 @@ func Load(opts Options) (*Config, error) {
 		e, _ := l.get("FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID")
 		check(bad(e, "FLATCAR_RELEASE_APPID", "must not be empty"))
 	}
-	switch c.RebootStrategy {
-	case "reboot", "etcd-lock", "off", "best-effort", "fleetlock":
-	default:
-		e, _ := l.get("REBOOT_STRATEGY")
-		check(bad(e, "REBOOT_STRATEGY", "want reboot, etcd-lock, off, best-effort or fleetlock"))
-	}
 	var err error
-	c.RebootWindow, err = window(l)
-	check(err)
 	if e, ok := l.get("UPDATE_ENGINE_IO_WRITE_BPS"); ok {
-		c.IOWriteBPS, err = parseBytes(e.value)
+		c.IOWriteBPS, err = parseBytes(e.Value)
 		if err != nil {
 			check(bad(e, "UPDATE_ENGINE_IO_WRITE_BPS", "%v", err))
 		}
 	}
 	if e, ok := l.get("UPDATE_ENGINE_METRICS_ALLOW_REMOTE"); ok {
-		c.MetricsAllowRemote, err = strconv.ParseBool(e.value)
+		c.MetricsAllowRemote, err = strconv.ParseBool(e.Value)
 		if err != nil {
 			check(bad(e, "UPDATE_ENGINE_METRICS_ALLOW_REMOTE", "want true or false"))
 		}
@@ -285,7 +288,7 @@ func Load(opts Options) (*Config, error) {
 		dst *time.Duration
 	}{{"UPDATE_ENGINE_HEALTH_DELAY", &c.HealthDelay}, {"UPDATE_ENGINE_HEALTH_TIMEOUT", &c.HealthTimeout}} {
 		if e, ok := l.get(d.key); ok {
-			v, err := time.ParseDuration(e.value)
+			v, err := time.ParseDuration(e.Value)
 			if err != nil || v < 0 {
 				check(bad(e, d.key, "want a duration such as 90s or 5m"))
 				continue
@@ -294,7 +297,7 @@ func Load(opts Options) (*Config, error) {
 		}
 	}
 	if e, ok := l.get("UPDATE_ENGINE_HEALTH_UNITS"); ok {
-		c.HealthUnits = strings.FieldsFunc(e.value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+		c.HealthUnits = strings.FieldsFunc(e.Value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -303,53 +306,8 @@ func Load(opts Options) (*Config, error) {
 		return nil, err
 	}
 	c.sources = l.sources
+	c.Warnings = warns
 	return c, nil
-}
-
-// window reads the reboot window: the LOCKSMITHD_ names win over the legacy
-// ones, and start and length come both or neither.
-func window(l *lookup) (*Window, error) {
-	s, okS := l.get("LOCKSMITHD_REBOOT_WINDOW_START", "REBOOT_WINDOW_START")
-	n, okN := l.get("LOCKSMITHD_REBOOT_WINDOW_LENGTH", "REBOOT_WINDOW_LENGTH")
-	switch {
-	case !okS && !okN:
-		return nil, nil
-	case !okN:
-		return nil, bad(s, "LOCKSMITHD_REBOOT_WINDOW_START", "set without a window length")
-	case !okS:
-		return nil, bad(n, "LOCKSMITHD_REBOOT_WINDOW_LENGTH", "set without a window start")
-	}
-	w := &Window{Start: s.value, Weekday: -1}
-	clock := s.value
-	if day, rest, ok := strings.Cut(strings.TrimSpace(s.value), " "); ok {
-		w.Weekday = weekday(day)
-		if w.Weekday < 0 {
-			return nil, bad(s, "LOCKSMITHD_REBOOT_WINDOW_START", "unknown day %q (want Sun…Sat)", day)
-		}
-		clock = strings.TrimSpace(rest)
-	}
-	hh, mm, ok := strings.Cut(clock, ":")
-	h, err1 := strconv.Atoi(hh)
-	m, err2 := strconv.Atoi(mm)
-	if !ok || err1 != nil || err2 != nil || h < 0 || h > 23 || m < 0 || m > 59 || len(mm) != 2 {
-		return nil, bad(s, "LOCKSMITHD_REBOOT_WINDOW_START", "want HH:MM or Day HH:MM (24 h)")
-	}
-	w.Hour, w.Minute = h, m
-	d, err := time.ParseDuration(n.value)
-	if err != nil || d <= 0 {
-		return nil, bad(n, "LOCKSMITHD_REBOOT_WINDOW_LENGTH", "want a positive duration such as 1h30m")
-	}
-	w.Length = d
-	return w, nil
-}
-
-func weekday(s string) int {
-	for i, d := range []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"} {
-		if strings.EqualFold(s, d) {
-			return i
-		}
-	}
-	return -1
 }
 
 // parseBytes parses a byte count with an optional K, M, G or T suffix
@@ -401,12 +359,12 @@ func (c *Config) readFacts(root string) error {
 		return err
 	}
 	for _, p := range OEMReleaseFiles {
-		m, err := parseFile(filepath.Join(root, p))
+		m, _, err := updateconf.ParseFile(filepath.Join(root, p))
 		if err != nil {
-			return err
+			return fmt.Errorf("config: %w", err)
 		}
 		if m != nil {
-			c.OEMID, c.OEMVersion = m["ID"].value, m["VERSION_ID"].value
+			c.OEMID, c.OEMVersion = m["ID"].Value, m["VERSION_ID"].Value
 			break
 		}
 	}

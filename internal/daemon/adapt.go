@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"crypto/rsa"
+	"errors"
 	"time"
 
 	"github.com/abupdate/update_engine/internal/dbusapi"
@@ -21,7 +22,13 @@ func toStatus(s engine.Snapshot) dbusapi.Status {
 }
 
 // busEngine adapts *engine.Engine to dbusapi.Engine.
-type busEngine struct{ e *engine.Engine }
+type busEngine struct {
+	e             *engine.Engine
+	allowOmahaURL bool
+}
+
+// errOmahaURL refuses a ChromeOS AttemptUpdate(s,s) naming a server.
+var errOmahaURL = errors.New("daemon: omaha_url refused: update_engine was not started with --allow-omaha-url")
 
 func (b busEngine) Status() dbusapi.Status { return toStatus(b.e.Snapshot()) }
 
@@ -39,7 +46,12 @@ func (b busEngine) Detail() dbusapi.Detail {
 	return d
 }
 
+// AttemptUpdate starts a check (the engine ignores it while SERVER=disabled,
+// unless the caller named a server of its own: ChromeOS AttemptUpdate(s,s)).
 func (b busEngine) AttemptUpdate(ctx context.Context, r dbusapi.UpdateRequest) error {
+	if r.OmahaURL != "" && !b.allowOmahaURL {
+		return errOmahaURL
+	}
 	return b.e.AttemptUpdate(ctx, r.OmahaURL)
 }
 func (b busEngine) ResetStatus(ctx context.Context) error { return b.e.ResetStatus(ctx) }

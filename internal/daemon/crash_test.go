@@ -128,21 +128,24 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 		args = append(args, "--boot-dir", boot)
 	}
 	var logs bytes.Buffer
-	// run starts the daemon; the returned channel yields its Wait result
-	// once. Only that goroutine waits: the cleanup kills, then waits for
-	// it (two Waits on one Cmd race).
-	run := func(env ...string) <-chan error {
+	// run starts the daemon; exited yields its Wait result once.
+	run := func(env ...string) (exited <-chan error) {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), env...)
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		exited := make(chan error, 1)
-		done := make(chan struct{})
-		go func() { exited <- cmd.Wait(); close(done) }()
-		t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-		return exited
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+			}
+		})
+		return done
 	}
 	defer func() {
 		if t.Failed() {

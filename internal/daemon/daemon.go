@@ -69,6 +69,10 @@ type Options struct {
 	InitialDelay  time.Duration // 0 = 7 min
 	CheckInterval time.Duration // 0 = 45 min
 	NoHealthGate  bool          // do not mark the booted slot good
+	// AllowOmahaURL honours the omaha_url of the ChromeOS AttemptUpdate(s,s)
+	// for that one check; otherwise such a request is refused (it would let
+	// any caller allowed to start a check choose the update server).
+	AllowOmahaURL bool
 
 	// InsecureAllowUnsignedPayloads applies payloads without checking
 	// their signature when no public key file exists (development only).
@@ -95,9 +99,18 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	cfg, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+	loadConfig := func() (*config.Config, error) {
+		return config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+	}
+	cfg, err := loadConfig()
 	if err != nil {
 		return err
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("update.conf: ignored", "warning", w.Error())
+	}
+	if cfg.UpdatesDisabled() {
+		log.Info("updates are disabled (SERVER=disabled): no update checks until SERVER is set again")
 	}
 	if cfg.ReleaseVersion == "" {
 		return fmt.Errorf("daemon: the running version is unknown: set FLATCAR_RELEASE_VERSION in the release file or pass --version")
@@ -196,6 +209,10 @@ func Run(ctx context.Context, o Options) error {
 		OEM: cfg.OEMID, OEMVersion: cfg.OEMVersion, AlephVersion: aleph, MachineAlias: cfg.MachineAlias,
 		Board: cfg.Board, Arch: unameArch(),
 	}
+	// For events sent before any check (the 3/1 owed across a restart):
+	// delta_okay as the engine's checks say it, no delta failed for good.
+	failedDeltas, err := store.GetInt64(engine.KeyDeltaFailures)
+	params.DeltaOK = err != nil || failedDeltas == 0
 	runDir := o.RunDir
 	if runDir == "" {
 		runDir = "/var/run"
@@ -224,8 +241,12 @@ func Run(ctx context.Context, o Options) error {
 			return cfg.PCRPolicyServer
 		},
 	}
+	var eng *engine.Engine
+	// Events owed from before a restart go out before any check: with the
+	// engine's track (a SetChannel choice beats GROUP).
+	trackNow := func() string { return eng.Snapshot().Channel }
 	ecfg := engine.Config{
-		Checker:    &engine.OmahaChecker{Client: client, Params: params, Prefs: store, Log: log},
+		Checker:    &engine.OmahaChecker{Client: client, Params: params, Track: trackNow, Prefs: store, Log: log},
 		Downloader: &engine.OmahaDownloader{Client: client},
 		Applier:    applier,
 		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
@@ -241,12 +262,13 @@ func Run(ctx context.Context, o Options) error {
 		Track:          cfg.Group,
 		Server:         cfg.Server,
 		Settings: func() (engine.Settings, error) {
-			c, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+			c, err := loadConfig()
 			if err != nil {
 				return engine.Settings{}, err
 			}
 			return engine.Settings{Track: c.Group, Server: c.Server}, nil
 		},
+		AllowOmahaURL:      o.AllowOmahaURL,
 		MarkerPath:         filepath.Join(runDir, MarkerName),
 		RebootRequiredPath: rebootFile,
 		Schedule: engine.Schedule{
@@ -264,18 +286,14 @@ func Run(ctx context.Context, o Options) error {
 	default:
 		ecfg.Postinst = engine.ExecPostinst{Path: o.Postinst, Timeout: o.PostinstTimeout}
 	}
-	eng, err := engine.New(ecfg)
+	eng, err = engine.New(ecfg)
 	if err != nil {
 		return err
 	}
 
-	bus := o.Bus
-	if bus == "" {
-		bus = dbusapi.SystemBusAddress()
-	}
-	conn, err := dbus.Connect(bus, dbus.WithContext(ctx))
+	conn, bus, err := connectBus(ctx, o.Bus)
 	if err != nil {
-		return fmt.Errorf("daemon: connect to D-Bus at %s: %w", bus, err)
+		return err
 	}
 	defer conn.Close()
 	// The engine restores its state before the names are taken, so the
@@ -289,7 +307,7 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-runErr:
 		return err
 	}
-	srv, err := dbusapi.Export(ctx, conn, busEngine{eng}, dbusapi.Options{})
+	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, allowOmahaURL: o.AllowOmahaURL}, dbusapi.Options{})
 	if err != nil {
 		cancel(nil)
 		<-runErr
@@ -322,6 +340,19 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	return err
+}
+
+// connectBus connects to the bus at addr ("" = the system bus) for the
+// life of ctx and returns the address used.
+func connectBus(ctx context.Context, addr string) (*dbus.Conn, string, error) {
+	if addr == "" {
+		addr = dbusapi.SystemBusAddress()
+	}
+	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
+	if err != nil {
+		return nil, addr, fmt.Errorf("daemon: connect to D-Bus at %s: %w", addr, err)
+	}
+	return conn, addr, nil
 }
 
 // ErrBusLost is returned when the D-Bus connection closes under the daemon.

@@ -16,6 +16,7 @@ func TestDistFiles(t *testing.T) {
 		want []string
 	}{
 		{"../../dist/update-engine.service", []string{"Type=dbus", "BusName=com.coreos.update1", "-foreground -logtostderr", "Restart=always", "RestartSec=30", "ConditionVirtualization=!container", "ConditionPathExists=!/usr/.noupdate", "Delegate=io"}},
+		{"../../dist/update-engine-stub.service", []string{"Type=dbus", "BusName=com.coreos.update1", "ConditionPathExists=/usr/.noupdate", "ExecStart=/usr/sbin/update_engine -stub", "Conflicts=update-engine.service"}},
 		{"../../dist/com.coreos.update1.conf", []string{`<allow own="com.coreos.update1"/>`, `user="core"`, `send_member="AttemptUpdate"`, `<deny send_destination="com.coreos.update1"/>`}},
 		{"../../dist/update-engine.tmpfiles.conf", []string{"/var/lib/update_engine/prefs", "/etc/flatcar/update.conf"}},
 	}
@@ -38,7 +39,7 @@ func TestDistFiles(t *testing.T) {
 		// path and line), except that the binaries are not installed.
 		dir := t.TempDir()
 		var units []string
-		for _, u := range []string{"update-engine.service", "update-engine-reboot-manager.service"} {
+		for _, u := range []string{"update-engine.service", "update-engine-reboot-manager.service", "update-engine-stub.service"} {
 			b, err := os.ReadFile("../../dist/" + u)
 			if err != nil {
 				t.Fatal(err)

@@ -53,14 +53,7 @@ func TestRebootMarkGoodThenDelta(t *testing.T) {
 	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
 	writeSlotA(t, disk, oldImage)
 	h := newHost(t, disk)
-	stop := runDaemon(t, h.options(w.url()))
-	c := client(t, h.bus)
-	if err := c.AttemptUpdate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT")
-	stop()
-	c.Close()
+	updateAndStop(t, h, h.options(w.url()))
 
 	if n := simulateBoot(t, disk); n != "B" {
 		t.Fatalf("booted %s, want B", n)
@@ -76,13 +69,7 @@ func TestRebootMarkGoodThenDelta(t *testing.T) {
 	o.NoHealthGate = false
 	runDaemon(t, o)
 	c2 := client(t, h.bus)
-	deadline := time.Now().Add(20 * time.Second)
-	for !slotInfo(t, disk, "B").Successful {
-		if time.Now().After(deadline) {
-			t.Fatal("health gate did not mark B good")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitGood(t, disk, "B")
 
 	v3 := append(bytes.Clone(v2[:6<<20]), image(3<<20, 6)...)
 	w.publishDelta("v3-delta.bin", "3.0.0", v3, false, "2.0.0", v2)
@@ -122,14 +109,7 @@ func TestRollbackReported(t *testing.T) {
 	w.publish("v2.bin", "2.0.0", image(4<<20, 7), false)
 	disk := testenv.NewDisk(t, testenv.DiskSpec{SlotSize: slotSize})
 	h := newHost(t, disk)
-	stop := runDaemon(t, h.options(w.url()))
-	c := client(t, h.bus)
-	if err := c.AttemptUpdate(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	waitOp(t, c, 60*time.Second, "UPDATE_STATUS_UPDATED_NEED_REBOOT")
-	stop()
-	c.Close()
+	updateAndStop(t, h, h.options(w.url()))
 	// B gets its one try and fails; the bootloader falls back to A.
 	simulateBoot(t, disk)
 	if n := simulateBoot(t, disk); n != "A" {

@@ -87,6 +87,15 @@ func (c *Client) AttemptUpdate(ctx context.Context) error {
 	return c.call(ctx, CoreOSInterface, "AttemptUpdate").Err
 }
 
+// AttemptUpdateWith calls the ChromeOS AttemptUpdate(s app_version, s
+// omaha_url) (org.chromium.UpdateEngineInterface, served by the same
+// daemon): an interactive check that asks for appVersion and uses
+// omahaURL instead of the configured server, when the daemon allows it.
+func (c *Client) AttemptUpdateWith(ctx context.Context, appVersion, omahaURL string) error {
+	call := c.conn.Object(CoreOSName, ChromeOSPath).CallWithContext(ctx, ChromeOSInterface+".AttemptUpdate", 0, appVersion, omahaURL)
+	return mapErr("AttemptUpdate", call.Err)
+}
+
 // ResetStatus calls com.coreos.update1.Manager.ResetStatus.
 func (c *Client) ResetStatus(ctx context.Context) error {
 	return c.call(ctx, CoreOSInterface, "ResetStatus").Err

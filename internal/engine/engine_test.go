@@ -524,24 +524,7 @@ func TestScheduledBackoffThenSuccess(t *testing.T) {
 	cfg.Schedule = Schedule{Initial: 7 * time.Minute, Interval: 45 * time.Minute, Fuzz: -1}
 	e, _, _ := start(t, cfg)
 	checksSoFar := func() int { mu.Lock(); defer mu.Unlock(); return checks }
-	// next waits for the armed timer, checks its delay, and fires it.
-	next := func(want time.Duration, what string) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if d, ok := clock.nextIn(); ok {
-				if d != want {
-					t.Fatalf("%s: armed in %v, want %v", what, d, want)
-				}
-				clock.Advance(d)
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: no check armed", what)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	next := func(want time.Duration, what string) { t.Helper(); waitArmed(t, clock, want, what) }
 	next(7*time.Minute, "first check")
 	waitFor(t, e, "first failure", func(s Snapshot) bool { return checksSoFar() == 1 && s.Status == status.Idle })
 	next(90*time.Minute, "after one failure")
@@ -646,7 +629,9 @@ func TestPostinstFailureFailsUpdate(t *testing.T) {
 			if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 				t.Fatal(err)
 			}
-			s := waitFor(t, e, "the attempt", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) && s.LastError != 0 })
+			s := waitFor(t, e, "the attempt", func(s Snapshot) bool {
+				return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) && s.LastError != 0
+			})
 			if s.Status != status.Idle || s.LastError.Base() != code {
 				t.Fatalf("ended %v with %v, want IDLE with %v", s.Status, s.LastError, code)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +16,26 @@ import (
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
+// ServerDisabled is the SERVER value that turns updates off
+// (flatcar-update --disable-afterwards writes it). Flatcar's update_engine
+// has no special case: its requests fail to reach a host named
+// "disabled". OmahaChecker makes no request at all and returns
+// ErrUpdatesDisabled.
+const ServerDisabled = "disabled"
+
+// ErrUpdatesDisabled is returned for every request while SERVER=disabled.
+// It carries OmahaUpdateIgnoredPerPolicy (35): the engine reports the
+// check as refused by policy, which it is.
+var ErrUpdatesDisabled = status.WithCode(status.OmahaUpdateIgnoredPerPolicy, errors.New("engine: updates are disabled (SERVER=disabled)"))
+
 // OmahaChecker adapts *omaha.Client to Checker.
+//
+// Every request of an attempt carries the same app attributes, as
+// Flatcar's do (its OmahaRequestParams are set once per attempt): the
+// events 13/1, 14/1, 3/1 and 3/0 repeat the track, installsource and
+// delta_okay of the update check before them, so that Nebraska files them
+// under the machine's group. Events sent before any check of this process
+// (the 3/1 owed across a restart) take the track from Track.
 type OmahaChecker struct {
 	Client *omaha.Client // Server = the configured Omaha URL
 	Params omaha.Params  // the static request values (version, ids, board…)
@@ -26,11 +46,23 @@ type OmahaChecker struct {
 	// failed write is logged, as in FUE.
 	Prefs Prefs
 	Log   *slog.Logger // nil = discard
+	// Track, when set, gives the current track for events sent before
+	// any check (nil = Params.Track).
+	Track func() string
+
+	mu   sync.Mutex    // guards last
+	last *omaha.Params // the attributes of the latest check, for its events
 }
 
-func (c *OmahaChecker) client(server string) *omaha.Client {
-	if server == "" || server == c.Client.Server {
-		return c.Client
+func (c *OmahaChecker) client(server string) (*omaha.Client, error) {
+	if server == "" {
+		server = c.Client.Server
+	}
+	if server == ServerDisabled {
+		return nil, ErrUpdatesDisabled
+	}
+	if server == c.Client.Server {
+		return c.Client, nil
 	}
 	return &omaha.Client{
 		Server: server, HTTP: c.Client.HTTP, MaxResponseBytes: c.Client.MaxResponseBytes,
@@ -38,7 +70,7 @@ func (c *OmahaChecker) client(server string) *omaha.Client {
 		DownloadUser: c.Client.DownloadUser, DownloadPassword: c.Client.DownloadPassword,
 		MaxCheckRetryAfter: c.Client.MaxCheckRetryAfter, MaxDownloadRetryAfter: c.Client.MaxDownloadRetryAfter,
 		Clock: c.Client.Clock,
-	}
+	}, nil
 }
 
 // Check implements Checker.
@@ -48,7 +80,24 @@ func (c *OmahaChecker) Check(ctx context.Context, req CheckRequest) (*Plan, erro
 	p.Interactive = req.InstallSource == "ondemandupdate"
 	p.PreviousVersion = req.PreviousVersion
 	p.DeltaOK = req.DeltaOK
-	cl := c.client(req.Server)
+	cl, err := c.client(req.Server)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if req.PingOnly {
+		// The engine does not say delta_okay for a ping (a reboot is
+		// pending): the last check's, or the configured one.
+		p.DeltaOK = c.Params.DeltaOK
+		if c.last != nil {
+			p.DeltaOK = c.last.DeltaOK
+		}
+	} else {
+		last := p
+		last.PreviousVersion = ""
+		c.last = &last
+	}
+	c.mu.Unlock()
 	if req.PingOnly {
 		return nil, cl.Ping(ctx, p)
 	}
@@ -88,7 +137,18 @@ func decodeSHA256(s string) ([]byte, error) {
 
 // SendEvent implements Checker.
 func (c *OmahaChecker) SendEvent(ctx context.Context, server string, ev Event) error {
+	cl, err := c.client(server)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
 	p := c.Params
+	if c.last != nil {
+		p = *c.last
+	} else if c.Track != nil {
+		p.Track = c.Track()
+	}
+	c.mu.Unlock()
 	var oe omaha.Event
 	if ev.Result == 1 {
 		oe = omaha.Event{Type: omaha.EventType(ev.Type), Result: omaha.EventResult(ev.Result)}
@@ -96,7 +156,7 @@ func (c *OmahaChecker) SendEvent(ctx context.Context, server string, ev Event) e
 		oe = omaha.ErrorEvent(int32(ev.ErrorCode))
 		oe.Type = omaha.EventType(ev.Type)
 	}
-	return c.client(server).SendEvent(ctx, p, oe)
+	return cl.SendEvent(ctx, p, oe)
 }
 
 // OmahaDownloader adapts *omaha.Client to Downloader with URL failover

@@ -1,9 +1,15 @@
 package engine
 
 import (
+	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,5 +312,155 @@ func TestTransitions(t *testing.T) {
 		if err := checkTransition(tr[0], tr[1]); !errors.Is(err, ErrIllegalTransition) {
 			t.Errorf("%v → %v allowed", tr[0], tr[1])
 		}
+	}
+}
+
+// TestMigrateLegacyLayout: the first start on the prefs and marker of the
+// layout before the record moves them into the record once: an
+// interrupted download resumes from its checkpoint, a pending reboot stays
+// pending, and the old keys are gone.
+func TestMigrateLegacyLayout(t *testing.T) {
+	t.Run("interrupted download", func(t *testing.T) {
+		w := newWorld(t)
+		payload := payloadBytes(1<<20, 41)
+		w.publish("p2.bin", "2.0.0", payload, nil)
+		m := newMachine(t, slotSize)
+		cfg := m.config(t, w, &recorder{})
+		// What the old engine left 512 KiB into the download: the slot
+		// holds the first half, the checkpoint the hash state there.
+		half := 512 << 10
+		if err := os.WriteFile(filepath.Join(m.slots.dir, "B"), append(append([]byte(nil), payload[:half]...), make([]byte, slotSize-half)...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		h.Write(payload[:half])
+		st, _ := h.(encoding.BinaryMarshaler).MarshalBinary()
+		cp := make([]byte, 8+len(st))
+		binary.BigEndian.PutUint64(cp, uint64(half))
+		copy(cp[8:], st)
+		for k, v := range map[string]string{legacyKeyStep: "downloading", legacyKeyResponseHash: b64(sha256Sum(payload)),
+			legacyKeyCheckpoint: string(cp), legacyKeyNextOffset: fmt.Sprint(half)} {
+			if err := cfg.Prefs.Set(k, []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e, _, _ := start(t, cfg)
+		<-e.Ready()
+		for _, k := range []string{legacyKeyStep, legacyKeyResponseHash, legacyKeyCheckpoint, legacyKeyNextOffset} {
+			if _, err := cfg.Prefs.Get(k); err == nil {
+				t.Errorf("old key %s kept", k)
+			}
+		}
+		if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+			t.Fatal(err)
+		}
+		s := waitFor(t, e, "done", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) })
+		if s.Status != status.UpdatedNeedReboot || s.Resumes != 1 {
+			t.Fatalf("ended %+v, want a resumed update", s)
+		}
+		w.mu.Lock()
+		ranges := w.ranges
+		w.mu.Unlock()
+		if len(ranges) != 1 || ranges[0] != fmt.Sprintf("bytes=%d-", half) {
+			t.Fatalf("payload requests %q, want one from the old checkpoint", ranges)
+		}
+		if !fileEquals(t, filepath.Join(m.slots.dir, "B"), payload) {
+			t.Fatal("slot B differs")
+		}
+	})
+	t.Run("pending reboot", func(t *testing.T) {
+		w := newWorld(t)
+		m := newMachine(t, slotSize)
+		cfg := m.config(t, w, &recorder{})
+		_ = m.slots.MarkPassiveForTrial(t.Context())
+		if err := os.WriteFile(cfg.MarkerPath, []byte(markerBody("2.0.0", 1234, "A")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_ = cfg.Prefs.SetString(KeyPreviousVersion, "1.0.0")
+		_ = cfg.Prefs.SetString(legacyKeyAppliedEvent, "")
+		e, _, _ := start(t, cfg)
+		<-e.Ready()
+		if s := e.Snapshot(); s.Status != status.UpdatedNeedReboot || s.NewVersion != "2.0.0" || s.LastError != status.Success {
+			t.Fatalf("restored %+v, want UPDATED_NEED_REBOOT for 2.0.0 and no rollback", s)
+		}
+		r, found, err := loadRecord(cfg.Prefs)
+		if err != nil || !found || r.Update == nil || r.Update.Phase != PhaseFlipped || r.Update.FromVersion != "1.0.0" {
+			t.Fatalf("record %+v %v %v", r.Update, found, err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); countEvents(eventsString(w.omaha.Events()), "3/1") != 1; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the owed 3/1 was not sent: %q", eventsString(w.omaha.Events()))
+			}
+		}
+	})
+}
+
+func countEvents(events, ev string) int {
+	n := 0
+	for _, e := range strings.Split(events, ", ") {
+		if e == ev {
+			n++
+		}
+	}
+	return n
+}
+
+// TestServerDisabled: while update.conf says SERVER=disabled, scheduled
+// checks and AttemptUpdate make no request and change nothing (no error,
+// no backoff); once SERVER is set again, the next scheduled check runs.
+func TestServerDisabled(t *testing.T) {
+	w := newWorld(t)
+	m := newMachine(t, slotSize)
+	cfg := m.config(t, w, &recorder{})
+	clock := newFakeClock()
+	cfg.Clock = clock
+	cfg.Schedule = Schedule{Initial: 7 * time.Minute, Interval: 45 * time.Minute, Fuzz: -1}
+	var mu sync.Mutex // guards server
+	server := ServerDisabled
+	real := cfg.Server
+	cfg.Settings = func() (Settings, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return Settings{Server: server}, nil
+	}
+	e, _, _ := start(t, cfg)
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []time.Duration{7 * time.Minute, 45 * time.Minute, 45 * time.Minute} {
+		waitArmed(t, clock, want, fmt.Sprintf("scheduled check %d while disabled", i))
+	}
+	if n := len(w.omaha.Records()); n != 0 {
+		t.Fatalf("%d Omaha requests while SERVER=disabled", n)
+	}
+	if s := e.Snapshot(); s.Status != status.Idle || s.LastError != status.Success || s.LastChecked != 0 {
+		t.Fatalf("snapshot while disabled %+v", s)
+	}
+	mu.Lock()
+	server = real
+	mu.Unlock()
+	waitArmed(t, clock, 45*time.Minute, "the first check with SERVER set")
+	waitFor(t, e, "a check", idleAfterAttempt)
+	if n := len(w.omaha.Records()); n != 1 {
+		t.Fatalf("%d requests after SERVER was set again, want 1", n)
+	}
+}
+
+// waitArmed waits for the next timer, checks its delay and fires it.
+func waitArmed(t *testing.T, c *fakeClock, want time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if d, ok := c.nextIn(); ok {
+			if d != want {
+				t.Fatalf("%s: armed in %v, want %v", what, d, want)
+			}
+			c.Advance(d)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: nothing armed", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

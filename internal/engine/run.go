@@ -202,6 +202,10 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 		if r.omahaURL != "" && e.cfg.AllowOmahaURL {
 			server = r.omahaURL
 		}
+		if server == "" && e.disabled(st) {
+			e.log.Info("AttemptUpdate ignored: updates are disabled (SERVER=disabled in update.conf)")
+			return nil
+		}
 		e.start(ctx, wg, st, true, server)
 		return nil
 	case reqReset:
@@ -283,6 +287,10 @@ func (e *Engine) scheduled(ctx context.Context, wg *sync.WaitGroup, st *state) {
 				e.arm(st, e.cfg.Schedule.next(e.float(), 0, st.poll))
 			})
 		}()
+	case st.snap.Status == status.Idle && e.disabled(st):
+		// No request, no error, no backoff: check again at the usual
+		// interval, when SERVER may have been set again.
+		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
 	case st.snap.Status == status.Idle:
 		e.start(ctx, wg, st, false, "")
 	default:
@@ -309,6 +317,14 @@ func (e *Engine) refresh(st *state) {
 			st.snap.Channel = s.Track
 		}
 	}
+}
+
+// disabled re-reads the settings and reports whether SERVER=disabled
+// (Flatcar's way to turn updates off, written by flatcar-update): no
+// checks at all, while the health gate and D-Bus go on.
+func (e *Engine) disabled(st *state) bool {
+	e.refresh(st)
+	return st.snap.Server == ServerDisabled
 }
 
 // start moves to CHECKING_FOR_UPDATE and starts the attempt worker.

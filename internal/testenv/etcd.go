@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -61,6 +62,43 @@ func (e *Etcd) Etcdctl(t testing.TB, args ...string) string {
 	return string(out)
 }
 
+// EtcdctlV2 runs etcdctl on etcd's v2 keys API (ETCDCTL_API=2, as
+// locksmith's etcd client speaks it) against e, started by StartEtcdV2,
+// and returns its combined output and error (v2 etcdctl exits non-zero
+// for a missing key, or a failed compare-and-swap).
+func (e *Etcd) EtcdctlV2(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	RequireTool(t, "etcdctl")
+	cmd := exec.Command("etcdctl", append([]string{"--endpoints=" + e.Endpoint}, args...)...)
+	cmd.Env = append(os.Environ(), "ETCDCTL_API=2")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// StartEtcdV2 is StartEtcd with the v2 API enabled (--enable-v2, etcd
+// 3.4 and 3.5; removed in 3.6): the store locksmithd and locksmithctl use.
+// It skips t when the installed etcd has no v2 API.
+func StartEtcdV2(t testing.TB) *Etcd {
+	t.Helper()
+	requireV2(t)
+	return startEtcd(t, etcdOptions{v2: true})
+}
+
+// StartEtcdV2TLS is StartEtcdTLS with the v2 API enabled.
+func StartEtcdV2TLS(t testing.TB) *Etcd {
+	t.Helper()
+	requireV2(t)
+	return startEtcd(t, etcdOptions{v2: true, tls: true})
+}
+
+func requireV2(t testing.TB) {
+	t.Helper()
+	RequireTool(t, "etcd")
+	if out, _ := exec.Command("etcd", "--help").CombinedOutput(); !bytes.Contains(out, []byte("--enable-v2")) {
+		t.Skip("skipping: the installed etcd has no --enable-v2 (v2 API removed in etcd 3.6)")
+	}
+}
+
 // StartEtcd starts Debian's etcd on two free 127.0.0.1 ports with a
 // temporary data directory, waits until it answers /health, and stops it
 // (and removes the data) in t.Cleanup. It skips t when etcd is missing.
@@ -83,6 +121,7 @@ func StartEtcdTLS(t testing.TB) *Etcd {
 // etcdOptions select how startEtcd runs the server.
 type etcdOptions struct {
 	tls bool // https client URL with --client-cert-auth
+	v2  bool // --enable-v2
 }
 
 func startEtcd(t testing.TB, opt etcdOptions) *Etcd {
@@ -107,6 +146,9 @@ func startEtcd(t testing.TB, opt etcdOptions) *Etcd {
 		"--initial-cluster=test=" + peerURL,
 		"--initial-cluster-state=new",
 		"--log-level=error",
+	}
+	if opt.v2 {
+		args = append(args, "--enable-v2=true")
 	}
 	health := &http.Client{Timeout: 2 * time.Second}
 	if opt.tls {

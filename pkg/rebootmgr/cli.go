@@ -21,15 +21,21 @@ import (
 const usage = `usage: update_engine_reboot_manager <command> [flags]
 
 commands:
-  run                     manage reboots after updates (the daemon)
-  lock status             show the etcd reboot lock: available slots, max, holders
-  lock unlock <id>        release the slot held by machine <id> (a host that never came back)
-  lock set-max <n>        set the number of hosts that may reboot at once
+  run                       manage reboots after updates (the daemon, like locksmithd)
+  lock [flags] <verb>       locksmithctl's verbs on the etcd reboot lock:
+    status                  available slots, max, holders
+    lock [<id>]             take a slot for this machine or machine <id>
+    unlock [<id>]           release the slot of this machine or machine <id>
+    reboot                  take this machine's slot, then reboot (root only)
+    send-need-reboot        emit update_engine's UPDATED_NEED_REBOOT signal (tests a setup)
+    set-max <n>             set the number of hosts that may reboot at once
 
 Settings come from update.conf (/etc/flatcar/update.conf, /etc/coreos/update.conf,
 /usr/share/flatcar/update.conf, /usr/share/coreos/update.conf; first file holding a
-key wins); flags override them. Lock commands also read LOCKSMITHCTL_ENDPOINT,
-LOCKSMITHD_ENDPOINT and LOCKSMITHD_GROUP from the environment.
+key wins), then from the environment as locksmithd takes them (REBOOT_STRATEGY,
+LOCKSMITHD_REBOOT_WINDOW_START/_LENGTH, LOCKSMITHD_ENDPOINT, LOCKSMITHD_GROUP,
+LOCKSMITHD_ETCD_CAFILE/_CERTFILE/_KEYFILE/_USERNAME/_PASSWORD, LOCKSMITHD_ETCD_API;
+lock commands also LOCKSMITHCTL_<same>, as locksmithctl), then from flags.
 Run "update_engine_reboot_manager <command> -h" for its flags.
 `
 
@@ -56,51 +62,118 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // settings are the flags shared by run and lock.
 type settings struct {
 	fs                  *flag.FlagSet
+	ctl                 bool // the lock command: LOCKSMITHCTL_* beat LOCKSMITHD_*
 	configFiles         string
 	strategy            string
 	windowStart, length string
-	endpoint, group     string
 	fleetLockURL        string
 	lockTTL             time.Duration
+	keyFlags            map[string]*string // flag name → its update.conf key's value
+}
+
+// keyFlags are the flags that set one update.conf key each (locksmith's
+// global flags, and ours).
+var keyFlags = []struct{ name, key, help string }{
+	{"endpoint", "LOCKSMITHD_ENDPOINT", "etcd endpoints, comma list"},
+	{"group", "LOCKSMITHD_GROUP", "reboot lock group"},
+	{"etcd-cafile", "LOCKSMITHD_ETCD_CAFILE", "etcd CA certificate (PEM)"},
+	{"etcd-certfile", "LOCKSMITHD_ETCD_CERTFILE", "etcd client certificate (PEM)"},
+	{"etcd-keyfile", "LOCKSMITHD_ETCD_KEYFILE", "etcd client key (PEM)"},
+	{"etcd-username", "LOCKSMITHD_ETCD_USERNAME", "etcd user"},
+	{"etcd-password", "LOCKSMITHD_ETCD_PASSWORD", "etcd password"},
+	{"etcd-api", "LOCKSMITHD_ETCD_API", "etcd store of the lock: v3, or v2 (locksmithd's, for a mixed fleet)"},
 }
 
 func newSettings(name string, stderr io.Writer) *settings {
-	s := &settings{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	s := &settings{fs: flag.NewFlagSet(name, flag.ContinueOnError), ctl: name == "lock", keyFlags: map[string]*string{}}
 	s.fs.SetOutput(stderr)
 	s.fs.StringVar(&s.configFiles, "config", strings.Join(ConfigFiles, ","), "update.conf files, in search order (comma list)")
-	s.fs.StringVar(&s.endpoint, "endpoint", "", "etcd endpoints, comma list (update.conf LOCKSMITHD_ENDPOINT)")
-	s.fs.StringVar(&s.group, "group", "", "reboot lock group (update.conf LOCKSMITHD_GROUP)")
+	for _, f := range keyFlags {
+		s.keyFlags[f.name] = s.fs.String(f.name, "", f.help+" (update.conf "+f.key+")")
+	}
 	return s
 }
 
-// config loads update.conf and applies the flags that were set.
-func (s *settings) config() (Config, error) {
-	env, err := LoadEnv(SplitEndpoints(s.configFiles))
+// environKeys are the update.conf keys that the environment may also set,
+// as locksmithd takes them from the environment systemd gives it.
+var environKeys = []string{
+	"REBOOT_STRATEGY", "LOCKSMITHD_REBOOT_WINDOW_START", "LOCKSMITHD_REBOOT_WINDOW_LENGTH",
+	"REBOOT_WINDOW_START", "REBOOT_WINDOW_LENGTH", "LOCKSMITHD_ENDPOINT", "LOCKSMITHD_GROUP",
+	"LOCKSMITHD_ETCD_CAFILE", "LOCKSMITHD_ETCD_CERTFILE", "LOCKSMITHD_ETCD_KEYFILE",
+	"LOCKSMITHD_ETCD_USERNAME", "LOCKSMITHD_ETCD_PASSWORD", "LOCKSMITHD_ETCD_API",
+	"FLEETLOCK_URL", "REBOOT_LOCK_TTL",
+}
+
+var windowKeys = []string{"LOCKSMITHD_REBOOT_WINDOW_START", "LOCKSMITHD_REBOOT_WINDOW_LENGTH", "REBOOT_WINDOW_START", "REBOOT_WINDOW_LENGTH"}
+
+// environ returns the settings of the process environment: the keys
+// above, and for the lock command locksmithctl's LOCKSMITHCTL_ names,
+// which beat the LOCKSMITHD_ ones.
+func (s *settings) environ() Env {
+	out := Env{}
+	for _, k := range environKeys {
+		if v := os.Getenv(k); v != "" {
+			out[k] = v
+		}
+		if rest, ok := strings.CutPrefix(k, "LOCKSMITHD_"); ok && s.ctl {
+			if v := os.Getenv("LOCKSMITHCTL_" + rest); v != "" {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+// overlay sets env's keys from over; a window in over replaces env's
+// whole window (legacy keys too).
+func overlay(env, over Env) {
+	for _, k := range windowKeys {
+		if _, ok := over[k]; ok {
+			for _, w := range windowKeys {
+				delete(env, w)
+			}
+			break
+		}
+	}
+	for k, v := range over {
+		env[k] = v
+	}
+}
+
+// config loads update.conf, then the environment, then the flags that
+// were set. Lines of update.conf that do not parse, and unknown keys, are
+// logged to warn and skipped.
+func (s *settings) config(warn io.Writer) (Config, error) {
+	env, warns, err := LoadEnv(SplitEndpoints(s.configFiles))
 	if err != nil {
 		return Config{}, err
 	}
+	for _, w := range warns {
+		fmt.Fprintf(warn, "warning: %v\n", w)
+	}
+	overlay(env, s.environ())
 	set := map[string]bool{}
 	s.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	override := func(flagName, key, v string) {
-		if set[flagName] {
-			env[key] = v
+	flags := Env{}
+	for _, f := range keyFlags {
+		if set[f.name] {
+			flags[f.key] = *s.keyFlags[f.name]
 		}
 	}
-	override("strategy", "REBOOT_STRATEGY", s.strategy)
+	if set["strategy"] {
+		flags["REBOOT_STRATEGY"] = s.strategy
+	}
 	if set["window-start"] || set["window-length"] {
-		// A flag-given window replaces update.conf's, legacy keys too.
-		for _, k := range []string{"LOCKSMITHD_REBOOT_WINDOW_START", "LOCKSMITHD_REBOOT_WINDOW_LENGTH", "REBOOT_WINDOW_START", "REBOOT_WINDOW_LENGTH"} {
-			delete(env, k)
-		}
-		env["LOCKSMITHD_REBOOT_WINDOW_START"] = s.windowStart
-		env["LOCKSMITHD_REBOOT_WINDOW_LENGTH"] = s.length
+		flags["LOCKSMITHD_REBOOT_WINDOW_START"] = s.windowStart
+		flags["LOCKSMITHD_REBOOT_WINDOW_LENGTH"] = s.length
 	}
-	override("endpoint", "LOCKSMITHD_ENDPOINT", s.endpoint)
-	override("group", "LOCKSMITHD_GROUP", s.group)
-	override("fleetlock-url", "FLEETLOCK_URL", s.fleetLockURL)
+	if set["fleetlock-url"] {
+		flags["FLEETLOCK_URL"] = s.fleetLockURL
+	}
 	if set["lock-ttl"] {
-		env["REBOOT_LOCK_TTL"] = s.lockTTL.String()
+		flags["REBOOT_LOCK_TTL"] = s.lockTTL.String()
 	}
+	overlay(env, flags)
 	return ConfigFromEnv(env)
 }
 
@@ -127,8 +200,51 @@ func dialEtcd(c Config) (*clientv3.Client, error) {
 	return cli, nil
 }
 
+// openSemaphores returns the semaphore client for c's etcd API (v3 over
+// gRPC, or the v2 keys API over HTTP) and a func that releases it.
+func openSemaphores(c Config, now func() time.Time) (etcdlock.Semaphores, func(), error) {
+	if c.EtcdAPI == EtcdAPIv2 {
+		tlsConf, err := c.EtcdTLS()
+		if err != nil {
+			return nil, nil, err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsConf
+		v2 := &etcdlock.V2Client{Endpoints: c.Endpoints, HTTP: &http.Client{Transport: tr},
+			Username: c.EtcdUsername, Password: c.EtcdPassword, Group: c.Group}
+		return v2, tr.CloseIdleConnections, nil
+	}
+	cli, err := dialEtcd(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	v3 := &etcdlock.Client{KV: cli, Group: c.Group, HolderTTL: c.HolderTTL, Now: now}
+	return v3, func() { _ = cli.Close() }, nil
+}
+
+// machineID is this machine's lock holder id: flag, else /etc/machine-id.
+func machineID(flagValue, file string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("rebootmgr: machine id: %w", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if id == "" {
+		return "", fmt.Errorf("rebootmgr: machine id: %s is empty", file)
+	}
+	return id, nil
+}
+
+// MachineIDFile holds this machine's id, the default lock holder.
+var MachineIDFile = "/etc/machine-id"
+
 func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	s := newSettings("lock", stderr)
+	bus := s.fs.String("bus", "", "D-Bus address for reboot and send-need-reboot (default: the system bus)")
+	idFlag := s.fs.String("machine-id", "", "this machine's id (default: contents of /etc/machine-id)")
 	if err := s.fs.Parse(args); err != nil {
 		return 2
 	}
@@ -137,41 +253,70 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	// The environment sits between update.conf and the flags.
-	for _, k := range []string{"LOCKSMITHCTL_ENDPOINT", "LOCKSMITHD_ENDPOINT"} {
-		if v := os.Getenv(k); v != "" && s.endpoint == "" {
-			s.endpoint = v
-			_ = s.fs.Set("endpoint", v)
+	verb, operands := rest[0], rest[1:]
+	maxOperands := map[string]int{"status": 0, "lock": 1, "unlock": 1, "reboot": 0, "send-need-reboot": 0, "set-max": 1}
+	n, known := maxOperands[verb]
+	if !known || len(operands) > n || verb == "set-max" && len(operands) != 1 {
+		fmt.Fprintf(stderr, "bad lock command %q\n%s", strings.Join(rest, " "), usage)
+		return 2
+	}
+	if verb == "send-need-reboot" {
+		return sendNeedReboot(*bus, stderr)
+	}
+	if verb == "reboot" && os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "Must be root to initiate reboot.")
+		return 1
+	}
+	id := ""
+	switch {
+	case (verb == "lock" || verb == "unlock") && len(operands) == 1:
+		id = operands[0]
+	case verb == "lock" || verb == "unlock" || verb == "reboot":
+		var err error
+		if id, err = machineID(*idFlag, MachineIDFile); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
 		}
 	}
-	if v := os.Getenv("LOCKSMITHD_GROUP"); v != "" && s.group == "" {
-		_ = s.fs.Set("group", v)
+	max := 0
+	if verb == "set-max" {
+		var err error
+		if max, err = strconv.Atoi(operands[0]); err != nil || max < 0 {
+			fmt.Fprintf(stderr, "Invalid maximum value: %s\n", operands[0])
+			return 2
+		}
 	}
-	cfg, err := s.config()
+	cfg, err := s.config(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	cli, err := dialEtcd(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	defer cli.Close()
 	parent, timeout := ctx, lockCommandTimeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	lc := &etcdlock.Client{KV: cli, Group: cfg.Group}
-	fail := func(err error) int {
-		fmt.Fprintln(stderr, etcdTimeout(parent, ctx, timeout, err, etcdProbe(cfg)))
+	// An etcd that refuses the connection (or our TLS) is said at once:
+	// the v3 client itself would keep retrying until the timeout.
+	probe := etcdProbe(cfg)
+	if err := probe(ctx); err != nil {
+		fmt.Fprintf(stderr, "rebootmgr: etcd %v (%s API) unreachable: %v\n", cfg.Endpoints, cfg.EtcdAPI, err)
+		return 1
+	}
+	lc, closeLC, err := openSemaphores(cfg, time.Now)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer closeLC()
+	fail := func(what string, err error) int {
+		fmt.Fprintf(stderr, "%s: %v\n", what, etcdTimeout(parent, ctx, timeout, err, probe))
 		return 1
 	}
 
-	switch {
-	case rest[0] == "status" && len(rest) == 1:
+	switch verb {
+	case "status":
 		sem, _, err := lc.Get(ctx)
 		if err != nil {
-			return fail(err)
+			return fail("Error getting value", err)
 		}
 		fmt.Fprintf(stdout, "Available: %d\nMax: %d\n", sem.Semaphore, sem.Max)
 		if len(sem.Holders) > 0 {
@@ -180,31 +325,62 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				fmt.Fprintln(stdout, h)
 			}
 		}
-		return 0
-	case rest[0] == "unlock" && len(rest) == 2:
-		if err := lc.Unlock(ctx, rest[1]); err != nil {
-			return fail(err)
+	case "lock":
+		if err := lc.Lock(ctx, id); err != nil {
+			return fail("Error locking", err)
 		}
-		return 0
-	case rest[0] == "set-max" && len(rest) == 2:
-		n, err := strconv.Atoi(rest[1])
-		if err != nil || n < 0 {
-			fmt.Fprintf(stderr, "set-max: %q is not a count\n", rest[1])
-			return 2
+	case "unlock":
+		if err := lc.Unlock(ctx, id); err != nil {
+			return fail("Error unlocking", err)
 		}
+	case "set-max":
 		old, _, err := lc.Get(ctx)
 		if err != nil {
-			return fail(err)
+			return fail("Error getting value", err)
 		}
-		sem, err := lc.SetMax(ctx, n)
+		sem, err := lc.SetMax(ctx, max)
 		if err != nil {
-			return fail(err)
+			return fail("Error setting value", err)
 		}
-		fmt.Fprintf(stdout, "Old: %d\nNew: %d\n", old.Max, sem.Max)
-		return 0
+		fmt.Fprintf(stdout, "Old-Max: %d\nMax: %d\n", old.Max, sem.Max)
+	case "reboot":
+		if err := lc.Lock(ctx, id); err != nil {
+			return fail("Error locking", err)
+		}
+		conn, err := Connect(*bus)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer conn.Close()
+		// As locksmithctl: the lock stays held; the manager (or the
+		// operator) releases it after the reboot.
+		l := &Logind{Conn: conn, Clock: SystemClock{}, Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}
+		if err := l.Reboot(parent); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
 	}
-	fmt.Fprintf(stderr, "bad lock command %q\n%s", strings.Join(rest, " "), usage)
-	return 2
+	return 0
+}
+
+// sendNeedReboot emits update_engine's StatusUpdate signal with
+// UPDATE_STATUS_UPDATED_NEED_REBOOT from /com/coreos/update1, as
+// locksmithctl send-need-reboot does, so that a reboot manager can be
+// tried without an update.
+func sendNeedReboot(bus string, stderr io.Writer) int {
+	conn, err := Connect(bus)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer conn.Close()
+	if err := conn.Emit(UpdateEnginePath, UpdateEngineInterface+"."+StatusUpdateSignal,
+		int64(0), float64(0), StatusNeedsReboot, "", int64(0)); err != nil {
+		fmt.Fprintln(stderr, "error emitting signal:", err)
+		return 1
+	}
+	return 0
 }
 
 func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
@@ -218,7 +394,7 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 	bus := fs.String("bus", "", "D-Bus address (default: the system bus)")
 	stateFile := fs.String("state-file", DefaultStateFile, "reboot intent file")
 	coordFile := fs.String("coordinator-file", DefaultCoordinatorConf, "coordinator status file")
-	machineID := fs.String("machine-id", "", "lock holder id (default: contents of /etc/machine-id)")
+	idFlag := fs.String("machine-id", "", "lock holder id (default: contents of /etc/machine-id)")
 	warnDelay := fs.Duration("warn-delay", 5*time.Minute, "wait after warning logged-in users before rebooting")
 	utmp := fs.String("utmp", DefaultUtmp, "utmp file listing logged-in users")
 	inhibitRetry := fs.Duration("inhibitor-retry", time.Minute, "wait between checks while a shutdown inhibitor blocks the reboot")
@@ -232,7 +408,7 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
-	cfg, err := s.config()
+	cfg, err := s.config(stderr)
 	if err != nil {
 		logf("%v", err)
 		return 1
@@ -256,25 +432,22 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 	if cfg.Strategy == StrategyOff {
 		return exitCode(m.Run(ctx), logf)
 	}
-	id := *machineID
-	if cfg.Strategy.NeedsLock() && id == "" {
-		b, err := os.ReadFile("/etc/machine-id")
-		if err != nil {
-			logf("rebootmgr: machine id: %v", err)
+	id := *idFlag
+	if cfg.Strategy.NeedsLock() {
+		if id, err = machineID(*idFlag, MachineIDFile); err != nil {
+			logf("%v", err)
 			return 1
 		}
-		id = strings.TrimSpace(string(b))
 	}
 	switch cfg.Strategy {
 	case StrategyEtcdLock:
-		cli, err := dialEtcd(cfg)
+		lc, closeLC, err := openSemaphores(cfg, clock.Now)
 		if err != nil {
 			logf("%v", err)
 			return 1
 		}
-		defer cli.Close()
-		m.Lock = EtcdLocker{ID: id, Client: &etcdlock.Client{KV: cli, Group: cfg.Group, HolderTTL: cfg.HolderTTL, Now: clock.Now},
-			Probe: etcdProbe(cfg)}
+		defer closeLC()
+		m.Lock = EtcdLocker{ID: id, Client: lc, Probe: etcdProbe(cfg)}
 	case StrategyFleetLock:
 		if cfg.FleetLockURL == "" {
 			logf("%v: strategy fleetlock needs FLEETLOCK_URL or -fleetlock-url", ErrBadConfig)

@@ -76,6 +76,29 @@ func TestMainRunOffWritesDisabled(t *testing.T) {
 	}
 }
 
+// update.conf is read as update_engine reads it (one parser,
+// pkg/updateconf): `export KEY=`, quotes and comments count; a malformed
+// line and an unknown key are warned about, never fatal.
+func TestMainRunLenientConfig(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "update.conf")
+	os.WriteFile(conf, []byte("# flatcar-update wrote this\nexport GROUP=beta\nthis is not a setting\n"+
+		"export REBOOT_STRATEGY=\"off\"\nSOMETHING_ELSE=1\n"), 0o644)
+	coord := filepath.Join(dir, "coordinator.conf")
+	code, _, stderr := runMain(t, "run", "-config", conf, "-coordinator-file", coord)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if b, _ := os.ReadFile(coord); !strings.Contains(string(b), "STRATEGY=off\n") {
+		t.Fatalf("coordinator.conf = %q", b)
+	}
+	for _, want := range []string{conf + ":3", conf + ":5: updateconf: unknown key SOMETHING_ELSE"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr %q does not warn about %q", stderr, want)
+		}
+	}
+}
+
 // A holder that took the lock and never came back blocks the fleet until
 // the operator runs `lock unlock <id>`; then the waiting host reboots.
 func TestMainRecoversKilledHolder(t *testing.T) {
@@ -87,7 +110,7 @@ func TestMainRecoversKilledHolder(t *testing.T) {
 	os.WriteFile(conf, []byte("REBOOT_STRATEGY=off\nLOCKSMITHD_ENDPOINT=http://127.0.0.1:1\n"), 0o644)
 	t.Setenv("LOCKSMITHCTL_ENDPOINT", e.Endpoint)
 
-	if code, out, errOut := runMain(t, "lock", "-config", conf, "set-max", "1"); code != 0 || out != "Old: 1\nNew: 1\n" {
+	if code, out, errOut := runMain(t, "lock", "-config", conf, "set-max", "1"); code != 0 || out != "Old-Max: 1\nMax: 1\n" {
 		t.Fatalf("set-max: %d %q %q", code, out, errOut)
 	}
 	// "dead" takes the only slot, then its machine never comes back.
@@ -104,17 +127,9 @@ func TestMainRecoversKilledHolder(t *testing.T) {
 
 	engine.set(t, StatusNeedsReboot)
 	coord := filepath.Join(dir, "coordinator.conf")
-	state := filepath.Join(dir, "state.json")
-	var stderr syncBuffer
-	runCtx, stopRun := context.WithCancel(ctx)
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(runCtx, []string{"run", "-config", conf, "-strategy", "etcd-lock", "-endpoint", e.Endpoint,
-			"-bus", addr, "-machine-id", "alive", "-state-file", state, "-coordinator-file", coord,
-			"-utmp", filepath.Join(dir, "no-utmp"), "-warn-delay", "0", "-retry-min", "20ms", "-retry-max", "100ms"},
-			&stderr, &stderr)
-	}()
-	defer func() { stopRun(); <-done }()
+	stderr, stopRun := startRun(ctx, dir, "-config", conf, "-strategy", "etcd-lock", "-endpoint", e.Endpoint,
+		"-bus", addr, "-machine-id", "alive")
+	defer stopRun()
 
 	waitFor(t, "lock retries", func() bool { return strings.Count(stderr.String(), "semaphore is full") >= 3 })
 	if _, r := logind.counts(); r != 0 {

@@ -1,16 +1,15 @@
 package rebootmgr
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/updateconf"
 )
 
 // ConfigFiles is the update.conf search order: the first file that holds
@@ -28,60 +27,21 @@ var ErrBadConfig = errors.New("rebootmgr: invalid configuration")
 // Env is a merged set of KEY=VALUE settings.
 type Env map[string]string
 
-// ParseEnv reads a systemd-EnvironmentFile-like file: KEY=VALUE lines,
-// blank lines and lines starting with # or ; ignored, an optional
-// `export ` prefix, and values optionally in matching single or double
-// quotes. Later keys in one file replace earlier ones.
-func ParseEnv(r io.Reader) (Env, error) {
-	env := Env{}
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		k = strings.TrimSpace(k)
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, fmt.Errorf("%w: line %d: %q is not KEY=VALUE", ErrBadConfig, n, line)
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		env[k] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("rebootmgr: read config: %w", err)
-	}
-	return env, nil
-}
-
 // LoadEnv merges files so that, for each key, the first file holding it
-// wins. Missing files are skipped.
-func LoadEnv(files []string) (Env, error) {
-	merged := Env{}
-	for _, name := range files {
-		f, err := os.Open(name)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("rebootmgr: %w", err)
-		}
-		env, err := ParseEnv(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		for k, v := range env {
-			if _, ok := merged[k]; !ok {
-				merged[k] = v
-			}
-		}
+// wins; missing files are skipped. The files are read by pkg/updateconf,
+// the parser update_engine uses too: lines that do not parse and keys
+// neither daemon knows come back as warnings, never as errors (locksmithd
+// gets update.conf through systemd's EnvironmentFile=, which skips what it
+// cannot read).
+func LoadEnv(files []string) (Env, []updateconf.Warning, error) {
+	set, warns, err := updateconf.Load(files)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rebootmgr: %w", err)
 	}
-	return merged, nil
+	for _, f := range set {
+		warns = append(warns, updateconf.Unknown(f)...)
+	}
+	return Env(set.Merged()), warns, nil
 }
 
 // first returns the value of the first key set (non-empty) in env.
@@ -112,7 +72,18 @@ type Config struct {
 	// EtcdCAFile, EtcdCertFile, EtcdKeyFile: LOCKSMITHD_ETCD_CAFILE,
 	// _CERTFILE, _KEYFILE (PEM) for https endpoints.
 	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
+	// EtcdAPI is the etcd store of the semaphore: "v3" (default) or "v2",
+	// the keys API locksmithd and locksmithctl use (LOCKSMITHD_ETCD_API).
+	// The two stores do not see each other: a fleet that still runs
+	// locksmithd anywhere must say v2 on every host.
+	EtcdAPI string
 }
+
+// The values of LOCKSMITHD_ETCD_API.
+const (
+	EtcdAPIv2 = "v2"
+	EtcdAPIv3 = "v3"
+)
 
 // DefaultEndpoints are locksmith's default etcd endpoints.
 var DefaultEndpoints = []string{"http://127.0.0.1:2379", "http://127.0.0.1:4001"}
@@ -147,6 +118,16 @@ func ConfigFromEnv(env Env) (Config, error) {
 	c.EtcdKeyFile = env["LOCKSMITHD_ETCD_KEYFILE"]
 	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
 		return c, fmt.Errorf("%w: LOCKSMITHD_ETCD_CERTFILE and _KEYFILE must be set together", ErrBadConfig)
+	}
+	switch c.EtcdAPI = env["LOCKSMITHD_ETCD_API"]; c.EtcdAPI {
+	case "":
+		c.EtcdAPI = EtcdAPIv3
+	case EtcdAPIv2, EtcdAPIv3:
+	default:
+		return c, fmt.Errorf("%w: LOCKSMITHD_ETCD_API=%q: want v2 or v3", ErrBadConfig, c.EtcdAPI)
+	}
+	if c.EtcdAPI == EtcdAPIv2 && c.HolderTTL > 0 {
+		return c, fmt.Errorf("%w: REBOOT_LOCK_TTL needs LOCKSMITHD_ETCD_API=v3 (v2 has no multi-key transaction)", ErrBadConfig)
 	}
 	return c, nil
 }

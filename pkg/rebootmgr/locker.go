@@ -24,8 +24,8 @@ const DefaultEtcdTimeout = 30 * time.Second
 
 // EtcdLocker is a Locker on locksmith's etcd semaphore.
 type EtcdLocker struct {
-	Client *etcdlock.Client
-	ID     string // machine id
+	Client etcdlock.Semaphores // *etcdlock.Client (v3) or *etcdlock.V2Client
+	ID     string              // machine id
 	// Timeout bounds each Lock and Unlock call (0 = DefaultEtcdTimeout).
 	// The etcd client waits for a usable connection as long as its context
 	// allows, so without a bound an etcd that is down, or that refuses our

@@ -151,11 +151,11 @@ func (b *policyBus) waitOwnerGone(t *testing.T, name string) {
 	})
 }
 
-// startRun runs `update_engine_reboot_manager run` (Main) with strategy
+// startManagerOnBus runs `update_engine_reboot_manager run` (Main) with strategy
 // reboot against b until the test ends. It returns the manager's unique
 // name (from its first GetStatus call, which the monitor saw), its state
 // file and its log.
-func startRun(t *testing.T, b *policyBus) (name, statePath string, log *syncBuffer) {
+func startManagerOnBus(t *testing.T, b *policyBus) (name, statePath string, log *syncBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	coordPath := filepath.Join(dir, "coordinator.conf")
@@ -194,7 +194,7 @@ func TestManagerIgnoresForgedStatusUpdate(t *testing.T) {
 	b := startPolicyBus(t)
 	ownerConn := b.connect(t)
 	_, eng := b.serve(t, ownerConn, StatusIdle, "1.0.0")
-	me, statePath, log := startRun(t, b)
+	me, statePath, log := startManagerOnBus(t, b)
 
 	b.forge(t, "", StatusNeedsReboot, "9999.0.0")
 	b.forge(t, me, StatusNeedsReboot, "9999.0.1")
@@ -233,7 +233,7 @@ func TestManagerFollowsNewOwner(t *testing.T) {
 	b := startPolicyBus(t)
 	oldConn := b.connect(t)
 	b.serve(t, oldConn, StatusIdle, "1.0.0")
-	_, statePath, _ := startRun(t, b)
+	_, statePath, _ := startManagerOnBus(t, b)
 
 	oldName := oldConn.Names()[0]
 	oldConn.Close()
