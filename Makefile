@@ -25,7 +25,7 @@ RACE_PKGS = ./internal/engine/... ./internal/dbusapi/... ./internal/prefs/... ./
 # Tests that kill a separately built daemon binary gain nothing from -race.
 RACE_SKIP = TestCrashAtEveryWrite|TestKillResume
 # The payload pipeline's concurrent tests (the generators' are slow under -race).
-RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix
+RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix|TestFile
 
 test: deps
 	$(GO) vet ./...

@@ -19,11 +19,13 @@ import (
 	"strings"
 
 	"github.com/abupdate/update_engine/pkg/payload"
+	"github.com/abupdate/update_engine/pkg/payload/metadata"
 )
 
 const usage = `usage:
   payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem|--unsigned [--version V]
-                             [--compression xz|zstd|bzip2|none] [--xz-command xz] [--major 1|2] [--partition NAME] -o OUT
+                             [--compression xz|zstd|bzip2|none] [--xz-command xz] [--major 1|2] [--partition NAME]
+                             [--kernel FILE] [--pcr-policy FILE] (--major 1) -o OUT
   payload_generator show PAYLOAD
   payload_generator verify PAYLOAD [--key PUB.pem] [--version V] [--source FILE|DEV [--scratch DIR]] [--target DEV]
   payload_generator apply PAYLOAD|- --key PUB.pem|--insecure-skip-signature [--version V] --target FILE|DEV [--source FILE|DEV]
@@ -117,6 +119,8 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	appid := fs.String("appid", "", "Omaha app id for OUT.json")
 	track := fs.String("track", "", "Omaha track for OUT.json")
 	out := fs.String("o", "", "output payload")
+	kernel := fs.String("kernel", "", "kernel the new image boots with: a KERNEL install procedure (--major 1; Flatcar installs it as /boot/flatcar/vmlinuz-a|b)")
+	pcrPolicy := fs.String("pcr-policy", "", "TPM PCR policy zip: a PCR_POLICY install procedure (--major 1)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -152,6 +156,24 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 		return err
 	}
 	o.New = nf
+	for _, pf := range []struct {
+		path string
+		typ  metadata.InstallProcedure_Type
+	}{{*kernel, metadata.InstallProcedure_KERNEL}, {*pcrPolicy, metadata.InstallProcedure_PCR_POLICY}} {
+		if pf.path == "" {
+			continue
+		}
+		f, err := os.Open(pf.path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		size, err := sizeOf(f)
+		if err != nil {
+			return err
+		}
+		o.Procedures = append(o.Procedures, payload.ProcedureFile{Type: pf.typ, Data: f, Size: size})
+	}
 	if *oldImg != "" {
 		of, err := os.Open(*oldImg)
 		if err != nil {
@@ -297,13 +319,18 @@ func cmdShow(_ context.Context, args []string, _ io.Reader, stdout io.Writer) er
 		fmt.Fprintf(w, "minor version:      %d (%s)\n", m.MinorVersion, map[bool]string{true: "full", false: "delta"}[m.MinorVersion == 0])
 	}
 	var dataSize uint64
-	for _, p := range m.Partitions {
+	for i, p := range m.Partitions {
 		counts := map[string]int{}
 		for _, op := range p.Ops {
 			counts[op.GetType().String()]++
 			dataSize += op.GetDataLength()
 		}
-		fmt.Fprintf(w, "partition %q: %d ops (%s)\n", p.Name, len(p.Ops), countsString(counts))
+		if m.Major == 1 && i > 0 {
+			// Flatcar's install procedures (manifest field 10).
+			fmt.Fprintf(w, "procedure %s: %d ops (%s)\n", procedureType(m.Flatcar.Procedures[i-1]), len(p.Ops), countsString(counts))
+		} else {
+			fmt.Fprintf(w, "partition %q: %d ops (%s)\n", p.Name, len(p.Ops), countsString(counts))
+		}
 		if p.Version != "" {
 			fmt.Fprintf(w, "  version: %s\n", p.Version)
 		}
@@ -325,6 +352,14 @@ func cmdShow(_ context.Context, args []string, _ io.Reader, stdout io.Writer) er
 	}
 	fmt.Fprintf(w, "payload signature:  %d bytes at data offset %d%s\n", m.SignaturesSize, m.SignaturesOffset, sigCount(blob))
 	return nil
+}
+
+// procedureType is KERNEL, PCR_POLICY, or "untyped" (skipped by clients).
+func procedureType(pr *metadata.InstallProcedure) string {
+	if pr.Type == nil {
+		return "untyped"
+	}
+	return pr.GetType().String()
 }
 
 func sigCount(blob []byte) string {

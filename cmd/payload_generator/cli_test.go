@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -192,4 +193,37 @@ func TestCLILoopDevice(t *testing.T) {
 		t.Fatal("device differs from the image")
 	}
 	mustRun(t, "verify", out, "--key", pub, "--target", dev)
+}
+
+// TestCLIProcedures: --kernel and --pcr-policy make a major 1 payload
+// carry Flatcar's KERNEL and PCR_POLICY procedures, which show lists with
+// the files' sizes and hashes and apply verifies (and drops); they are
+// refused for major 2.
+func TestCLIProcedures(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := filepath.Join(dir, "k.pem"), filepath.Join(dir, "k.pub.pem")
+	mustRun(t, "keygen", "--private", key, "--public", pub)
+	newImg, img := image(t, dir, "new.img", 4)
+	kernel, kb := imageSize(t, dir, "vmlinuz", 5, 300<<10+7)
+	policy, pb := imageSize(t, dir, "pcrs.zip", 6, 999)
+	out := filepath.Join(dir, "p.bin")
+	mustRun(t, "generate", "--major", "1", "--new", newImg, "--kernel", kernel, "--pcr-policy", policy, "--key", key, "-o", out)
+	show := mustRun(t, "show", out)
+	ks, ps := sha256.Sum256(kb), sha256.Sum256(pb)
+	for _, want := range []string{
+		"procedure KERNEL: ", fmt.Sprintf("new: size %d sha256 %x", len(kb), ks),
+		"procedure PCR_POLICY: 1 ops", fmt.Sprintf("new: size %d sha256 %x", len(pb), ps),
+	} {
+		if !strings.Contains(show, want) {
+			t.Errorf("show output lacks %q:\n%s", want, show)
+		}
+	}
+	tgt := filepath.Join(t.TempDir(), "t.img")
+	mustRun(t, "apply", out, "--key", pub, "--target", tgt)
+	if got, _ := os.ReadFile(tgt); !bytes.Equal(got, img) {
+		t.Fatal("target differs from the new image")
+	}
+	if code, _, e := run(t, nil, "generate", "--new", newImg, "--kernel", kernel, "--key", key, "-o", filepath.Join(dir, "v2.bin")); code == 0 {
+		t.Fatalf("--kernel with major 2 accepted: %s", e)
+	}
 }

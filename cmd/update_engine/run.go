@@ -52,6 +52,8 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&o.RebootRequiredFile, "reboot-required-file", "", "file touched after an update (default /run/reboot-required; - for none)")
 	fs.StringVar(&o.Postinst, "postinst", "", "post-install program run with the passive slot's device after verification; default: the new image's own /postinst (mounted read-only, as Flatcar), - for none")
 	fs.DurationVar(&o.PostinstTimeout, "postinst-timeout", 10*time.Minute, "post-install time limit")
+	fs.StringVar(&o.BootDir, "boot-dir", "", "where the ESP is mounted: a Flatcar payload's kernel goes to flatcar/vmlinuz-a|b there (default /boot)")
+	fs.StringVar(&o.PCRPolicyDir, "pcr-policy-dir", "", "where a Flatcar payload's PCR policy goes, as pcrs-a|b.zip (default: the parent of the prefs directory, /var/lib/update_engine)")
 	fs.StringVar(&o.TPM, "tpm", "", "TPM for the anti-rollback version floor: a device (/dev/tpmrm0) or host:port of swtpm (default off)")
 	fs.BoolVar(&o.RequireTPM, "require-tpm", false, "fail when the --tpm cannot be used")
 	fs.IntVar(&o.MeasurePCR, "measure-pcr", 0, "with --tpm: extend this PCR (1-23) with the new image's SHA-256 at flip and keep the record in prefs/pcr-record (default off)")

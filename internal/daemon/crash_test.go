@@ -34,11 +34,16 @@ var crashBinary = sync.OnceValues(func() (string, error) {
 type crashCase struct {
 	old, new []byte
 	publish  func(w *omahaWorld)
+	// kernel, when set, is the kernel a Flatcar payload carries, which
+	// must end up as the boot directory's flatcar/vmlinuz-b.
+	kernel []byte
 }
 
 // TestCrashAtEveryWrite kills the real daemon (SIGKILL, from inside, just
 // before the write) at each durable write of a full and of a delta update
-// in turn: every pref and record write, every GPT write, every marker file.
+// in turn, and of a Flatcar payload with a kernel: every pref and record
+// write, every GPT write, every marker file, the kernel's temporary file
+// and its rename.
 // After each kill a restart must finish the same update: the passive slot
 // holds the new image, the active one is untouched, the GPT is valid and
 // boots the new slot next, and the server never saw a false rollback
@@ -63,6 +68,10 @@ func TestCrashAtEveryWrite(t *testing.T) {
 		"full": {old: v1, new: v2, publish: published(func(w *omahaWorld) { w.publish("v2.bin", "2.0.0", v2, false) })},
 		"delta": {old: v1, new: v2, publish: published(func(w *omahaWorld) {
 			w.publishDelta("v2-delta.bin", "2.0.0", v2, false, "1.0.0", v1)
+		})},
+		"flatcar": {old: v1, new: v2, kernel: newKernel, publish: published(func(w *omahaWorld) {
+			w.major, w.procedures = 1, procedures(newKernel, nil)
+			w.publish("v2.bin", "2.0.0", v2, false)
 		})},
 	}
 	for name, c := range cases {
@@ -107,10 +116,21 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 	writeSlotA(t, img, c.old)
 	h := newHost(t, img)
 	logFile := filepath.Join(t.TempDir(), "points")
+	args := h.args(w.url())
+	boot := t.TempDir()
+	if c.kernel != nil {
+		if err := os.MkdirAll(filepath.Join(boot, "flatcar"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(boot, "flatcar", "vmlinuz-b"), kernelB, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--boot-dir", boot)
+	}
 	var logs bytes.Buffer
 	// run starts the daemon; exited yields its Wait result once.
 	run := func(env ...string) (exited <-chan error) {
-		cmd := exec.Command(bin, h.args(w.url())...)
+		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), env...)
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
@@ -195,6 +215,11 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 	}
 	if n := nextBoot(t, img); n != "B" {
 		t.Fatalf("next boot %q, want B", n)
+	}
+	if c.kernel != nil {
+		if got, _ := os.ReadFile(filepath.Join(boot, "flatcar", "vmlinuz-b")); !bytes.Equal(got, c.kernel) {
+			t.Fatal("vmlinuz-b is not the payload's kernel")
+		}
 	}
 	if out, err := exec.Command("sgdisk", "-v", img).CombinedOutput(); err != nil || !strings.Contains(string(out), "No problems found.") {
 		t.Fatalf("sgdisk -v: %v\n%s", err, out)

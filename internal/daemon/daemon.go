@@ -54,6 +54,13 @@ type Options struct {
 	Postinst        string        // post-install program run with the passive device; "" = the new image's /postinst, "-" = none
 	PostinstTimeout time.Duration // 0 = 10 min
 
+	// BootDir is where the ESP is mounted: a Flatcar payload's kernel is
+	// installed as flatcar/vmlinuz-a|b there. "" = /boot.
+	BootDir string
+	// PCRPolicyDir receives a Flatcar payload's PCR policy (pcrs-a|b.zip);
+	// "" = the prefs directory's parent (/var/lib/update_engine).
+	PCRPolicyDir string
+
 	TPM        string // "" = no anti-rollback floor; a device path or host:port (swtpm)
 	RequireTPM bool
 	MeasurePCR int // with TPM: PCR extended with the new image's hash at flip; 0 = none
@@ -220,17 +227,29 @@ func Run(ctx context.Context, o Options) error {
 	note := &notifier{}
 	applier := engine.PayloadApplier{Keys: keys.load, InsecureAllowUnsigned: o.InsecureAllowUnsignedPayloads,
 		RequireVersion: requireVersion, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10}
+	procedures := engine.Procedures{
+		BootDir: o.BootDir, PolicyDir: cmp.Or(o.PCRPolicyDir, filepath.Dir(filepath.Clean(prefsDir))),
+		// PCR_POLICY_SERVER is read again before each POST, as update.conf
+		// before each check.
+		PolicyServer: func() string {
+			if c, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides}); err == nil {
+				return c.PCRPolicyServer
+			}
+			return cfg.PCRPolicyServer
+		},
+	}
 	var eng *engine.Engine
 	// Events owed from before a restart go out before any check: with the
 	// engine's track (a SetChannel choice beats GROUP).
 	trackNow := func() string { return eng.Snapshot().Channel }
 	ecfg := engine.Config{
-		Checker:    &engine.OmahaChecker{Client: client, Params: params, Track: trackNow},
+		Checker:    &engine.OmahaChecker{Client: client, Params: params, Track: trackNow, Prefs: store, Log: log},
 		Downloader: &engine.OmahaDownloader{Client: client},
 		Applier:    applier,
 		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
 		Prefs:      store,
 		Floor:      floor,
+		Procedures: procedures,
 		Metrics:    metricsAdapter{m},
 		Notifier:   note,
 		Log:        log,

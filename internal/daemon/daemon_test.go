@@ -68,10 +68,14 @@ type omahaWorld struct {
 	// unsigned publishes payloads without a signature (else signed with
 	// signingKey).
 	unsigned bool
+	// procedures go into the payloads published (major 1: Flatcar's
+	// kernel and PCR policy).
+	procedures []payload.ProcedureFile
 
-	mu     sync.Mutex // guards ranges and delay
+	mu     sync.Mutex // guards ranges, delay and cut
 	ranges []string
 	delay  time.Duration // per 32 KiB served
+	cut    int64         // > 0: the next payload download breaks off after this many bytes
 }
 
 func newOmaha(t testing.TB) *omahaWorld {
@@ -85,10 +89,14 @@ func newOmaha(t testing.TB) *omahaWorld {
 		if strings.HasPrefix(r.URL.Path, "/packages/") {
 			w.mu.Lock()
 			w.ranges = append(w.ranges, r.Header.Get("Range"))
-			d := w.delay
+			d, cut := w.delay, w.cut
+			w.cut = 0
 			w.mu.Unlock()
 			if d > 0 {
 				rw = &testenv.SlowWriter{ResponseWriter: rw, Ctx: r.Context(), Delay: d}
+			}
+			if cut > 0 {
+				rw = &cutWriter{ResponseWriter: rw, left: cut}
 			}
 		}
 		h.ServeHTTP(rw, r)
@@ -129,7 +137,7 @@ func (w *omahaWorld) publishAs(name, version, signed string, img []byte, badSHA 
 	var buf bytes.Buffer
 	o := payload.GenerateOptions{
 		New: bytes.NewReader(img), NewSize: int64(len(img)), Version: signed, ChunkSize: 256 << 10, TempDir: w.t.TempDir(),
-		Major: w.major, Compression: w.comp,
+		Major: w.major, Compression: w.comp, Procedures: w.procedures,
 	}
 	if !w.unsigned {
 		o.Keys = []*rsa.PrivateKey{testKey(w.t)}
@@ -141,7 +149,17 @@ func (w *omahaWorld) publishAs(name, version, signed string, img []byte, badSHA 
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	if old != nil && !res.Delta {
+		w.t.Fatalf("payload for %s is not a delta", name)
+	}
 	data := buf.Bytes()
+	w.publishData(name, version, from, old != nil, data, badSHA)
+	return data
+}
+
+// publishData publishes the payload data as version.
+func (w *omahaWorld) publishData(name, version, from string, delta bool, data []byte, badSHA bool) {
+	w.t.Helper()
 	sum := sha256.Sum256(data)
 	if badSHA {
 		sum[0] ^= 0xff
@@ -150,15 +168,31 @@ func (w *omahaWorld) publishAs(name, version, signed string, img []byte, badSHA 
 	if err := os.WriteFile(filepath.Join(w.dir, name), data, 0o644); err != nil {
 		w.t.Fatal(err)
 	}
-	if old != nil && !res.Delta {
-		w.t.Fatalf("payload for %s is not a delta", name)
-	}
-	meta, _ := json.Marshal(server.Metadata{File: name, Version: version, Size: int64(len(data)), SourceVersion: from, Delta: old != nil,
+	meta, _ := json.Marshal(server.Metadata{File: name, Version: version, Size: int64(len(data)), SourceVersion: from, Delta: delta,
 		SHA256: base64.StdEncoding.EncodeToString(sum[:]), SHA1: base64.StdEncoding.EncodeToString(s1[:])})
 	if err := os.WriteFile(filepath.Join(w.dir, name+".json"), meta, 0o644); err != nil {
 		w.t.Fatal(err)
 	}
-	return data
+}
+
+// cutWriter breaks a response off after left bytes (the connection is
+// aborted).
+type cutWriter struct {
+	http.ResponseWriter
+	left int64
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) >= c.left {
+		_, _ = c.ResponseWriter.Write(p[:c.left])
+		c.left = 0
+		if f, ok := c.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		panic(http.ErrAbortHandler)
+	}
+	c.left -= int64(len(p))
+	return c.ResponseWriter.Write(p)
 }
 
 func (w *omahaWorld) events() string { return server.EventsString(w.h.Events()) }

@@ -79,7 +79,7 @@ func (a PayloadApplier) Ready() error {
 }
 
 // Apply implements Applier.
-func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
+func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, files Files, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
 	keys, err := a.keys()
 	if err != nil {
 		return Applied{}, err
@@ -100,6 +100,15 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src 
 	if d, ok := dst.(directer); ok {
 		o.Direct = d.Direct()
 	}
+	if files != nil {
+		o.Files = func(name string) (payload.FileTarget, error) {
+			f, err := files(name)
+			if f == nil || err != nil {
+				return nil, err // no typed nil
+			}
+			return f, nil
+		}
+	}
 	if sr, ok := src.(interface{ Size() int64 }); ok {
 		o.TargetSize = sr.Size()
 	}
@@ -119,7 +128,11 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src 
 	if err != nil {
 		return Applied{}, err
 	}
-	return Applied{Size: res.Size, SHA256: res.SHA256, PartitionHash: res.PartitionHash}, nil
+	applied := Applied{Size: res.Size, SHA256: res.SHA256, PartitionHash: res.PartitionHash}
+	for _, f := range res.Files {
+		applied.Files = append(applied.Files, AppliedFile{Name: f.Name, Size: f.Size, SHA256: f.SHA256})
+	}
+	return applied, nil
 }
 
 // DiskSlots adapts *slot.Disk to Slots; writes to the passive slot go

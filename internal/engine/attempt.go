@@ -234,7 +234,9 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 
 	e.event(ctx, in.server, Event{Type: 13, Result: 1})
 	e.do(ctx, func(st *state) { st.snap.Status = status.Downloading })
-	applied, err := e.download(ctx, plan, in.server, flags)
+	files := newFileSet(e.cfg.Procedures, e.cfg.Slots.Passive())
+	defer files.close(true) // what install did not rename
+	applied, err := e.download(ctx, plan, in.server, files, flags)
 	if err != nil {
 		return res, err
 	}
@@ -250,7 +252,17 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		return res, status.WithCode(status.PayloadHashMismatchError, fmt.Errorf("%w: got %s, Omaha said %s", ErrHashMismatch,
 			base64.StdEncoding.EncodeToString(applied.SHA256), base64.StdEncoding.EncodeToString(plan.SHA256)))
 	}
-	if err := e.changeUpdate(func(u *Update) { u.Phase, u.Checkpoint = PhaseVerified, nil }); err != nil {
+	// The whole payload verified: its files (the kernel, the PCR policy)
+	// replace the target slot's. A kill before the record below resumes
+	// the download from before the files and installs them again.
+	installed, err := files.install(applied.Files)
+	if err != nil {
+		if !resumable(err) {
+			e.dropUpdate()
+		}
+		return res, err
+	}
+	if err := e.changeUpdate(func(u *Update) { u.Phase, u.Checkpoint, u.Files = PhaseVerified, nil, installed }); err != nil {
 		return res, status.WithCode(status.DownloadStateInitializationError, err)
 	}
 	e.do(ctx, func(st *state) { st.snap.Status = status.Finalizing })
@@ -270,10 +282,16 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 	if u == nil {
 		return errors.New("engine: finalize without an update in the record")
 	}
-	plan := &Plan{Version: u.ToVersion, Size: u.Size, SHA256: u.SHA256, Delta: u.Delta}
+	plan := &Plan{Version: u.ToVersion, Size: u.Size, SHA256: u.SHA256, Delta: u.Delta, PostinstArgs: postinstArgs(u.Files)}
 	if u.Phase == PhaseVerified || u.Phase == PhasePostinst {
 		if err := e.changeUpdate(func(u *Update) { u.Phase = PhasePostinst }); err != nil {
 			return status.WithCode(status.DownloadStateInitializationError, err)
+		}
+		if err := e.cfg.Procedures.checkFiles(ctx, u.Files); err != nil {
+			if ctx.Err() == nil {
+				e.dropUpdate() // FUE: a kernel or policy failure fails the update
+			}
+			return err
 		}
 		dev := e.cfg.Slots.PassiveDevice()
 		if err := e.cfg.Postinst.Cleanup(dev); err != nil {
@@ -364,7 +382,7 @@ func (e *Engine) dropUpdate() {
 
 // download streams the payload into the passive slot, resuming from the
 // recorded checkpoint when the same payload is offered again.
-func (e *Engine) download(ctx context.Context, plan *Plan, server string, flags *status.Code) (Applied, error) {
+func (e *Engine) download(ctx context.Context, plan *Plan, server string, files *fileSet, flags *status.Code) (Applied, error) {
 	var from *Checkpoint
 	resumes := 0
 	if u := e.record().Update; u != nil && u.Phase == PhaseDownloading && bytes.Equal(u.SHA256, plan.SHA256) &&
@@ -429,7 +447,7 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, flags 
 
 	pr := &progressReader{e: e, ctx: ctx, r: body, done: offset, total: plan.Size}
 	started := e.cfg.Clock.Now()
-	applied, err := e.cfg.Applier.Apply(ctx, plan, pr, src, dst, from, e.saveCheckpoint)
+	applied, err := e.cfg.Applier.Apply(ctx, plan, pr, src, dst, files.Open, from, e.saveCheckpoint)
 	if err != nil {
 		if pr.err != nil && ctx.Err() == nil {
 			// The body broke off: keep the checkpoint for a resume.

@@ -101,7 +101,9 @@ func (e *Engine) markBooted(ctx context.Context) (*Outcome, error) {
 }
 
 // ExecPostinst runs a post-install program as flatcar-postinst is run:
-// `Path <target-device>`, with the proxy environment passed on and a
+// `Path <target-device> [KERNEL=<path>] [PCR_POLICY=<path>]` (the files
+// the payload installed, Plan.PostinstArgs), with the proxy environment
+// passed on and a
 // timeout. Exit status 3 maps to code 19 (which the engine treats as
 // success); any other failure to code 5.
 type ExecPostinst struct {
@@ -121,7 +123,11 @@ func (p ExecPostinst) Run(ctx context.Context, device string, plan *Plan) error 
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(cctx, p.Path, device)
+	args := []string{device}
+	if plan != nil {
+		args = append(args, plan.PostinstArgs...)
+	}
+	cmd := exec.CommandContext(cctx, p.Path, args...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	for _, k := range []string{"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY"} {
 		if v, ok := os.LookupEnv(k); ok {

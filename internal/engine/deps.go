@@ -48,6 +48,10 @@ type Plan struct {
 	SHA256       []byte // raw SHA-256 of the whole payload
 	Delta        bool
 	PollInterval time.Duration // 0 = none given
+	// PostinstArgs follow the device on the post-install program's
+	// command line: KERNEL=<path> and PCR_POLICY=<path> for the files
+	// the payload installed (Flatcar's postinst_args), in payload order.
+	PostinstArgs []string
 }
 
 // Checker talks Omaha.
@@ -79,20 +83,45 @@ type Applied struct {
 	// PartitionHash is the verified SHA-256 of the new partition image,
 	// when the payload declares one.
 	PartitionHash []byte
+	// Files are the files the payload wrote through Files, verified.
+	Files []AppliedFile
 }
 
-// Applier applies a payload stream onto dst. from is nil for a fresh
+// AppliedFile is a file a payload carried beside the partition (a
+// Flatcar install procedure), written and verified.
+type AppliedFile struct {
+	Name   string // the payload's name for it: "kernel", "pcr_policy"
+	Size   uint64
+	SHA256 []byte
+}
+
+// FileTarget is a file an applier writes (*os.File is one).
+type FileTarget interface {
+	io.WriterAt
+	io.ReaderAt
+	Truncate(size int64) error
+	Sync() error
+}
+
+// Files opens where a payload's file of that name is written (the
+// kernel, the PCR policy); a nil FileTarget and nil error mean the host
+// keeps no such file: the applier verifies and drops its data.
+type Files func(name string) (FileTarget, error)
+
+// Applier applies a payload stream onto dst, and the files it carries
+// beside the partition onto what files opens. from is nil for a fresh
 // start, or the last saved checkpoint, in which case r starts at
-// from.Offset. save is called after each checkpoint-worthy step; if it
-// fails, Apply must stop with that error. Apply verifies the payload
-// (signatures, partition hash) before returning nil.
+// from.Offset (and the files are written from their start again). save
+// is called after each checkpoint-worthy step; if it fails, Apply must
+// stop with that error. Apply verifies the payload (signatures, partition
+// hash, files) before returning nil.
 type Applier interface {
 	// Ready fails when no payload could be verified now (no key to check
 	// signatures with): the engine asks before it downloads or writes.
 	Ready() error
 	// plan carries Omaha's size and SHA-256, which an applier may check
 	// early; the engine checks them again on the result.
-	Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error)
+	Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, files Files, from *Checkpoint, save func(Checkpoint) error) (Applied, error)
 }
 
 // Target is the passive slot opened for writing. It reads back too: an

@@ -25,6 +25,10 @@
 // marker are derived from the record. The slot is only flipped after the
 // applier verified the payload and the engine checked the Omaha size and
 // SHA-256.
+//
+// A Flatcar payload's kernel and PCR policy (procedures.go) are written
+// to temporary files while it streams and renamed into place once it
+// verified, before the verified record; post-install gets their paths.
 package engine
 
 import (
@@ -68,6 +72,9 @@ type Config struct {
 	Metrics    Metrics
 	Notifier   Notifier
 	Postinst   Postinstaller
+	// Procedures places the kernel and PCR policy a Flatcar payload
+	// carries (the zero value: /boot, /var/lib/update_engine, no POST).
+	Procedures Procedures
 	Clock      Clock      // nil = wall clock
 	Rand       *rand.Rand // nil = seeded from the clock
 	Log        *slog.Logger

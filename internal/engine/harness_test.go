@@ -34,7 +34,7 @@ type rawApplier struct{}
 
 func (rawApplier) Ready() error { return nil }
 
-func (rawApplier) Apply(ctx context.Context, _ *Plan, r io.Reader, src io.ReaderAt, dst Target, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
+func (rawApplier) Apply(ctx context.Context, _ *Plan, r io.Reader, src io.ReaderAt, dst Target, _ Files, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
 	h := sha256.New()
 	var off int64
 	if from != nil {

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 
+	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
@@ -37,6 +39,13 @@ var ErrUpdatesDisabled = status.WithCode(status.OmahaUpdateIgnoredPerPolicy, err
 type OmahaChecker struct {
 	Client *omaha.Client // Server = the configured Omaha URL
 	Params omaha.Params  // the static request values (version, ids, board…)
+	// Prefs, when set, keeps the body of every update check's answer
+	// (update or not; pings and events are not kept) as the full-response
+	// pref, as FUE does (omaha_request_action.cc): flatcar-postinst reads
+	// it to fetch the OEM and system extensions the response names. A
+	// failed write is logged, as in FUE.
+	Prefs Prefs
+	Log   *slog.Logger // nil = discard
 	// Track, when set, gives the current track for events sent before
 	// any check (nil = Params.Track).
 	Track func() string
@@ -95,6 +104,11 @@ func (c *OmahaChecker) Check(ctx context.Context, req CheckRequest) (*Plan, erro
 	op, err := cl.Check(ctx, p)
 	if err != nil {
 		return nil, err
+	}
+	if c.Prefs != nil {
+		if err := c.Prefs.Set(prefs.KeyFullResponse, op.Raw); err != nil && c.Log != nil {
+			c.Log.Warn("cannot store the update check's response", "pref", prefs.KeyFullResponse, "err", err)
+		}
 	}
 	if op.NoUpdate {
 		return nil, nil

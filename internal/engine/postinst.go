@@ -20,7 +20,8 @@ import (
 
 // SlotPostinst runs the post-install program the new image carries, as
 // Flatcar does: the verified passive partition is mounted read-only and
-// `<mnt>/<Program> <device>` runs with ExecPostinst's rules (timeout,
+// `<mnt>/<Program> <device> [KERNEL=<path>] [PCR_POLICY=<path>]` runs
+// with ExecPostinst's rules (timeout,
 // proxy environment, exit 3 = code 19). As in Flatcar, post-install is
 // part of the update: a passive slot without a partition node to mount,
 // an image this kernel cannot mount, or an image without the program fail

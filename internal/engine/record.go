@@ -55,6 +55,10 @@ type Update struct {
 	Server     string      `json:"server,omitempty"`
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 	Resumes    int         `json:"resumes,omitempty"`
+	// Files are the payload's files renamed into place (the kernel, the
+	// PCR policy), set with PhaseVerified; post-install checks them again
+	// and gets their paths.
+	Files []InstalledFile `json:"files,omitempty"`
 	// FlipTime is the unix time of the flip (for flip_to_good).
 	FlipTime int64 `json:"flip_time,omitempty"`
 	// AppliedOwed: the 3/1 event has not been sent yet.

@@ -45,6 +45,7 @@ const (
 	KeyUpdateCheckResponseHash      = "update-check-response-hash"
 	KeyResumedUpdateFailures        = "resumed-update-failures"
 	KeyPreviousVersion              = "previous-version"
+	KeyFullResponse                 = "full-response" // the last update check's response body (flatcar-postinst reads it)
 	KeyAlephVersion                 = "aleph-version"
 	KeyBackoffExpiryTime            = "backoff-expiry-time"
 	KeyPayloadAttemptNumber         = "payload-attempt-number"

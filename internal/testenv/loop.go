@@ -52,16 +52,48 @@ func MountExt4(t testing.TB, dev string) (dir string, unmount func()) {
 	if out, err := exec.Command("mount", "-t", "ext4", dev, dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount %s: %v: %s", dev, err, out)
 	}
+	return dir, unmounter(t, dir, "umount", dir)
+}
+
+// MountVFAT makes a FAT file system (an ESP) on dev and mounts it on a
+// directory in t.TempDir(), which it returns, with the kernel's vfat or,
+// on a kernel without it, FUSE's fusefat (Debian fusefat). The returned
+// function unmounts it (idempotent); t.Cleanup calls it too. It skips t
+// unless root, or when neither mount works.
+func MountVFAT(t testing.TB, dev string) (dir string, unmount func()) {
+	t.Helper()
+	RequireRoot(t)
+	RequireTool(t, "mkfs.vfat", "mount", "umount")
+	if out, err := exec.Command("mkfs.vfat", dev).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.vfat %s: %v: %s", dev, err, out)
+	}
+	dir = t.TempDir()
+	out, err := exec.Command("mount", "-t", "vfat", dev, dir).CombinedOutput()
+	if err == nil {
+		return dir, unmounter(t, dir, "umount", dir)
+	}
+	if _, lerr := exec.LookPath("fusefat"); lerr != nil {
+		t.Skipf("cannot mount a FAT file system: mount -t vfat: %v: %s; and no fusefat (apt-get install fusefat)", err, out)
+	}
+	if out, err := exec.Command("fusefat", "-o", "rw+", dev, dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a FAT file system: fusefat: %v: %s", err, out)
+	}
+	return dir, unmounter(t, dir, "fusermount", "-u", dir)
+}
+
+// unmounter returns an idempotent unmount of dir by the command, also
+// registered with t.Cleanup.
+func unmounter(t testing.TB, dir string, cmd ...string) func() {
 	mounted := true
-	unmount = func() {
+	unmount := func() {
 		if !mounted {
 			return
 		}
 		mounted = false
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
+		if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+			t.Errorf("%s %s: %v: %s", cmd[0], dir, err, out)
 		}
 	}
 	t.Cleanup(unmount)
-	return dir, unmount
+	return unmount
 }

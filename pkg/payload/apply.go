@@ -21,8 +21,23 @@ type Options struct {
 	Source io.ReaderAt
 	// Partition is the payload partition applied to the target: "" means
 	// "root" (version 1 payloads name their USR partition "root") or the
-	// only partition. Other partitions' data is verified and skipped.
+	// only partition. Other partitions' data is verified and skipped,
+	// unless Files gives them a place.
 	Partition string
+	// Files, if set, is asked once for each install procedure of a major
+	// 1 payload, by partition name (Flatcar's "kernel" and "pcr_policy",
+	// "procedure<N>" when untyped), after the metadata parsed and before
+	// the first
+	// write; it returns where that partition is written as a file, or nil
+	// to verify and drop its data. Such a partition needs a new_info: at
+	// the end, after the payload signature verified, each file is
+	// truncated to new_info.size, synced, read back and checked against
+	// new_info.hash (ErrNewKernelHash, ErrNewPCRPolicyHash,
+	// ErrNewFileHash). The caller owns the files: it closes them, and
+	// removes them when Apply fails. Checkpoints stop before the first
+	// file operation, so Resume writes the files from their start (they
+	// must be given again, emptied).
+	Files func(name string) (FileTarget, error)
 	// Strict refuses project extensions (REPLACE_ZSTD).
 	Strict bool
 	// Direct: the target is opened O_DIRECT, so every write uses a
@@ -85,6 +100,21 @@ type Checkpoint struct {
 	PartitionStreaming bool
 }
 
+// FileTarget receives a file partition (Options.Files); *os.File is one.
+type FileTarget interface {
+	io.WriterAt
+	io.ReaderAt
+	Truncate(size int64) error
+	Sync() error
+}
+
+// FileResult is a file partition written and verified.
+type FileResult struct {
+	Name   string // payload partition name ("kernel", "pcr_policy")
+	Size   uint64 // new_info.size
+	SHA256 []byte // new_info.hash, verified on the file
+}
+
 // Result describes a payload that applied and verified.
 type Result struct {
 	Size          int64  // payload bytes read
@@ -95,6 +125,7 @@ type Result struct {
 	PartitionHash []byte // verified new partition hash (nil if absent)
 	Version       string // the version the payload carries for Partition ("" if none)
 	Ops           int
+	Files         []FileResult // the file partitions written (Options.Files), in payload order
 }
 
 // syncer is implemented by targets that can flush to stable storage.
@@ -160,6 +191,9 @@ func Resume(ctx context.Context, cp *Checkpoint, r io.Reader, target io.WriterAt
 	if uint64(cp.Offset) != want {
 		return nil, fmt.Errorf("%w: offset %d, op %d starts at %d", ErrBadCheckpoint, cp.Offset, cp.NextOp, want)
 	}
+	if cp.NextOp > a.p.firstFile {
+		return nil, fmt.Errorf("%w: next op %d is past the first file operation %d", ErrBadCheckpoint, cp.NextOp, a.p.firstFile)
+	}
 	if err := unmarshalHash(a.whole, cp.PayloadHash); err != nil {
 		return nil, err
 	}
@@ -208,6 +242,8 @@ type applier struct {
 	phashed uint64
 	pstream bool
 
+	files []fileOut // file partitions (Options.Files), in payload order
+
 	pool  bufPool
 	zeros []byte // 1 MiB of zeros, read-only
 
@@ -234,6 +270,9 @@ func newApplier(raw []byte, o *Options) (*applier, error) {
 		return nil, err
 	}
 	a := &applier{p: p, o: o, whole: sha256.New(), phash: sha256.New(), pstream: true}
+	if err := a.openFiles(); err != nil {
+		return nil, err
+	}
 	a.zeros = a.pool.get(1 << 20)
 	clear(a.zeros)
 	if h.MetadataSignatureSize > 0 {
@@ -279,6 +318,12 @@ func (a *applier) finish(target io.WriterAt, t tail) (*Result, error) {
 			return nil, fmt.Errorf("%w: %x, want %x", ErrNewPartitionHash, got, ni.GetHash())
 		}
 		res.PartitionSize, res.PartitionHash = ni.GetSize(), got
+	}
+	for _, f := range a.files {
+		if err := a.finishFile(f); err != nil {
+			return nil, err
+		}
+		res.Files = append(res.Files, FileResult{Name: f.name, Size: f.info.GetSize(), SHA256: f.info.GetHash()})
 	}
 	return res, nil
 }

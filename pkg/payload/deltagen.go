@@ -268,9 +268,10 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 		if j.err != nil {
 			return nil, j.err
 		}
-		if err := sink.add(spec, res, j.op, j.data); err != nil {
+		if err := sink.add(res, j.op, j.data); err != nil {
 			return nil, err
 		}
+		spec.Ops = append(spec.Ops, j.op)
 		spec.MinorVersion = max(spec.MinorVersion, minorFor(j.op.GetType()))
 		j.data, j.src, j.dst = nil, nil, nil
 	}

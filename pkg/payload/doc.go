@@ -58,6 +58,16 @@
 // (BSDF2, brotli streams), and the project extension REPLACE_ZSTD (type
 // 0x5a5a, a zstd frame), which readers told to be strict refuse.
 //
+// # Files
+//
+// A major 1 payload's install procedures (Flatcar: the kernel and the TPM
+// PCR policy, after the USR partition's data) are files, not partitions:
+// with Options.Files they are written to the files it opens, cut to
+// new_info.size and checked against new_info.hash after the signature
+// (ErrNewKernelHash, ErrNewPCRPolicyHash). Checkpoints stop before the
+// first file operation, so a resumed apply writes the files from their
+// start. GenerateOptions.Procedures writes them.
+//
 // # Generating
 //
 // [Generate] writes a full payload in operations of at most 2 MiB, each the

@@ -54,6 +54,18 @@ type GenerateOptions struct {
 	ChunkSize int    // bytes per operation, multiple of 4096; 0 = 2 MiB
 	Workers   int    // 0 = GOMAXPROCS
 	TempDir   string // for the data blobs before the manifest is known
+	// Procedures (major 1 full payloads only) are files installed beside
+	// the partition: Flatcar's KERNEL (the kernel the new image boots
+	// with) and PCR_POLICY procedures, written after the partition's
+	// operations in the same operation types, with new_info.
+	Procedures []ProcedureFile
+}
+
+// ProcedureFile is the content of one install procedure.
+type ProcedureFile struct {
+	Type metadata.InstallProcedure_Type // metadata.InstallProcedure_KERNEL or _PCR_POLICY
+	Data io.ReaderAt
+	Size int64
 }
 
 // ErrGenerate: bad generator options.
@@ -70,6 +82,9 @@ const blockSize = 4096
 
 // Generate writes a payload for o.New to w. The output is deterministic.
 func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateResult, error) {
+	if len(o.Procedures) > 0 && (o.Major != 1 || o.Old != nil) {
+		return nil, fmt.Errorf("%w: install procedures need a major 1 full payload", ErrGenerate)
+	}
 	if o.Old != nil {
 		return GenerateDelta(ctx, w, o)
 	}
@@ -91,16 +106,48 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 	case o.Major == 1 && comp != CompressBzip2 && comp != CompressNone:
 		return nil, fmt.Errorf("%w: major version 1 payloads can only use bzip2 or none, not %q", ErrGenerate, comp)
 	}
-	workers := o.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
 	sink, err := newOpSink(o.TempDir)
 	if err != nil {
 		return nil, err
 	}
 	defer sink.close()
+	spec := &Spec{Major: o.Major, Partition: o.Partition, Version: o.Version}
+	res := &GenerateResult{OpCounts: map[string]int{}}
+	add := func(ops *[]*metadata.InstallOperation) func(*metadata.InstallOperation, []byte) error {
+		return func(op *metadata.InstallOperation, data []byte) error {
+			if err := sink.add(res, op, data); err != nil {
+				return err
+			}
+			*ops = append(*ops, op)
+			return nil
+		}
+	}
+	sum, err := chunkImage(ctx, o, comp, chunk, add(&spec.Ops))
+	if err != nil {
+		return nil, err
+	}
+	spec.NewInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.NewSize)), Hash: sum}
+	for _, pf := range o.Procedures {
+		pr := &metadata.InstallProcedure{Type: pf.Type.Enum()}
+		po := o
+		po.New, po.NewSize = pf.Data, pf.Size
+		if sum, err = chunkImage(ctx, po, comp, chunk, add(&pr.Operations)); err != nil {
+			return nil, fmt.Errorf("payload: procedure %v: %w", pf.Type, err)
+		}
+		pr.NewInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(pf.Size)), Hash: sum}
+		spec.Procedures = append(spec.Procedures, pr)
+	}
+	return sink.write(w, spec, res, o.Keys)
+}
 
+// chunkImage cuts o.New into operations of chunk bytes, compressed on
+// o.Workers cores, and passes them to add in order. It returns the
+// image's SHA-256.
+func chunkImage(ctx context.Context, o GenerateOptions, comp string, chunk int, add func(*metadata.InstallOperation, []byte) error) ([]byte, error) {
+	workers := o.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
 	n := int((o.NewSize + int64(chunk) - 1) / int64(chunk))
 	type result struct {
 		op   *metadata.InstallOperation
@@ -129,8 +176,6 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 	// Stay at most 2*workers chunks ahead of the writer.
 	go feedWindow(ctx, n, 2*workers, func(i int) <-chan struct{} { return results[i].done }, idx)
 	newHash := sha256.New()
-	spec := &Spec{Major: o.Major, Partition: o.Partition, Version: o.Version}
-	res := &GenerateResult{OpCounts: map[string]int{}}
 	for i, r := range results {
 		select {
 		case <-r.done:
@@ -143,13 +188,12 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 		if err := hashNew(o, i, chunk, newHash); err != nil {
 			return nil, err
 		}
-		if err := sink.add(spec, res, r.op, r.data); err != nil {
+		if err := add(r.op, r.data); err != nil {
 			return nil, err
 		}
 		r.data = nil
 	}
-	spec.NewInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.NewSize)), Hash: newHash.Sum(nil)}
-	return sink.write(w, spec, res, o.Keys)
+	return newHash.Sum(nil), nil
 }
 
 // opSink spools generated operations' data blobs to a temp file, in
@@ -167,9 +211,9 @@ func newOpSink(dir string) (*opSink, error) {
 	return &opSink{tmp: tmp}, nil
 }
 
-// add appends op to spec: its blob (if any) gets the next data offset and
-// its SHA-256, and res counts the op type.
-func (s *opSink) add(spec *Spec, res *GenerateResult, op *metadata.InstallOperation, data []byte) error {
+// add spools op's blob (if any), which gets the next data offset and its
+// SHA-256, and res counts the op type. The caller appends op to its list.
+func (s *opSink) add(res *GenerateResult, op *metadata.InstallOperation, data []byte) error {
 	if len(data) > 0 {
 		op.DataOffset, op.DataLength = proto.Uint64(s.off), proto.Uint64(uint64(len(data)))
 		h := sha256.Sum256(data)
@@ -180,7 +224,6 @@ func (s *opSink) add(spec *Spec, res *GenerateResult, op *metadata.InstallOperat
 		s.off += uint64(len(data))
 	}
 	res.OpCounts[op.GetType().String()]++
-	spec.Ops = append(spec.Ops, op)
 	return nil
 }
 

@@ -211,10 +211,7 @@ func ParseMetadata(raw []byte) (*Metadata, error) {
 		for i, pr := range fm.Procedures {
 			name := fmt.Sprintf("procedure%d", i)
 			if pr.Type != nil {
-				name = map[metadata.InstallProcedure_Type]string{
-					metadata.InstallProcedure_KERNEL:     "kernel",
-					metadata.InstallProcedure_PCR_POLICY: "pcr_policy",
-				}[pr.GetType()]
+				name = procedureNames[pr.GetType()]
 			}
 			m.Partitions = append(m.Partitions, Partition{Name: name, Ops: pr.Operations, OldInfo: pr.OldInfo, NewInfo: pr.NewInfo})
 		}

@@ -106,13 +106,17 @@ func readAll(t testing.TB, f *os.File, n int) []byte {
 	return b
 }
 
-// writeOps writes a payload from ops and their data (offsets and hashes are
-// filled in here unless set).
+// writeOps writes a payload from ops (spec.Ops, then the procedures') and
+// their data (offsets and hashes are filled in here unless set).
 func writeOps(t testing.TB, spec *Spec, data [][]byte, ks []*rsa.PrivateKey) []byte {
 	t.Helper()
 	var blobs bytes.Buffer
 	var off uint64
-	for i, op := range spec.Ops {
+	ops := spec.Ops
+	for _, pr := range spec.Procedures {
+		ops = append(ops[:len(ops):len(ops)], pr.Operations...)
+	}
+	for i, op := range ops {
 		if i < len(data) && len(data[i]) > 0 {
 			if op.DataOffset == nil {
 				op.DataOffset = proto.Uint64(off)

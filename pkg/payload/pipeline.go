@@ -161,7 +161,7 @@ func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, 
 		j := &job{idx: i, s: s, done: make(chan struct{}), hashed: closedChan}
 		dl := int64(s.op.GetDataLength())
 		need := dl
-		if s.write && !s.kind.noOutput {
+		if s.emits() && !s.kind.noOutput {
 			if s.kind.inPlace {
 				need = max(dl, int64(s.dstBytes))
 			} else {
@@ -174,7 +174,7 @@ func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, 
 		}
 		if dl > 0 {
 			n := dl
-			if s.write && s.kind.inPlace {
+			if s.emits() && s.kind.inPlace {
 				n = int64(s.dstBytes)
 			}
 			j.buf = a.pool.get(int(n))
@@ -210,7 +210,7 @@ func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, 
 		case <-ctx.Done():
 			return tail{err: ctx.Err()}
 		}
-		if dl > 0 || (s.write && !s.kind.noOutput) {
+		if dl > 0 || (s.emits() && !s.kind.noOutput) {
 			select {
 			case jobs <- j:
 			case <-ctx.Done():
@@ -254,7 +254,7 @@ func (a *applier) exec(d *decoder, j *job) error {
 			return fmt.Errorf("%w: op %d", ErrOperationHashMismatch, j.idx)
 		}
 	}
-	if !s.write || s.kind.noOutput {
+	if !s.emits() || s.kind.noOutput {
 		return nil
 	}
 	if s.kind.inPlace {
@@ -286,8 +286,15 @@ func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *j
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if j.s.write {
-			if err := a.writeOp(target, j); err != nil {
+		var w io.WriterAt
+		switch {
+		case j.s.write:
+			w = target
+		case j.s.file >= 0:
+			w = a.files[j.s.file].t
+		}
+		if w != nil {
+			if err := a.writeOp(w, j); err != nil {
 				return err
 			}
 		}
@@ -296,7 +303,8 @@ func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *j
 	return nil
 }
 
-func (a *applier) writeOp(target io.WriterAt, j *job) error {
+// writeOp writes a job's output to w, the target or a file.
+func (a *applier) writeOp(w io.WriterAt, j *job) error {
 	bs := a.p.bs
 	var off uint64
 	for _, e := range j.s.op.DstExtents {
@@ -309,12 +317,12 @@ func (a *applier) writeOp(target io.WriterAt, j *job) error {
 		if j.s.kind.noOutput {
 			for k := uint64(0); k < n; {
 				c := min(n-k, uint64(len(a.zeros)))
-				if _, err := target.WriteAt(a.zeros[:c], int64(pos+k)); err != nil {
+				if _, err := w.WriteAt(a.zeros[:c], int64(pos+k)); err != nil {
 					return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
 				}
 				k += c
 			}
-		} else if _, err := target.WriteAt(j.out[off:off+n], int64(pos)); err != nil {
+		} else if _, err := w.WriteAt(j.out[off:off+n], int64(pos)); err != nil {
 			return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
 		}
 		off += n
@@ -343,7 +351,10 @@ func (a *applier) finishJobs(ctx context.Context, target io.WriterAt, fin <-chan
 		if a.o.Progress != nil {
 			a.o.Progress(j.end)
 		}
-		if a.o.Checkpoint != nil && (a.o.CheckpointBytes <= 0 || lastCP < 0 || j.end-lastCP >= a.o.CheckpointBytes || j.idx == len(a.p.steps)-1) {
+		// No checkpoint after a file operation (Options.Files); one
+		// right before the first.
+		if a.o.Checkpoint != nil && j.idx < a.p.firstFile &&
+			(a.o.CheckpointBytes <= 0 || lastCP < 0 || j.end-lastCP >= a.o.CheckpointBytes || j.idx == a.p.firstFile-1) {
 			if s, ok := target.(syncer); ok {
 				if e := s.Sync(); e != nil {
 					err = fmt.Errorf("%w: sync: %v", ErrWrite, e)

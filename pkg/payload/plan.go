@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -12,6 +13,7 @@ type step struct {
 	op       *metadata.InstallOperation
 	kind     *opKind
 	write    bool   // the op targets the applied partition
+	file     int    // index into applier.files when the op writes a file partition, else -1
 	dstBytes uint64 // sum of dst extents
 	dataPos  uint64 // absolute payload offset of its data
 }
@@ -25,7 +27,15 @@ type plan struct {
 	newInfo   *metadata.PartitionInfo
 	dataEnd   uint64 // blob offset after the last op's data
 	signedEnd uint64 // absolute offset where the signed bytes end
+	// firstFile is the index of the first step that writes a file
+	// partition (len(steps) when none): checkpoints stop before it, so a
+	// resume writes every file from its start.
+	firstFile int
 }
+
+// emits reports whether the step's output is written (to the target or a
+// file).
+func (s *step) emits() bool { return s.write || s.file >= 0 }
 
 type extent struct{ start, end uint64 }
 
@@ -71,7 +81,7 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 			if k == nil || (k.extension && o.Strict) {
 				return nil, fmt.Errorf("%w: %s: %v", ErrUnknownOperation, where, op.GetType())
 			}
-			s := step{op: op, kind: k, write: pi == p.part}
+			s := step{op: op, kind: k, write: pi == p.part, file: -1}
 			for _, e := range op.DstExtents {
 				n := e.GetNumBlocks()
 				if n == 0 || n > 1<<40 {
@@ -132,6 +142,7 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 		}
 	}
 	p.dataEnd = pos
+	p.firstFile = len(p.steps)
 	if m.SignaturesSize > 0 && m.SignaturesOffset != pos {
 		return nil, fmt.Errorf("%w: signatures_offset %d, data ends at %d", ErrInvalidManifest, m.SignaturesOffset, pos)
 	}
@@ -145,18 +156,8 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 	if o.ExpectedSize > 0 && m.Size() != uint64(o.ExpectedSize) {
 		return nil, fmt.Errorf("%w: manifest declares %d bytes, expected %d", ErrTruncated, m.Size(), o.ExpectedSize)
 	}
-	slices.SortFunc(dsts, func(a, b extent) int {
-		if a.start < b.start {
-			return -1
-		} else if a.start > b.start {
-			return 1
-		}
-		return 0
-	})
-	for i := 1; i < len(dsts); i++ {
-		if dsts[i].start < dsts[i-1].end {
-			return nil, fmt.Errorf("%w: dst extents overlap at block %d", ErrInvalidManifest, dsts[i].start)
-		}
+	if err := checkOverlaps(dsts); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -169,6 +170,74 @@ func checkVersion(pt Partition, o *Options) error {
 		return fmt.Errorf("%w: partition %q has none, and the offered version %q cannot be confirmed", ErrVersionMissing, pt.Name, o.Version)
 	case pt.Version != "" && o.Version != "" && pt.Version != o.Version:
 		return fmt.Errorf("%w: the payload is version %q, offered as %q", ErrVersionMismatch, pt.Version, o.Version)
+	}
+	return nil
+}
+
+// bindFile makes partition pi's operations write file fi (Options.Files),
+// after checking what a file partition needs: a new_info (the file's size
+// and hash), destination extents inside that size, no overlaps, and no
+// source operations (a file has no old copy to read).
+func (p *plan) bindFile(pi, fi int) error {
+	pt := p.m.Partitions[pi]
+	if pt.NewInfo == nil {
+		return fmt.Errorf("%w: partition %q: a file without new_info", ErrInvalidManifest, pt.Name)
+	}
+	limit := (pt.NewInfo.GetSize() + p.bs - 1) / p.bs
+	var dsts []extent
+	first := -1
+	for i := range p.steps {
+		s := &p.steps[i]
+		if !p.inPartition(i, pi) {
+			continue
+		}
+		if s.kind.source {
+			return fmt.Errorf("%w: partition %q: %v", ErrNoSource, pt.Name, s.op.GetType())
+		}
+		if s.dstBytes > MaxOpBytes {
+			return fmt.Errorf("%w: partition %q: %d dst bytes", ErrInvalidManifest, pt.Name, s.dstBytes)
+		}
+		for _, e := range s.op.DstExtents {
+			if e.GetStartBlock() == SparseHole {
+				continue
+			}
+			end := e.GetStartBlock() + e.GetNumBlocks()
+			if end < e.GetNumBlocks() || end > limit {
+				return fmt.Errorf("%w: partition %q: dst extent [%d,+%d) outside the file (%d blocks)", ErrInvalidManifest, pt.Name, e.GetStartBlock(), e.GetNumBlocks(), limit)
+			}
+			dsts = append(dsts, extent{e.GetStartBlock(), end})
+		}
+		s.file = fi
+		if first < 0 {
+			first = i
+		}
+	}
+	if err := checkOverlaps(dsts); err != nil {
+		return fmt.Errorf("partition %q: %w", pt.Name, err)
+	}
+	if first >= 0 {
+		p.firstFile = min(p.firstFile, first)
+	}
+	return nil
+}
+
+// inPartition reports whether step i belongs to partition pi (steps are
+// the partitions' operations, in order).
+func (p *plan) inPartition(i, pi int) bool {
+	start := 0
+	for k := range pi {
+		start += len(p.m.Partitions[k].Ops)
+	}
+	return i >= start && i < start+len(p.m.Partitions[pi].Ops)
+}
+
+// checkOverlaps fails when two destination extents overlap.
+func checkOverlaps(dsts []extent) error {
+	slices.SortFunc(dsts, func(a, b extent) int { return cmp.Compare(a.start, b.start) })
+	for i := 1; i < len(dsts); i++ {
+		if dsts[i].start < dsts[i-1].end {
+			return fmt.Errorf("%w: dst extents overlap at block %d", ErrInvalidManifest, dsts[i].start)
+		}
 	}
 	return nil
 }

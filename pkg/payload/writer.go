@@ -26,6 +26,9 @@ type Spec struct {
 	// Ops in data order; data_offset/data_length relative to the first blob
 	// byte, sequential. WritePayload does not modify them.
 	Ops []*metadata.InstallOperation
+	// Procedures (major 1 only) are Flatcar's install procedures (the
+	// kernel, the PCR policy), whose ops' data follows Ops' in data order.
+	Procedures []*metadata.InstallProcedure
 }
 
 // ErrSpec: WritePayload was given an inconsistent Spec.
@@ -48,6 +51,14 @@ func WritePayload(w io.Writer, spec *Spec, blobs io.Reader, keys []*rsa.PrivateK
 	for _, op := range spec.Ops {
 		blobSize += op.GetDataLength()
 	}
+	for _, pr := range spec.Procedures {
+		for _, op := range pr.Operations {
+			blobSize += op.GetDataLength()
+		}
+	}
+	if len(spec.Procedures) > 0 && major != 1 {
+		return 0, fmt.Errorf("%w: install procedures in a major %d payload", ErrSpec, major)
+	}
 	var sigSize uint64
 	if len(keys) > 0 {
 		n, err := signatureBlobSize(keys)
@@ -64,6 +75,7 @@ func WritePayload(w io.Writer, spec *Spec, blobs io.Reader, keys []*rsa.PrivateK
 			BlockSize:           proto.Uint32(bs),
 			OldPartitionInfo:    spec.OldInfo,
 			NewPartitionInfo:    spec.NewInfo,
+			Procedures:          spec.Procedures,
 		}
 		if spec.Version != "" {
 			fm.NewImageInfo = &metadata.ImageInfo{Version: proto.String(spec.Version)}
