@@ -63,6 +63,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	if rp.Finish {
 		e.startFinish(wctx, &wg, st)
+		e.publish(st, false) // FINALIZING before the worker moves on
 	}
 	if !e.cfg.Health.Disabled && (e.cfg.BootID == "" || rp.Record.GoodBoot != e.cfg.BootID) {
 		wg.Add(1)

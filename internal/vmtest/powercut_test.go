@@ -48,6 +48,19 @@ func cutPlan(rng *rand.Rand) []cut {
 	return append(plan, last[rng.IntN(len(last))])
 }
 
+// laterPhases extends a download or verify trigger with the triggers of
+// the phases after it (a restart finishes a verified payload without
+// downloading it).
+func laterPhases(trigger string) string {
+	switch trigger {
+	case trigDownload:
+		return trigDownload + "|" + trigVerify + "|" + trigPostinst
+	case trigVerify:
+		return trigVerify + "|" + trigPostinst
+	}
+	return trigger
+}
+
 // afterCut checks the disk after a power cut: GPT valid, active slot
 // untouched.
 func (h *host) afterCut(hashA string) {
