@@ -127,12 +127,15 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 		}
 		args = append(args, "--boot-dir", boot)
 	}
-	var logs bytes.Buffer
+	var logBuf bytes.Buffer
+	var logMu sync.Mutex
+	logs := &lockedWriter{w: &logBuf, mu: &logMu}
+	logText := func() string { logMu.Lock(); defer logMu.Unlock(); return logBuf.String() }
 	// run starts the daemon; exited yields its Wait result once.
 	run := func(env ...string) (exited <-chan error) {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), env...)
-		cmd.Stderr = &logs
+		cmd.Stderr = logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +152,7 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 	}
 	defer func() {
 		if t.Failed() {
-			t.Logf("daemon logs:\n%s", logs.String())
+			t.Logf("daemon logs:\n%s", logText())
 		}
 	}()
 
@@ -192,7 +195,7 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 			t.Fatalf("daemon ended with %v, want killed at write %d", exitErr, at)
 		}
 		cl.Close()
-		fmt.Fprintf(&logs, "---- killed at write %d; restarting\n", at)
+		fmt.Fprintf(logs, "---- killed at write %d; restarting\n", at)
 		run()
 		cl = client(t, h.bus)
 		if err := cl.AttemptUpdate(t.Context()); err != nil {
@@ -238,6 +241,9 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 	}
 	if n := countEvent(ev, "3/1"); n > 1 {
 		t.Fatalf("server saw %d 3/1 events: %q", n, ev)
+	}
+	if strings.Contains(logText(), "illegal status transition") {
+		t.Fatal("the daemon logged an illegal status transition")
 	}
 	if at > 0 {
 		return nil
