@@ -178,3 +178,20 @@ func (vm *VM) Kill() {
 	_ = vm.cmd.Process.Kill()
 	<-vm.done
 }
+
+// Rewind makes the next Expect search this boot's serial lines from the
+// first again, and returns how many had been read.
+func (vm *VM) Rewind() int {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	p := vm.pos
+	vm.pos = 0
+	return p
+}
+
+// Pos is how many serial lines Expect has read.
+func (vm *VM) Pos() int {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.pos
+}
