@@ -308,6 +308,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		cancel(nil)
 		<-runErr
+		if ctx.Err() != nil {
+			return nil // stopped while taking the bus names
+		}
 		return err
 	}
 	defer srv.Close()
