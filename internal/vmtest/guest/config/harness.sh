@@ -19,7 +19,7 @@ tail -n0 -F /var/lib/vmtest/omaha.jsonl 2>/dev/null | while read -r l; do say "o
 # UPDATE_ENGINE_HEALTH_DELAY has passed and the health units are active.
 health=""
 for _ in $(seq 180); do
-	if journalctl -b -u update-engine.service -o cat | grep -q 'booted slot marked good'; then health=good; break; fi
+	if journalctl -b -u update-engine.service -o cat | grep -Eq 'booted slot marked (good|successful)'; then health=good; break; fi
 	if journalctl -b -u update-engine.service -o cat | grep -q 'booted slot not marked good'; then health=bad; break; fi
 	sleep 2
 done
