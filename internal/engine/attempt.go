@@ -269,7 +269,6 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	if err := e.finalize(ctx, applied.PartitionHash); err != nil {
 		return res, err
 	}
-	e.log.Info("update applied; reboot needed", "version", plan.Version, "slot", e.cfg.Slots.Passive())
 	return res, nil
 }
 
@@ -326,6 +325,7 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 		st.snap.NewVersion, st.snap.NewSize = u.ToVersion, u.Size
 		e.refreshSlots(ctx, &st.snap)
 	})
+	e.log.Info("update applied; reboot needed", "version", u.ToVersion, "slot", u.Target)
 	return nil
 }
 
