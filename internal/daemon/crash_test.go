@@ -140,11 +140,12 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		gone := make(chan struct{}) // closed once reaped, whoever reads done
+		go func() { done <- cmd.Wait(); close(gone) }()
 		t.Cleanup(func() {
 			_ = cmd.Process.Kill()
 			select {
-			case <-done:
+			case <-gone:
 			case <-time.After(10 * time.Second):
 			}
 		})
@@ -178,7 +179,14 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 		}
 		if _, err := cl.GetStatus(t.Context()); err == nil {
 			if err := cl.AttemptUpdate(t.Context()); err != nil {
-				t.Fatal(err)
+				// The kill may land while the call is in flight
+				// (a write made before it returns).
+				select {
+				case exitErr = <-exited:
+					killed = true
+				case <-time.After(60 * time.Second):
+					t.Fatal(err)
+				}
 			}
 			break
 		}
