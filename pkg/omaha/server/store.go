@@ -39,9 +39,9 @@ type Host struct {
 	Track      string     `json:"track"`
 	Version    string     `json:"version"`
 	LastSeen   time.Time  `json:"last_seen"`
-	LastResult string     `json:"last_result,omitempty"`  // Result… of the last update check
+	LastResult string     `json:"last_result,omitempty"`     // Result… of the last update check
 	Offered    string     `json:"offered_version,omitempty"` // version offered by the last update check
-	LastEvent  string     `json:"last_event,omitempty"`   // short form, RecordedEvent.String
+	LastEvent  string     `json:"last_event,omitempty"`      // short form, RecordedEvent.String
 	LastError  *HostError `json:"last_error,omitempty"`
 }
 
@@ -62,7 +62,7 @@ type store struct {
 
 // openStore opens (creating) the state file and reads what it holds.
 func openStore(path string) (*store, map[string]GroupSettings, map[string]*Host, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			err = errors.New("locked by another process (is another server using it?)")
