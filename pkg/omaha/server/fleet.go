@@ -127,7 +127,12 @@ func (h *Handler) Fleet() Fleet {
 				}
 			}
 		}
-		slices.SortFunc(a.errs, func(x, y *Host) int { return y.LastError.Time.Compare(x.LastError.Time) })
+		slices.SortFunc(a.errs, func(x, y *Host) int {
+			if c := y.LastError.Time.Compare(x.LastError.Time); c != 0 {
+				return c
+			}
+			return strings.Compare(x.MachineID, y.MachineID)
+		})
 		for _, host := range a.errs[:min(len(a.errs), maxFleetErrors)] {
 			e := FleetError{MachineID: host.MachineID, Code: host.LastError.Code, Time: host.LastError.Time, Version: host.LastError.Version}
 			if h.cfg.CodeName != nil {
