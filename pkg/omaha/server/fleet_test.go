@@ -320,3 +320,26 @@ func TestFleetControls(t *testing.T) {
 		t.Errorf("page without a token:\n%s", w.Body)
 	}
 }
+
+// Records keeps the last MaxRecords, oldest first; the host table keeps
+// every host.
+func TestMaxRecords(t *testing.T) {
+	dir := t.TempDir()
+	writePayloads(t, dir, payload{file: "new.gz", version: "2.0.0"})
+	h, err := New(Config{Dir: dir, MaxRecords: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := h.record([]Record{{MachineID: fmt.Sprint(i), AppID: omaha.DefaultAppID, Track: "stable", Version: "1.0.0"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, r := range h.Records() {
+		got = append(got, r.MachineID)
+	}
+	if strings.Join(got, ",") != "7,8,9" || h.Fleet().Hosts != 10 {
+		t.Errorf("records %v, hosts %d", got, h.Fleet().Hosts)
+	}
+}

@@ -40,6 +40,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,11 +256,12 @@ func GroupKey(appID, track string) string {
 	return id + "/" + track
 }
 
-// Records returns a copy of everything recorded so far, oldest first.
+// Records returns a copy of the last Config.MaxRecords records, oldest
+// first.
 func (h *Handler) Records() []Record {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]Record(nil), h.records...)
+	return slices.Clone(h.records[len(h.records)-min(len(h.records), h.cfg.MaxRecords):])
 }
 
 // Events returns every recorded event, oldest first.
@@ -528,8 +530,10 @@ func (h *Handler) record(recs []Record) error {
 	}
 	var rows map[string][]byte
 	h.mu.Lock()
-	if over := len(h.records) + len(recs) - h.cfg.MaxRecords; over > 0 {
-		h.records = append(h.records[:0:0], h.records[min(over, len(h.records)):]...)
+	// Up to twice MaxRecords are held, then the oldest dropped at once:
+	// a copy per MaxRecords requests, not one per request.
+	if len(h.records)+len(recs) > 2*h.cfg.MaxRecords {
+		h.records = slices.Clone(h.records[len(h.records)-min(len(h.records), h.cfg.MaxRecords):])
 	}
 	h.records = append(h.records, recs...)
 	if lines != nil {
