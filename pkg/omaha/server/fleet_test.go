@@ -343,3 +343,26 @@ func TestMaxRecords(t *testing.T) {
 		t.Errorf("records %v, hosts %d", got, h.Fleet().Hosts)
 	}
 }
+
+// When the state file cannot be written, a check-in answers 500 (the
+// client retries) and a settings change fails and changes nothing.
+func TestStateWriteFails(t *testing.T) {
+	dir := t.TempDir()
+	writePayloads(t, dir, payload{file: "new.gz", version: "2.0.0"})
+	h, _, c := startServer(t, Config{Dir: dir, State: filepath.Join(t.TempDir(), "state.db")})
+	checkIn(t, c, "aaaa", "stable", "1.0.0")
+	h.st.close() // every later write fails
+	p := params("1.0.0")
+	if _, err := c.Check(t.Context(), p); err == nil || !strings.Contains(err.Error(), "500") {
+		t.Errorf("check with a broken state file: %v", err)
+	}
+	if err := h.SetGroupRollout("stable", 5); err == nil {
+		t.Error("rollout set without saving it")
+	}
+	if s, own := h.settings("stable"); s.Rollout != 100 || own {
+		t.Errorf("settings changed: %+v", s)
+	}
+	if h.LogError() == nil {
+		t.Error("LogError does not report the failed write")
+	}
+}
