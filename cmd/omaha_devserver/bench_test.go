@@ -2,10 +2,7 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/sha1"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,14 +40,7 @@ func BenchmarkFleet(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/abupdate/update_engine/cmd/omaha_devserver").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	dir := filepath.Join(tmp, "payloads")
-	os.Mkdir(dir, 0o755)
-	data := bytes.Repeat([]byte("payload"), 1000)
-	s2, s1 := sha256.Sum256(data), sha1.Sum(data)
-	os.WriteFile(filepath.Join(dir, "p.gz"), data, 0o644)
-	meta, _ := json.Marshal(server.Metadata{File: "p.gz", Version: "3850.0.0", Size: int64(len(data)),
-		SHA256: base64.StdEncoding.EncodeToString(s2[:]), SHA1: base64.StdEncoding.EncodeToString(s1[:])})
-	os.WriteFile(filepath.Join(dir, "p.gz.json"), meta, 0o644)
+	dir := payloadDir(b, "3850.0.0")
 	state := filepath.Join(tmp, "state.db")
 
 	cmd := exec.Command(bin, "--dir", dir, "--listen", "127.0.0.1:0", "--state", state, "--rollout", "50")

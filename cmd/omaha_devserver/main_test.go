@@ -21,16 +21,28 @@ import (
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 )
 
-// The binary's run loop end to end: flags, a payload directory, a check,
-// the admin pause, the JSON log, and a clean shutdown.
-func TestRun(t *testing.T) {
+// payloadDir is a new directory holding one full payload, p.gz, of
+// version, and its metadata.
+func payloadDir(t testing.TB, version string) string {
+	t.Helper()
 	dir := t.TempDir()
 	data := bytes.Repeat([]byte("payload"), 1000)
 	s2, s1 := sha256.Sum256(data), sha1.Sum(data)
-	os.WriteFile(filepath.Join(dir, "p.gz"), data, 0o644)
-	meta, _ := json.Marshal(server.Metadata{File: "p.gz", Version: "2.0.0", Size: int64(len(data)),
+	meta, _ := json.Marshal(server.Metadata{File: "p.gz", Version: version, Size: int64(len(data)),
 		SHA256: base64.StdEncoding.EncodeToString(s2[:]), SHA1: base64.StdEncoding.EncodeToString(s1[:])})
-	os.WriteFile(filepath.Join(dir, "p.gz.json"), meta, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "p.gz"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "p.gz.json"), meta, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// The binary's run loop end to end: flags, a payload directory, a check,
+// the admin pause, the JSON log, and a clean shutdown.
+func TestRun(t *testing.T) {
+	dir := payloadDir(t, "2.0.0")
 	logFile := filepath.Join(t.TempDir(), "log.jsonl")
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -123,13 +135,7 @@ func startRun(t *testing.T, args ...string) (addr string, stop func() error) {
 // saved default; error codes are named with update_engine's names; a
 // short token is refused.
 func TestRunStateAndControls(t *testing.T) {
-	dir := t.TempDir()
-	data := bytes.Repeat([]byte("payload"), 1000)
-	s2, s1 := sha256.Sum256(data), sha1.Sum(data)
-	os.WriteFile(filepath.Join(dir, "p.gz"), data, 0o644)
-	meta, _ := json.Marshal(server.Metadata{File: "p.gz", Version: "2.0.0", Size: int64(len(data)),
-		SHA256: base64.StdEncoding.EncodeToString(s2[:]), SHA1: base64.StdEncoding.EncodeToString(s1[:])})
-	os.WriteFile(filepath.Join(dir, "p.gz.json"), meta, 0o644)
+	dir := payloadDir(t, "2.0.0")
 	state := filepath.Join(t.TempDir(), "state.db")
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	const token = "a-token-of-more-than-16-characters"
