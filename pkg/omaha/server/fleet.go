@@ -66,7 +66,7 @@ func (h *Handler) Fleet() Fleet {
 	metas, _ := h.load() // an unreadable directory only leaves Latest empty
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	f := Fleet{Time: h.cfg.Now(), Hosts: len(h.hosts), Default: h.def, Controls: h.cfg.AdminToken != ""}
+	f := Fleet{Time: h.cfg.Now(), Hosts: len(h.hosts), Default: h.def, Controls: h.cfg.AdminToken != "", Groups: []FleetGroup{}}
 	type acc struct {
 		g        *FleetGroup
 		versions map[string]int
@@ -77,7 +77,8 @@ func (h *Handler) Fleet() Fleet {
 		k := GroupKey(appID, track)
 		a := groups[k]
 		if a == nil {
-			a = &acc{g: &FleetGroup{Name: k, AppID: normalizeAppID(appID), Track: track}, versions: map[string]int{}}
+			a = &acc{g: &FleetGroup{Name: k, AppID: normalizeAppID(appID), Track: track,
+				Versions: []VersionCount{}, LastErrors: []FleetError{}}, versions: map[string]int{}}
 			groups[k] = a
 		}
 		return a
