@@ -22,8 +22,9 @@
 // id and track) with a default for groups without their own: a machine is
 // in a rollout of N percent when RolloutBucket(machine id, group, offered
 // version) < N, so raising N only adds machines. With Config.State the
-// settings and the host table survive a restart (a bbolt file). Flatcar's quirk of an event in the same app as the
-// updatecheck is accepted: every event is acknowledged and recorded.
+// settings and the host table survive a restart (a bbolt file). Flatcar's
+// quirk of an event in the same app as the updatecheck is accepted: every
+// event is acknowledged and recorded.
 package server
 
 import (
@@ -58,8 +59,9 @@ type Config struct {
 	// of each request + "/packages/".
 	BaseURL string
 	// Rollout is the percentage (1-100) of machines offered an update,
-	// chosen by RolloutBucket; 0 means 100, below 0 none. It is the default of every
-	// group; with State, only when the state file holds no default yet.
+	// chosen by RolloutBucket; 0 means 100, below 0 none. It is the
+	// default of every group; with State, only when the state file holds
+	// no default yet.
 	Rollout int
 	// Paused starts the server with updates held back (noupdate for all);
 	// with State, only when the state file holds no default yet.
@@ -91,9 +93,9 @@ type Config struct {
 	Name string
 	// ErrorLog receives a line when a metadata file added to Dir while
 	// serving is broken, and one for every use of the fleet controls
-	// (nil = the log package's standard logger). Such
-	// a file is left out and the others are still served: one half-copied
-	// file must not stop every update check.
+	// (nil = the log package's standard logger). Such a file is left out
+	// and the others are still served: one half-copied file must not stop
+	// every update check.
 	ErrorLog *log.Logger
 }
 

@@ -11,7 +11,7 @@ import (
 
 // The state file (Config.State) is a bbolt database with two buckets:
 //
-//	settings  group key ("" = every group) → GroupSettings as JSON
+//	settings  group key (AllGroups = the default) → GroupSettings as JSON
 //	hosts     app id + "/" + machine id    → Host as JSON
 //
 // Settings are written in their own transaction before they take effect
@@ -23,8 +23,8 @@ var (
 	bucketHosts    = []byte("hosts")
 )
 
-// GroupSettings is the rollout state of one group, or with the group key
-// "" the default for groups without settings of their own.
+// GroupSettings is the rollout state of one group, or under AllGroups the
+// default for groups without settings of their own.
 type GroupSettings struct {
 	Rollout int  `json:"rollout"` // percent 0-100 of machines offered the newest version
 	Paused  bool `json:"paused"`  // hold every update back
