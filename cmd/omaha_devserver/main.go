@@ -4,10 +4,17 @@
 //
 //	omaha_devserver --dir DIR --listen ADDR [--log FILE] [--rollout N]
 //	                [--prefer-delta] [--paused] [--base-url URL] [--admin]
+//	                [--state FILE] [--token-file FILE]
 //
+// GET / is the fleet page (groups, versions, host counts, rollout, last
+// errors) and GET /api/fleet the same as JSON; its controls (POST
+// /fleet/pause, /fleet/resume, /fleet/rollout) need the token read from
+// --token-file and are disabled without one. --state keeps the settings
+// and the host table in a bbolt file across restarts; --rollout and
+// --paused, when given, overwrite the saved default.
 // With --admin, POST /admin/pause, /admin/resume and /admin/rollout?percent=N
-// switch the pause and the rollout at run time (bind to 127.0.0.1 then).
-// SIGINT/SIGTERM stop it gracefully.
+// switch the default pause and rollout at run time without a token (bind
+// to 127.0.0.1 then). SIGINT/SIGTERM stop it gracefully.
 package main
 
 import (
@@ -22,9 +29,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 )
 
@@ -51,15 +60,32 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	baseURL := fs.String("base-url", "", "codebase for payload URLs (default: http://<request Host>/packages/)")
 	admin := fs.Bool("admin", false, "enable POST /admin/pause, /admin/resume, /admin/rollout?percent=N")
 	pollInterval := fs.Duration("poll-interval", 0, "send this PollInterval in responses (0 = none)")
+	state := fs.String("state", "", "keep rollout, pause and the host table in this bbolt file (\"\" = memory only)")
+	tokenFile := fs.String("token-file", "", "file holding the token that enables the fleet page's controls")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if *rollout < 0 || *rollout > 100 {
 		return fmt.Errorf("--rollout %d: want 0-100", *rollout)
 	}
 	logger := log.New(stderr, "omaha_devserver: ", log.LstdFlags)
 	cfg := server.Config{Dir: *dir, BaseURL: *baseURL, PreferDelta: *preferDelta, Paused: *paused, PollInterval: *pollInterval,
-		ErrorLog: logger}
+		ErrorLog: logger, State: *state, Rollout: *rollout,
+		CodeName: func(c int64) string { return status.Code(int32(c)).String() }}
+	if *rollout == 0 {
+		cfg.Rollout = -1 // Config maps 0 to 100; --rollout 0 means none
+	}
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return err
+		}
+		if cfg.AdminToken = strings.TrimSpace(string(b)); len(cfg.AdminToken) < 16 {
+			return fmt.Errorf("--token-file %s: want a token of 16 characters or more", *tokenFile)
+		}
+	}
 	if *logFile != "" {
 		f, err := os.OpenFile(*logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
@@ -72,7 +98,17 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	if err != nil {
 		return err
 	}
-	h.SetRollout(*rollout)
+	defer h.Close()
+	if given["rollout"] {
+		if err := h.SetRollout(*rollout); err != nil {
+			return err
+		}
+	}
+	if given["paused"] {
+		if err := h.SetPaused(*paused); err != nil {
+			return err
+		}
+	}
 	metas, _ := server.LoadDir(*dir)
 	logger.Printf("serving %d payload(s) from %s", len(metas), *dir)
 
@@ -80,11 +116,17 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	mux.Handle("/", h)
 	if *admin {
 		mux.HandleFunc("POST /admin/pause", func(w http.ResponseWriter, r *http.Request) {
-			h.SetPaused(true)
+			if err := h.SetPaused(true); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
 			io.WriteString(w, "paused\n")
 		})
 		mux.HandleFunc("POST /admin/resume", func(w http.ResponseWriter, r *http.Request) {
-			h.SetPaused(false)
+			if err := h.SetPaused(false); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
 			io.WriteString(w, "resumed\n")
 		})
 		mux.HandleFunc("POST /admin/rollout", func(w http.ResponseWriter, r *http.Request) {
@@ -93,7 +135,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 				http.Error(w, "percent=0-100", http.StatusBadRequest)
 				return
 			}
-			h.SetRollout(n)
+			if err := h.SetRollout(n); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
 			fmt.Fprintf(w, "rollout %d%%\n", n)
 		})
 	}

@@ -8,6 +8,9 @@
 //
 //	POST /v1/update/          Omaha v3 XML (also /v1/update)
 //	GET  /packages/<file>     a payload named by a metadata file (Range, HEAD)
+//	GET  /                    the fleet page (fleet.go)
+//	GET  /api/fleet           the same as JSON
+//	POST /fleet/pause, /fleet/resume, /fleet/rollout   controls, with Config.AdminToken
 //
 // Selection, per <app> with an <updatecheck>: payloads whose app id
 // matches (braces optional, case-insensitive; metadata appid "" = the
@@ -15,9 +18,13 @@
 // newest version wins; when the client's version is older it gets an update
 // (a delta from its version if it sent delta_okay="true" or the server
 // prefers deltas, else the full payload), otherwise noupdate. A pause
-// switch and a rollout percentage (by a hash of the machine id) hold
-// updates back. Flatcar's quirk of an event in the same app as the
-// updatecheck is accepted: every event is acknowledged and recorded.
+// switch and a rollout percentage hold updates back, both per group (app
+// id and track) with a default for groups without their own: a machine is
+// in a rollout of N percent when RolloutBucket(machine id, group, offered
+// version) < N, so raising N only adds machines. With Config.State the
+// settings and the host table survive a restart (a bbolt file). Flatcar's
+// quirk of an event in the same app as the updatecheck is accepted: every
+// event is acknowledged and recorded.
 package server
 
 import (
@@ -34,6 +41,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,10 +59,25 @@ type Config struct {
 	// of each request + "/packages/".
 	BaseURL string
 	// Rollout is the percentage (1-100) of machines offered an update,
-	// chosen by a hash of the machine id; 0 means 100.
+	// chosen by RolloutBucket; 0 means 100, below 0 none. It is the
+	// default of every group; with State, only when the state file holds
+	// no default yet.
 	Rollout int
-	// Paused starts the server with updates held back (noupdate for all).
+	// Paused starts the server with updates held back (noupdate for all);
+	// with State, only when the state file holds no default yet.
 	Paused bool
+	// State, if set, is the bbolt file that keeps the rollout and pause
+	// settings and the host table across restarts ("" = memory only).
+	State string
+	// AdminToken enables the fleet page's controls (POST /fleet/…) for
+	// requests carrying it; "" disables them (403).
+	AdminToken string
+	// CodeName names an event's error code on the fleet page (nil = no
+	// names); cmd/omaha_devserver passes update_engine's code names.
+	CodeName func(code int64) string
+	// MaxRecords bounds the records kept in memory for Records and Events,
+	// the oldest dropped first (0 = 10000); Log gets every one.
+	MaxRecords int
 	// PreferDelta offers deltas even when the client sent delta_okay="false"
 	// (Flatcar always does).
 	PreferDelta bool
@@ -69,23 +92,40 @@ type Config struct {
 	// Name is the response's server attribute (default "omaha_devserver").
 	Name string
 	// ErrorLog receives a line when a metadata file added to Dir while
-	// serving is broken (nil = the log package's standard logger). Such
-	// a file is left out and the others are still served: one half-copied
-	// file must not stop every update check.
+	// serving is broken, and one for every use of the fleet controls
+	// (nil = the log package's standard logger). Such a file is left out
+	// and the others are still served: one half-copied file must not stop
+	// every update check.
 	ErrorLog *log.Logger
+}
+
+func (c *Config) logf(format string, args ...any) {
+	l := c.ErrorLog
+	if l == nil {
+		l = log.Default()
+	}
+	l.Printf(format, args...)
 }
 
 // Handler is the server. Create it with New.
 type Handler struct {
 	cfg Config
 
-	mu      sync.Mutex // guards the fields below
-	badDir  string     // the last broken-metadata error logged, to log each once
-	paused  bool
-	rollout int
-	records []Record
-	logErr  error
+	st *store // nil without Config.State
+
+	mu       sync.Mutex // guards the fields below
+	badDir   string     // the last broken-metadata error logged, to log each once
+	def      GroupSettings
+	groups   map[string]GroupSettings // group key → its own settings
+	hosts    map[string]*Host         // hostKey → row
+	records  []Record
+	logErr   error
+	storeErr error // the first error writing the host table
 }
+
+// AllGroups is the group name that addresses the default settings (every
+// group without settings of its own) in SetGroup… and the controls.
+const AllGroups = "*"
 
 // New returns a Handler for cfg; it fails when cfg.Dir cannot be read or
 // holds broken metadata, so that a mistake is seen before serving.
@@ -102,40 +142,128 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Name == "" {
 		cfg.Name = "omaha_devserver"
 	}
-	h := &Handler{cfg: cfg, paused: cfg.Paused}
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = 10000
+	}
 	if cfg.Rollout == 0 {
 		cfg.Rollout = 100
 	}
-	h.SetRollout(cfg.Rollout)
+	h := &Handler{cfg: cfg, groups: map[string]GroupSettings{}, hosts: map[string]*Host{},
+		def: GroupSettings{Rollout: min(max(cfg.Rollout, 0), 100), Paused: cfg.Paused}}
+	if cfg.State != "" {
+		st, settings, hosts, err := openStore(cfg.State)
+		if err != nil {
+			return nil, err
+		}
+		h.st, h.hosts = st, hosts
+		for k, v := range settings {
+			if k == AllGroups {
+				h.def = v
+			} else {
+				h.groups[k] = v
+			}
+		}
+		if _, ok := settings[AllGroups]; !ok {
+			if err := st.putSettings(AllGroups, h.def); err != nil {
+				st.close()
+				return nil, fmt.Errorf("omaha/server: state %s: %w", cfg.State, err)
+			}
+		}
+	}
 	return h, nil
 }
 
-// SetPaused switches the pause: while paused every check gets noupdate.
-func (h *Handler) SetPaused(p bool) {
-	h.mu.Lock()
-	h.paused = p
-	h.mu.Unlock()
+// Close closes the state file, if any. The Handler must not serve after.
+func (h *Handler) Close() error {
+	if h.st == nil {
+		return nil
+	}
+	return h.st.close()
 }
 
-// SetRollout sets the rollout percentage (clamped to 0-100; 0 offers
-// nothing). New maps a Config.Rollout of 0 to 100.
-func (h *Handler) SetRollout(percent int) {
-	h.mu.Lock()
-	h.rollout = min(max(percent, 0), 100)
-	h.mu.Unlock()
+// SetPaused switches the default pause: while paused every check of a
+// group without settings of its own gets noupdate.
+func (h *Handler) SetPaused(p bool) error {
+	return h.SetGroupPaused(AllGroups, p)
 }
 
-func (h *Handler) state() (paused bool, rollout int) {
+// SetRollout sets the default rollout percentage (0 offers nothing).
+func (h *Handler) SetRollout(percent int) error {
+	return h.SetGroupRollout(AllGroups, percent)
+}
+
+// SetGroupPaused pauses or resumes group (a group key, see GroupKey, or
+// AllGroups). The change is written to the state file first; when that
+// fails nothing changes.
+func (h *Handler) SetGroupPaused(group string, p bool) error {
+	return h.setGroup(group, func(s *GroupSettings) { s.Paused = p })
+}
+
+// SetGroupRollout sets group's rollout percentage, 0-100.
+func (h *Handler) SetGroupRollout(group string, percent int) error {
+	if percent < 0 || percent > 100 {
+		return fmt.Errorf("omaha/server: rollout %d%%: want 0-100", percent)
+	}
+	return h.setGroup(group, func(s *GroupSettings) { s.Rollout = percent })
+}
+
+func (h *Handler) setGroup(group string, change func(*GroupSettings)) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.paused, h.rollout
+	s, own := h.groups[group]
+	if group == AllGroups {
+		s = h.def
+	} else if !own {
+		s = h.def // a group's own settings start from the default
+	}
+	change(&s)
+	if h.st != nil {
+		if err := h.st.putSettings(group, s); err != nil {
+			return fmt.Errorf("omaha/server: saving the settings of group %q: %w", group, err)
+		}
+	}
+	if group == AllGroups {
+		h.def = s
+	} else {
+		h.groups[group] = s
+	}
+	return nil
 }
 
-// Records returns a copy of everything recorded so far, oldest first.
+// settings returns group's effective settings: its own, or the default;
+// the default pause holds every group back.
+func (h *Handler) settings(group string) (s GroupSettings, own bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.settingsLocked(group)
+}
+
+func (h *Handler) settingsLocked(group string) (GroupSettings, bool) {
+	s, own := h.groups[group]
+	if !own {
+		return h.def, false
+	}
+	s.Paused = s.Paused || h.def.Paused
+	return s, true
+}
+
+// GroupKey names the group of an app id and track: the track for the
+// CoreOS/Flatcar app id, else "<app id>/<track>" (app id without braces,
+// lowercase).
+func GroupKey(appID, track string) string {
+	id := normalizeAppID(appID)
+	if id == "" || id == normalizeAppID(omaha.DefaultAppID) {
+		return track
+	}
+	return id + "/" + track
+}
+
+// Records returns a copy of the last Config.MaxRecords records, oldest
+// first.
 func (h *Handler) Records() []Record {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]Record(nil), h.records...)
+	return slices.Clone(h.records[len(h.records)-min(len(h.records), h.cfg.MaxRecords):])
 }
 
 // Events returns every recorded event, oldest first.
@@ -147,11 +275,12 @@ func (h *Handler) Events() []RecordedEvent {
 	return out
 }
 
-// LogError returns the first error writing to Config.Log, if any.
+// LogError returns the first error writing to Config.Log or to the host
+// table in Config.State, if any.
 func (h *Handler) LogError() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.logErr
+	return errors.Join(h.logErr, h.storeErr)
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -160,6 +289,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveOmaha(w, r)
 	case strings.HasPrefix(r.URL.Path, "/packages/"):
 		h.servePackage(w, r)
+	case r.URL.Path == "/" || r.URL.Path == "/api/fleet":
+		h.serveFleet(w, r)
+	case strings.HasPrefix(r.URL.Path, "/fleet/"):
+		h.serveControl(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -181,11 +314,7 @@ func (h *Handler) load() ([]Metadata, error) {
 	h.badDir = msg
 	h.mu.Unlock()
 	if fresh && msg != "" {
-		l := h.cfg.ErrorLog
-		if l == nil {
-			l = log.Default()
-		}
-		l.Printf("omaha/server: left out until fixed: %s", strings.ReplaceAll(msg, "\n", "; "))
+		h.cfg.logf("omaha/server: left out until fixed: %s", strings.ReplaceAll(msg, "\n", "; "))
 	}
 	return metas, nil
 }
@@ -261,6 +390,7 @@ func (h *Handler) serveOmaha(w http.ResponseWriter, r *http.Request) {
 		}
 		base = scheme + "://" + r.Host + "/packages/"
 	}
+	var recs []Record
 	for _, app := range req.Apps {
 		rec := newRecord(now, r.RemoteAddr, &req, app)
 		ar := &omaha.AppResponse{ID: app.ID, Status: "ok"}
@@ -277,7 +407,13 @@ func (h *Handler) serveOmaha(w http.ResponseWriter, r *http.Request) {
 			ar.Status = "error-unknownApplication"
 		}
 		resp.Apps = append(resp.Apps, ar)
-		h.record(rec)
+		recs = append(recs, rec)
+	}
+	if err := h.record(recs); err != nil {
+		// The host table could not be saved: say so rather than let the
+		// client act on an answer the server will not remember.
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
 	}
 	out, err := xml.Marshal(&resp)
 	if err != nil {
@@ -339,12 +475,12 @@ func (h *Handler) decide(metas []Metadata, app *omaha.App, base string, rec *Rec
 		rec.Result = ResultNoUpdate
 		return uc
 	}
-	paused, rollout := h.state()
+	gs, _ := h.settings(GroupKey(app.ID, app.Track))
 	switch {
-	case paused:
+	case gs.Paused:
 		rec.Result = ResultPaused
 		return uc
-	case !inRollout(app.MachineID, rollout):
+	case !inRollout(RolloutBucket(app.MachineID, GroupKey(app.ID, app.Track), pick.Version), gs.Rollout):
 		rec.Result = ResultHeldBack
 		return uc
 	}
@@ -367,38 +503,95 @@ func (h *Handler) decide(metas []Metadata, app *omaha.App, base string, rec *Rec
 	return uc
 }
 
-// inRollout reports whether machineID falls in the first percent of the
-// 100 buckets of its SHA-256.
-func inRollout(machineID string, percent int) bool {
-	if percent >= 100 {
-		return true
-	}
-	if percent <= 0 {
-		return false
-	}
-	return RolloutBucket(machineID) < percent
+// inRollout reports whether a machine in bucket (RolloutBucket) is in a
+// rollout of percent.
+func inRollout(bucket, percent int) bool {
+	return percent >= 100 || bucket < percent
 }
 
-// RolloutBucket is machineID's bucket in [0, 100): the first 8 bytes of
-// SHA-256(machine id), big-endian, mod 100. A rollout of N percent offers
-// updates to buckets below N.
-func RolloutBucket(machineID string) int {
-	s := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(machineID))))
+// RolloutBucket is a machine's bucket in [0, 100) for a group's version:
+// the first 8 bytes of SHA-256(machine id, lowercase, NUL, group key, NUL,
+// version), big-endian, mod 100. A rollout of N percent offers the version
+// to buckets below N: the same machines on every check and after a
+// restart, more (never others) as N grows, and a different first N
+// percent for each group and version.
+func RolloutBucket(machineID, group, version string) int {
+	s := sha256.Sum256([]byte(strings.ToLower(strings.TrimSpace(machineID)) + "\x00" + group + "\x00" + version))
 	return int(binary.BigEndian.Uint64(s[:8]) % 100)
 }
 
-func (h *Handler) record(rec Record) {
-	var line []byte
+// record keeps recs (the <app>s of one request), writes them to the log,
+// and updates the host table, in memory and then in the state file.
+func (h *Handler) record(recs []Record) error {
+	var lines []byte
 	if h.cfg.Log != nil {
-		line, _ = json.Marshal(rec)
-		line = append(line, '\n')
+		for _, rec := range recs {
+			line, _ := json.Marshal(rec)
+			lines = append(append(lines, line...), '\n')
+		}
 	}
+	var rows map[string][]byte
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.records = append(h.records, rec)
-	if line != nil {
-		if _, err := h.cfg.Log.Write(line); err != nil && h.logErr == nil {
+	// Up to twice MaxRecords are held, then the oldest dropped at once:
+	// a copy per MaxRecords requests, not one per request.
+	if len(h.records)+len(recs) > 2*h.cfg.MaxRecords {
+		h.records = slices.Clone(h.records[len(h.records)-min(len(h.records), h.cfg.MaxRecords):])
+	}
+	h.records = append(h.records, recs...)
+	if lines != nil {
+		if _, err := h.cfg.Log.Write(lines); err != nil && h.logErr == nil {
 			h.logErr = fmt.Errorf("omaha/server: writing the log: %w", err)
 		}
 	}
+	for _, rec := range recs {
+		k, host := h.noteHostLocked(rec)
+		if host != nil && h.st != nil {
+			if rows == nil {
+				rows = map[string][]byte{}
+			}
+			rows[k], _ = json.Marshal(host)
+		}
+	}
+	h.mu.Unlock()
+	if rows == nil {
+		return nil
+	}
+	if err := h.st.putHosts(rows); err != nil {
+		err = fmt.Errorf("omaha/server: saving the host table: %w", err)
+		h.mu.Lock()
+		if h.storeErr == nil {
+			h.storeErr = err
+		}
+		h.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// noteHostLocked updates the host row rec speaks of; it returns the row
+// and its key, or nil for a record without a machine id.
+func (h *Handler) noteHostLocked(rec Record) (string, *Host) {
+	if rec.MachineID == "" {
+		return "", nil
+	}
+	k := hostKey(rec.AppID, rec.MachineID)
+	host := h.hosts[k]
+	if host == nil {
+		host = &Host{MachineID: rec.MachineID}
+		h.hosts[k] = host
+	}
+	host.AppID, host.Track, host.Version, host.LastSeen = normalizeAppID(rec.AppID), rec.Track, rec.Version, rec.Time
+	if rec.MachineAlias != "" {
+		host.Alias = rec.MachineAlias
+	}
+	if rec.UpdateCheck {
+		host.LastResult, host.Offered = rec.Result, rec.OfferedVersion
+	}
+	for _, e := range rec.Events {
+		host.LastEvent = e.String()
+		if e.Result == omaha.EventResultError && e.ErrorCode != nil {
+			host.LastError = &HostError{Code: *e.ErrorCode, Time: rec.Time, Version: rec.Version}
+		}
+	}
+	return k, host
 }

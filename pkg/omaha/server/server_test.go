@@ -228,8 +228,8 @@ func TestSelection(t *testing.T) {
 		{"other app, braces and case ignored", Config{}, func(p *omaha.Params) { p.Version = "1.0.0"; p.AppID = strings.Trim(other, "{}") }, "other.gz", nil, ResultUpdate, false},
 		{"unknown app", Config{}, func(p *omaha.Params) { p.AppID = "{deadbeef-0000-0000-0000-000000000000}" }, "", omaha.ErrInvalidResponse, ResultUnknownApp, false},
 		{"paused", Config{Paused: true}, func(p *omaha.Params) { p.Version = "9.0.0" }, "", nil, ResultPaused, false},
-		{"rollout excludes the machine", Config{Rollout: RolloutBucket("0123456789abcdef0123456789abcdef")}, func(p *omaha.Params) { p.Version = "9.0.0" }, "", nil, ResultHeldBack, false},
-		{"rollout includes the machine", Config{Rollout: RolloutBucket("0123456789abcdef0123456789abcdef") + 1}, func(p *omaha.Params) { p.Version = "9.0.0" }, "full-10.gz", nil, ResultUpdate, false},
+		{"rollout excludes the machine", Config{Rollout: RolloutBucket("0123456789abcdef0123456789abcdef", "stable", "10.0.0")}, func(p *omaha.Params) { p.Version = "9.0.0" }, "", nil, ResultHeldBack, false},
+		{"rollout includes the machine", Config{Rollout: RolloutBucket("0123456789abcdef0123456789abcdef", "stable", "10.0.0") + 1}, func(p *omaha.Params) { p.Version = "9.0.0" }, "full-10.gz", nil, ResultUpdate, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -292,7 +292,7 @@ func TestPauseAndRolloutSwitches(t *testing.T) {
 func TestRolloutSpread(t *testing.T) {
 	n := 0
 	for i := range 1000 {
-		if inRollout(fmt.Sprintf("%032x", i), 30) {
+		if inRollout(RolloutBucket(fmt.Sprintf("%032x", i), "stable", "2.0.0"), 30) {
 			n++
 		}
 	}
