@@ -115,21 +115,25 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
 	if *admin {
-		mux.HandleFunc("POST /admin/pause", func(w http.ResponseWriter, r *http.Request) {
+		// The token-less controls answer only connections from this
+		// machine; the fleet page's controls take a token.
+		am := http.NewServeMux()
+		mux.Handle("/admin/", loopbackOnly(am))
+		am.HandleFunc("POST /admin/pause", func(w http.ResponseWriter, r *http.Request) {
 			if err := h.SetPaused(true); err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
 			io.WriteString(w, "paused\n")
 		})
-		mux.HandleFunc("POST /admin/resume", func(w http.ResponseWriter, r *http.Request) {
+		am.HandleFunc("POST /admin/resume", func(w http.ResponseWriter, r *http.Request) {
 			if err := h.SetPaused(false); err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
 			io.WriteString(w, "resumed\n")
 		})
-		mux.HandleFunc("POST /admin/rollout", func(w http.ResponseWriter, r *http.Request) {
+		am.HandleFunc("POST /admin/rollout", func(w http.ResponseWriter, r *http.Request) {
 			n, err := strconv.Atoi(r.URL.Query().Get("percent"))
 			if err != nil || n < 0 || n > 100 {
 				http.Error(w, "percent=0-100", http.StatusBadRequest)
@@ -172,6 +176,19 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 func logRequests(l *log.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l.Printf("%s %s %s range=%q", r.RemoteAddr, r.Method, r.URL.Path, r.Header.Get("Range"))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackOnly refuses (403) a request whose peer is not a loopback
+// address, and otherwise hands it on to next.
+func loopbackOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			http.Error(w, "the /admin controls answer only this machine (use the fleet page's token-protected controls)", http.StatusForbidden)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,5 +204,25 @@ func TestRunStateAndControls(t *testing.T) {
 	os.WriteFile(tokenFile, []byte("short\n"), 0o600)
 	if err := run(t.Context(), append(args, "--listen", "127.0.0.1:0"), io.Discard, nil); err == nil || !strings.Contains(err.Error(), "16 characters") {
 		t.Errorf("short token: %v", err)
+	}
+}
+
+// TestAdminLoopbackOnly: the token-less /admin controls refuse a peer
+// that is not this machine and answer one that is.
+func TestAdminLoopbackOnly(t *testing.T) {
+	var hit bool
+	h := loopbackOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hit = true }))
+	for _, c := range []struct {
+		remote string
+		want   int
+	}{{"127.0.0.1:5000", http.StatusOK}, {"[::1]:5000", http.StatusOK}, {"10.0.0.7:5000", http.StatusForbidden}, {"garbage", http.StatusForbidden}} {
+		hit = false
+		r := httptest.NewRequest("POST", "/admin/pause", nil)
+		r.RemoteAddr = c.remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != c.want || hit != (c.want == http.StatusOK) {
+			t.Errorf("peer %s: code %d (handler ran: %v), want %d", c.remote, w.Code, hit, c.want)
+		}
 	}
 }
