@@ -145,7 +145,7 @@ func TestAdaptiveFallback(t *testing.T) {
 				IOLimitFloor: 8 << 20, IOLimitCeiling: 1 << 30, IOLimitTarget: 10}
 			var logs bytes.Buffer
 			log := slog.New(slog.NewTextHandler(&logs, nil))
-			l, a := openIOLimit(t.Context(), cfg, dev+"p4", log, t.TempDir(), "/sys/fs/cgroup")
+			l, a, _ := openIOLimit(t.Context(), cfg, dev+"p4", log, t.TempDir(), "/sys/fs/cgroup")
 			if l == nil {
 				t.Fatalf("no limiter: %s", logs.String())
 			}
