@@ -1,0 +1,103 @@
+package vmtest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ioLimitBPS is the scenario's write limit: low enough that decoding the
+// full payload under TCG on a loaded host outruns it, so the limit, not
+// the CPU, sets the rate.
+const ioLimitBPS = 4 << 20
+
+// TestScenarioIOLimit: on the guest's cgroup v2 host the shipped
+// update-engine.service (Delegate=io) installs the full 2.0.0 update under
+// UPDATE_ENGINE_IO_WRITE_BPS=4 MiB/s from update.conf. While it runs the
+// daemon is in the limit's group (…/update-engine.service/update_engine,
+// io enabled in the service's cgroup.subtree_control, io.max set); the rate
+// its own writes achieved (bytes over first-to-last write, logged when the
+// limit is released) is within ±15% of the limit; `systemctl stop`
+// leaves no group behind. Then the pkg/cgroup and internal/daemon I/O
+// tests, built here with `go test -c`, run in the guest as units with
+// Delegate=io and must pass there, not skip.
+func TestScenarioIOLimit(t *testing.T) {
+	a := env(t)
+	start := time.Now()
+	dir := t.TempDir()
+	extra := []string{"guest/iolimit/after-update.sh", filepath.Join(filepath.Dir(a.Kernel), "modules", "loop.ko")}
+	for name, pkg := range map[string]string{"cgroup.test": "../../pkg/cgroup", "daemon.test": "../daemon"} {
+		out := filepath.Join(dir, name)
+		cmd := exec.Command("go", "test", "-c", "-trimpath", "-o", out, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go test -c %s: %v\n%s", pkg, err, b)
+		}
+		extra = append(extra, out)
+	}
+	conf := serverConf("off") + fmt.Sprintf("UPDATE_ENGINE_IO_WRITE_BPS=%d\n", ioLimitBPS)
+	h := newHost(t, a, "io-limit", a.BaseDisk, []string{a.Payloads["full-2.0.0"]}, conf, extra...)
+	t.Logf("test binaries built, disks ready in %v", time.Since(start).Round(time.Second))
+	h.powerOn()
+	h.bootsOn("1.0.0", guidUSRA)
+	h.expect(`VMTEST healthy`, 3*time.Minute)
+	h.expect(`update_engine\[\d+\]: .*msg="update applied; reboot needed"`, updateTimeout)
+
+	running := h.expect(`VMTEST iolimit running (.*)`, 2*time.Minute)[1]
+	for _, want := range []string{"cgroup=/system.slice/update-engine.service/update_engine ", "subtree=[io]",
+		fmt.Sprintf("wbps=%d", ioLimitBPS)} {
+		if !strings.Contains(running, want) {
+			t.Errorf("while the daemon runs: %q; want %q", running, want)
+		}
+	}
+	stopped := h.expect(`VMTEST iolimit stopped (.*)`, 2*time.Minute)[1]
+	field := func(k string) string {
+		m := regexp.MustCompile(`\b` + k + `=(\S+)`).FindStringSubmatch(stopped)
+		if m == nil {
+			t.Fatalf("the daemon's release line %q has no %s", stopped, k)
+		}
+		return m[1]
+	}
+	if !strings.Contains(stopped, `msg="I/O limit released"`) {
+		t.Fatalf("after systemctl stop the daemon logged %q; want the limit released", stopped)
+	}
+	rate, _ := strconv.ParseFloat(field("rate_bps"), 64)
+	bytes, _ := strconv.ParseInt(field("bytes"), 10, 64)
+	ratio := rate / ioLimitBPS
+	t.Logf("the daemon wrote %d MiB in %s under a %d MiB/s limit: %.2f MiB/s (%.1f%% of the limit)",
+		bytes>>20, field("span"), ioLimitBPS>>20, rate/(1<<20), 100*ratio)
+	if bytes < 64<<20 {
+		t.Errorf("the daemon wrote %d bytes through the limit; want the whole slot image", bytes)
+	}
+	if ratio < 0.85 || ratio > 1.15 {
+		t.Errorf("measured write rate %.2f MiB/s is not within ±15%% of the %d MiB/s limit", rate/(1<<20), ioLimitBPS>>20)
+	}
+	if left := strings.TrimSpace(h.expect(`VMTEST iolimit left \[(.*)\]`, time.Minute)[1]); left != "" {
+		t.Errorf("after systemctl stop these groups are left: %s", left)
+	}
+
+	h.expect(`VMTEST iolimit done`, 6*time.Minute)
+	results := map[string]string{}
+	for _, m := range h.vm.Lines(regexp.MustCompile(`VMTEST gotest (\w+): \s*--- (PASS|FAIL|SKIP): (\w+)`)) {
+		results[m[1]+"."+m[3]] = m[2]
+	}
+	for _, m := range h.vm.Lines(regexp.MustCompile(`VMTEST gotest (\w+): exit=(\d+)`)) {
+		if m[2] != "0" {
+			t.Errorf("the %s test binary exited %s in the guest", m[1], m[2])
+		}
+	}
+	for _, name := range []string{"cgroup.TestLimitOnLoopDevice", "cgroup.TestV2SharedCgroup", "daemon.TestIOLimit", "daemon.TestIOLimitUnapplied"} {
+		if results[name] != "PASS" {
+			t.Errorf("%s in the v2 guest: %q, want PASS", name, results[name])
+		}
+	}
+	t.Logf("guest test results: %v", results)
+	h.powerCut()
+	t.Logf("scenario io-limit took %v", time.Since(start).Round(time.Second))
+}
