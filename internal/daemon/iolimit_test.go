@@ -20,6 +20,7 @@ import (
 	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/cgroup"
+	"github.com/abupdate/update_engine/pkg/payload"
 )
 
 func randomImage(n int, seed uint64) []byte {
@@ -176,6 +177,10 @@ func TestAdaptiveFallback(t *testing.T) {
 func limitedDaemon(t *testing.T, size int, seed uint64, alone bool, overrides map[string]string) (*dbusapi.Client, string, []byte, string) {
 	t.Helper()
 	w := newOmaha(t)
+	// Random bytes do not compress: REPLACE operations, which also keeps
+	// the payload cheap to make and to decode under QEMU TCG (make vmtest
+	// runs these tests in a guest).
+	w.comp = payload.CompressNone
 	img := randomImage(size, seed)
 	w.publish("v2.bin", "2.0.0", img, false)
 	disk, dev := testenv.NewDiskLoop(t, testenv.DiskSpec{SlotSize: slotSize})
