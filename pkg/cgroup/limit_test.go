@@ -85,14 +85,7 @@ func TestLimitOnLoopDevice(t *testing.T) {
 		ctlBefore = readFile(t, parentCtl)
 	}
 	name := fmt.Sprintf("ue-test-%d", os.Getpid())
-	l, err := New(t.Context(), Config{Name: name, Device: dev, WriteBPS: limit})
-	if err != nil {
-		if v2 && (errors.Is(err, ErrUnavailable) || errors.Is(err, ErrShared)) {
-			t.Skipf("SKIP: this cgroup v2 host gives the test process no io-limited group of its own: %v "+
-				"(run the test binary alone in a unit with Delegate=io: systemd-run -p Delegate=io --wait --pipe ...)", err)
-		}
-		t.Fatal(err)
-	}
+	l := newOrSkipV2(t, Config{Name: name, Device: dev, WriteBPS: limit})
 	dir := l.Dir()
 	closed := false
 	defer func() {
@@ -214,6 +207,22 @@ func TestV2SharedCgroup(t *testing.T) {
 	if got := v2Group(t); got != origin {
 		t.Errorf("the process is in %s after the failure, was in %s", got, origin)
 	}
+}
+
+// newOrSkipV2 is New on the host's real hierarchy; on a cgroup v2 host
+// that gives the test process no io-limited group of its own (no io
+// delegated, or a cgroup shared with other processes) the test skips.
+func newOrSkipV2(t *testing.T, cfg Config) *Limiter {
+	t.Helper()
+	l, err := New(t.Context(), cfg)
+	if err != nil {
+		if cgroups.Mode() == cgroups.Unified && (errors.Is(err, ErrUnavailable) || errors.Is(err, ErrShared)) {
+			t.Skipf("SKIP: this cgroup v2 host gives the test process no io-limited group of its own: %v "+
+				"(run the test binary alone in a unit with Delegate=io: systemd-run -p Delegate=io --wait --pipe ...)", err)
+		}
+		t.Fatal(err)
+	}
+	return l
 }
 
 // memLoop returns a loop device over a sparse image of size bytes. The
