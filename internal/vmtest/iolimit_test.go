@@ -65,6 +65,11 @@ func TestScenarioIOLimit(t *testing.T) {
 			t.Errorf("while the daemon runs: %q; want %q", running, want)
 		}
 	}
+	// update_engine_client -status --json shows the limit in force.
+	if js := h.expect(`VMTEST iolimit json (.*)`, time.Minute)[1]; !strings.Contains(js, `"io_limit":"fixed"`) ||
+		!strings.Contains(js, fmt.Sprintf(`"io_write_limit_bps":%d`, ioLimitBPS)) || strings.Contains(js, "io_limit_error") {
+		t.Errorf("update_engine_client -status --json: %s; want the fixed limit of %d and no io_limit_error", js, ioLimitBPS)
+	}
 	stopped := h.expect(`VMTEST iolimit stopped (.*)`, 2*time.Minute)[1]
 	field := func(k string) string {
 		m := regexp.MustCompile(`\b` + k + `=(\S+)`).FindStringSubmatch(stopped)
