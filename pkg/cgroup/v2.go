@@ -52,7 +52,6 @@ type v2 struct {
 
 	major, minor uint32 // the disk the limit is on
 
-	made      bool // New created the group directory (else: a leftover)
 	enabledIO bool // New wrote "+io" to O's cgroup.subtree_control
 }
 
@@ -90,7 +89,6 @@ func newV2(cfg Config, major, minor uint32) (*v2, error) {
 	}
 	switch err := os.Mkdir(v.dir(), 0o755); {
 	case err == nil:
-		v.made = true
 	case errors.Is(err, os.ErrExist):
 		// Left behind by a killed process: empty, so reusable. One with
 		// processes in it belongs to a live Limiter of the same Name.
@@ -203,8 +201,8 @@ func (v *v2) leave(int) error {
 	return nil
 }
 
-// remove deletes the group if New made it (a reused leftover goes too: it
-// was empty and nobody else's).
+// remove deletes the group (a reused leftover too: it was empty and
+// nobody else's).
 func (v *v2) remove() error {
 	// The kernel empties cgroup.procs when the process leaves; a fake
 	// hierarchy's files are removed here, as rmdir would.
