@@ -28,6 +28,7 @@ type busEngine struct {
 	allowOmahaURL bool
 	lim           *cgroup.Limiter // nil = no I/O limit
 	adaptive      bool            // lim's rate is moved by an adaptive controller
+	limErr        error           // a configured limit that could not be applied
 }
 
 // errOmahaURL refuses a ChromeOS AttemptUpdate(s,s) naming a server.
@@ -51,6 +52,9 @@ func (b busEngine) Detail() dbusapi.Detail {
 		if b.adaptive {
 			d.IOLimit = "adaptive"
 		}
+	}
+	if b.limErr != nil {
+		d.IOLimitError = b.limErr.Error()
 	}
 	return d
 }

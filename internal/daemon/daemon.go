@@ -148,9 +148,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("slots", "disk", disk.String(), "booted", disk.Booted(), "passive", disk.Passive())
 
-	limiter, adaptive := openIOLimit(ctx, cfg, disk.PassiveDevice(), log, "/proc", "/sys/fs/cgroup")
+	limiter, adaptive, limitErr := openIOLimit(ctx, cfg, disk.PassiveDevice(), log, "/proc", "/sys/fs/cgroup")
 	if limiter != nil {
-		defer limiter.Close()
+		defer closeIOLimit(limiter, log)
 	}
 
 	// The key is read again at every apply, so one installed later is used.
@@ -217,6 +217,7 @@ func Run(ctx context.Context, o Options) error {
 	case "-":
 		rebootFile = ""
 	}
+	m.SetIOLimitError(limitErr != nil)
 	if limiter != nil {
 		m.SetIOLimit(limiter.WriteBPS(), 0)
 		go reportThrottle(ctx, limiter, m)
@@ -304,7 +305,7 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-runErr:
 		return err
 	}
-	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, allowOmahaURL: o.AllowOmahaURL, lim: limiter, adaptive: adaptive != nil}, dbusapi.Options{})
+	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, allowOmahaURL: o.AllowOmahaURL, lim: limiter, adaptive: adaptive != nil, limErr: limitErr}, dbusapi.Options{})
 	if err != nil {
 		cancel(nil)
 		<-runErr

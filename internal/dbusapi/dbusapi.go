@@ -105,6 +105,7 @@ type Detail struct {
 	CanRollback      bool   `json:"can_rollback"`
 	IOLimit          string `json:"io_limit,omitempty"`           // "fixed" or "adaptive"; "" = writes unthrottled
 	IOWriteLimit     uint64 `json:"io_write_limit_bps,omitempty"` // the passive slot's write limit now, bytes/s
+	IOLimitError     string `json:"io_limit_error,omitempty"`     // a configured limit that could not be applied, and what to do; writes are unthrottled
 }
 
 // UpdateRequest is an interactive update request. AppVersion and OmahaURL

@@ -15,6 +15,7 @@
 //	operation_duration_seconds{type}      histogram, one payload operation
 //	throttled_seconds_total               time writes spent blocked by the I/O limit
 //	io_write_limit_bytes_per_second       the passive slot's write limit now (0 = none); moves when adaptive
+//	io_limit_error                        1 while a configured write limit could not be applied (writes unthrottled)
 //	io_pressure_ratio                     adaptive limit: the other workloads' worst PSI "some" share, last interval
 //	resumes_total                         downloads resumed from a checkpoint
 //	errors_total{code}                    failures by update_engine code (SPEC.md 7, flags stripped)
@@ -62,6 +63,7 @@ type Metrics struct {
 	throttled  prometheus.Counter
 	ioLimit    prometheus.Gauge
 	ioPressure prometheus.Gauge
+	ioLimitErr prometheus.Gauge
 	resumes    prometheus.Counter
 	errors     *prometheus.CounterVec
 	status     *prometheus.GaugeVec
@@ -108,6 +110,9 @@ func New() *Metrics {
 		flipToGood: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace,
 			Name: "flip_to_good_seconds", Help: "Time from the GPT flip to marking the new slot good, last update."}),
 	}
+	m.ioLimitErr = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace,
+		Name: "io_limit_error", Help: "1 while a configured I/O write limit could not be applied: writes to the passive slot are unthrottled."})
+	reg.MustRegister(m.ioLimitErr)
 	m.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace,
 		Name: "info", Help: "Always 1; the labels are the running version and the booted slot."}, []string{"version", "slot"})
 	reg.MustRegister(m.checks, m.downloaded, m.written, m.throughput, m.opDuration,
@@ -202,6 +207,19 @@ func (m *Metrics) SetIOLimit(bps uint64, pressure float64) {
 	}
 	m.ioLimit.Set(float64(bps))
 	m.ioPressure.Set(pressure)
+}
+
+// SetIOLimitError records whether a configured write limit could not be
+// applied (the daemon logs why and what to do).
+func (m *Metrics) SetIOLimitError(failed bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if failed {
+		v = 1
+	}
+	m.ioLimitErr.Set(v)
 }
 
 // Resumed counts one download resumed from a checkpoint.

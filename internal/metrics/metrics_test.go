@@ -68,6 +68,7 @@ func TestScrapeOverLoopback(t *testing.T) {
 	m.ObserveOperation("ZERO", time.Microsecond)
 	m.AddThrottled(1500 * time.Millisecond)
 	m.SetIOLimit(64<<20, 0.25)
+	m.SetIOLimitError(true)
 	m.Resumed()
 	m.Resumed()
 	m.Error(status.DownloadTransferError | status.FlagTestOmahaURL)
@@ -93,6 +94,7 @@ func TestScrapeOverLoopback(t *testing.T) {
 		`update_engine_resumes_total`:                                       2,
 		`update_engine_io_write_limit_bytes_per_second`:                     64 << 20,
 		`update_engine_io_pressure_ratio`:                                   0.25,
+		`update_engine_io_limit_error`:                                      1,
 		`update_engine_errors_total{code="9"}`:                              1,
 		`update_engine_errors_total{code="2404"}`:                           1,
 		`update_engine_status{status="UPDATE_STATUS_DOWNLOADING"}`:          1,

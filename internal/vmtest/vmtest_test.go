@@ -129,8 +129,9 @@ var runDir struct {
 	dir  string
 }
 
-// newHost makes a scenario's disk (a copy of from) and payload disk.
-func newHost(t *testing.T, a *Artifacts, name, from string, payloads []string, conf string) *host {
+// newHost makes a scenario's disk (a copy of from) and payload disk; extra
+// files go onto the payload disk too (by their base names).
+func newHost(t *testing.T, a *Artifacts, name, from string, payloads []string, conf string, extra ...string) *host {
 	t.Helper()
 	runDir.once.Do(func() { runDir.dir = outDir(t) })
 	dir := filepath.Join(runDir.dir, name)
@@ -141,7 +142,7 @@ func newHost(t *testing.T, a *Artifacts, name, from string, payloads []string, c
 	if err := exec.Command("cp", "--sparse=always", from, h.disk).Run(); err != nil {
 		t.Fatalf("copy disk: %v", err)
 	}
-	if err := payloadDisk(h.payloads, filepath.Join(dir, "payloads"), payloads, conf); err != nil {
+	if err := payloadDisk(h.payloads, filepath.Join(dir, "payloads"), payloads, conf, extra...); err != nil {
 		t.Fatal(err)
 	}
 	var err error
@@ -179,9 +180,9 @@ func (h *host) dumpSerial() {
 	h.t.Log("\n" + strings.Join(lines, "\n"))
 }
 
-// payloadDisk writes an ext4 image holding the payloads (with their .json)
-// and the scenario's update.conf.
-func payloadDisk(img, dir string, payloads []string, conf string) error {
+// payloadDisk writes an ext4 image holding the payloads (with their .json),
+// the scenario's update.conf and any extra files.
+func payloadDisk(img, dir string, payloads []string, conf string, extra ...string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -194,6 +195,14 @@ func payloadDisk(img, dir string, payloads []string, conf string) error {
 			if fi, err := os.Stat(f); err == nil {
 				size += fi.Size() + 4096
 			}
+		}
+	}
+	for _, f := range extra {
+		if err := exec.Command("cp", "-a", f, dir).Run(); err != nil {
+			return fmt.Errorf("copy %s: %v", f, err)
+		}
+		if fi, err := os.Stat(f); err == nil {
+			size += fi.Size() + 4096
 		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "update.conf"), []byte(conf), 0o644); err != nil {

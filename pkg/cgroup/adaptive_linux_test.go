@@ -27,10 +27,7 @@ func TestAdaptiveOnLoopDevice(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "dd")
 	dev := memLoop(t, 64<<20)
-	l, err := New(t.Context(), Config{Name: fmt.Sprintf("ue-test-adaptive-%d", os.Getpid()), Device: dev, WriteBPS: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newOrSkipV2(t, Config{Name: fmt.Sprintf("ue-test-adaptive-%d", os.Getpid()), Device: dev, WriteBPS: 1 << 30})
 	defer l.Close()
 	psi, err := NewPSI("/proc", "/sys/fs/cgroup")
 	if err != nil {

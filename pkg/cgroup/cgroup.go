@@ -18,12 +18,17 @@
 //     the cgroup it came from, then the group is removed.
 //   - cgroup v2: the io controller is not a threaded controller, so a single
 //     thread cannot be limited on its own. The whole process is moved into
-//     the group (cgroup.procs), "io" is enabled in the parent's
-//     cgroup.subtree_control, and io.max is written; on Close the process is
-//     moved back and the group removed. Other I/O of the daemon to the same
-//     disk (small prefs writes) shares the limit; D-Bus keeps answering, as
-//     it does no disk I/O. Under systemd the unit needs Delegate=io for
-//     this, as dist/update-engine.service has (or use systemd's own
+//     the group (cgroup.procs), "io" is enabled in the parent's (the
+//     process's own cgroup's) cgroup.subtree_control, and io.max is
+//     written. Close undoes exactly that: "io" is disabled again in the
+//     parent if New enabled it and no other child uses it, the process is
+//     moved back, the group removed (v2.go explains the order, which the
+//     kernel's no-internal-processes rule dictates). Other I/O of the
+//     daemon to the same disk (small prefs writes) shares the limit; D-Bus
+//     keeps answering, as it does no disk I/O. The process's cgroup must
+//     hold no other process (else ErrShared) and must offer io (else
+//     ErrUnavailable): under systemd the unit needs Delegate=io, as
+//     dist/update-engine.service has (or use systemd's own
 //     IOWriteBandwidthMax= instead).
 //
 // The group lives under the calling process's own cgroup of that hierarchy
@@ -72,6 +77,11 @@ var (
 	// ErrUnavailable: the host has no usable cgroup hierarchy with a blkio
 	// (v1) or io (v2) controller.
 	ErrUnavailable = errors.New("cgroup: no blkio/io cgroup controller available")
+	// ErrShared: on cgroup v2 the process's cgroup holds other processes
+	// too (a login session, a CI job, a test's helper daemons), so the
+	// kernel refuses to enable io for a child group of it. Run the engine
+	// as its own service (dist/update-engine.service, Delegate=io).
+	ErrShared = errors.New("cgroup: the process shares its cgroup v2 group with other processes")
 	// ErrNotBlockDevice: Config.Device is neither a block device node nor
 	// "major:minor".
 	ErrNotBlockDevice = errors.New("cgroup: not a block device")
@@ -142,6 +152,8 @@ type Limiter struct {
 	bytes  atomic.Int64 // bytes written through all Writers
 	writes atomic.Int64 // WriteAt calls
 	busy   atomic.Int64 // nanoseconds spent inside WriteAt
+	first  atomic.Int64 // Unix nanoseconds: start of the first WriteAt (0 = none yet)
+	last   atomic.Int64 // Unix nanoseconds: end of the latest WriteAt
 }
 
 // New creates the cgroup with the write limit and starts the writer thread
@@ -266,6 +278,10 @@ type Stats struct {
 	Bytes  int64         // bytes written
 	Writes int64         // WriteAt calls
 	Busy   time.Duration // wall time spent inside WriteAt, throttling included
+	// First is when the first WriteAt started, Last when the latest one
+	// ended (zero before any write): Bytes over Last-First is the rate the
+	// writes achieved, the limit's effect included.
+	First, Last time.Time
 }
 
 // Stats returns the running totals. Busy minus Bytes at the disk's
@@ -275,7 +291,11 @@ func (l *Limiter) Stats() Stats {
 	if l == nil {
 		return Stats{}
 	}
-	return Stats{Bytes: l.bytes.Load(), Writes: l.writes.Load(), Busy: time.Duration(l.busy.Load())}
+	st := Stats{Bytes: l.bytes.Load(), Writes: l.writes.Load(), Busy: time.Duration(l.busy.Load())}
+	if f := l.first.Load(); f != 0 {
+		st.First, st.Last = time.Unix(0, f), time.Unix(0, l.last.Load())
+	}
+	return st
 }
 
 // Close stops the writer thread, moves it (v2: the process) back out of
@@ -289,7 +309,12 @@ func (l *Limiter) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.quit)
 		<-l.done
-		err = errors.Join(l.leaveErr, l.be.remove())
+		err = l.leaveErr
+		if err == nil {
+			// A group still holding the process (v2) or thread (v1)
+			// cannot be removed; leave it and report why.
+			err = l.be.remove()
+		}
 	})
 	return err
 }

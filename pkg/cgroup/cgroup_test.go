@@ -152,6 +152,60 @@ func TestFakeV2(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("group dir still there after Close: %v", err)
 	}
+	// New turned io on, so Close turns it off again.
+	if got := readFile(t, filepath.Join(root, "cgroup.subtree_control")); got != "-io" {
+		t.Errorf("subtree_control after Close = %q, want io disabled again (-io)", got)
+	}
+}
+
+// TestFakeV2KeepsIOForOthers: io that was on before New stays on after
+// Close; io New turned on stays on while another child group has a limit
+// of its own, and then the kernel would refuse the process back, so Close
+// lifts the group's limit and says why.
+func TestFakeV2KeepsIOForOthers(t *testing.T) {
+	for _, tc := range []struct {
+		name, ctl string
+		sibling   bool
+		wantErr   string
+		wantCtl   string
+	}{
+		{name: "io on before", ctl: "io", wantCtl: "io"},
+		{name: "sibling uses io", sibling: true, wantErr: "keeps io enabled", wantCtl: "+io"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), []byte(tc.ctl), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("io memory\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			l, err := New(t.Context(), Config{Name: "ue-test", Device: "8:0", WriteBPS: 1 << 20, Root: root, Version: 2, SysRoot: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.sibling {
+				if err := os.MkdirAll(filepath.Join(root, "other"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(root, "other", "io.max"), []byte("8:0 rbps=1"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err = l.Close()
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("Close = %v, want error containing %q", err, tc.wantErr)
+			}
+			if got := readFile(t, filepath.Join(root, "cgroup.subtree_control")); got != tc.wantCtl {
+				t.Errorf("subtree_control = %q, want %q", got, tc.wantCtl)
+			}
+			if tc.sibling {
+				if got := readFile(t, filepath.Join(root, "ue-test", "io.max")); got != "8:0 wbps=max" {
+					t.Errorf("io.max of the group the process stays in = %q, want the limit lifted", got)
+				}
+			}
+		})
+	}
 }
 
 // A v2 hierarchy whose parent does not offer io: ErrUnavailable, and no

@@ -71,7 +71,10 @@ func (w *Writer) WriteAt(p []byte, off int64) (n int, err error) {
 		return 0, rerr
 	}
 	if w.l != nil {
-		w.l.busy.Add(int64(time.Since(start)))
+		end := time.Now()
+		w.l.first.CompareAndSwap(0, start.UnixNano())
+		w.l.last.Store(end.UnixNano())
+		w.l.busy.Add(int64(end.Sub(start)))
 		w.l.bytes.Add(int64(n))
 		w.l.writes.Add(1)
 	}

@@ -65,4 +65,6 @@ while :; do
 	esac
 	sleep 5
 done
+# A scenario's own steps after the update, when its config disk has them.
+if [ -x /run/vmtest/payloads/after-update.sh ]; then /run/vmtest/payloads/after-update.sh; fi
 sleep infinity
