@@ -22,8 +22,9 @@ deps:
 RACE_PKGS = ./internal/engine/... ./internal/dbusapi/... ./internal/prefs/... ./internal/slot/... \
             ./internal/daemon/... ./internal/antirollback/... ./cmd/... \
             ./pkg/rebootmgr/... ./pkg/omaha/... ./pkg/cgroup/... ./pkg/gpt/...
-# Tests that kill a separately built daemon binary gain nothing from -race.
-RACE_SKIP = TestCrashAtEveryWrite|TestKillResume
+# Tests that kill a separately built daemon binary gain nothing from -race;
+# the etcd cluster fleet test (~30 s, real etcd processes) runs once, without it.
+RACE_SKIP = TestCrashAtEveryWrite|TestKillResume|TestEtcdClusterFleetFaults
 # The payload pipeline's concurrent tests (the generators' are slow under -race).
 RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix|TestFile
 

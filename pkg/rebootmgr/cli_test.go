@@ -132,7 +132,9 @@ func TestMainRecoversKilledHolder(t *testing.T) {
 	defer stopRun()
 
 	// It waits on a watch, not by polling: one "full" then silence.
-	waitFor(t, "lock wait", func() bool { return strings.Contains(stderr.String(), "semaphore is full (holders dead); watching for a free slot") })
+	waitFor(t, "lock wait", func() bool {
+		return strings.Contains(stderr.String(), "semaphore is full (holders dead); watching for a free slot")
+	})
 	if _, r := logind.counts(); r != 0 {
 		t.Fatalf("rebooted while the dead host holds the only slot")
 	}
