@@ -124,6 +124,7 @@ type fleetResult struct {
 	waitReqs             int64
 	waitTime             time.Duration
 	hosts                []*fleetHost
+	retries              []string // the managers' "…; retrying" lines: etcd errors they rode out
 	never                *fleetHost
 	statusOut, statusErr string
 }
@@ -198,7 +199,7 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 	hosts := make([]*fleetHost, o.n)
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
-	var errs []string
+	var errs, retries []string
 	fail := func(f string, a ...any) {
 		errMu.Lock()
 		errs = append(errs, fmt.Sprintf(f, a...))
@@ -245,6 +246,13 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 					}),
 					StateFile: h.state,
 					BootID:    func() string { return bootID },
+					Logf: func(f string, a ...any) {
+						if msg := fmt.Sprintf(f, a...); strings.Contains(msg, "retrying") {
+							errMu.Lock()
+							retries = append(retries, h.id+": "+msg)
+							errMu.Unlock()
+						}
+					},
 				}
 				rctx, cancel := context.WithCancel(ctx)
 				r := &running{cancel: cancel, done: make(chan struct{}), cli: cli}
@@ -361,9 +369,12 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 	for _, m := range c.Members {
 		_ = m.Cont()
 	}
+	errMu.Lock()
 	for _, e := range errs {
 		t.Error(e)
 	}
+	res.retries = retries
+	errMu.Unlock()
 	var sum time.Duration
 	for _, d := range rebootDur {
 		sum += d
@@ -522,6 +533,7 @@ func TestEtcdClusterFleetFaults(t *testing.T) {
 		t.Errorf("lock status: since %q: %v", f[2], err)
 	}
 	t.Logf("lock status before the operator's unlock:\n%s", res.statusOut)
+	t.Logf("%d etcd errors ridden out by the managers, e.g. %q", len(res.retries), res.retries[:min(3, len(res.retries))])
 
 	// Hosts: every host that comes back rebooted exactly once.
 	killed := 0
