@@ -175,20 +175,5 @@ func (m *EtcdMember) Restart() error {
 func (m *EtcdMember) WaitHealthy(d time.Duration) error {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	defer hc.CloseIdleConnections()
-	deadline := time.Now().Add(d)
-	for {
-		resp, err := hc.Get(m.Endpoint + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("/health: %s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(m.DataDir, "etcd.log"))
-			return fmt.Errorf("etcd %s not healthy within %v: %v\n%s", m.Name, d, err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return waitEtcdHealthy(hc, m.Endpoint, filepath.Join(m.DataDir, "etcd.log"), d)
 }

@@ -57,6 +57,7 @@ type fleetHost struct {
 	// requests: every etcd request of the host; waitReqs those sent
 	// while its manager waits in Lock.
 	requests, waitReqs atomic.Int64
+	waitByKind         [3]atomic.Int64 // Get, Txn, Watch while waiting
 	waiting            atomic.Bool
 
 	mu        sync.Mutex // guards the fields below
@@ -74,25 +75,26 @@ type countingClient struct {
 	h   *fleetHost
 }
 
-func (c countingClient) count() {
+func (c countingClient) count(kind int) {
 	c.h.requests.Add(1)
 	if c.h.waiting.Load() {
 		c.h.waitReqs.Add(1)
+		c.h.waitByKind[kind].Add(1)
 	}
 }
 
 func (c countingClient) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	c.count()
+	c.count(0)
 	return c.cli.Get(ctx, key, opts...)
 }
 
 func (c countingClient) Txn(ctx context.Context) clientv3.Txn {
-	c.count()
+	c.count(1)
 	return c.cli.Txn(ctx)
 }
 
 func (c countingClient) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
-	c.count()
+	c.count(2)
 	return c.cli.Watch(ctx, key, opts...)
 }
 
@@ -122,6 +124,7 @@ type fleetResult struct {
 	elapsed, ideal       time.Duration // real
 	waits                []time.Duration
 	waitReqs             int64
+	waitByKind           [3]int64 // Get, Txn, Watch
 	waitTime             time.Duration
 	hosts                []*fleetHost
 	retries              []string // the managers' "…; retrying" lines: etcd errors they rode out
@@ -390,6 +393,9 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 		res.waitTime += h.waitTotal
 		h.mu.Unlock()
 		res.waitReqs += h.waitReqs.Load()
+		for k := range res.waitByKind {
+			res.waitByKind[k] += h.waitByKind[k].Load()
+		}
 	}
 	slices.Sort(res.waits)
 	return res
@@ -650,4 +656,6 @@ func BenchmarkEtcdClusterFleet(b *testing.B) {
 	testenv.Bench(b, "etcd_cluster_lock_wait_p50", pct(res.waits, 50).Seconds(), "s")
 	testenv.Bench(b, "etcd_cluster_lock_wait_p99", pct(res.waits, 99).Seconds(), "s")
 	testenv.Bench(b, "etcd_cluster_requests_per_waiting_manager", float64(res.waitReqs)/res.waitTime.Minutes(), "req/min")
+	b.Logf("requests while waiting: %d Get, %d Txn, %d Watch over %v of waiting (all managers)",
+		res.waitByKind[0], res.waitByKind[1], res.waitByKind[2], res.waitTime.Round(time.Second))
 }

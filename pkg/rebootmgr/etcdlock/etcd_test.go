@@ -74,12 +74,19 @@ func TestEtcdLockFormatAndCAS(t *testing.T) {
 	}
 }
 
-func TestHolderTTLEvictsDeadHolder(t *testing.T) {
+// startWithClock starts etcd and returns it, a client, a context that
+// ends with the test (or after a minute) and a settable clock.
+func startWithClock(t *testing.T, now *time.Time) (*testenv.Etcd, *clientv3.Client, context.Context) {
 	e := testenv.StartEtcd(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	kv := dial(t, e)
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	*now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	return e, dial(t, e), ctx
+}
+
+func TestHolderTTLEvictsDeadHolder(t *testing.T) {
+	var now time.Time
+	e, kv, ctx := startWithClock(t, &now)
 	clock := func() time.Time { return now }
 	c := &Client{KV: kv, HolderTTL: time.Hour, Now: clock}
 	legacy := &Client{KV: kv, Group: "legacy", HolderTTL: time.Hour, Now: clock}
@@ -229,11 +236,8 @@ func (c *countKV) Watch(ctx context.Context, key string, opts ...clientv3.OpOpti
 // that leave it full cost it nothing, and the change that frees a slot
 // ends the wait. Each holder's start time is recorded for `lock status`.
 func TestWaitFreeWatches(t *testing.T) {
-	e := testenv.StartEtcd(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	cli := dial(t, e)
-	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	var now time.Time
+	e, cli, ctx := startWithClock(t, &now)
 	admin := &Client{KV: cli, Now: func() time.Time { return now }}
 	if _, err := admin.SetMax(ctx, 1); err != nil {
 		t.Fatal(err)
