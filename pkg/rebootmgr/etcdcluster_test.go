@@ -539,7 +539,18 @@ func TestEtcdClusterFleetFaults(t *testing.T) {
 		t.Errorf("lock status: since %q: %v", f[2], err)
 	}
 	t.Logf("lock status before the operator's unlock:\n%s", res.statusOut)
-	t.Logf("%d etcd errors ridden out by the managers, e.g. %q", len(res.retries), res.retries[:min(3, len(res.retries))])
+	kinds := map[string]int{}
+	for _, r := range res.retries {
+		k := r[strings.Index(r, ": ")+2:]
+		if i := strings.LastIndex(k, "; retrying"); i >= 0 {
+			k = k[:i]
+		}
+		if i := strings.Index(k, "etcdlock:"); i >= 0 {
+			k = k[i:]
+		}
+		kinds[strings.Replace(k, etcdlock.Key(""), "KEY", 1)]++
+	}
+	t.Logf("%d etcd errors ridden out by the managers: %v", len(res.retries), kinds)
 
 	// Hosts: every host that comes back rebooted exactly once.
 	killed := 0

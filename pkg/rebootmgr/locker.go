@@ -40,18 +40,19 @@ type EtcdLocker struct {
 
 // Lock takes a slot for ID. While the semaphore is full it waits for a
 // change that frees a slot with one watch (etcdlock.Waiter, v3) and tries
-// again, so a waiting host sends etcd a request per freed slot at most
-// rather than polling; each try is bounded by Timeout, the wait only by
-// ctx. Without a watch (v2) ErrFull is returned and the manager backs off.
+// again, so a waiting host sends etcd a few requests per freed slot that
+// it tries for, and none while nothing changes, rather than polling; each
+// try is bounded by Timeout, the wait only by ctx. Without a watch (v2)
+// ErrFull is returned and the manager backs off.
 func (l EtcdLocker) Lock(ctx context.Context) error {
-	for {
+	for logged := false; ; logged = true {
 		err := l.bounded(ctx, func(ctx context.Context) error { return l.Client.Lock(ctx, l.ID) })
 		var full *etcdlock.FullError
 		w, ok := l.Client.(etcdlock.Waiter)
 		if !ok || !errors.As(err, &full) {
 			return err
 		}
-		if l.Logf != nil {
+		if l.Logf != nil && !logged {
 			l.Logf("take reboot lock: %v; watching for a free slot", err)
 		}
 		if werr := w.WaitFree(ctx, l.ID, full.Rev); werr != nil {
