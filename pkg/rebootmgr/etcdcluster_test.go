@@ -37,6 +37,10 @@ type fleetOpts struct {
 	faults                 bool
 	staleAfter             time.Duration // real; with faults, for the host that never comes back
 	lockTimeout, lockRetry time.Duration // simulated: one etcd call's bound; the lock's Recheck
+	// poll: no watch; a full semaphore is an error and the manager polls
+	// with its production backoff (5 s doubling to 5 min, jittered), as
+	// before WaitFree and as locksmithd does.
+	poll bool
 }
 
 // Fates of a host when its manager asks for the reboot.
@@ -227,6 +231,11 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 				}
 				cc := countingClient{cli: cli, h: h}
 				lc := &etcdlock.Client{KV: cc, Watch: cc, After: clock.After, Recheck: o.lockRetry}
+				backoff := Backoff{Min: time.Second, Max: 10 * time.Second, Rand: rand.Float64}
+				if o.poll {
+					lc.Watch = nil
+					backoff = Backoff{Rand: rand.Float64}
+				}
 				h.mu.Lock()
 				bootID := fmt.Sprintf("boot-%d", h.boot)
 				h.mu.Unlock()
@@ -236,7 +245,7 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 						Timeout: toReal(o.lockTimeout)}},
 					Status:  newMemSource(status),
 					Clock:   clock,
-					Backoff: Backoff{Min: time.Second, Max: 10 * time.Second, Rand: rand.Float64},
+					Backoff: backoff,
 					Rebooter: funcRebooter(func(ctx context.Context) error {
 						h.mu.Lock()
 						h.calls = append(h.calls, bootID)
@@ -669,4 +678,16 @@ func BenchmarkEtcdClusterFleet(b *testing.B) {
 	testenv.Bench(b, "etcd_cluster_requests_per_waiting_manager", float64(res.waitReqs)/res.waitTime.Minutes(), "req/min")
 	b.Logf("requests while waiting: %d Get, %d Txn, %d Watch over %v of waiting (all managers)",
 		res.waitByKind[0], res.waitByKind[1], res.waitByKind[2], res.waitTime.Round(time.Second))
+
+	// The same fleet polling as before (no watch; 5 s → 5 min backoff), on
+	// a clock 5× the wall clock to keep it short: figures in simulated
+	// time.
+	const scale = 5
+	c2 := testenv.StartEtcdCluster(b, 3)
+	poll := runEtcdFleet(b, c2, fleetOpts{n: 50, max: 2, scale: scale, rebootMin: time.Second, rebootMax: 3 * time.Second,
+		seed: seed, lockTimeout: 30 * time.Second, poll: true})
+	testenv.Bench(b, "etcd_cluster_fleet50_poll_vs_ideal", poll.elapsed.Seconds()/poll.ideal.Seconds(), "ratio")
+	testenv.Bench(b, "etcd_cluster_poll_lock_wait_p50", scale*pct(poll.waits, 50).Seconds(), "s")
+	testenv.Bench(b, "etcd_cluster_poll_lock_wait_p99", scale*pct(poll.waits, 99).Seconds(), "s")
+	testenv.Bench(b, "etcd_cluster_poll_requests_per_waiting_manager", float64(poll.waitReqs)/(scale*poll.waitTime.Minutes()), "req/min")
 }
