@@ -24,10 +24,11 @@ RACE_PKGS = ./internal/engine/... ./internal/dbusapi/... ./internal/prefs/... ./
             ./internal/daemon/... ./internal/antirollback/... ./cmd/update_engine_client/... \
             ./pkg/rebootmgr/... ./pkg/omaha/... ./pkg/cgroup/...
 # Skipped under -race: tests that kill a separately built daemon binary, the
-# fleet page rendered by Chromium (an outside process), and
+# fleet page rendered by Chromium (an outside process), the etcd cluster
+# fleet test (real etcd processes; run once without -race), and
 # the daemon's update-logic tests whose threads are the same as
 # TestFullUpdate's (they run without -race above).
-RACE_SKIP = TestCrashAtEveryWrite|TestKillResume|TestDeltaFailsThenFull|TestRebootMarkGoodThenDelta|TestFlatcarKernel|TestLyingServerVersion|TestEventsKeepAppAttributes|TestTPMFloorAndPCR|TestFleetPageChromium
+RACE_SKIP = TestCrashAtEveryWrite|TestKillResume|TestDeltaFailsThenFull|TestRebootMarkGoodThenDelta|TestFlatcarKernel|TestLyingServerVersion|TestEventsKeepAppAttributes|TestTPMFloorAndPCR|TestFleetPageChromium|TestEtcdClusterFleetFaults
 # The payload pipeline's concurrent tests (the generators' are slow under -race).
 RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix|TestFile
 

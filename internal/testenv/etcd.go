@@ -183,19 +183,28 @@ func startEtcd(t testing.TB, opt etcdOptions) *Etcd {
 		_ = cmd.Wait()
 		_ = logf.Close()
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	if err := waitEtcdHealthy(health, clientURL, logName, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// waitEtcdHealthy polls clientURL's /health with hc until it answers 200
+// (the member has a leader) or d passes; the error then carries the log.
+func waitEtcdHealthy(hc *http.Client, clientURL, logName string, d time.Duration) error {
+	deadline := time.Now().Add(d)
 	for {
-		resp, err := health.Get(clientURL + "/health")
+		resp, err := hc.Get(clientURL + "/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return e
+				return nil
 			}
 			err = fmt.Errorf("/health: %s", resp.Status)
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(logName)
-			t.Fatalf("etcd did not become healthy within 20s: %v\n%s", err, log)
+			return fmt.Errorf("etcd %s did not become healthy within %v: %v\n%s", clientURL, d, err, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -24,7 +24,8 @@ const usage = `usage: update_engine_reboot_manager <command> [flags]
 commands:
   run                       manage reboots after updates (the daemon, like locksmithd)
   lock [flags] <verb>       locksmithctl's verbs on the etcd reboot lock:
-    status                  available slots, max, holders
+    status                  available slots, max, holders (how long each has held its
+                            slot; "stale" past -stale-after: release it with unlock <id>)
     lock [<id>]             take a slot for this machine or machine <id>
     unlock [<id>]           release the slot of this machine or machine <id>
     reboot                  take this machine's slot, then reboot (root only)
@@ -191,9 +192,13 @@ func dialEtcd(c Config) (*clientv3.Client, error) {
 		TLS:         tlsConf,
 		Endpoints:   c.Endpoints,
 		DialTimeout: 5 * time.Second,
-		Username:    c.EtcdUsername,
-		Password:    c.EtcdPassword,
-		Logger:      zap.NewNop(), // errors reach us as return values
+		// A member that hangs (not closed, just silent) is dropped after
+		// DialKeepAliveTime+Timeout and the client moves on to another.
+		DialKeepAliveTime:    etcdlock.KeepAliveTime,
+		DialKeepAliveTimeout: etcdlock.KeepAliveTimeout,
+		Username:             c.EtcdUsername,
+		Password:             c.EtcdPassword,
+		Logger:               zap.NewNop(), // errors reach us as return values
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rebootmgr: etcd %v: %w", c.Endpoints, err)
@@ -219,7 +224,7 @@ func openSemaphores(c Config, now func() time.Time) (etcdlock.Semaphores, func()
 	if err != nil {
 		return nil, nil, err
 	}
-	v3 := &etcdlock.Client{KV: cli, Group: c.Group, HolderTTL: c.HolderTTL, Now: now}
+	v3 := &etcdlock.Client{KV: cli, Watch: cli, Group: c.Group, HolderTTL: c.HolderTTL, Now: now}
 	return v3, func() { _ = cli.Close() }, nil
 }
 
@@ -246,6 +251,7 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	s := newSettings("lock", stderr)
 	bus := s.fs.String("bus", "", "D-Bus address for reboot and send-need-reboot (default: the system bus)")
 	idFlag := s.fs.String("machine-id", "", "this machine's id (default: contents of /etc/machine-id)")
+	staleAfter := s.fs.Duration("stale-after", DefaultStaleAfter, "status: call a slot held longer than this stale")
 	if err := s.fs.Parse(args); err != nil {
 		return 2
 	}
@@ -315,16 +321,8 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	switch verb {
 	case "status":
-		sem, _, err := lc.Get(ctx)
-		if err != nil {
+		if err := lockStatus(ctx, lc, stdout, time.Now(), *staleAfter); err != nil {
 			return fail("Error getting value", err)
-		}
-		fmt.Fprintf(stdout, "Available: %d\nMax: %d\n", sem.Semaphore, sem.Max)
-		if len(sem.Holders) > 0 {
-			fmt.Fprintf(stdout, "\nMACHINE ID\n")
-			for _, h := range sem.Holders {
-				fmt.Fprintln(stdout, h)
-			}
 		}
 	case "lock":
 		if err := lc.Lock(ctx, id); err != nil {
@@ -363,6 +361,52 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	return 0
+}
+
+// DefaultStaleAfter is when `lock status` calls a held slot stale: far
+// longer than a reboot takes.
+const DefaultStaleAfter = time.Hour
+
+// lockStatus prints the semaphore as locksmithctl status does, and for
+// each holder how long it has held its slot (v3: the time recorded when
+// it took it; unknown for holders written by locksmithd or through v2)
+// and "stale" when that is more than staleAfter: a machine that went
+// down with the slot and did not come back, for an operator to release
+// with `lock unlock <id>`.
+func lockStatus(ctx context.Context, lc etcdlock.Semaphores, w io.Writer, now time.Time, staleAfter time.Duration) error {
+	var (
+		sem     etcdlock.Semaphore
+		holders []etcdlock.Holder
+		err     error
+	)
+	if v3, ok := lc.(*etcdlock.Client); ok {
+		sem, holders, err = v3.Holders(ctx)
+	} else {
+		sem, _, err = lc.Get(ctx)
+		for _, id := range sem.Holders {
+			holders = append(holders, etcdlock.Holder{ID: id})
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Available: %d\nMax: %d\n", sem.Semaphore, sem.Max)
+	if len(holders) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\n%-34s %-12s %-21s %s\n", "MACHINE ID", "HELD FOR", "SINCE", "STATE")
+	for _, h := range holders {
+		held, since, state := "unknown", "unknown", "unknown (no record)"
+		if !h.Since.IsZero() {
+			d := max(now.Sub(h.Since), 0).Round(time.Second)
+			held, since, state = d.String(), h.Since.UTC().Format(time.RFC3339), "ok"
+			if d > staleAfter {
+				state = fmt.Sprintf("stale (held over %v)", staleAfter)
+			}
+		}
+		fmt.Fprintf(w, "%-34s %-12s %-21s %s\n", h.ID, held, since, state)
+	}
+	return nil
 }
 
 // sendNeedReboot emits update_engine's StatusUpdate signal with
@@ -454,7 +498,7 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 			return 1
 		}
 		defer closeLC()
-		m.Lock = EtcdLocker{ID: id, Client: lc, Probe: etcdProbe(cfg)}
+		m.Lock = EtcdLocker{ID: id, Client: lc, Probe: etcdProbe(cfg), Logf: logf}
 	case StrategyFleetLock:
 		if cfg.FleetLockURL == "" {
 			logf("%v: strategy fleetlock needs FLEETLOCK_URL or -fleetlock-url", ErrBadConfig)

@@ -31,14 +31,18 @@
 // Flow (Manager.Run): on UPDATE_STATUS_UPDATED_NEED_REBOOT (from GetStatus
 // at start or a signal) → wait for the reboot window → take the fleet lock
 // (retry 5 s doubling to 5 min, jittered) → persist the intent → warn users
-// → logind Reboot. After the reboot, once update_engine reports any other
-// status, the lock is released.
+// → logind Reboot. While the etcd semaphore is full the manager waits on a
+// watch of its key (no polling) and tries again when a slot is freed.
+// After the reboot, once update_engine reports any other status, the lock
+// is released.
 //
 // A holder that never comes back (etcd-lock): its slot stays taken until
 // an operator runs `update_engine_reboot_manager lock unlock <machine-id>`
-// (as `locksmithctl unlock`). Optionally REBOOT_LOCK_TTL (or -lock-ttl)
-// records a deadline next to each new holder and lets a contender that
-// finds the semaphore full evict holders past their deadline; holders
+// (as `locksmithctl unlock`); `lock status` shows how long each holder
+// has held its slot and marks those past -stale-after (1 h) stale.
+// Optionally REBOOT_LOCK_TTL (or -lock-ttl) records a deadline next to
+// each new holder and lets a contender that finds the semaphore full
+// evict holders past their deadline; holders
 // written by locksmithd carry no deadline and are never evicted. With
 // fleetlock, stuck slots are the server's business (airlock: an operator
 // deletes the holder).

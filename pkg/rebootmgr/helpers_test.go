@@ -80,3 +80,22 @@ func fileHas(path, sub string) bool {
 func testLogf(t *testing.T, prefix string) func(string, ...any) {
 	return func(f string, a ...any) { t.Logf(prefix+f, a...) }
 }
+
+// statusShape reduces `lock status` output to locksmithctl's: the
+// header lines, "MACHINE ID", and each holder's id (the first column).
+func statusShape(out string) string {
+	var b strings.Builder
+	holders := false
+	for _, line := range strings.SplitAfter(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, "MACHINE ID"):
+			holders = true
+			b.WriteString("MACHINE ID\n")
+		case holders && line != "":
+			b.WriteString(strings.Fields(line)[0] + "\n")
+		default:
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}

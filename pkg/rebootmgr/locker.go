@@ -34,11 +34,34 @@ type EtcdLocker struct {
 	// Probe, if set, runs when Timeout ends a call, to find out why etcd
 	// did not answer (see etcdProbe); its reason goes into the error.
 	Probe func(context.Context) error
+	// Logf, if set, says when Lock starts waiting for a slot.
+	Logf func(format string, args ...any)
 }
 
-// Lock takes a slot for ID.
+// Lock takes a slot for ID. While the semaphore is full it waits for a
+// change that frees a slot with one watch (etcdlock.Waiter, v3) and tries
+// again, so a waiting host sends etcd a few requests per freed slot that
+// it tries for, and none while nothing changes, rather than polling; each
+// try is bounded by Timeout, the wait only by ctx. Without a watch (v2)
+// ErrFull is returned and the manager backs off.
 func (l EtcdLocker) Lock(ctx context.Context) error {
-	return l.bounded(ctx, func(ctx context.Context) error { return l.Client.Lock(ctx, l.ID) })
+	for logged := false; ; logged = true {
+		err := l.bounded(ctx, func(ctx context.Context) error { return l.Client.Lock(ctx, l.ID) })
+		var full *etcdlock.FullError
+		w, ok := l.Client.(etcdlock.Waiter)
+		if !ok || !errors.As(err, &full) {
+			return err
+		}
+		if l.Logf != nil && !logged {
+			l.Logf("take reboot lock: %v; watching for a free slot", err)
+		}
+		if werr := w.WaitFree(ctx, l.ID, full.Rev); werr != nil {
+			if errors.Is(werr, etcdlock.ErrNoWatch) {
+				return err
+			}
+			return werr
+		}
+	}
 }
 
 // Unlock releases ID's slot; ErrNotHeld is success.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,10 +24,55 @@ type KV interface {
 	Txn(ctx context.Context) clientv3.Txn
 }
 
+// Watcher is the watch part of the etcd v3 client (*clientv3.Client
+// satisfies it).
+type Watcher interface {
+	Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan
+}
+
+// ErrNoWatch: WaitFree on a Client without a Watcher.
+var ErrNoWatch = errors.New("etcdlock: no watcher to wait with")
+
+// FullError is Lock's ErrFull (errors.Is(err, ErrFull) holds) with the
+// revision at which the semaphore was read full, from which WaitFree
+// watches.
+type FullError struct {
+	Rev     int64
+	Holders []string
+}
+
+func (e *FullError) Error() string {
+	return fmt.Sprintf("%v (holders %s)", ErrFull, strings.Join(e.Holders, ", "))
+}
+
+// Is makes errors.Is(e, ErrFull) true.
+func (e *FullError) Is(target error) bool { return target == ErrFull }
+
+// Defaults of Client's waiting.
+const (
+	// DefaultRecheck: WaitFree returns at least this often, so the caller
+	// reads the semaphore again (holder deadlines pass without a change
+	// of the key; a watch can be stuck on a hung member).
+	DefaultRecheck = time.Minute
+	// DefaultSpread: a waiter that sees a slot freed tries to take it
+	// after a random delay below this, unless it sees the semaphore full
+	// again first; so one free slot draws one or a few attempts, not one
+	// per waiter.
+	DefaultSpread = time.Second
+)
+
 // Client changes one group's semaphore by compare-and-swap.
 type Client struct {
 	KV    KV
 	Group string // "" = default group
+	// Watch, if set, lets WaitFree wait for a slot with one watch
+	// instead of polling.
+	Watch Watcher
+	// Recheck and Spread tune WaitFree (0 = DefaultRecheck,
+	// DefaultSpread).
+	Recheck, Spread time.Duration
+	// After is the timer of WaitFree (nil = time.After).
+	After func(time.Duration) <-chan time.Time
 	// HolderTTL > 0 records a deadline for each new holder and lets Lock
 	// evict holders past their deadline; 0 = only the operator unlocks.
 	HolderTTL time.Duration
@@ -33,9 +80,18 @@ type Client struct {
 	Now func() time.Time
 }
 
+// gRPC keepalive of the clients: a member that hangs (SIGSTOP, a frozen
+// host) keeps its TCP connection open; the pings find it out and the
+// client moves to another endpoint.
+const (
+	KeepAliveTime    = 10 * time.Second
+	KeepAliveTimeout = 5 * time.Second
+)
+
 // Dial connects to etcd endpoints (v3 API) with a short dial timeout.
 func Dial(endpoints []string) (*clientv3.Client, error) {
-	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialKeepAliveTime: KeepAliveTime, DialKeepAliveTimeout: KeepAliveTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("etcdlock: dial %v: %w", endpoints, err)
 	}
@@ -45,6 +101,10 @@ func Dial(endpoints []string) (*clientv3.Client, error) {
 func (c *Client) key() string { return Key(c.Group) }
 
 func (c *Client) expiryPrefix() string { return c.key() + "-expiry/" }
+
+// sincePrefix holds, per holder, when it took its slot (RFC 3339, UTC),
+// for `lock status` to say how long a slot has been held.
+func (c *Client) sincePrefix() string { return c.key() + "-since/" }
 
 // Get returns the current value and its ModRevision, creating the key
 // (compare CreateRevision == 0) with NewSemaphore when it is missing.
@@ -86,6 +146,9 @@ func (c *Client) update(ctx context.Context, f func(*Semaphore) (bool, []clientv
 			return s, err
 		}
 		changed, extra, err := f(&s)
+		if errors.Is(err, ErrFull) {
+			return s, &FullError{Rev: rev, Holders: slices.Clone(s.Holders)}
+		}
 		if err != nil || !changed {
 			return s, err
 		}
@@ -125,7 +188,7 @@ func (c *Client) Lock(ctx context.Context, id string) error {
 			for _, h := range append([]string(nil), s.Holders...) {
 				if expired[h] {
 					_ = s.Unlock(h)
-					ops = append(ops, clientv3.OpDelete(c.expiryPrefix()+h))
+					ops = append(ops, clientv3.OpDelete(c.expiryPrefix()+h), clientv3.OpDelete(c.sincePrefix()+h))
 					evicted = true
 				}
 			}
@@ -133,6 +196,9 @@ func (c *Client) Lock(ctx context.Context, id string) error {
 		changed, err := s.Lock(id)
 		if err != nil {
 			return false, nil, err
+		}
+		if changed {
+			ops = append(ops, clientv3.OpPut(c.sincePrefix()+id, c.now().UTC().Format(time.RFC3339)))
 		}
 		if changed && c.HolderTTL > 0 {
 			deadline := c.now().Add(c.HolderTTL).UTC().Format(time.RFC3339)
@@ -149,7 +215,7 @@ func (c *Client) Unlock(ctx context.Context, id string) error {
 		if err := s.Unlock(id); err != nil {
 			return false, nil, err
 		}
-		return true, []clientv3.Op{clientv3.OpDelete(c.expiryPrefix() + id)}, nil
+		return true, []clientv3.Op{clientv3.OpDelete(c.expiryPrefix() + id), clientv3.OpDelete(c.sincePrefix() + id)}, nil
 	})
 	return err
 }
@@ -196,4 +262,104 @@ func (c *Client) expired(ctx context.Context) (map[string]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// Holder is one holder of a slot, as `lock status` reports it.
+type Holder struct {
+	ID string
+	// Since is when it took the slot; zero when unrecorded (a holder
+	// written by locksmithd, or by a version without the record).
+	Since time.Time
+}
+
+// Holders returns the semaphore and its holders with the time each took
+// its slot, both read at one revision.
+func (c *Client) Holders(ctx context.Context) (Semaphore, []Holder, error) {
+	resp, err := c.KV.Get(ctx, c.key())
+	if err != nil {
+		return Semaphore{}, nil, fmt.Errorf("etcdlock: get %s: %w", c.key(), err)
+	}
+	if len(resp.Kvs) == 0 {
+		s, _, err := c.Get(ctx) // creates it
+		return s, nil, err
+	}
+	s, err := Parse(resp.Kvs[0].Value)
+	if err != nil {
+		return Semaphore{}, nil, fmt.Errorf("%s: %w", c.key(), err)
+	}
+	since, err := c.KV.Get(ctx, c.sincePrefix(), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision))
+	if err != nil {
+		return s, nil, fmt.Errorf("etcdlock: get holder times: %w", err)
+	}
+	at := map[string]time.Time{}
+	for _, kv := range since.Kvs {
+		if t, err := time.Parse(time.RFC3339, string(kv.Value)); err == nil {
+			at[strings.TrimPrefix(string(kv.Key), c.sincePrefix())] = t
+		}
+	}
+	var hs []Holder
+	for _, id := range s.Holders {
+		hs = append(hs, Holder{ID: id, Since: at[id]})
+	}
+	return s, hs, nil
+}
+
+// WaitFree waits, with one watch on the semaphore key from revision
+// rev+1 (a FullError's Rev), until a change shows a slot free for id,
+// then returns nil for the caller to Lock again; it also returns nil
+// (read again) when the watch ends (compaction, the member lost its
+// leader: the watch requires one) or Recheck passes. It returns ctx's
+// error when ctx ends, and ErrNoWatch without a Watcher.
+func (c *Client) WaitFree(ctx context.Context, id string, rev int64) error {
+	if c.Watch == nil {
+		return ErrNoWatch
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	ch := c.Watch.Watch(wctx, c.key(), clientv3.WithRev(rev+1))
+	recheck := c.after(orDefault(c.Recheck, DefaultRecheck))
+	var try <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-recheck:
+			return nil
+		case <-try:
+			return nil
+		case resp, ok := <-ch:
+			if !ok || resp.Err() != nil || resp.Canceled {
+				return ctx.Err()
+			}
+			for _, ev := range resp.Events {
+				free := true // deleted or unreadable: Lock sorts it out
+				if ev.Type == clientv3.EventTypePut {
+					if s, err := Parse(ev.Kv.Value); err == nil {
+						free = s.Semaphore > 0 || s.Holds(id)
+					}
+				}
+				switch {
+				case !free:
+					try = nil
+				case try == nil:
+					spread := orDefault(c.Spread, DefaultSpread)
+					try = c.after(time.Duration(rand.Int64N(int64(spread))))
+				}
+			}
+		}
+	}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func (c *Client) after(d time.Duration) <-chan time.Time {
+	if c.After != nil {
+		return c.After(d)
+	}
+	return time.After(d)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,12 +74,19 @@ func TestEtcdLockFormatAndCAS(t *testing.T) {
 	}
 }
 
-func TestHolderTTLEvictsDeadHolder(t *testing.T) {
+// startWithClock starts etcd and returns it, a client, a context that
+// ends with the test (or after a minute) and a settable clock.
+func startWithClock(t *testing.T, now *time.Time) (*testenv.Etcd, *clientv3.Client, context.Context) {
 	e := testenv.StartEtcd(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	kv := dial(t, e)
-	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	*now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	return e, dial(t, e), ctx
+}
+
+func TestHolderTTLEvictsDeadHolder(t *testing.T) {
+	var now time.Time
+	e, kv, ctx := startWithClock(t, &now)
 	clock := func() time.Time { return now }
 	c := &Client{KV: kv, HolderTTL: time.Hour, Now: clock}
 	legacy := &Client{KV: kv, Group: "legacy", HolderTTL: time.Hour, Now: clock}
@@ -204,4 +212,92 @@ func BenchmarkLockUnlock(b *testing.B) {
 	testenv.Bench(b, "etcdlock_put_floor", float64(put.Microseconds()), "us")
 	testenv.Bench(b, "etcdlock_lock_unlock_cycle", float64(cycle.Microseconds()), "us")
 	testenv.Bench(b, "etcdlock_cycle_vs_put", float64(cycle)/float64(put), "ratio")
+}
+
+// countKV counts the requests sent through it.
+type countKV struct {
+	*clientv3.Client
+	n atomic.Int64
+}
+
+func (c *countKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	c.n.Add(1)
+	return c.Client.Get(ctx, key, opts...)
+}
+
+func (c *countKV) Txn(ctx context.Context) clientv3.Txn { c.n.Add(1); return c.Client.Txn(ctx) }
+
+func (c *countKV) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	c.n.Add(1)
+	return c.Client.Watch(ctx, key, opts...)
+}
+
+// A contender that finds the semaphore full waits on one watch: changes
+// that leave it full cost it nothing, and the change that frees a slot
+// ends the wait. Each holder's start time is recorded for `lock status`.
+func TestWaitFreeWatches(t *testing.T) {
+	var now time.Time
+	e, cli, ctx := startWithClock(t, &now)
+	admin := &Client{KV: cli, Now: func() time.Time { return now }}
+	if _, err := admin.SetMax(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Lock(ctx, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	_, hs, err := admin.Holders(ctx)
+	if err != nil || len(hs) != 1 || hs[0].ID != "holder" || !hs[0].Since.Equal(now) {
+		t.Fatalf("holders %+v, %v; want holder since %v", hs, err, now)
+	}
+
+	ckv := &countKV{Client: cli}
+	c := &Client{KV: ckv, Watch: ckv, Spread: time.Millisecond}
+	err = c.Lock(ctx, "waiter")
+	var full *FullError
+	if !errors.As(err, &full) || !errors.Is(err, ErrFull) || !slices.Equal(full.Holders, []string{"holder"}) {
+		t.Fatalf("Lock on a full semaphore: %v, want a FullError naming holder", err)
+	}
+	before := ckv.n.Load()
+	done := make(chan error, 1)
+	go func() { done <- c.WaitFree(ctx, "waiter", full.Rev) }()
+	// Changes that keep it full: set-max 1 again, a holder re-locking.
+	for range 5 {
+		if _, err := admin.SetMax(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("WaitFree returned while the semaphore stayed full: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := admin.Unlock(ctx, "holder"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("WaitFree: %v", err)
+	}
+	if n := ckv.n.Load() - before; n != 1 {
+		t.Errorf("WaitFree sent %d requests, want 1 (the watch)", n)
+	}
+	if err := c.Lock(ctx, "waiter"); err != nil {
+		t.Fatal(err)
+	}
+	if _, hs, _ := admin.Holders(ctx); len(hs) != 1 || hs[0].ID != "waiter" || hs[0].Since.IsZero() {
+		t.Fatalf("holders after: %+v", hs)
+	}
+	if got := e.Etcdctl(t, "get", "--prefix", "--keys-only", Key("")+"-since/"); strings.TrimSpace(got) != Key("")+"-since/waiter" {
+		t.Fatalf("since records %q, want only waiter's", got)
+	}
+
+	// Without a watcher there is nothing to wait with.
+	if err := (&Client{KV: cli}).WaitFree(ctx, "x", 1); !errors.Is(err, ErrNoWatch) {
+		t.Fatalf("WaitFree without a Watcher: %v", err)
+	}
+	// A canceled wait returns the context's error.
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if err := c.WaitFree(cctx, "x", 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled WaitFree: %v", err)
+	}
 }

@@ -25,6 +25,18 @@
 // and a contender that finds the semaphore full evicts holders whose
 // deadline has passed. Holders without a deadline record (e.g. locksmithd)
 // are never evicted automatically.
+//
+// Every holder taken through Client also records when it took its slot,
+// in the same transaction, deleted with the slot:
+//
+//	<semaphore key>-since/<machine-id>     RFC 3339 time, UTC
+//
+// so `lock status` says how long each slot has been held and calls it
+// stale past a limit. A contender that finds the semaphore full does not
+// poll: WaitFree watches the key from the revision it read (requiring a
+// leader, so a member cut off from the cluster ends the watch) and tries
+// again once a change frees a slot, after a random spread so that one
+// freed slot draws a few attempts rather than one per waiter.
 package etcdlock
 
 import (

@@ -219,7 +219,14 @@ type Semaphores interface {
 	Holds(ctx context.Context, id string) (bool, error)
 }
 
+// Waiter waits for a free slot after Lock said the semaphore was full
+// (a *FullError) instead of the caller polling: *Client with a Watcher.
+type Waiter interface {
+	WaitFree(ctx context.Context, id string, rev int64) error
+}
+
 var (
+	_ Waiter     = (*Client)(nil)
 	_ Semaphores = (*Client)(nil)
 	_ Semaphores = (*V2Client)(nil)
 )
