@@ -367,8 +367,8 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // longer than a reboot takes.
 const DefaultStaleAfter = time.Hour
 
-// lockStatus prints the semaphore as locksmithctl status does, and for
-// each holder how long it has held its slot (v3: the time recorded when
+// lockStatus prints the semaphore exactly as locksmithctl status does,
+// then a table of each holder: how long it has held its slot (v3: the time recorded when
 // it took it; unknown for holders written by locksmithd or through v2)
 // and "stale" when that is more than staleAfter: a machine that went
 // down with the slot and did not come back, for an operator to release
@@ -390,11 +390,17 @@ func lockStatus(ctx context.Context, lc etcdlock.Semaphores, w io.Writer, now ti
 	if err != nil {
 		return err
 	}
+	// locksmithctl's lines, byte for byte, for scripts that read them;
+	// then, after a blank line, what it does not say.
 	fmt.Fprintf(w, "Available: %d\nMax: %d\n", sem.Semaphore, sem.Max)
 	if len(holders) == 0 {
 		return nil
 	}
-	fmt.Fprintf(w, "\n%-34s %-12s %-21s %s\n", "MACHINE ID", "HELD FOR", "SINCE", "STATE")
+	fmt.Fprintf(w, "\nMACHINE ID\n")
+	for _, h := range holders {
+		fmt.Fprintln(w, h.ID)
+	}
+	fmt.Fprintf(w, "\n%-34s %-12s %-21s %s\n", "HOLDER", "HELD FOR", "SINCE", "STATE")
 	for _, h := range holders {
 		held, since, state := "unknown", "unknown", "unknown (no record)"
 		if !h.Since.IsZero() {

@@ -485,7 +485,8 @@ func runFaults(t testing.TB, ctx context.Context, c *testenv.EtcdCluster, progre
 
 // holderLine is id's line in `lock status` output ("" when not a holder).
 func holderLine(out, id string) string {
-	for _, line := range strings.Split(out, "\n") {
+	_, table, _ := strings.Cut(out, "\nHOLDER ")
+	for _, line := range strings.Split(table, "\n") {
 		if f := strings.Fields(line); len(f) > 0 && f[0] == id {
 			return line
 		}
