@@ -226,7 +226,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	note := &notifier{}
 	applier := engine.PayloadApplier{Keys: keys.load, InsecureAllowUnsigned: o.InsecureAllowUnsignedPayloads,
-		RequireVersion: requireVersion, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10}
+		RequireVersion: requireVersion, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10,
+		OpDuration: m.ObserveOperation}
 	procedures := engine.Procedures{
 		BootDir: o.BootDir, PolicyDir: cmp.Or(o.PCRPolicyDir, filepath.Dir(filepath.Clean(prefsDir))),
 		// PCR_POLICY_SERVER is read again before each POST, as update.conf
