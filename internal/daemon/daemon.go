@@ -195,6 +195,17 @@ func Run(ctx context.Context, o Options) error {
 		defer srv.Close()
 		log.Info("metrics", "listen", l.Addr().String())
 	}
+	if cfg.MetricsSocket != "" {
+		l, err := metrics.ListenUnix(cfg.MetricsSocket)
+		if err != nil {
+			return err
+		}
+		sctx, stopSocket := context.WithCancel(ctx)
+		served := make(chan struct{})
+		go func() { defer close(served); _ = m.Serve(sctx, l) }()
+		defer func() { stopSocket(); <-served }() // Serve removes the socket
+		log.Info("metrics", "socket", cfg.MetricsSocket)
+	}
 
 	client := &omaha.Client{Server: cfg.Server, DownloadUser: cfg.DownloadUser, DownloadPassword: cfg.DownloadPassword}
 	params := omaha.Params{
