@@ -20,7 +20,8 @@ func isTerminal(w io.Writer) bool {
 }
 
 // progress prints one self-overwriting line — bytes done of total, rate,
-// ETA — at most every interval, and a final line with a newline.
+// ETA — at the first bytes, then at most every interval, and a final line
+// with a newline.
 type progress struct {
 	w        io.Writer
 	total    int64
@@ -33,23 +34,21 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, total int64, now func() time.Time) *progress {
-	t := now()
-	return &progress{w: w, total: total, now: now, start: t, last: t, interval: 500 * time.Millisecond}
+	return &progress{w: w, total: total, now: now, start: now(), interval: 500 * time.Millisecond}
 }
 
 // add counts n more bytes done.
 func (p *progress) add(n int64) {
 	p.done += n
 	t := p.now()
-	if t.Sub(p.last) < p.interval {
+	if p.printed && t.Sub(p.last) < p.interval {
 		return
 	}
 	p.last = t
 	p.print(t, false)
 }
 
-// finish prints the final line (only if a line was printed before: a
-// quick run stays quiet).
+// finish prints the final line (if any was printed: no bytes, no line).
 func (p *progress) finish() {
 	if p.printed {
 		p.print(p.now(), true)
