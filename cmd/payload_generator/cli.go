@@ -251,24 +251,10 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 			}
 		}
 	}
-	// Payloads are public (served to every client): 0644, not CreateTemp's 0600.
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), *out); err != nil {
-		return err
-	}
 	md := Metadata{File: filepath.Base(*out), Version: *version, SourceVersion: *srcVersion, Delta: res.Delta,
 		Size: res.Size, SHA256: base64.StdEncoding.EncodeToString(h256.Sum(nil)),
 		SHA1: base64.StdEncoding.EncodeToString(h1.Sum(nil)), AppID: *appid, Track: *track}
-	jb, _ := json.MarshalIndent(md, "", "  ")
-	if err := writeFileAtomic(*out+".json", append(jb, '\n')); err != nil {
+	if err := publish(tmp, *out, &md); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes, sha256 %s, ops %s\n", *out, res.Size, md.SHA256, countsString(res.OpCounts))
@@ -280,6 +266,29 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		fmt.Fprintf(stdout, " and run payload_generator sign\n")
 	}
 	return nil
+}
+
+// publish makes the payload written to tmp public as out: mode 0644
+// (served to every client; not CreateTemp's 0600), synced, renamed over
+// out; then md, if set, is written as out.json.
+func publish(tmp *os.File, out string, md *Metadata) error {
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return err
+	}
+	if md == nil {
+		return nil
+	}
+	jb, _ := json.MarshalIndent(md, "", "  ")
+	return writeFileAtomic(out+".json", append(jb, '\n'))
 }
 
 func writeFileAtomic(name string, data []byte) error {

@@ -113,16 +113,6 @@ func cmdSign(_ context.Context, args []string, _ io.Reader, stdout io.Writer) er
 	if _, err := io.Copy(io.MultiWriter(h256, h1), io.NewSectionReader(tmp, 0, size)); err != nil {
 		return err
 	}
-	// Payloads are public (served to every client): 0644, not CreateTemp's 0600.
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
 	// OUT.json, if there is one, must describe the signed payload; it is
 	// read and checked before the payload is replaced.
 	var md *Metadata
@@ -140,14 +130,8 @@ func cmdSign(_ context.Context, args []string, _ io.Reader, stdout io.Writer) er
 		md.SHA256 = base64.StdEncoding.EncodeToString(h256.Sum(nil))
 		md.SHA1 = base64.StdEncoding.EncodeToString(h1.Sum(nil))
 	}
-	if err := os.Rename(tmp.Name(), name); err != nil {
+	if err := publish(tmp, name, md); err != nil {
 		return err
-	}
-	if md != nil {
-		jb, _ := json.MarshalIndent(md, "", "  ")
-		if err := writeFileAtomic(name+".json", append(jb, '\n')); err != nil {
-			return err
-		}
 	}
 	checked := "NOT CHECKED (no --key): clients verify them"
 	if len(pk) > 0 {
