@@ -40,7 +40,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); errors.Is(err, flag.ErrHelp) {
+		os.Exit(0) // the flags were printed
+	} else if err != nil {
 		fmt.Fprintln(os.Stderr, "omaha_devserver:", err)
 		os.Exit(1)
 	}

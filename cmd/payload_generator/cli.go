@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/abupdate/update_engine/pkg/payload"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
@@ -30,6 +31,13 @@ const usage = `usage:
   payload_generator verify PAYLOAD [--key PUB.pem] [--version V] [--source FILE|DEV [--scratch DIR]] [--target DEV]
   payload_generator apply PAYLOAD|- --key PUB.pem|--insecure-skip-signature [--version V] --target FILE|DEV [--source FILE|DEV]
   payload_generator keygen --private KEY.pem --public PUB.pem [--bits 2048]
+  payload_generator sign PAYLOAD --signature SIG [--signature SIG...] [--metadata-signature SIG...] [--key PUB.pem]
+
+Two-step signing (keys offline or in an HSM): generate ... --out-hash HASH [--out-metadata-hash MHASH]
+[--signature-size 256[:512...]] writes the payload with zeroed signatures of those sizes (one per key,
+oldest key first) and the SHA-256 digests to sign; sign each with e.g.
+  openssl pkeyutl -sign -inkey KEY.pem -pkeyopt digest:sha256 -in HASH -out SIG
+and put them in place with sign (major 2 needs a metadata signature per key too).
 `
 
 // Main runs the command line args (without the program name) and returns
@@ -39,8 +47,15 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer) error{
-		"generate": cmdGenerate, "show": cmdShow, "verify": cmdVerify, "apply": cmdApply, "keygen": cmdKeygen,
+		"generate": func(ctx context.Context, a []string, in io.Reader, out io.Writer) error {
+			return cmdGenerate(ctx, a, in, out, stderr)
+		},
+		"show": cmdShow, "verify": cmdVerify, "apply": cmdApply, "keygen": cmdKeygen, "sign": cmdSign,
 	}
 	f := cmds[args[0]]
 	if f == nil {
@@ -48,6 +63,10 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return 2
 	}
 	if err := f(ctx, args[1:], stdin, stdout); err != nil {
+		if h := (*helpError)(nil); errors.As(err, &h) {
+			fmt.Fprintf(stdout, "%s\nflags of %s:\n%s", usage, args[0], h.flags)
+			return 0
+		}
 		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stderr, "payload_generator %s: %v\n%s", args[0], err, usage)
 			return 2
@@ -66,12 +85,23 @@ var (
 	errNoVerifyKey  = errors.New("no --key: pass --insecure-skip-signature to apply a payload whose signature is not checked")
 )
 
+// helpError is -h/--help: Main prints the usage and the command's flags
+// to stdout and exits 0.
+type helpError struct{ flags string }
+
+func (*helpError) Error() string { return "help requested" }
+
 // parse parses flags that may come before or after the positional arguments.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			var b strings.Builder
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return nil, &helpError{flags: b.String()}
+		} else if err != nil {
 			return nil, fmt.Errorf("%w: %v", errUsage, err)
 		}
 		args = fs.Args()
@@ -102,7 +132,7 @@ type Metadata struct {
 	Track         string `json:"track"`
 }
 
-func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writer) error {
+func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
 	newImg := fs.String("new", "", "new image")
 	oldImg := fs.String("old", "", "old image (delta)")
@@ -121,6 +151,9 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	out := fs.String("o", "", "output payload")
 	kernel := fs.String("kernel", "", "kernel the new image boots with: a KERNEL install procedure (--major 1; Flatcar installs it as /boot/flatcar/vmlinuz-a|b)")
 	pcrPolicy := fs.String("pcr-policy", "", "TPM PCR policy zip: a PCR_POLICY install procedure (--major 1)")
+	outHash := fs.String("out-hash", "", "sign later: reserve zeroed signatures and write the SHA-256 digest the payload signatures sign (32 raw bytes) here")
+	outMetaHash := fs.String("out-metadata-hash", "", "with --out-hash, --major 2: write the digest the metadata signatures sign here")
+	sigSizes := fs.String("signature-size", "256", "with --out-hash: the size in bytes of each signature to reserve, colon-separated, oldest key first (256 = RSA-2048, 512 = RSA-4096)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -128,14 +161,12 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	if *newImg == "" || *out == "" || len(pos) > 0 {
 		return fmt.Errorf("%w: need --new and -o", errUsage)
 	}
-	if len(keys) == 0 && !*unsigned {
-		return fmt.Errorf("%w: %w", errUsage, errNoSigningKey)
-	}
-	if len(keys) > 0 && *unsigned {
-		return fmt.Errorf("%w: --unsigned with --key", errUsage)
+	sizes, err := generateSigning(len(keys) > 0, *unsigned, *outHash, *outMetaHash, *major, *sigSizes, fs)
+	if err != nil {
+		return err
 	}
 	o := payload.GenerateOptions{Compression: *comp, Major: *major, Partition: *part, Version: *version,
-		XZCommand: *xzCmd, TempDir: filepath.Dir(*out)}
+		XZCommand: *xzCmd, TempDir: filepath.Dir(*out), SignatureSizes: sizes}
 	for _, k := range keys {
 		b, err := os.ReadFile(k)
 		if err != nil {
@@ -191,12 +222,56 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
+	var prog *progress
+	if isTerminal(stderr) {
+		total := o.NewSize
+		for _, pf := range o.Procedures {
+			total += pf.Size
+		}
+		prog = newProgress(stderr, total, time.Now)
+		o.Progress = prog.add
+	}
 	h256, h1 := sha256.New(), sha1.New()
 	res, err := payload.Generate(ctx, io.MultiWriter(tmp, h256, h1), o)
+	if prog != nil {
+		prog.finish()
+	}
 	if err != nil {
 		return err
 	}
-	// Payloads are public (served to every client): 0644, not CreateTemp's 0600.
+	if *outHash != "" {
+		// The digests before the payload: a payload with placeholders is
+		// useless without them.
+		if err := writeFileAtomic(*outHash, res.Digests.Payload); err != nil {
+			return err
+		}
+		if *outMetaHash != "" {
+			if err := writeFileAtomic(*outMetaHash, res.Digests.Metadata); err != nil {
+				return err
+			}
+		}
+	}
+	md := Metadata{File: filepath.Base(*out), Version: *version, SourceVersion: *srcVersion, Delta: res.Delta,
+		Size: res.Size, SHA256: base64.StdEncoding.EncodeToString(h256.Sum(nil)),
+		SHA1: base64.StdEncoding.EncodeToString(h1.Sum(nil)), AppID: *appid, Track: *track}
+	if err := publish(tmp, *out, &md); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %d bytes, sha256 %s, ops %s\n", *out, res.Size, md.SHA256, countsString(res.OpCounts))
+	if *outHash != "" {
+		fmt.Fprintf(stdout, "%s: NOT SIGNED YET: %d signature(s) reserved; sign %s", *out, len(sizes), *outHash)
+		if *outMetaHash != "" {
+			fmt.Fprintf(stdout, " and %s", *outMetaHash)
+		}
+		fmt.Fprintf(stdout, " and run payload_generator sign\n")
+	}
+	return nil
+}
+
+// publish makes the payload written to tmp public as out: mode 0644
+// (served to every client; not CreateTemp's 0600), synced, renamed over
+// out; then md, if set, is written as out.json.
+func publish(tmp *os.File, out string, md *Metadata) error {
 	if err := tmp.Chmod(0o644); err != nil {
 		return err
 	}
@@ -206,18 +281,14 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), *out); err != nil {
+	if err := os.Rename(tmp.Name(), out); err != nil {
 		return err
 	}
-	md := Metadata{File: filepath.Base(*out), Version: *version, SourceVersion: *srcVersion, Delta: res.Delta,
-		Size: res.Size, SHA256: base64.StdEncoding.EncodeToString(h256.Sum(nil)),
-		SHA1: base64.StdEncoding.EncodeToString(h1.Sum(nil)), AppID: *appid, Track: *track}
+	if md == nil {
+		return nil
+	}
 	jb, _ := json.MarshalIndent(md, "", "  ")
-	if err := writeFileAtomic(*out+".json", append(jb, '\n')); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: %d bytes, sha256 %s, ops %s\n", *out, res.Size, md.SHA256, countsString(res.OpCounts))
-	return nil
+	return writeFileAtomic(out+".json", append(jb, '\n'))
 }
 
 func writeFileAtomic(name string, data []byte) error {

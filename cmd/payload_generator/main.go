@@ -7,6 +7,7 @@
 //	payload_generator verify PAYLOAD --key PUB.pem [--version V] [--target DEV]
 //	payload_generator apply PAYLOAD|- --key PUB.pem|--insecure-skip-signature [--version V] --target FILE|DEV [--source FILE|DEV]
 //	payload_generator keygen --private KEY.pem --public PUB.pem
+//	payload_generator sign PAYLOAD --signature SIG... [--metadata-signature SIG...] [--key PUB.pem]
 //
 // generate also writes OUT.json, the metadata the Omaha dev server reads;
 // both files are mode 0644 (payloads are public). --version is signed
@@ -16,6 +17,10 @@
 // mounted or otherwise busy device is refused.
 // With --old it writes a delta (SOURCE_COPY, SOURCE_BSDIFF, BROTLI_BSDIFF,
 // REPLACE_XZ, ZERO); apply then needs --source, the old partition.
+// generate --out-hash (with --out-metadata-hash for --major 2 and
+// --signature-size) reserves zeroed signatures and writes the digests to
+// sign elsewhere; sign puts the signatures in (two-step signing, README
+// "Safety"). On a terminal, generate shows its progress on stderr.
 package main
 
 import (

@@ -78,6 +78,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		{"io-limit-ceiling", "UPDATE_ENGINE_IO_LIMIT_CEILING", "adaptive limit: highest rate and the start (default 1G)"},
 		{"io-limit-target", "UPDATE_ENGINE_IO_LIMIT_TARGET", "adaptive limit: the other workloads' PSI io \"some\" percentage above which the limit is cut (default 10)"},
 		{"metrics-listen", "UPDATE_ENGINE_METRICS_LISTEN", "Prometheus address, loopback only, e.g. 127.0.0.1:9571 (default off)"},
+		{"metrics-socket", "UPDATE_ENGINE_METRICS_SOCKET", "Prometheus metrics on this Unix socket, e.g. /run/update_engine/metrics.promsock (default off)"},
 		{"pubkey", "UPDATE_ENGINE_PUBKEY", "payload public key, PEM, read at every update (default /usr/share/update_engine/update-payload-key.pub.pem; absent = every payload refused)"},
 		{"health-delay", "UPDATE_ENGINE_HEALTH_DELAY", "wait after start before marking the booted slot good (default 1m)"},
 		{"health-command", "UPDATE_ENGINE_HEALTH_COMMAND", "command (sh -c) that must succeed before marking the slot good"},

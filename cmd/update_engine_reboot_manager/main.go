@@ -2,7 +2,8 @@
 // has staged an update, following REBOOT_STRATEGY from update.conf (off,
 // reboot, etcd-lock, fleetlock) within the reboot window, and manages the
 // fleet-wide etcd reboot lock (`lock status|unlock <id>|set-max <n>`).
-// All logic lives in pkg/rebootmgr (Main).
+// All logic lives in pkg/rebootmgr (Main); this command adds its
+// Prometheus metrics (internal/metrics), which pkg/ cannot import.
 package main
 
 import (
@@ -11,12 +12,17 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/abupdate/update_engine/internal/metrics"
 	"github.com/abupdate/update_engine/pkg/rebootmgr"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	code := rebootmgr.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := rebootmgr.MainWithOptions(ctx, os.Args[1:], os.Stdout, os.Stderr,
+		rebootmgr.Options{Metrics: metrics.NewRebootManager()})
 	stop()
 	os.Exit(code)
 }
+
+// The metrics must be what the reboot manager observes.
+var _ rebootmgr.Metrics = (*metrics.RebootManager)(nil)

@@ -59,6 +59,7 @@
 //	                                  above which the limit is cut; 10
 //	UPDATE_ENGINE_METRICS_LISTEN      Prometheus address host:port; "" = off (default)
 //	UPDATE_ENGINE_METRICS_ALLOW_REMOTE  true to allow a non-loopback address; false
+//	UPDATE_ENGINE_METRICS_SOCKET      Unix socket path for the same metrics (as Zincati's); "" = off (default)
 //	UPDATE_ENGINE_PUBKEY              payload public key (PEM);
 //	                                  /usr/share/update_engine/update-payload-key.pub.pem
 //	UPDATE_ENGINE_PREFS_DIR           state directory; /var/lib/update_engine/prefs
@@ -159,6 +160,7 @@ type Config struct {
 	IOLimitTarget      float64 // adaptive PSI target, percent
 	MetricsListen      string
 	MetricsAllowRemote bool
+	MetricsSocket      string
 	PubKey             string
 	PrefsDir           string
 	HealthDelay        time.Duration
@@ -257,6 +259,7 @@ func Load(opts Options) (*Config, error) {
 		Board:            l.str("", "FLATCAR_RELEASE_BOARD", "COREOS_RELEASE_BOARD"),
 		AppID:            l.str(DefaultAppID, "FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID"),
 		MetricsListen:    l.str("", "UPDATE_ENGINE_METRICS_LISTEN"),
+		MetricsSocket:    l.str("", "UPDATE_ENGINE_METRICS_SOCKET"),
 		PubKey:           l.str(DefaultPubKey, "UPDATE_ENGINE_PUBKEY"),
 		PrefsDir:         l.str(DefaultPrefsDir, "UPDATE_ENGINE_PREFS_DIR"),
 		HealthCommand:    l.str("", "UPDATE_ENGINE_HEALTH_COMMAND"),

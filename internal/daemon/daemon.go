@@ -195,6 +195,17 @@ func Run(ctx context.Context, o Options) error {
 		defer srv.Close()
 		log.Info("metrics", "listen", l.Addr().String())
 	}
+	if cfg.MetricsSocket != "" {
+		l, err := metrics.ListenUnix(cfg.MetricsSocket)
+		if err != nil {
+			return err
+		}
+		sctx, stopSocket := context.WithCancel(ctx)
+		served := make(chan struct{})
+		go func() { defer close(served); _ = m.Serve(sctx, l) }()
+		defer func() { stopSocket(); <-served }() // Serve removes the socket
+		log.Info("metrics", "socket", cfg.MetricsSocket)
+	}
 
 	client := &omaha.Client{Server: cfg.Server, DownloadUser: cfg.DownloadUser, DownloadPassword: cfg.DownloadPassword}
 	params := omaha.Params{
@@ -227,7 +238,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	note := &notifier{}
 	applier := engine.PayloadApplier{Keys: keys.load, InsecureAllowUnsigned: o.InsecureAllowUnsignedPayloads,
-		RequireVersion: requireVersion, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10}
+		RequireVersion: requireVersion, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10,
+		OpDuration: m.ObserveOperation}
 	procedures := engine.Procedures{
 		BootDir: o.BootDir, PolicyDir: cmp.Or(o.PCRPolicyDir, filepath.Dir(filepath.Clean(prefsDir))),
 		// PCR_POLICY_SERVER is read again before each POST, as update.conf

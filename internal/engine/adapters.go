@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/abupdate/update_engine/internal/antirollback"
 	"github.com/abupdate/update_engine/internal/slot"
@@ -43,6 +44,10 @@ type PayloadApplier struct {
 	// DecodeNice, when > 0, is the nice value of the decoding threads, so
 	// decompression yields the CPU to the host's workloads.
 	DecodeNice int
+	// OpDuration, if set, receives each operation's type and the time
+	// it took (payload.Options.OpDuration): the operation_duration_seconds
+	// metric.
+	OpDuration func(opType string, d time.Duration)
 }
 
 func (a PayloadApplier) workerInit() func() {
@@ -89,6 +94,7 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src 
 		RequireVersion:  a.RequireVersion,
 		CheckpointBytes: a.CheckpointBytes,
 		WorkerInit:      a.workerInit(),
+		OpDuration:      a.OpDuration,
 		Checkpoint: func(cp *payload.Checkpoint) error {
 			b, err := json.Marshal(cp)
 			if err != nil {

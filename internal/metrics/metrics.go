@@ -18,7 +18,7 @@
 //	io_limit_error                        1 while a configured write limit could not be applied (writes unthrottled)
 //	io_pressure_ratio                     adaptive limit: the other workloads' worst PSI "some" share, last interval
 //	resumes_total                         downloads resumed from a checkpoint
-//	errors_total{code}                    failures by update_engine code (SPEC.md 7, flags stripped)
+//	errors_total{code,name}               failures by update_engine code (SPEC.md 7, flags stripped) and its name
 //	status{status}                        1 for the current D-Bus status string, 0 for the others
 //	status_code                           the current status as its enum number
 //	last_check_timestamp_seconds          Unix time of the last finished check
@@ -100,7 +100,7 @@ func New() *Metrics {
 		resumes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace,
 			Name: "resumes_total", Help: "Downloads resumed from a checkpoint."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
-			Name: "errors_total", Help: "Failed updates by update_engine error code (flag bits stripped)."}, []string{"code"}),
+			Name: "errors_total", Help: "Failed updates by update_engine error code (flag bits stripped) and its name."}, []string{"code", "name"}),
 		status: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace,
 			Name: "status", Help: "1 for the current update status, 0 for the others."}, []string{"status"}),
 		statusCode: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace,
@@ -230,13 +230,14 @@ func (m *Metrics) Resumed() {
 	m.resumes.Inc()
 }
 
-// Error counts one failure by its update_engine code; the label is the
-// decimal code without flag bits (e.g. "9" for 268435465).
+// Error counts one failure by its update_engine code; the labels are the
+// decimal code without flag bits (e.g. "9" for 268435465) and its name
+// ("DownloadTransferError").
 func (m *Metrics) Error(c status.Code) {
 	if m == nil {
 		return
 	}
-	m.errors.WithLabelValues(strconv.Itoa(int(c.Base()))).Inc()
+	m.errors.WithLabelValues(strconv.Itoa(int(c.Base())), c.Name()).Inc()
 }
 
 // SetStatus records the current update status.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -39,11 +42,53 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// ListenUnix opens a Unix socket listener at path for the metrics
+// endpoint, as Zincati's metrics.promsock: its directory is made (0755)
+// if missing, a stale socket left by a killed process is replaced, and
+// anything else at path is refused. The socket is mode 0666: the metrics
+// hold nothing secret, and a local scraper runs as any user; restrict it
+// with the directory's mode. Closing the listener removes the socket.
+func ListenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("metrics: %s exists and is not a socket; not replacing it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("metrics: remove stale socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return ln, nil
+}
+
+// ServeUnix is ListenUnix followed by Serve.
+func (m *Metrics) ServeUnix(ctx context.Context, path string) error {
+	ln, err := ListenUnix(path)
+	if err != nil {
+		return err
+	}
+	return m.Serve(ctx, ln)
+}
+
 // Serve serves /metrics on ln until ctx is done, then shuts the server
 // down and returns nil. It closes ln.
 func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
+	return serve(ctx, ln, m.Handler())
+}
+
+func serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.Handler())
+	mux.Handle("/metrics", h)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -137,9 +137,9 @@ func HTTPCode(httpStatus int) Code {
 // Base returns c without flag bits.
 func (c Code) Base() Code { return c & CodeMask }
 
-// String names the code, e.g. "DownloadTransferError(9)" or
-// "DownloadTransferError(9)|Resumed".
-func (c Code) String() string {
+// Name is the name of c without flag bits, e.g. "DownloadTransferError",
+// "OmahaRequestHTTPResponse503", or "UnknownError".
+func (c Code) Name() string {
 	b := c.Base()
 	name, ok := codeNames[b]
 	switch {
@@ -149,7 +149,13 @@ func (c Code) String() string {
 	default:
 		name = "UnknownError"
 	}
-	s := fmt.Sprintf("%s(%d)", name, int32(b))
+	return name
+}
+
+// String names the code, e.g. "DownloadTransferError(9)" or
+// "DownloadTransferError(9)|Resumed".
+func (c Code) String() string {
+	s := fmt.Sprintf("%s(%d)", c.Name(), int32(c.Base()))
 	for _, f := range []struct {
 		bit  Code
 		name string

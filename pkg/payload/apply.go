@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"time"
 )
 
 // Options configure Apply and Resume. The zero value applies without
@@ -74,6 +75,11 @@ type Options struct {
 	// Progress, if set, is called from one goroutine after each operation
 	// with the payload bytes consumed so far.
 	Progress func(consumed int64)
+	// OpDuration, if set, is called from one goroutine after each
+	// operation with its type name (e.g. "REPLACE_XZ") and the time spent
+	// verifying, decoding and writing it (not time queued between
+	// stages). Unset, nothing is timed.
+	OpDuration func(opType string, d time.Duration)
 	// Checkpoint, if set, is called after an operation's write once the
 	// target is synced (when it has Sync() error). An error aborts.
 	Checkpoint func(*Checkpoint) error

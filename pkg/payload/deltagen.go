@@ -236,7 +236,7 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 	}
 	jobs := g.plan()
 
-	sink, err := newOpSink(o.TempDir)
+	sink, err := newOpSink(o)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +282,7 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 			op.SrcLength, op.DstLength = nil, nil
 		}
 	}
-	return sink.write(w, spec, res, o.Keys)
+	return sink.write(w, spec, res)
 }
 
 // minorFor is the lowest minor version that has op type t (with source

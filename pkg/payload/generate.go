@@ -38,8 +38,13 @@ type GenerateOptions struct {
 	// ignored).
 	Old     io.ReaderAt
 	OldSize int64
-	Keys    []*rsa.PrivateKey // empty: unsigned
-	Major   uint64            // 1 or 2; 0 means 2. Version 1 is what Flatcar clients read.
+	Keys    []*rsa.PrivateKey // empty: unsigned, unless SignatureSizes
+	// SignatureSizes, without Keys, reserves one signature of each size
+	// (bytes: 256 for RSA-2048) in key order, filled with zeros: the
+	// payload is signed later by InsertSignatures with signatures of
+	// GenerateResult.Digests made elsewhere (see sign.go).
+	SignatureSizes []int
+	Major          uint64 // 1 or 2; 0 means 2. Version 1 is what Flatcar clients read.
 	// Compression: CompressXZ (the default for major 2), CompressZstd,
 	// CompressBzip2 (the default for major 1, which allows only it and
 	// CompressNone) or CompressNone.
@@ -59,6 +64,10 @@ type GenerateOptions struct {
 	// with) and PCR_POLICY procedures, written after the partition's
 	// operations in the same operation types, with new_info.
 	Procedures []ProcedureFile
+	// Progress, if set, is called from Generate's goroutine as operations
+	// are finished with the number of new-image (and procedure) bytes
+	// they cover.
+	Progress func(n int64)
 }
 
 // ProcedureFile is the content of one install procedure.
@@ -76,6 +85,9 @@ type GenerateResult struct {
 	Size     int64
 	OpCounts map[string]int
 	Delta    bool
+	// Digests are what the signatures sign (nil when unsigned): with
+	// SignatureSizes, the digests to sign elsewhere.
+	Digests *Digests
 }
 
 const blockSize = 4096
@@ -106,7 +118,7 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 	case o.Major == 1 && comp != CompressBzip2 && comp != CompressNone:
 		return nil, fmt.Errorf("%w: major version 1 payloads can only use bzip2 or none, not %q", ErrGenerate, comp)
 	}
-	sink, err := newOpSink(o.TempDir)
+	sink, err := newOpSink(o)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +149,7 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 		pr.NewInfo = &metadata.PartitionInfo{Size: proto.Uint64(uint64(pf.Size)), Hash: sum}
 		spec.Procedures = append(spec.Procedures, pr)
 	}
-	return sink.write(w, spec, res, o.Keys)
+	return sink.write(w, spec, res)
 }
 
 // chunkImage cuts o.New into operations of chunk bytes, compressed on
@@ -199,16 +211,26 @@ func chunkImage(ctx context.Context, o GenerateOptions, comp string, chunk int, 
 // opSink spools generated operations' data blobs to a temp file, in
 // operation order, so a payload is written once the manifest is complete.
 type opSink struct {
-	tmp *os.File
-	off uint64 // data offset of the next blob
+	tmp      *os.File
+	off      uint64 // data offset of the next blob
+	signer   signer
+	progress func(int64)
 }
 
-func newOpSink(dir string) (*opSink, error) {
-	tmp, err := os.CreateTemp(dir, "payload-blobs-*")
+func newOpSink(o GenerateOptions) (*opSink, error) {
+	if len(o.Keys) > 0 && len(o.SignatureSizes) > 0 {
+		return nil, fmt.Errorf("%w: keys and signature sizes: sign now or later, not both", ErrGenerate)
+	}
+	for _, n := range o.SignatureSizes {
+		if n <= 0 || n > 4096 {
+			return nil, fmt.Errorf("%w: signature size %d (256 for RSA-2048, 512 for RSA-4096)", ErrGenerate, n)
+		}
+	}
+	tmp, err := os.CreateTemp(o.TempDir, "payload-blobs-*")
 	if err != nil {
 		return nil, err
 	}
-	return &opSink{tmp: tmp}, nil
+	return &opSink{tmp: tmp, signer: signer{keys: o.Keys, sizes: o.SignatureSizes}, progress: o.Progress}, nil
 }
 
 // add spools op's blob (if any), which gets the next data offset and its
@@ -224,19 +246,27 @@ func (s *opSink) add(res *GenerateResult, op *metadata.InstallOperation, data []
 		s.off += uint64(len(data))
 	}
 	res.OpCounts[op.GetType().String()]++
+	if s.progress != nil {
+		var blocks uint64
+		for _, e := range op.DstExtents {
+			blocks += e.GetNumBlocks()
+		}
+		s.progress(int64(blocks) * blockSize)
+	}
 	return nil
 }
 
-// write writes the payload of spec with the spooled blobs, signed by keys.
-func (s *opSink) write(w io.Writer, spec *Spec, res *GenerateResult, keys []*rsa.PrivateKey) (*GenerateResult, error) {
+// write writes the payload of spec with the spooled blobs, signed (or
+// with placeholders) as the options said.
+func (s *opSink) write(w io.Writer, spec *Spec, res *GenerateResult) (*GenerateResult, error) {
 	if _, err := s.tmp.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	sz, err := WritePayload(w, spec, s.tmp, keys)
+	sz, d, err := writePayload(w, spec, s.tmp, s.signer)
 	if err != nil {
 		return nil, err
 	}
-	res.Size = sz
+	res.Size, res.Digests = sz, d
 	return res, nil
 }
 

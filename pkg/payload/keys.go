@@ -2,7 +2,6 @@ package payload
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -117,36 +116,21 @@ func MarshalPublicKey(k *rsa.PublicKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
-// signatureBlob signs digest with every key and returns the serialized
-// Signatures message. Versions are numbered as Flatcar does: with N keys,
-// 3-N … 2, so the last key (the newest) carries version 2, the one Flatcar
-// clients use.
-func signatureBlob(digest []byte, keys []*rsa.PrivateKey) ([]byte, error) {
-	var sigs metadata.Signatures
-	for i, k := range keys {
-		var s []byte
-		if digest == nil {
-			s = make([]byte, k.Size()) // size computation only
-		} else {
-			var err error
-			s, err = rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, digest)
-			if err != nil {
-				return nil, fmt.Errorf("payload: sign: %w", err)
-			}
-		}
-		sigs.Signatures = append(sigs.Signatures, &metadata.Signatures_Signature{
-			Version:               proto.Uint32(uint32(3 - len(keys) + i)),
+// signaturesBlob serializes sigs (one per key, oldest key first) as a
+// Signatures message. Versions are numbered as Flatcar does: with N
+// signatures, 3-N … 2, so the last (the newest key's) carries version 2, the
+// one Flatcar clients use. The length depends only on the signatures'
+// lengths, so a blob of zero placeholders has the length of the real one.
+func signaturesBlob(sigs [][]byte) ([]byte, error) {
+	var m metadata.Signatures
+	for i, s := range sigs {
+		m.Signatures = append(m.Signatures, &metadata.Signatures_Signature{
+			Version:               proto.Uint32(uint32(3 - len(sigs) + i)),
 			Data:                  s,
 			UnpaddedSignatureSize: proto.Uint32(uint32(len(s))),
 		})
 	}
-	return proto.MarshalOptions{Deterministic: true}.Marshal(&sigs)
-}
-
-// signatureBlobSize is the length of the blob signatureBlob returns.
-func signatureBlobSize(keys []*rsa.PrivateKey) (int, error) {
-	b, err := signatureBlob(nil, keys)
-	return len(b), err
+	return proto.MarshalOptions{Deterministic: true}.Marshal(&m)
 }
 
 // verifyBlob reports whether any signature in blob verifies digest with any
@@ -179,9 +163,19 @@ func verifyBlob(blob, digest []byte, keys []*rsa.PublicKey, errInvalid, errMisma
 
 // CountSignatures returns how many signatures a Signatures blob holds.
 func CountSignatures(blob []byte) (int, error) {
-	var sigs metadata.Signatures
-	if err := proto.Unmarshal(blob, &sigs); err != nil {
-		return 0, err
+	sigs, err := parseSignatures(blob)
+	return len(sigs), err
+}
+
+// parseSignatures returns the data of each signature in a Signatures blob.
+func parseSignatures(blob []byte) ([][]byte, error) {
+	var m metadata.Signatures
+	if err := proto.Unmarshal(blob, &m); err != nil {
+		return nil, err
 	}
-	return len(sigs.Signatures), nil
+	var sigs [][]byte
+	for _, s := range m.Signatures {
+		sigs = append(sigs, s.GetData())
+	}
+	return sigs, nil
 }

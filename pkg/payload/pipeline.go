@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"time"
 )
 
 // The pipeline of one run, each stage a goroutine, jobs in data order:
@@ -28,6 +29,7 @@ type job struct {
 	out    []byte // decoded output, len dstBytes; may alias buf
 	end    int64  // payload offset after this op's data
 	tokens int
+	dur    time.Duration // worker and writer time, when Options.OpDuration is set
 	err    error
 	done   chan struct{} // closed by a worker (or read) when err/out are final
 	hashed chan struct{} // closed when the whole-payload hash has the data
@@ -247,6 +249,10 @@ func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, 
 
 // exec runs in a worker: verify the data hash, then decode.
 func (a *applier) exec(d *decoder, j *job) error {
+	if a.o.OpDuration != nil {
+		t0 := time.Now()
+		defer func() { j.dur += time.Since(t0) }()
+	}
 	s := j.s
 	if dl := s.op.GetDataLength(); dl > 0 {
 		sum := sha256.Sum256(j.buf[:dl])
@@ -294,8 +300,15 @@ func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *j
 			w = a.files[j.s.file].t
 		}
 		if w != nil {
+			var t0 time.Time
+			if a.o.OpDuration != nil {
+				t0 = time.Now()
+			}
 			if err := a.writeOp(w, j); err != nil {
 				return err
+			}
+			if a.o.OpDuration != nil {
+				j.dur += time.Since(t0)
 			}
 		}
 		fin <- j // never blocks for long: finish drains it
@@ -350,6 +363,9 @@ func (a *applier) finishJobs(ctx context.Context, target io.WriterAt, fin <-chan
 		}
 		if a.o.Progress != nil {
 			a.o.Progress(j.end)
+		}
+		if a.o.OpDuration != nil {
+			a.o.OpDuration(j.s.op.GetType().String(), j.dur)
 		}
 		// No checkpoint after a file operation (Options.Files); one
 		// right before the first.

@@ -39,6 +39,13 @@ var ErrSpec = errors.New("payload: invalid spec")
 // payload signature by every key (none when keys is empty). It returns the
 // bytes written.
 func WritePayload(w io.Writer, spec *Spec, blobs io.Reader, keys []*rsa.PrivateKey) (int64, error) {
+	n, _, err := writePayload(w, spec, blobs, signer{keys: keys})
+	return n, err
+}
+
+// writePayload is WritePayload with the signatures sg makes (signed, or
+// placeholders), returning the digests they sign (nil when unsigned).
+func writePayload(w io.Writer, spec *Spec, blobs io.Reader, sg signer) (int64, *Digests, error) {
 	major := spec.Major
 	if major == 0 {
 		major = 2
@@ -57,16 +64,13 @@ func WritePayload(w io.Writer, spec *Spec, blobs io.Reader, keys []*rsa.PrivateK
 		}
 	}
 	if len(spec.Procedures) > 0 && major != 1 {
-		return 0, fmt.Errorf("%w: install procedures in a major %d payload", ErrSpec, major)
+		return 0, nil, fmt.Errorf("%w: install procedures in a major %d payload", ErrSpec, major)
 	}
-	var sigSize uint64
-	if len(keys) > 0 {
-		n, err := signatureBlobSize(keys)
-		if err != nil {
-			return 0, err
-		}
-		sigSize = uint64(n)
+	ns, err := sg.blobSize()
+	if err != nil {
+		return 0, nil, err
 	}
+	sigSize := uint64(ns)
 	var manifest proto.Message
 	switch major {
 	case 1:
@@ -115,11 +119,11 @@ func WritePayload(w io.Writer, spec *Spec, blobs io.Reader, keys []*rsa.PrivateK
 		}
 		manifest = dm
 	default:
-		return 0, fmt.Errorf("%w: major version %d", ErrSpec, major)
+		return 0, nil, fmt.Errorf("%w: major version %d", ErrSpec, major)
 	}
 	mb, err := proto.MarshalOptions{Deterministic: true}.Marshal(manifest)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	h := Header{Major: major, ManifestSize: uint64(len(mb))}
 	if major == 2 {
@@ -130,32 +134,38 @@ func WritePayload(w io.Writer, spec *Spec, blobs io.Reader, keys []*rsa.PrivateK
 	signed.Write(meta)
 	cw := &countWriter{w: w}
 	if _, err := cw.Write(meta); err != nil {
-		return cw.n, err
+		return cw.n, nil, err
+	}
+	var digests *Digests
+	if sigSize > 0 {
+		digests = &Digests{}
 	}
 	if h.MetadataSignatureSize > 0 {
 		d := sha256.Sum256(meta)
-		ms, err := signatureBlob(d[:], keys)
+		digests.Metadata = d[:]
+		ms, err := sg.blob(d[:])
 		if err != nil {
-			return cw.n, err
+			return cw.n, nil, err
 		}
 		if _, err := cw.Write(ms); err != nil {
-			return cw.n, err
+			return cw.n, nil, err
 		}
 	}
 	n, err := io.CopyN(io.MultiWriter(cw, signed), blobs, int64(blobSize))
 	if err != nil {
-		return cw.n, fmt.Errorf("payload: copy blobs (%d of %d bytes): %w", n, blobSize, err)
+		return cw.n, nil, fmt.Errorf("payload: copy blobs (%d of %d bytes): %w", n, blobSize, err)
 	}
 	if sigSize > 0 {
-		sb, err := signatureBlob(signed.Sum(nil), keys)
+		digests.Payload = signed.Sum(nil)
+		sb, err := sg.blob(digests.Payload)
 		if err != nil {
-			return cw.n, err
+			return cw.n, nil, err
 		}
 		if _, err := cw.Write(sb); err != nil {
-			return cw.n, err
+			return cw.n, nil, err
 		}
 	}
-	return cw.n, nil
+	return cw.n, digests, nil
 }
 
 type countWriter struct {

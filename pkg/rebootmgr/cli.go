@@ -44,13 +44,18 @@ Run "update_engine_reboot_manager <command> -h" for its flags.
 // Main is the update_engine_reboot_manager command line. It returns the
 // process exit code: 0 ok, 1 failure, 2 usage error.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return MainWithOptions(ctx, args, stdout, stderr, Options{})
+}
+
+// MainWithOptions is Main with what only the command can give (metrics).
+func MainWithOptions(ctx context.Context, args []string, stdout, stderr io.Writer, o Options) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	switch args[0] {
 	case "run":
-		return mainRun(ctx, args[1:], stderr)
+		return mainRun(ctx, args[1:], stderr, o)
 	case "lock":
 		return mainLock(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -253,9 +258,13 @@ func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	idFlag := s.fs.String("machine-id", "", "this machine's id (default: contents of /etc/machine-id)")
 	staleAfter := s.fs.Duration("stale-after", DefaultStaleAfter, "status: call a slot held longer than this stale")
 	if err := s.fs.Parse(args); err != nil {
-		return 2
+		return helpOr2(err)
 	}
 	rest := s.fs.Args()
+	if wantsHelp(rest) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	if len(rest) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -434,7 +443,7 @@ func sendNeedReboot(bus string, stderr io.Writer) int {
 	return 0
 }
 
-func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
+func mainRun(ctx context.Context, args []string, stderr io.Writer, o Options) int {
 	s := newSettings("run", stderr)
 	fs := s.fs
 	fs.StringVar(&s.strategy, "strategy", "", "reboot strategy: reboot, etcd-lock, fleetlock, off (update.conf REBOOT_STRATEGY)")
@@ -451,8 +460,9 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 	inhibitRetry := fs.Duration("inhibitor-retry", time.Minute, "wait between checks while a shutdown inhibitor blocks the reboot")
 	retryMin := fs.Duration("retry-min", 5*time.Second, "first lock retry delay (doubles, jittered)")
 	retryMax := fs.Duration("retry-max", 5*time.Minute, "longest lock retry delay")
+	mf := addMetricsFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return helpOr2(err)
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "run: unexpected arguments %v\n", fs.Args())
@@ -524,7 +534,7 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer) int {
 	m.Status = ue
 	m.Rebooter = &Logind{Conn: conn, Clock: clock, Retry: *inhibitRetry, Logf: logf}
 	logf("update_engine_reboot_manager: strategy %v, window %v", cfg.Strategy, windowString(cfg.Window))
-	return exitCode(m.Run(ctx), logf)
+	return exitCode(mf.run(ctx, m, o, logf), logf)
 }
 
 func windowString(w *Window) string {
