@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/version"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 )
 
@@ -51,8 +52,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	baseURL := fs.String("base-url", "", "codebase for payload URLs (default: http://<request Host>/packages/)")
 	admin := fs.Bool("admin", false, "enable POST /admin/pause, /admin/resume, /admin/rollout?percent=N")
 	pollInterval := fs.Duration("poll-interval", 0, "send this PollInterval in responses (0 = none)")
+	showVersion := fs.Bool("version", false, "print this program's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		version.Print(os.Stdout, "omaha_devserver")
+		return nil
 	}
 	if *rollout < 0 || *rollout > 100 {
 		return fmt.Errorf("--rollout %d: want 0-100", *rollout)

@@ -11,10 +11,15 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/abupdate/update_engine/internal/version"
 	"github.com/abupdate/update_engine/pkg/rebootmgr"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "update_engine_reboot_manager")
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	code := rebootmgr.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
