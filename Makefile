@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 # The version every binary's --version prints: `git describe` ("devel" when
 # no tag is reachable), linked into internal/version.
 VERSION  ?= $(shell git describe --tags --dirty 2>/dev/null || echo devel)
-LDFLAGS  := -X github.com/abupdate/update_engine/internal/version.Version=$(VERSION)
+LDFLAGS  := -X github.com/abupdate/update_engine/internal/version.Version=$(VERSION) $(EXTRA_LDFLAGS)
 
 # make install DESTDIR= PREFIX=/usr (the units' ExecStart follow SBINDIR).
 PREFIX     ?= /usr/local
@@ -31,7 +31,7 @@ all: build
 
 # GOARCH in the environment cross-builds (make deb does for arm64).
 build:
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 # Man pages: docs/man/NAME.SECTION.md rendered to roff in $(BIN)/man
 # (mangen runs on the build host whatever GOARCH says).

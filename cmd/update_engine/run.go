@@ -39,7 +39,24 @@ Flags:
 // clean shutdown (ctx cancelled) or after --version, 1 on a start-up or runtime error, 2 on
 // bad flags.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var o daemon.Options
+	o, stub, code := parse(args, stdout, stderr)
+	if code >= 0 {
+		return code
+	}
+	run := daemon.Run
+	if stub {
+		run = daemon.RunStub
+	}
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintf(stderr, "update_engine: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// parse reads the command line into the daemon's options. code is the exit
+// code when the program is done (--help, --version, bad flags), else -1.
+func parse(args []string, stdout, stderr io.Writer) (o daemon.Options, stub bool, code int) {
 	fs := flag.NewFlagSet("update_engine", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Bool("foreground", true, "accepted for Flatcar compatibility (always in the foreground)")
@@ -66,7 +83,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.NoHealthGate, "no-health-gate", false, "never mark the booted slot good (by default: after UPDATE_ENGINE_HEALTH_DELAY and the health units/command)")
 	fs.BoolVar(&o.InsecureAllowUnsignedPayloads, "insecure-allow-unsigned-payloads", false, "INSECURE, development only: when the --pubkey file is missing, install payloads without checking their signature (default: refuse every payload)")
 	fs.BoolVar(&o.AllowOmahaURL, "allow-omaha-url", false, "honour the omaha_url of ChromeOS AttemptUpdate(s,s) (update_engine_client -omaha_url); refused otherwise")
-	stub := fs.Bool("stub", false, "run as update-engine-stub for images never updated in place ("+daemon.NoUpdateFile+"): answer D-Bus as IDLE, never check or touch a disk")
+	fs.BoolVar(&stub, "stub", false, "run as update-engine-stub for images never updated in place ("+daemon.NoUpdateFile+"): answer D-Bus as IDLE, never check or touch a disk")
 	over := map[string]*string{}
 	for _, f := range []struct{ flag, key, usage string }{
 		{"server", "SERVER", "Omaha URL (update.conf SERVER)"},
@@ -95,17 +112,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := fs.Parse(joinVersionValue(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return o, false, 0
 		}
-		return 2
+		return o, false, 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "update_engine: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return o, false, 2
 	}
 	if vf.print {
 		version.Print(stdout, "update_engine")
-		return 0
+		return o, false, 0
 	}
 	o.Overrides = map[string]string{}
 	for k, v := range over {
@@ -124,15 +141,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			o.Overrides["FLATCAR_RELEASE_VERSION"] = vf.release
 		}
 	}
-	run := daemon.Run
-	if *stub {
-		run = daemon.RunStub
-	}
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintf(stderr, "update_engine: %v\n", err)
-		return 1
-	}
-	return 0
+	return o, stub, -1
 }
 
 // versionFlag is --version. Alone it asks for the program's version; with a
