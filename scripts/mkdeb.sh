@@ -9,9 +9,9 @@
 #   DEB_COMPRESS=gzip …                the data's compression (default xz; the
 #                                      tests take gzip: xz -6 of 60 MB takes minutes on a loaded host)
 #
-# The binaries are built static (CGO_ENABLED=0: no libc dependency, the
-# same for every arch), position-independent and stripped (-s -w), as
-# lintian's hardening and stripping checks want.
+# The binaries are built without cgo (CGO_ENABLED=0: no library, no libc
+# dependency, the same for every arch), position-independent and stripped
+# (-s -w), as lintian's hardening and stripping checks want.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 arch=${1:?usage: mkdeb.sh ARCH [OUTDIR]}

@@ -13,7 +13,10 @@ systemctl stop update-engine-reboot-manager.service update-engine.service
 # The slot is mounted read-only, as on Flatcar; this throwaway disk's /usr
 # takes the package.
 mount -o remount,rw /usr || { say "pkg error: cannot remount /usr read-write"; sleep infinity; }
-if out=$(dpkg -i /run/vmtest/payloads/update-engine.deb 2>&1); then
+# The image's ROOT already holds /etc/default/update-engine (a file the
+# package ships as a conffile): dpkg asks; answer as an administrator who
+# keeps their own (the default answer).
+if out=$(dpkg --force-confdef --force-confold -i /run/vmtest/payloads/update-engine.deb 2>&1 </dev/null); then
 	say "pkg installed"
 else
 	say "pkg dpkg-failed $(echo "$out" | tr '\n' ' ')"
