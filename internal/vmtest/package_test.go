@@ -10,8 +10,11 @@ import (
 	"time"
 )
 
-// The version the scenario's package is built with, and its Debian form.
+// The version the scenario's package is built with, and its Debian form;
+// the scenario's update.conf (no checks; the reboot manager runs: with
+// strategy off it would exit at once).
 const (
+	pkgConf       = "SERVER=disabled\nREBOOT_STRATEGY=reboot\n"
 	pkgVersion    = "v0.0.0-1-gvmtest"
 	pkgDebVersion = "0.0.0+1.gvmtest-1"
 )
@@ -25,9 +28,9 @@ const (
 // One boot; the guest half is guest/config/package.sh.
 func TestScenario6Package(t *testing.T) {
 	a := env(t)
-	h := newHost(t, a, "6-package", a.BaseDisk, nil, "SERVER=disabled\nREBOOT_STRATEGY=off\n")
+	h := newHost(t, a, "6-package", a.BaseDisk, nil, pkgConf)
 	deb := buildDeb(t, filepath.Dir(h.disk))
-	if err := packageDisk(h.payloads, deb, "SERVER=disabled\nREBOOT_STRATEGY=off\n"); err != nil {
+	if err := packageDisk(h.payloads, deb, pkgConf); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

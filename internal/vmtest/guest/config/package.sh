@@ -27,9 +27,11 @@ for u in update-engine.service update-engine-reboot-manager.service; do
 	[ -L "/etc/systemd/system/multi-user.target.wants/$u" ] && link=yes
 	say "pkg unit $u enabled=$(systemctl is-enabled "$u") active=$(systemctl is-active "$u") wants-link=$link"
 done
-say "pkg version $(update_engine_client --version 2>&1)"
-until update_engine_client -status >/dev/null 2>&1; do sleep 1; done
-say "pkg status $(update_engine_client -status 2>&1 | tr '\n' ' ')"
+# The package's client by its path: the image has its own in /usr/bin,
+# which this shell has already found (and remembers).
+say "pkg version $(/usr/sbin/update_engine_client --version 2>&1)"
+until /usr/sbin/update_engine_client -status >/dev/null 2>&1; do sleep 1; done
+say "pkg status $(/usr/sbin/update_engine_client -status 2>&1 | tr '\n' ' ')"
 say "pkg dpkg $(dpkg-query -W -f='${Status} ${Version}' update-engine 2>&1)"
 say "pkg done"
 sleep infinity
