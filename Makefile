@@ -5,12 +5,61 @@ GO       ?= go
 BIN      ?= bin
 FUZZTIME ?= 30s
 
-.PHONY: all build test bench demo fuzz lint testdata generate deps clean vmtest
+# The version every binary's --version prints: `git describe` ("devel" when
+# no tag is reachable), linked into internal/version.
+VERSION  ?= $(shell git describe --tags --dirty 2>/dev/null || echo devel)
+LDFLAGS  := -X github.com/abupdate/update_engine/internal/version.Version=$(VERSION) $(EXTRA_LDFLAGS)
+
+# make install DESTDIR= PREFIX=/usr (the units' ExecStart follow SBINDIR).
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+DBUSDIR    ?= $(PREFIX)/share/dbus-1/system.d
+DOCDIR     ?= $(PREFIX)/share/doc/update-engine
+MANDIR     ?= $(PREFIX)/share/man
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+# make deb: one package per architecture (GOARCH), into DEBDIR.
+DEB_ARCHES ?= amd64 arm64
+DEBDIR     ?= $(BIN)/deb
+
+.PHONY: all build man install deb test bench demo fuzz lint testdata generate deps clean vmtest
 
 all: build
 
+# GOARCH in the environment cross-builds (make deb does for arm64).
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+# Man pages: docs/man/NAME.SECTION.md rendered to roff in $(BIN)/man
+# (mangen runs on the build host whatever GOARCH says).
+man:
+	env -u GOARCH -u GOOS $(GO) run -ldflags "$(LDFLAGS)" ./internal/packaging/cmd/mangen -o $(BIN)/man docs/man/*.md
+
+install: build man
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(TMPFILESDIR) \
+	  $(DESTDIR)$(DBUSDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(COMPLETIONDIR) $(DESTDIR)$(SYSCONFDIR)/default \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BIN)/update_engine $(BIN)/update_engine_client $(BIN)/update_engine_reboot_manager $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(BIN)/payload_generator $(BIN)/omaha_devserver $(DESTDIR)$(BINDIR)/
+	for u in dist/*.service; do \
+	  sed 's#/usr/sbin/#$(SBINDIR)/#g' $$u > $(DESTDIR)$(UNITDIR)/$${u#dist/} && chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#dist/} || exit 1; \
+	done
+	install -m 0644 dist/com.coreos.update1.conf $(DESTDIR)$(DBUSDIR)/
+	install -m 0644 dist/update-engine.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/update-engine.conf
+	install -m 0644 dist/update.conf.example $(DESTDIR)$(DOCDIR)/
+	install -m 0644 dist/update-engine.default $(DESTDIR)$(SYSCONFDIR)/default/update-engine
+	install -m 0644 dist/bash-completion/update_engine_client dist/bash-completion/payload_generator $(DESTDIR)$(COMPLETIONDIR)/
+	for m in $(BIN)/man/*.[158]; do \
+	  gzip -9n -c $$m > $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}.gz && chmod 0644 $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}.gz || exit 1; \
+	done
+
+# update-engine_<version>_<arch>.deb for each of DEB_ARCHES, each from a
+# `make install DESTDIR=… PREFIX=/usr` tree (scripts/mkdeb.sh; lintian: see README).
+deb:
+	@for a in $(DEB_ARCHES); do VERSION=$(VERSION) scripts/mkdeb.sh $$a $(DEBDIR) || exit 1; done
 
 # Installs the Debian packages the tests use when run as root (see scripts/deps.sh).
 deps:

@@ -97,7 +97,7 @@ UE_PID=""
 BOOTS=0
 start_daemon() { # start_daemon BOOTED VERSION: each start is a (simulated) boot of its own
   BOOTS=$((BOOTS + 1))
-  "$BIN/update_engine" --disk "$DISK" --booted "$1" --version "$2" --bus "$BUS" --boot-id "demo-boot-$BOOTS" \
+  "$BIN/update_engine" --disk "$DISK" --booted "$1" --release-version "$2" --bus "$BUS" --boot-id "demo-boot-$BOOTS" \
     --server "http://127.0.0.1:$PORT/v1/update/" --pubkey "$W/key.pub.pem" \
     --prefs-dir "$W/prefs" --run-dir "$W/run" --reboot-required-file "$W/run/reboot-required" \
     --auto-check=false --health-delay 1s "${IOLIMIT[@]}" "${POSTINST[@]}" >>"$W/update_engine.log" 2>&1 &

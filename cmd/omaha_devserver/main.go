@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/version"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 )
 
@@ -64,8 +65,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 	pollInterval := fs.Duration("poll-interval", 0, "send this PollInterval in responses (0 = none)")
 	state := fs.String("state", "", "keep rollout, pause and the host table in this bbolt file (\"\" = memory only)")
 	tokenFile := fs.String("token-file", "", "file holding the token that enables the fleet page's controls")
+	showVersion := fs.Bool("version", false, "print this program's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		version.Print(os.Stdout, "omaha_devserver")
+		return nil
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

@@ -30,9 +30,15 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/abupdate/update_engine/internal/version"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "payload_generator")
+		return
+	}
 	if len(os.Args) > 1 && (os.Args[1] == "apply" || os.Args[1] == "verify") {
 		// The applier keeps ~16 MiB of operations in flight; keep the heap
 		// near that rather than letting garbage double it.

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/abupdate/update_engine/internal/daemon"
+	"github.com/abupdate/update_engine/internal/version"
 )
 
 const usageHead = `Usage: update_engine [flags]
@@ -27,17 +29,34 @@ the files. Flags may be written -flag or --flag.
 Examples:
   update_engine --disk /dev/sda
   update_engine --disk disk.img --booted A --bus unix:path=/tmp/bus \
-      --server http://127.0.0.1:8080/v1/update/ --version 1.0.0 \
+      --server http://127.0.0.1:8080/v1/update/ --release-version 1.0.0 \
       --prefs-dir /tmp/ue/prefs --run-dir /tmp/ue/run --reboot-required-file -
 
 Flags:
 `
 
 // Main runs the daemon with args and returns the exit code: 0 after a
-// clean shutdown (ctx cancelled), 1 on a start-up or runtime error, 2 on
+// clean shutdown (ctx cancelled) or after --version, 1 on a start-up or runtime error, 2 on
 // bad flags.
-func Main(ctx context.Context, args []string, stderr io.Writer) int {
-	var o daemon.Options
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, stub, code := parse(args, stdout, stderr)
+	if code >= 0 {
+		return code
+	}
+	run := daemon.Run
+	if stub {
+		run = daemon.RunStub
+	}
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintf(stderr, "update_engine: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// parse reads the command line into the daemon's options. code is the exit
+// code when the program is done (--help, --version, bad flags), else -1.
+func parse(args []string, stdout, stderr io.Writer) (o daemon.Options, stub bool, code int) {
 	fs := flag.NewFlagSet("update_engine", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Bool("foreground", true, "accepted for Flatcar compatibility (always in the foreground)")
@@ -64,12 +83,12 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.BoolVar(&o.NoHealthGate, "no-health-gate", false, "never mark the booted slot good (by default: after UPDATE_ENGINE_HEALTH_DELAY and the health units/command)")
 	fs.BoolVar(&o.InsecureAllowUnsignedPayloads, "insecure-allow-unsigned-payloads", false, "INSECURE, development only: when the --pubkey file is missing, install payloads without checking their signature (default: refuse every payload)")
 	fs.BoolVar(&o.AllowOmahaURL, "allow-omaha-url", false, "honour the omaha_url of ChromeOS AttemptUpdate(s,s) (update_engine_client -omaha_url); refused otherwise")
-	stub := fs.Bool("stub", false, "run as update-engine-stub for images never updated in place ("+daemon.NoUpdateFile+"): answer D-Bus as IDLE, never check or touch a disk")
+	fs.BoolVar(&stub, "stub", false, "run as update-engine-stub for images never updated in place ("+daemon.NoUpdateFile+"): answer D-Bus as IDLE, never check or touch a disk")
 	over := map[string]*string{}
 	for _, f := range []struct{ flag, key, usage string }{
 		{"server", "SERVER", "Omaha URL (update.conf SERVER)"},
 		{"group", "GROUP", "channel / Omaha track (update.conf GROUP)"},
-		{"version", "FLATCAR_RELEASE_VERSION", "running OS version (release file FLATCAR_RELEASE_VERSION)"},
+		{"release-version", "FLATCAR_RELEASE_VERSION", "running OS version (release file FLATCAR_RELEASE_VERSION)"},
 		{"board", "FLATCAR_RELEASE_BOARD", "board (release file)"},
 		{"appid", "FLATCAR_RELEASE_APPID", "Omaha app id (release file)"},
 		{"io-write-bps", "UPDATE_ENGINE_IO_WRITE_BPS", "write limit on the passive slot in bytes/s, K/M/G suffixes; needs root and a block device (default none); with --io-limit adaptive, the limit used when the host has no PSI"},
@@ -86,19 +105,25 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		over[f.key] = fs.String(f.flag, "", f.usage)
 	}
 	verbose := fs.Bool("v", false, "debug logging")
+	var vf versionFlag
+	fs.Var(&vf, "version", "print this program's version and exit (--version V: deprecated spelling of --release-version V)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(joinVersionValue(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return o, false, 0
 		}
-		return 2
+		return o, false, 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "update_engine: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return o, false, 2
+	}
+	if vf.print {
+		version.Print(stdout, "update_engine")
+		return o, false, 0
 	}
 	o.Overrides = map[string]string{}
 	for k, v := range over {
@@ -111,13 +136,56 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		level = slog.LevelDebug
 	}
 	o.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	run := daemon.Run
-	if *stub {
-		run = daemon.RunStub
+	if vf.release != "" {
+		o.Log.Warn("--version VERSION is deprecated and will be removed in the next release: use --release-version VERSION", "version", vf.release)
+		if o.Overrides["FLATCAR_RELEASE_VERSION"] == "" {
+			o.Overrides["FLATCAR_RELEASE_VERSION"] = vf.release
+		}
 	}
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintf(stderr, "update_engine: %v\n", err)
-		return 1
+	return o, stub, -1
+}
+
+// versionFlag is --version. Alone it asks for the program's version; with a
+// value (--version=V, or --version V, which joinVersionValue rewrites) it is
+// the deprecated spelling of --release-version, kept for one release.
+type versionFlag struct {
+	print   bool
+	release string
+}
+
+func (v *versionFlag) IsBoolFlag() bool { return true }
+func (v *versionFlag) String() string   { return "" }
+
+func (v *versionFlag) Set(s string) error {
+	switch s {
+	case "true":
+		v.print = true
+	case "false":
+		v.print = false
+	case "":
+		return errors.New("empty version")
+	default:
+		v.release = s
 	}
-	return 0
+	return nil
+}
+
+// joinVersionValue rewrites "--version V" (V not a flag) as "--version=V",
+// so the old spelling of --release-version parses although --version alone
+// is a boolean. Arguments after "--" are left alone.
+func joinVersionValue(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if (a == "-version" || a == "--version") && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			out = append(out, a+"="+args[i+1])
+			i++
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }

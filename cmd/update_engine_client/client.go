@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/abupdate/update_engine/internal/dbusapi"
+	"github.com/abupdate/update_engine/internal/version"
 	"github.com/abupdate/update_engine/pkg/rebootmgr"
 )
 
@@ -43,6 +44,7 @@ var sleep = func(ctx context.Context, d time.Duration) error {
 type options struct {
 	resetStatus, status, checkForUpdate, update, watch bool
 	json, rollback, powerwash, slots, simulateBoot     bool
+	version                                            bool
 	bus, disk, progress, channel                       string
 	pollInterval                                       time.Duration
 	appVersion, omahaURL                               string // ChromeOS AttemptUpdate(s,s)
@@ -129,6 +131,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.appVersion, "app_version", "", "with -check_for_update/-update: the version to ask for (ChromeOS)")
 	fs.StringVar(&o.omahaURL, "omaha_url", "", "with -check_for_update/-update: the Omaha server for this check (ChromeOS)")
 	fs.IntVar(&o.connectTries, "connect-tries", defaultConnectTries, "tries to reach update_engine on the bus, 10 s apart")
+	fs.BoolVar(&o.version, "version", false, "print this program's version and exit")
 	fs.BoolVar(&o.interactive, "interactive", true, "mark the request interactive (always true over D-Bus)")
 	// Accepted and ignored, as gflags/glog-based tools are called with them.
 	fs.Bool("logtostderr", true, "glog: accepted (logs always go to stderr)")
@@ -178,6 +181,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "update_engine_client: %v\n", err)
 		return exitUsage
+	}
+	if o.version {
+		version.Print(stdout, "update_engine_client")
+		return exitOK
 	}
 	r := &runner{o: o, stdout: stdout, stderr: stderr}
 	switch {

@@ -13,10 +13,15 @@ import (
 	"syscall"
 
 	"github.com/abupdate/update_engine/internal/metrics"
+	"github.com/abupdate/update_engine/internal/version"
 	"github.com/abupdate/update_engine/pkg/rebootmgr"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "update_engine_reboot_manager")
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	code := rebootmgr.MainWithOptions(ctx, os.Args[1:], os.Stdout, os.Stderr,
 		rebootmgr.Options{Metrics: metrics.NewRebootManager()})

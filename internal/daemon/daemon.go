@@ -113,7 +113,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Info("updates are disabled (SERVER=disabled): no update checks until SERVER is set again")
 	}
 	if cfg.ReleaseVersion == "" {
-		return fmt.Errorf("daemon: the running version is unknown: set FLATCAR_RELEASE_VERSION in the release file or pass --version")
+		return fmt.Errorf("daemon: the running version is unknown: set FLATCAR_RELEASE_VERSION in the release file or pass --release-version")
 	}
 	if o.Disk == "" {
 		// No --disk: the disk holding the partition the kernel booted.

@@ -233,7 +233,7 @@ func (h *host) installKey(t testing.TB) {
 func (h *host) args(server string) []string {
 	return []string{"--disk", h.disk, "--booted", "A", "--bus", h.bus, "--config-root", h.root,
 		"--prefs-dir", h.prefs, "--run-dir", h.run, "--reboot-required-file", filepath.Join(h.run, "reboot-required"),
-		"--server", server, "--version", "1.0.0", "--auto-check=false", "--no-health-gate", "--checkpoint-bytes", "262144", "--pubkey", h.key,
+		"--server", server, "--release-version", "1.0.0", "--auto-check=false", "--no-health-gate", "--checkpoint-bytes", "262144", "--pubkey", h.key,
 		"--postinst", "-"}
 }
 
