@@ -115,7 +115,7 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout io.Writ
 	fs.StringVar(srcVersion, "old-version", "", "same as --source-version")
 	comp := fs.String("compression", "", "xz (default for --major 2), zstd (project extension), bzip2 (default for --major 1) or none")
 	xzCmd := fs.String("xz-command", defaultXZCommand(), `compress REPLACE_XZ data with this xz program (default "xz" when in PATH: ~15% smaller payloads than the built-in encoder); "builtin" for the built-in encoder`)
-	chunkSize := fs.Int("chunk-size", 0, "bytes per full-payload operation, a multiple of 4096 (default 8 MiB for xz and zstd, else 2 MiB)")
+	chunkSize := fs.Int("chunk-size", 0, "bytes per full-payload operation, a multiple of 4096 (default 16 MiB for xz, 8 MiB for zstd, else 2 MiB)")
 	major := fs.Uint64("major", 2, "payload major version, 1 (Flatcar) or 2")
 	part := fs.String("partition", "root", "v2 partition name")
 	appid := fs.String("appid", "", "Omaha app id for OUT.json")

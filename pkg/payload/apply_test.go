@@ -538,16 +538,16 @@ func TestFullPayloadOps(t *testing.T) {
 }
 
 // TestDefaultChunkSize: without ChunkSize, xz and zstd full payloads cut
-// the image into CompressedChunkSize operations (each a separate stream,
-// so larger is smaller), the others into DefaultChunkSize ones; and the
-// applier takes the large ones.
+// the image into XZChunkSize and ZstdChunkSize operations (each a
+// separate stream, so larger is smaller), the others into
+// DefaultChunkSize ones; and the applier takes the large ones.
 func TestDefaultChunkSize(t *testing.T) {
-	img := bytes.Repeat([]byte("compressible text of a filesystem image\n"), (CompressedChunkSize+3*blockSize)/40)
+	img := bytes.Repeat([]byte("compressible text of a filesystem image\n"), (XZChunkSize+3*blockSize)/40)
 	img = img[:len(img)/blockSize*blockSize]
 	for _, tc := range []struct {
 		comp string
 		want int
-	}{{CompressZstd, CompressedChunkSize}, {CompressNone, DefaultChunkSize}, {CompressBzip2, DefaultChunkSize}} {
+	}{{CompressXZ, XZChunkSize}, {CompressZstd, ZstdChunkSize}, {CompressNone, DefaultChunkSize}, {CompressBzip2, DefaultChunkSize}} {
 		p := generate(t, img, GenerateOptions{Compression: tc.comp})
 		_, m := opCounts(t, p)
 		ops := m.Partitions[0].Ops

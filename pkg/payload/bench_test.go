@@ -70,7 +70,7 @@ func benchApply(b *testing.B, bin string, mb int) {
 	key, pub := benchKey(b, cache)
 	payloads := map[string]string{}
 	for _, c := range []string{CompressNone, CompressXZ, CompressZstd} {
-		// v2: 8 MiB xz and zstd operations, xz by the xz program.
+		// v2: 16 MiB xz operations made by the xz program, 8 MiB zstd ones.
 		p := filepath.Join(cache, fmt.Sprintf("ext4-%d-%s-v2.payload", mb, c))
 		if _, err := os.Stat(p); err != nil {
 			b.Logf("generating %s", p)

@@ -52,8 +52,7 @@ type GenerateOptions struct {
 	XZCommand string
 	Version   string
 	// ChunkSize: bytes per operation, a multiple of 4096; 0 =
-	// CompressedChunkSize for xz and zstd full payloads, else
-	// DefaultChunkSize.
+	// XZChunkSize, ZstdChunkSize or DefaultChunkSize.
 	ChunkSize int
 	Workers   int    // 0 = GOMAXPROCS
 	TempDir   string // for the data blobs before the manifest is known
@@ -88,9 +87,12 @@ const blockSize = 4096
 // operation size sets how much a compressor can find: see the README's
 // "Payload size" for the measurements. An applier holds an operation's
 // output in memory, so larger operations cost its memory, not only time.
+// zstd stays at 8 MiB: its window is the operation size, and deployed
+// clients take windows up to 8 MiB.
 const (
-	DefaultChunkSize    = 2 << 20 // REPLACE and REPLACE_BZ
-	CompressedChunkSize = 8 << 20 // REPLACE_XZ and REPLACE_ZSTD
+	DefaultChunkSize = 2 << 20  // REPLACE and REPLACE_BZ
+	XZChunkSize      = 16 << 20 // REPLACE_XZ
+	ZstdChunkSize    = 8 << 20  // REPLACE_ZSTD
 )
 
 // Generate writes a payload for o.New to w. The output is deterministic.
@@ -114,9 +116,13 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 	}
 	chunk := o.ChunkSize
 	if chunk == 0 {
-		chunk = DefaultChunkSize
-		if comp == CompressXZ || comp == CompressZstd {
-			chunk = CompressedChunkSize
+		switch comp {
+		case CompressXZ:
+			chunk = XZChunkSize
+		case CompressZstd:
+			chunk = ZstdChunkSize
+		default:
+			chunk = DefaultChunkSize
 		}
 	}
 	if chunk%blockSize != 0 || chunk <= 0 || chunk > MaxOpBytes {

@@ -124,7 +124,7 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 
 // Default memory budget: 16 MiB, raised (up to maxAutoBudget) so that
 // two of the payload's largest operations fit, which lets two cores
-// decode 8 MiB xz operations (CompressedChunkSize) side by side.
+// decode 16 MiB xz operations (XZChunkSize) side by side.
 const (
 	minAutoBudget = 16 << 20
 	maxAutoBudget = 48 << 20
