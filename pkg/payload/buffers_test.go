@@ -3,6 +3,9 @@ package payload
 import (
 	"testing"
 	"unsafe"
+
+	"github.com/abupdate/update_engine/pkg/payload/metadata"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestBufPoolClasses: a buffer goes back to its size class only, so a
@@ -37,6 +40,28 @@ func TestBufPoolClasses(t *testing.T) {
 			if cap(b) != poolMin<<k {
 				t.Fatalf("class %d holds a buffer of cap %d", k, cap(b))
 			}
+		}
+	}
+}
+
+// TestDefaultBudget: 16 MiB, or two of the largest operations' data and
+// output, at most 48 MiB.
+func TestDefaultBudget(t *testing.T) {
+	xzOp := func(dst, data uint64) step {
+		return step{op: &metadata.InstallOperation{Type: OpReplaceXZ.Enum(), DataLength: proto.Uint64(data)},
+			kind: opKinds[OpReplaceXZ], write: true, file: -1, dstBytes: dst}
+	}
+	for _, tc := range []struct {
+		steps []step
+		want  int64
+	}{
+		{[]step{xzOp(2<<20, 1<<20)}, 16 << 20},
+		{[]step{xzOp(2<<20, 1<<20), xzOp(16<<20, 3<<20+1)}, 2 * (16 + 4) << 20},
+		{[]step{xzOp(64<<20, 20<<20)}, 48 << 20},
+	} {
+		p := &plan{steps: tc.steps}
+		if got := p.defaultBudget(); got != tc.want {
+			t.Errorf("budget %d MiB, want %d MiB", got>>20, tc.want>>20)
 		}
 	}
 }
