@@ -4,11 +4,11 @@
 set -euo pipefail
 pkgs=(dbus gdisk vboot-utils cgpt swtpm swtpm-tools tpm2-tools etcd-server etcd-client
       xz-utils zstd bzip2 bsdiff e2fsprogs util-linux fdisk protobuf-compiler systemd time fio
-      dosfstools fusefat chromium openssl prometheus lintian man-db)
+      dosfstools fusefat xdelta3 chromium openssl prometheus lintian man-db)
 # command each package provides, to detect it cheaply
 cmds=(dbus-daemon sgdisk futility cgpt swtpm swtpm_setup tpm2_nvread etcd etcdctl
       xz zstd bzip2 bsdiff mkfs.ext4 losetup sfdisk protoc busctl /usr/bin/time fio
-      mkfs.vfat fusefat chromium openssl promtool lintian man)
+      mkfs.vfat fusefat xdelta3 chromium openssl promtool lintian man)
 missing=()
 for i in "${!pkgs[@]}"; do
   command -v "${cmds[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")

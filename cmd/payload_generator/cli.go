@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -25,7 +26,7 @@ import (
 
 const usage = `usage:
   payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem|--unsigned [--version V]
-                             [--compression xz|zstd|bzip2|none] [--xz-command xz] [--major 1|2] [--partition NAME]
+                             [--compression xz|zstd|bzip2|none] [--xz-command xz|builtin] [--chunk-size N] [--major 1|2] [--partition NAME]
                              [--kernel FILE] [--pcr-policy FILE] (--major 1) -o OUT
   payload_generator show PAYLOAD
   payload_generator verify PAYLOAD [--key PUB.pem] [--version V] [--source FILE|DEV [--scratch DIR]] [--target DEV]
@@ -143,7 +144,8 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	srcVersion := fs.String("source-version", "", "version of the old image (delta), for OUT.json")
 	fs.StringVar(srcVersion, "old-version", "", "same as --source-version")
 	comp := fs.String("compression", "", "xz (default for --major 2), zstd (project extension), bzip2 (default for --major 1) or none")
-	xzCmd := fs.String("xz-command", "", `compress REPLACE_XZ data with this xz program (e.g. "xz": ~15% smaller payloads) instead of the built-in encoder`)
+	xzCmd := fs.String("xz-command", defaultXZCommand(), `compress REPLACE_XZ data with this xz program (default "xz" when in PATH: ~15% smaller payloads than the built-in encoder); "builtin" for the built-in encoder`)
+	chunkSize := fs.Int("chunk-size", 0, "bytes per full-payload operation, a multiple of 4096 (default 16 MiB for xz, 8 MiB for zstd, else 2 MiB)")
 	major := fs.Uint64("major", 2, "payload major version, 1 (Flatcar) or 2")
 	part := fs.String("partition", "root", "v2 partition name")
 	appid := fs.String("appid", "", "Omaha app id for OUT.json")
@@ -165,8 +167,11 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	if err != nil {
 		return err
 	}
+	if *xzCmd == "builtin" {
+		*xzCmd = ""
+	}
 	o := payload.GenerateOptions{Compression: *comp, Major: *major, Partition: *part, Version: *version,
-		XZCommand: *xzCmd, TempDir: filepath.Dir(*out), SignatureSizes: sizes}
+		XZCommand: *xzCmd, ChunkSize: *chunkSize, TempDir: filepath.Dir(*out), SignatureSizes: sizes}
 	for _, k := range keys {
 		b, err := os.ReadFile(k)
 		if err != nil {
@@ -638,4 +643,14 @@ func cmdKeygen(_ context.Context, args []string, _ io.Reader, stdout io.Writer) 
 	}
 	fmt.Fprintf(stdout, "wrote %s and %s (RSA %d)\n", *priv, *pub, *bits)
 	return nil
+}
+
+// defaultXZCommand is "xz" when it is in PATH: liblzma's encoder makes
+// REPLACE_XZ payloads ~15% smaller than the built-in one (README "Payload
+// size"); else "" (the built-in encoder).
+func defaultXZCommand() string {
+	if _, err := exec.LookPath("xz"); err == nil {
+		return "xz"
+	}
+	return ""
 }

@@ -70,7 +70,9 @@ type Options struct {
 	// to lower its CPU priority. It may lock the goroutine to its OS
 	// thread: the goroutine ends with the apply.
 	WorkerInit func()
-	// MemoryBudget bounds operation data in flight (bytes); 0 = 16 MiB.
+	// MemoryBudget bounds operation data in flight (bytes); 0 = 16 MiB,
+	// or up to 48 MiB when two of the payload's largest operations need
+	// more (so that two cores decode 16 MiB operations side by side).
 	MemoryBudget int64
 	// Progress, if set, is called from one goroutine after each operation
 	// with the payload bytes consumed so far.

@@ -536,3 +536,38 @@ func TestFullPayloadOps(t *testing.T) {
 		t.Errorf("zstd payload without ZERO for a zero chunk: %v", counts)
 	}
 }
+
+// TestDefaultChunkSize: without ChunkSize, xz and zstd full payloads cut
+// the image into XZChunkSize and ZstdChunkSize operations (each a
+// separate stream, so larger is smaller), the others into
+// DefaultChunkSize ones; and the applier takes the large ones.
+func TestDefaultChunkSize(t *testing.T) {
+	img := bytes.Repeat([]byte("compressible text of a filesystem image\n"), (XZChunkSize+3*blockSize)/40)
+	img = img[:len(img)/blockSize*blockSize]
+	for _, tc := range []struct {
+		comp string
+		want int
+	}{{CompressXZ, XZChunkSize}, {CompressZstd, ZstdChunkSize}, {CompressNone, DefaultChunkSize}, {CompressBzip2, DefaultChunkSize}} {
+		p := generate(t, img, GenerateOptions{Compression: tc.comp})
+		_, m := opCounts(t, p)
+		ops := m.Partitions[0].Ops
+		if n := (len(img) + tc.want - 1) / tc.want; len(ops) != n {
+			t.Errorf("%s: %d ops for %d bytes, want %d", tc.comp, len(ops), len(img), n)
+		}
+		if got := ops[0].DstExtents[0].GetNumBlocks() * blockSize; got != uint64(tc.want) {
+			t.Errorf("%s: first op of %d bytes, want %d", tc.comp, got, tc.want)
+		}
+		f := targetFile(t, len(img))
+		if _, err := Apply(context.Background(), bytes.NewReader(p), f, Options{}); err != nil {
+			t.Fatalf("%s: %v", tc.comp, err)
+		}
+		if !bytes.Equal(readAll(t, f, len(img)), img) {
+			t.Fatalf("%s: target differs from the image", tc.comp)
+		}
+	}
+	_, err := Generate(context.Background(), io.Discard, GenerateOptions{ChunkSize: MaxOpBytes + blockSize,
+		New: bytes.NewReader(img), NewSize: int64(len(img)), TempDir: t.TempDir()})
+	if !errors.Is(err, ErrGenerate) {
+		t.Errorf("chunk size above MaxOpBytes: %v, want ErrGenerate", err)
+	}
+}

@@ -9,22 +9,48 @@ import (
 // align is the O_DIRECT alignment of offsets, lengths and buffers.
 const align = 4096
 
-// bufPool recycles 4096-aligned buffers. Buffers are allocated with their
-// capacity rounded up to 1 MiB so that the usual 2 MiB operations reuse them.
+// bufPool recycles 4096-aligned buffers, in one free list per size class
+// (capacities 1 MiB << k): a buffer serves only requests of its class, so
+// an operation's small data buffer never takes (and pins) a large output
+// buffer, nor does a large request drop small ones. The lists are not
+// emptied by the garbage collector (as a sync.Pool is, which made an apply
+// reallocate its buffers after every collection), so an apply allocates no
+// more buffers than it ever has in flight, which the budget bounds.
 type bufPool struct {
-	p sync.Pool // of *[]byte, each 4096-aligned
+	mu   sync.Mutex
+	free [poolClasses][][]byte
+}
+
+const (
+	poolMin     = 1 << 20
+	poolClasses = 8 // 1 MiB … 128 MiB (> MaxOpBytes)
+)
+
+// poolClass is the class of a request of n bytes: the smallest whose
+// capacity holds n.
+func poolClass(n int) int {
+	k := 0
+	for k < poolClasses-1 && poolMin<<k < n {
+		k++
+	}
+	return k
 }
 
 func (bp *bufPool) get(n int) []byte {
-	if v := bp.p.Get(); v != nil {
-		b := *v.(*[]byte)
-		if cap(b) >= n {
+	k := poolClass(n)
+	c := poolMin << k
+	if n > c { // larger than any class: not pooled
+		c = n
+	} else {
+		bp.mu.Lock()
+		l := bp.free[k]
+		if len(l) > 0 {
+			b := l[len(l)-1]
+			bp.free[k] = l[:len(l)-1]
+			bp.mu.Unlock()
 			return b[:n]
 		}
-	}
-	c := (n + (1<<20 - 1)) &^ (1<<20 - 1)
-	if c == 0 {
-		c = 1 << 20
+		bp.mu.Unlock()
 	}
 	raw := make([]byte, c+align)
 	off := int(uintptr(unsafe.Pointer(&raw[0])) & (align - 1))
@@ -35,11 +61,13 @@ func (bp *bufPool) get(n int) []byte {
 }
 
 func (bp *bufPool) put(b []byte) {
-	if cap(b) == 0 {
-		return
+	k := poolClass(cap(b))
+	if cap(b) != poolMin<<k {
+		return // not one of ours
 	}
-	b = b[:0]
-	bp.p.Put(&b)
+	bp.mu.Lock()
+	bp.free[k] = append(bp.free[k], b[:0])
+	bp.mu.Unlock()
 }
 
 // budget bounds the bytes of operation data in flight, in 1 MiB tokens.

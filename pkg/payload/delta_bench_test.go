@@ -30,7 +30,8 @@ const debianBsdiffTimeout = 150 * time.Second
 // "upgrade": ~6% of the files edited as a rebuild changes them, ~2%
 // removed, ~2% of the bytes added as new files. The images are cached in
 // os.TempDir(). Reports the delta's size against the full payload,
-// zstd --patch-from and Debian's bsdiff, and the generator's and the
+// `zstd -19 --long=31 --patch-from`, `xdelta3 -9 -B <image size>` (when
+// installed) and Debian's bsdiff, and the generator's and the
 // applier's time and peak RSS (child processes of cmd/payload_generator),
 // with dd's copy time of the new image as the physical reference.
 func BenchmarkDelta(b *testing.B) {
@@ -80,8 +81,11 @@ func BenchmarkDelta(b *testing.B) {
 	}
 	ddT, _ := deltaRunMeasured(b, 0, "dd", "if="+newImg, "of="+filepath.Join(work, "dd.img"), "bs=1M", "conv=fsync", "status=none")
 
+	// The references at their strongest settings: zstd -19 with a window
+	// over the whole old image, and xdelta3 -9 with a source window of the
+	// whole image.
 	zpatch := filepath.Join(work, "z.patch")
-	zT, _ := deltaRunMeasured(b, 0, "zstd", "-q", "-f", "--long=31", "--patch-from="+oldImg, newImg, "-o", zpatch)
+	zT, _ := deltaRunMeasured(b, 0, "zstd", "-q", "-f", "-19", "--long=31", "--patch-from="+oldImg, newImg, "-o", zpatch)
 	zSize := deltaFileSize(b, zpatch)
 
 	testenv.Bench(b, "delta_image_mb", float64(mb), "MiB")
@@ -91,6 +95,18 @@ func BenchmarkDelta(b *testing.B) {
 	testenv.Bench(b, "delta_zstd_patch_size", float64(zSize), "B")
 	testenv.Bench(b, "delta_ratio_to_zstd_patch", float64(deltaSize)/float64(zSize), "x")
 	testenv.Bench(b, "delta_zstd_patch_seconds", zT.Seconds(), "s")
+	if _, err := exec.LookPath("xdelta3"); err != nil {
+		b.Logf("SKIP xdelta3 figures: xdelta3 not installed (make deps installs it as root)")
+	} else {
+		xpatch := filepath.Join(work, "x.patch")
+		xT, _ := deltaRunMeasured(b, 0, "xdelta3", "-q", "-f", "-9", "-B", strconv.FormatInt(deltaFileSize(b, oldImg), 10),
+			"-e", "-s", oldImg, newImg, xpatch)
+		xSize := deltaFileSize(b, xpatch)
+		testenv.Bench(b, "delta_xdelta3_size", float64(xSize), "B")
+		testenv.Bench(b, "delta_ratio_to_xdelta3", float64(deltaSize)/float64(xSize), "x")
+		testenv.Bench(b, "delta_ratio_to_best_reference", float64(deltaSize)/float64(min(xSize, zSize)), "x")
+		testenv.Bench(b, "delta_xdelta3_seconds", xT.Seconds(), "s")
+	}
 	testenv.Bench(b, "delta_generate_seconds", genT.Seconds(), "s")
 	testenv.Bench(b, "delta_generate_peak_rss", float64(genRSS)/(1<<20), "MiB")
 	testenv.Bench(b, "delta_apply_seconds", applyT.Seconds(), "s")

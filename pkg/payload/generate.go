@@ -56,7 +56,9 @@ type GenerateOptions struct {
 	// as that program's version.
 	XZCommand string
 	Version   string
-	ChunkSize int    // bytes per operation, multiple of 4096; 0 = 2 MiB
+	// ChunkSize: bytes per operation, a multiple of 4096; 0 =
+	// XZChunkSize, ZstdChunkSize or DefaultChunkSize.
+	ChunkSize int
 	Workers   int    // 0 = GOMAXPROCS
 	TempDir   string // for the data blobs before the manifest is known
 	// Procedures (major 1 full payloads only) are files installed beside
@@ -92,6 +94,19 @@ type GenerateResult struct {
 
 const blockSize = 4096
 
+// Operation sizes of full payloads. Each REPLACE_XZ or REPLACE_ZSTD
+// operation is a separate stream whose dictionary starts empty, so the
+// operation size sets how much a compressor can find: see the README's
+// "Payload size" for the measurements. An applier holds an operation's
+// output in memory, so larger operations cost its memory, not only time.
+// zstd stays at 8 MiB: its window is the operation size, and deployed
+// clients take windows up to 8 MiB.
+const (
+	DefaultChunkSize = 2 << 20  // REPLACE and REPLACE_BZ
+	XZChunkSize      = 16 << 20 // REPLACE_XZ
+	ZstdChunkSize    = 8 << 20  // REPLACE_ZSTD
+)
+
 // Generate writes a payload for o.New to w. The output is deterministic.
 func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateResult, error) {
 	if len(o.Procedures) > 0 && (o.Major != 1 || o.Old != nil) {
@@ -99,13 +114,6 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 	}
 	if o.Old != nil {
 		return GenerateDelta(ctx, w, o)
-	}
-	chunk := o.ChunkSize
-	if chunk == 0 {
-		chunk = 2 << 20
-	}
-	if chunk%blockSize != 0 || chunk <= 0 {
-		return nil, fmt.Errorf("%w: chunk size %d", ErrGenerate, chunk)
 	}
 	comp := o.Compression
 	switch {
@@ -117,6 +125,20 @@ func Generate(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateRes
 		return nil, fmt.Errorf("%w: compression %q", ErrGenerate, comp)
 	case o.Major == 1 && comp != CompressBzip2 && comp != CompressNone:
 		return nil, fmt.Errorf("%w: major version 1 payloads can only use bzip2 or none, not %q", ErrGenerate, comp)
+	}
+	chunk := o.ChunkSize
+	if chunk == 0 {
+		switch comp {
+		case CompressXZ:
+			chunk = XZChunkSize
+		case CompressZstd:
+			chunk = ZstdChunkSize
+		default:
+			chunk = DefaultChunkSize
+		}
+	}
+	if chunk%blockSize != 0 || chunk <= 0 || chunk > MaxOpBytes {
+		return nil, fmt.Errorf("%w: chunk size %d", ErrGenerate, chunk)
 	}
 	sink, err := newOpSink(o)
 	if err != nil {

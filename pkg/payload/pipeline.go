@@ -62,7 +62,7 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 	}
 	mem := a.o.MemoryBudget
 	if mem <= 0 {
-		mem = 16 << 20
+		mem = a.p.defaultBudget()
 	}
 	bud := newBudget(mem)
 	q := 2*workers + 2
@@ -124,6 +124,38 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 	return a.finish(target, t)
 }
 
+// Default memory budget: 16 MiB, raised (up to maxAutoBudget) so that
+// two of the payload's largest operations fit, which lets two cores
+// decode 16 MiB xz operations (XZChunkSize) side by side.
+const (
+	minAutoBudget = 16 << 20
+	maxAutoBudget = 48 << 20
+)
+
+func (p *plan) defaultBudget() int64 {
+	var most int64
+	for i := range p.steps {
+		s := &p.steps[i]
+		most = max(most, s.memNeed())
+	}
+	return min(maxAutoBudget, max(minAutoBudget, 2*most))
+}
+
+// memNeed is the bytes a step holds in flight: its data and its output.
+func (s *step) memNeed() int64 {
+	dl := int64(s.op.GetDataLength())
+	need := dl
+	if s.emits() && !s.kind.noOutput {
+		if s.kind.inPlace {
+			need = max(dl, int64(s.dstBytes))
+		} else {
+			need += int64(s.dstBytes)
+		}
+	}
+	// In budget units, as acquire takes them.
+	return (need + budgetUnit - 1) / budgetUnit * budgetUnit
+}
+
 // read is the reader goroutine: it reads each operation's data, hashes the
 // stream and hands jobs to the workers and, in order, to the writer.
 func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, order, jobs chan<- *job) (t tail) {
@@ -162,16 +194,8 @@ func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, 
 		s := &a.p.steps[i]
 		j := &job{idx: i, s: s, done: make(chan struct{}), hashed: closedChan}
 		dl := int64(s.op.GetDataLength())
-		need := dl
-		if s.emits() && !s.kind.noOutput {
-			if s.kind.inPlace {
-				need = max(dl, int64(s.dstBytes))
-			} else {
-				need += int64(s.dstBytes)
-			}
-		}
 		var err error
-		if j.tokens, err = bud.acquire(ctx, need); err != nil {
+		if j.tokens, err = bud.acquire(ctx, s.memNeed()); err != nil {
 			return tail{err: err}
 		}
 		if dl > 0 {

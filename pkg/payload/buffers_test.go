@@ -1,0 +1,67 @@
+package payload
+
+import (
+	"testing"
+	"unsafe"
+
+	"github.com/abupdate/update_engine/pkg/payload/metadata"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestBufPoolClasses: a buffer goes back to its size class only, so a
+// large request never gets a small buffer (nor a small one a large
+// buffer), and a returned buffer is reused by its class.
+func TestBufPoolClasses(t *testing.T) {
+	var bp bufPool
+	small := bp.get(3 << 20)
+	if len(small) != 3<<20 || cap(small) != 4<<20 {
+		t.Fatalf("3 MiB request: len %d cap %d, want 3 MiB in a 4 MiB buffer", len(small), cap(small))
+	}
+	if uintptr(unsafe.Pointer(&small[0]))%align != 0 {
+		t.Fatal("buffer not aligned")
+	}
+	bp.put(small)
+	big := bp.get(16 << 20)
+	if cap(big) != 16<<20 || &big[0] == &small[0] {
+		t.Fatalf("16 MiB request got cap %d (the small buffer: %v)", cap(big), &big[0] == &small[0])
+	}
+	bp.put(big)
+	again := bp.get(4 << 20)
+	if &again[0] != &small[0] || len(again) != 4<<20 {
+		t.Fatalf("4 MiB request did not reuse the 4 MiB buffer")
+	}
+	tiny := bp.get(100)
+	if cap(tiny) != poolMin || &tiny[0] == &big[0] {
+		t.Fatalf("100-byte request: cap %d", cap(tiny))
+	}
+	bp.put(make([]byte, 3<<20)) // not a class size: dropped
+	for k, l := range bp.free {
+		for _, b := range l {
+			if cap(b) != poolMin<<k {
+				t.Fatalf("class %d holds a buffer of cap %d", k, cap(b))
+			}
+		}
+	}
+}
+
+// TestDefaultBudget: 16 MiB, or two of the largest operations' data and
+// output, at most 48 MiB.
+func TestDefaultBudget(t *testing.T) {
+	xzOp := func(dst, data uint64) step {
+		return step{op: &metadata.InstallOperation{Type: OpReplaceXZ.Enum(), DataLength: proto.Uint64(data)},
+			kind: opKinds[OpReplaceXZ], write: true, file: -1, dstBytes: dst}
+	}
+	for _, tc := range []struct {
+		steps []step
+		want  int64
+	}{
+		{[]step{xzOp(2<<20, 1<<20)}, 16 << 20},
+		{[]step{xzOp(2<<20, 1<<20), xzOp(16<<20, 3<<20+1)}, 2 * (16 + 4) << 20},
+		{[]step{xzOp(64<<20, 20<<20)}, 48 << 20},
+	} {
+		p := &plan{steps: tc.steps}
+		if got := p.defaultBudget(); got != tc.want {
+			t.Errorf("budget %d MiB, want %d MiB", got>>20, tc.want>>20)
+		}
+	}
+}
