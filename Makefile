@@ -117,5 +117,7 @@ clean:
 # The whole-host test: a systemd host in a QEMU VM that updates, reboots,
 # falls back and survives power cuts (internal/vmtest; needs root and the
 # packages .ci/run installs). Images are cached in /var/cache/update-engine-vmtest.
+# Scenarios 1→2→3 run in turn (each starts from the disk the one before
+# left); the others then run two VMs at a time (one TCG vCPU each).
 vmtest:
-	UE_VMTEST=1 $(GO) test -count=1 -timeout 40m -v ./internal/vmtest/
+	UE_VMTEST=1 $(GO) test -count=1 -timeout 40m -parallel 2 -v ./internal/vmtest/

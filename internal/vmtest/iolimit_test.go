@@ -37,6 +37,7 @@ const (
 // tests, built here with `go test -c`, run in the guest as units with
 // Delegate=io and must pass there, not skip.
 func TestScenarioIOLimit(t *testing.T) {
+	t.Parallel() // after the scenario 1→2→3 chain, two VMs at a time (make vmtest: -parallel 2)
 	a := env(t)
 	start := time.Now()
 	dir := t.TempDir()

@@ -27,6 +27,7 @@ const (
 // update_engine_client answers --version and reaches the restarted daemon.
 // One boot; the guest half is guest/config/package.sh.
 func TestScenario6Package(t *testing.T) {
+	t.Parallel() // after the scenario 1→2→3 chain, two VMs at a time (make vmtest: -parallel 2)
 	a := env(t)
 	h := newHost(t, a, "6-package", a.BaseDisk, nil, pkgConf)
 	deb := buildDeb(t, filepath.Dir(h.disk))

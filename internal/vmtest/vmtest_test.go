@@ -644,6 +644,7 @@ func TestScenario3BadImageFallsBack(t *testing.T) {
 }
 
 func TestScenario4PowerCuts(t *testing.T) {
+	t.Parallel() // after the scenario 1→2→3 chain, two VMs at a time (make vmtest: -parallel 2)
 	a := env(t)
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("UE_VMTEST_SEED"); s != "" {
@@ -749,6 +750,7 @@ func TestScenario4PowerCuts(t *testing.T) {
 }
 
 func TestScenario5EtcdLock(t *testing.T) {
+	t.Parallel() // after the scenario 1→2→3 chain, two VMs at a time (make vmtest: -parallel 2)
 	a := env(t)
 	conf := serverConf("etcd-lock") + "LOCKSMITHD_ENDPOINT=http://127.0.0.1:2379\n"
 	h := newHost(t, a, "5-etcd-lock", afterScenario1(t), []string{a.Payloads["delta-3.0.0"]}, conf)
