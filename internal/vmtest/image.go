@@ -605,7 +605,7 @@ func (b *builder) usrImage(out, tree string, im Image, pub string, size int64) e
 		return put(rel, data, info.Mode().Perm())
 	})
 	steps = append(steps, err)
-	for _, unit := range []string{"vmtest-omaha.service", "vmtest-app.service", "vmtest-harness.service", "vmtest-early.service"} {
+	for _, unit := range []string{"vmtest-omaha.service", "vmtest-events.service", "vmtest-app.service", "vmtest-harness.service", "vmtest-early.service"} {
 		steps = append(steps, link("lib/systemd/system/multi-user.target.wants/"+unit, "../"+unit))
 	}
 	steps = append(steps, link("lib/systemd/system/sysinit.target.wants/vmtest-setup.service", "../vmtest-setup.service"))

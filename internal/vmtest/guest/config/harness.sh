@@ -14,10 +14,7 @@ slots() {
 	update_engine_client --disk /dev/vda --slots 2>&1 | sed 1d | while read -r l; do say "slot $1 $l"; done
 }
 until update_engine_client -status >/dev/null 2>&1; do sleep 1; done
-# From where this boot's log begins (setup.sh), not from when the harness
-# starts: a restart may send its events before the harness runs.
-off=$(cat /run/vmtest/omaha.offset 2>/dev/null || echo 0)
-tail -c +$((off + 1)) -F /var/lib/vmtest/omaha.jsonl 2>/dev/null | while read -r l; do say "omaha $l"; done &
+# The Omaha server's log lines reach the console from vmtest-events.service.
 # The health gate: update_engine marks the booted slot good (or not) once
 # UPDATE_ENGINE_HEALTH_DELAY has passed and the health units are active.
 health=""

@@ -3,9 +3,8 @@
 set -eu
 mkdir -p /run/vmtest/payloads /var/lib/vmtest
 mountpoint -q /run/vmtest/payloads || mount -o ro /dev/vdb /run/vmtest/payloads
-# Where this boot's part of the Omaha server's log begins: the harness
-# echoes from there, so the events a restart sends before the harness
-# starts (a verified payload finished early in the boot) are not missed.
+# Where this boot's part of the Omaha server's log begins: events.sh
+# echoes from there.
 stat -c %s /var/lib/vmtest/omaha.jsonl 2>/dev/null >/run/vmtest/omaha.offset || echo 0 >/run/vmtest/omaha.offset
 mkdir -p /etc/flatcar
 cp /run/vmtest/payloads/update.conf /etc/flatcar/update.conf
