@@ -583,7 +583,7 @@ func (b *builder) usrImage(out, tree string, im Image, pub string, size int64) e
 		put("share/flatcar/update.conf", []byte("GROUP=stable\nUPDATE_ENGINE_HEALTH_DELAY=5s\nUPDATE_ENGINE_HEALTH_UNITS=vmtest-app.service\n"), 0o644),
 		// Flatcar's post-install hook at the image root, run from the new
 		// slot mounted read-only.
-		put("postinst", []byte("#!/bin/sh\necho \"VMTEST postinst target=$1 version=$NEW_VERSION\" >/dev/console\nsleep 2\nexit 0\n"), 0o755),
+		put("postinst", []byte("#!/bin/sh\necho \"VMTEST postinst target=$1 version=$NEW_VERSION\" >/dev/console\nsleep 8\nexit 0\n"), 0o755),
 		put("share/vmtest/version", []byte(im.name()+"\n"), 0o644),
 	}
 	// The harness units and scripts.

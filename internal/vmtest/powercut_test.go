@@ -36,12 +36,14 @@ func cutPlan(rng *rand.Rand) []cut {
 		plan = append(plan, cut{"download+apply", trigDownload, time.Second, 30 * time.Second})
 	}
 	plan = append(plan, cut{"verify", trigVerify, 0, time.Second})
-	// The post-install program sleeps 2 s; the flip follows it.
+	// The post-install program sleeps 8 s; the flip follows it. The host
+	// sees the program's line late when the CPU is shared (two VMs at
+	// once): 8 s leaves the cut inside post-install whatever that lag.
 	for range 3 {
 		plan = append(plan, cut{"post-install", trigPostinst, 0, 1800 * time.Millisecond})
 	}
 	last := []cut{
-		{"post-install end / flip", trigPostinst, 1900 * time.Millisecond, 2600 * time.Millisecond},
+		{"post-install end / flip", trigPostinst, 7900 * time.Millisecond, 8600 * time.Millisecond},
 		{"applied (marker, events)", trigApplied, 0, 500 * time.Millisecond},
 		{"reboot", trigReboot, 0, 1500 * time.Millisecond},
 	}
