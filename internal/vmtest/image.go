@@ -21,7 +21,7 @@ import (
 
 // builderVersion changes whenever the way images are built changes, so
 // cached images from an older builder are not reused.
-const builderVersion = "vmtest-image-4"
+const builderVersion = "vmtest-image-5"
 
 // Debian packages of the guest (mmdebstrap --include).
 var guestPackages = []string{"systemd", "systemd-sysv", "dbus", "udev", "kmod", "etcd-server"}
