@@ -270,7 +270,8 @@ func (b *builder) rootfs() (string, error) {
 	return out, os.Rename(tmp, out)
 }
 
-// kernel extracts the Debian cloud kernel and its virtio modules.
+// kernel extracts the Debian cloud kernel and all its modules, flat (the
+// initramfs takes the virtio ones), once per kernel ABI.
 func (b *builder) kernel() (dir, abi string, err error) {
 	deps, err := output("apt-cache", "depends", "linux-image-cloud-amd64")
 	if err != nil {
