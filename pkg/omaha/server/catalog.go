@@ -13,7 +13,7 @@ import (
 )
 
 // Metadata is one payload's OUT.json as payload_generator writes it
-// (RULES.md "Shared contracts").
+// (cmd/payload_generator's Metadata; docs/man/payload_generator.1.md).
 type Metadata struct {
 	File          string `json:"file"`           // basename of the payload, next to the .json
 	Version       string `json:"version"`        // target version
