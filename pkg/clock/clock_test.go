@@ -63,6 +63,23 @@ func TestSleepWall(t *testing.T) {
 	}
 }
 
+func TestBackoffLocksmith(t *testing.T) {
+	b := Backoff{}
+	want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 5 * time.Minute, 5 * time.Minute}
+	for i, w := range want {
+		if got := b.Delay(i); got != w {
+			t.Errorf("Delay(%d) = %v, want %v", i, got, w)
+		}
+	}
+	j := Backoff{Rand: func() float64 { return 0.5 }}
+	if got := j.Delay(0); got != 3750*time.Millisecond {
+		t.Errorf("jittered Delay(0) = %v, want 3.75s", got)
+	}
+	if got := j.Delay(100); got < 150*time.Second || got >= 5*time.Minute {
+		t.Errorf("jittered Delay(100) = %v, want in [2.5m, 5m)", got)
+	}
+}
+
 func TestBackoff(t *testing.T) {
 	b := Backoff{}
 	for attempt, want := range []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second} {

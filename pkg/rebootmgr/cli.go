@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/abupdate/update_engine/pkg/clock"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/fleetlock"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -486,10 +487,9 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer, o Options) in
 		return 1
 	}
 	defer coord.Close()
-	clock := SystemClock{}
 	m := &Manager{
-		Strategy: cfg.Strategy, Window: cfg.Window, Clock: clock,
-		Backoff:     Backoff{Min: *retryMin, Max: *retryMax, Rand: jitter},
+		Strategy: cfg.Strategy, Window: cfg.Window, Clock: SystemClock{},
+		Backoff:     Backoff{Min: *retryMin, Max: *retryMax, Rand: clock.Jitter},
 		Warner:      Wall{Utmp: *utmp},
 		WarnDelay:   *warnDelay,
 		StateFile:   *stateFile,
@@ -508,7 +508,7 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer, o Options) in
 	}
 	switch cfg.Strategy {
 	case StrategyEtcdLock:
-		lc, closeLC, err := openSemaphores(cfg, clock.Now)
+		lc, closeLC, err := openSemaphores(cfg, m.Clock.Now)
 		if err != nil {
 			logf("%v", err)
 			return 1
@@ -532,7 +532,7 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer, o Options) in
 	ue := NewUpdateEngine(conn)
 	ue.Logf = logf
 	m.Status = ue
-	m.Rebooter = &Logind{Conn: conn, Clock: clock, Retry: *inhibitRetry, Logf: logf}
+	m.Rebooter = &Logind{Conn: conn, Clock: m.Clock, Retry: *inhibitRetry, Logf: logf}
 	logf("update_engine_reboot_manager: strategy %v, window %v", cfg.Strategy, windowString(cfg.Window))
 	return exitCode(mf.run(ctx, m, o, logf), logf)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/clock"
 )
 
 // Rebooter reboots the machine (Logind in production).
@@ -94,7 +96,7 @@ func (m *Manager) retry(ctx context.Context, what string, f func(context.Context
 		}
 		d := m.Backoff.Delay(attempt)
 		m.logf("%s: %v; retrying in %v", what, err, d.Round(time.Millisecond))
-		if err := sleep(ctx, m.Clock, d); err != nil {
+		if err := clock.Sleep(ctx, m.Clock, d); err != nil {
 			return err
 		}
 	}
@@ -243,7 +245,7 @@ func (m *Manager) plan(ctx context.Context, s Status, resume bool) error {
 					}
 				}
 				m.logf("waiting %v for the reboot window (%v)", d, m.Window)
-				if err := sleep(ctx, m.Clock, d); err != nil {
+				if err := clock.Sleep(ctx, m.Clock, d); err != nil {
 					return err
 				}
 			}
@@ -274,7 +276,7 @@ func (m *Manager) plan(ctx context.Context, s Status, resume bool) error {
 		}
 		if n > 0 && m.WarnDelay > 0 {
 			m.logf("warned %d logged-in users; rebooting in %v", n, m.WarnDelay)
-			if err := sleep(ctx, m.Clock, m.WarnDelay); err != nil {
+			if err := clock.Sleep(ctx, m.Clock, m.WarnDelay); err != nil {
 				return err
 			}
 		}

@@ -29,18 +29,33 @@ func TestOpStrings(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    []any
+		want    Status
+		wantErr error
+	}{
+		{name: "ok", body: []any{int64(1), 0.5, StatusUpdatedNeedReboot, "1.2.3", int64(99)}, want: Status{LastCheckedTime: 1, Progress: 0.5, CurrentOperation: StatusUpdatedNeedReboot, NewVersion: "1.2.3", NewSize: 99}},
+		{name: "short", body: []any{int64(1)}, wantErr: ErrBadStatus},
+		{name: "int32 time", body: []any{int32(1), 0.5, "x", "y", int64(1)}, wantErr: ErrBadStatus},
+		{name: "string progress", body: []any{int64(1), "0.5", "x", "y", int64(1)}, wantErr: ErrBadStatus},
+		{name: "uint64 size", body: []any{int64(1), 0.5, "x", "y", uint64(1)}, wantErr: ErrBadStatus},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseStatus(tt.body)
+			if !errors.Is(err, tt.wantErr) || got != tt.want {
+				t.Fatalf("got %+v, %v; want %+v, %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestStatusBody: Body is what ParseStatus reads back.
+func TestStatusBody(t *testing.T) {
 	st := Status{1, 0.5, StatusUpdatedNeedReboot, "1.2.3", 99}
 	got, err := ParseStatus(st.Body())
 	if err != nil || !reflect.DeepEqual(got, st) || !got.NeedsReboot() {
 		t.Fatalf("ParseStatus(Body()) = %+v, %v; want %+v", got, err, st)
-	}
-	for name, body := range map[string][]any{
-		"short":       {int64(1)},
-		"int32 time":  {int32(1), 0.5, "x", "y", int64(1)},
-		"uint64 size": {int64(1), 0.5, "x", "y", uint64(1)},
-	} {
-		if _, err := ParseStatus(body); !errors.Is(err, ErrBadStatus) {
-			t.Errorf("%s: err = %v, want ErrBadStatus", name, err)
-		}
 	}
 }
