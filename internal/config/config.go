@@ -83,14 +83,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/updateconf"
 )
 
 // Defaults.
 const (
 	DefaultGroup          = "stable"
-	DefaultServer         = "https://public.update.flatcar-linux.net/v1/update/"
-	DefaultAppID          = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
 	DefaultPubKey         = "/usr/share/update_engine/update-payload-key.pub.pem"
 	DefaultPrefsDir       = "/var/lib/update_engine/prefs"
 	DefaultHealthDelay    = time.Minute
@@ -191,7 +190,7 @@ func (c *Config) Source(key string) string {
 
 // IsDefaultServer reports whether SERVER is the public Flatcar server; when
 // it is not, reported error codes carry the TestOmahaURL flag (SPEC.md 7).
-func (c *Config) IsDefaultServer() bool { return c.Server == DefaultServer }
+func (c *Config) IsDefaultServer() bool { return c.Server == omaha.DefaultServer }
 
 // UpdatesDisabled reports SERVER=disabled: no checks, no events.
 func (c *Config) UpdatesDisabled() bool { return c.Server == ServerDisabled }
@@ -250,14 +249,14 @@ func Load(opts Options) (*Config, error) {
 	}
 	c := &Config{
 		Group:            l.str(DefaultGroup, "GROUP"),
-		Server:           l.str(DefaultServer, "SERVER"),
+		Server:           l.str(omaha.DefaultServer, "SERVER"),
 		MachineAlias:     l.str("", "MACHINE_ALIAS"),
 		DownloadUser:     l.str("", "DOWNLOAD_USER"),
 		DownloadPassword: l.str("", "DOWNLOAD_PASSWORD"),
 		PCRPolicyServer:  l.str("", "PCR_POLICY_SERVER"),
 		ReleaseVersion:   l.str("", "FLATCAR_RELEASE_VERSION", "COREOS_RELEASE_VERSION"),
 		Board:            l.str("", "FLATCAR_RELEASE_BOARD", "COREOS_RELEASE_BOARD"),
-		AppID:            l.str(DefaultAppID, "FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID"),
+		AppID:            l.str(omaha.DefaultAppID, "FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID"),
 		MetricsListen:    l.str("", "UPDATE_ENGINE_METRICS_LISTEN"),
 		MetricsSocket:    l.str("", "UPDATE_ENGINE_METRICS_SOCKET"),
 		PubKey:           l.str(DefaultPubKey, "UPDATE_ENGINE_PUBKEY"),

@@ -35,8 +35,8 @@ func (Real) After(d time.Duration) <-chan time.Time { return time.After(d) }
 // A nil c is the wall clock, with a timer that is stopped when ctx ends
 // first.
 func Sleep(ctx context.Context, c Clock, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
+	if err := ctx.Err(); err != nil || d <= 0 {
+		return err
 	}
 	if c == nil {
 		t := time.NewTimer(d)
