@@ -61,14 +61,15 @@ func TestClientOnBus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.st.Progress = 0.5
-	if err := srv.Emit(dbus.ObjectPath(Path), Interface+"."+SignalStatusUpdate, d.st.Body()...); err != nil {
+	next := d.st // d.st is read by the handler's goroutine: leave it
+	next.Progress = 0.5
+	if err := srv.Emit(dbus.ObjectPath(Path), Interface+"."+SignalStatusUpdate, next.Body()...); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case st := <-ch:
-		if st != d.st {
-			t.Errorf("Watch delivered %+v, want %+v", st, d.st)
+		if st != next {
+			t.Errorf("Watch delivered %+v, want %+v", st, next)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no status from Watch within 10 s")
