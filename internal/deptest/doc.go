@@ -14,7 +14,8 @@
 //     internal/metrics imports Prometheus, or
 //   - the com.coreos.update1 names or a status string
 //     ("UPDATE_STATUS_IDLE", …) appear as a string literal in non-test
-//     code outside pkg/update1, their one definition.
+//     code outside pkg/update1, their one definition (nor the default
+//     Omaha server outside pkg/omaha).
 //
 // The package rules read the source tree with go/build (imports and doc
 // comments only) and the literal rule with go/parser, so they need no

@@ -17,6 +17,11 @@ import (
 // strings are defined, once.
 const vocabularyPkg = "pkg/update1"
 
+// onePlace are other values with one definition: literal → its package.
+var onePlace = map[string]string{
+	"https://public.update.flatcar-linux.net/v1/update/": "pkg/omaha", // DefaultServer
+}
+
 // statusString matches a CURRENT_OP string or its prefix.
 var statusString = regexp.MustCompile(`^UPDATE_STATUS_[A-Z_]*$`)
 
@@ -34,21 +39,33 @@ func vocabularyLiteral(s string) bool {
 	return statusString.MatchString(s)
 }
 
-// vocabularyCopies lists the vocabulary literals in one file's source.
-func vocabularyCopies(name string, src []byte) ([]string, error) {
+// literal is a string literal that has one place, and that place.
+type literal struct{ owner, where string }
+
+// vocabularyCopies lists the literals in one file's source that have one
+// place to be defined.
+func vocabularyCopies(name string, src []byte) ([]literal, error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, name, src, parser.SkipObjectResolution)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	var out []literal
 	ast.Inspect(f, func(n ast.Node) bool {
 		lit, ok := n.(*ast.BasicLit)
 		if !ok || lit.Kind != token.STRING {
 			return true
 		}
-		if s, err := strconv.Unquote(lit.Value); err == nil && vocabularyLiteral(s) {
-			out = append(out, fset.Position(lit.Pos()).String()+": "+lit.Value)
+		s, err := strconv.Unquote(lit.Value)
+		if err != nil {
+			return true
+		}
+		owner := onePlace[s]
+		if owner == "" && vocabularyLiteral(s) {
+			owner = vocabularyPkg
+		}
+		if owner != "" {
+			out = append(out, literal{owner: owner, where: fset.Position(lit.Pos()).String() + ": " + lit.Value})
 		}
 		return true
 	})
@@ -56,8 +73,9 @@ func vocabularyCopies(name string, src []byte) ([]string, error) {
 }
 
 // TestOneDefinition: the D-Bus name, path and interface names and the
-// status strings appear as literals only in pkg/update1 (test files
-// aside, which may spell out what they expect on the wire).
+// status strings appear as literals only in pkg/update1, and the values of
+// onePlace only in theirs (test files aside, which may spell out what they
+// expect on the wire).
 func TestOneDefinition(t *testing.T) {
 	root, _ := moduleRoot(t)
 	found := 0
@@ -84,12 +102,13 @@ func TestOneDefinition(t *testing.T) {
 			return err
 		}
 		rel, _ := filepath.Rel(root, filepath.Dir(path))
-		if filepath.ToSlash(rel) == vocabularyPkg {
-			found += len(copies)
-			return nil
-		}
 		for _, c := range copies {
-			t.Errorf("%s: defined again outside %s; use its constant", c, vocabularyPkg)
+			switch {
+			case filepath.ToSlash(rel) != c.owner:
+				t.Errorf("%s: defined again outside %s; use its constant", c.where, c.owner)
+			case c.owner == vocabularyPkg:
+				found++
+			}
 		}
 		return nil
 	})
@@ -109,13 +128,14 @@ var c = []string{"UPDATE_STATUS_IDLE", "/com/coreos/update1"}
 const ok1 = "com.coreos.update1.conf"
 const ok2 = "share/dbus-1/system.d/com.coreos.update1.conf"
 const ok3 = "UPDATE_STATUS_IDLE is the idle state"
+const d = "https://public.update.flatcar-linux.net/v1/update/"
 // "UPDATE_STATUS_IDLE" in a comment is fine
 `)
 	got, err := vocabularyCopies("x.go", src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 4 {
-		t.Errorf("copies = %q, want the 4 definitions", got)
+	if len(got) != 5 || got[4].owner != "pkg/omaha" {
+		t.Errorf("copies = %q, want the 5 definitions, the last pkg/omaha's", got)
 	}
 }
