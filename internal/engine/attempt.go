@@ -16,6 +16,8 @@ import (
 	"github.com/abupdate/update_engine/internal/crashpoint"
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 type attemptInput struct {
@@ -78,11 +80,9 @@ func (e *Engine) conclude(ctx context.Context, in attemptInput, flags status.Cod
 	code := mapError(err)
 	reported := code | flags
 	e.log.Error("update attempt failed", "code", reported.String(), "err", err)
-	if e.cfg.Metrics != nil {
-		e.cfg.Metrics.Error(code)
-		if res.checkFailed {
-			e.cfg.Metrics.CheckDone(CheckError, e.cfg.Clock.Now())
-		}
+	e.observe(Failed{Code: code})
+	if res.checkFailed {
+		e.observe(CheckDone{Result: CheckError, At: e.cfg.Clock.Now()})
 	}
 	e.do(ctx, func(st *state) {
 		st.snap.Status = status.ReportingErrorEvent
@@ -90,12 +90,8 @@ func (e *Engine) conclude(ctx context.Context, in attemptInput, flags status.Cod
 		st.snap.LastErrorMessage = err.Error()
 	})
 	if code.Base() != status.OmahaResponseHandlerError {
-		result := 0
-		switch code.Base() {
-		case status.OmahaUpdateIgnoredPerPolicy, status.OmahaUpdateDeferredPerPolicy, status.OmahaUpdateDeferredForBackoff:
-			result = 9
-		}
-		e.event(ctx, in.server, Event{Type: 3, Result: result, ErrorCode: reported})
+		// 3/0 errorcode=<code|flags>, or 3/9 for codes 35, 36 and 40.
+		e.event(ctx, in.server, omaha.ErrorEvent(int32(reported)))
 	}
 	e.do(ctx, func(st *state) {
 		st.busy = false
@@ -115,7 +111,7 @@ type attemptResult struct {
 	poll        time.Duration
 }
 
-func (e *Engine) event(ctx context.Context, server string, ev Event) {
+func (e *Engine) event(ctx context.Context, server string, ev omaha.Event) {
 	if err := e.cfg.Checker.SendEvent(ctx, server, ev); err != nil {
 		e.log.Warn("sending Omaha event failed", "type", ev.Type, "result", ev.Result, "err", err)
 	}
@@ -130,7 +126,7 @@ func (e *Engine) sendApplied(ctx context.Context, server string) {
 		e.log.Warn("cannot record the 3/1 event as sent; not sending it", "err", err)
 		return
 	}
-	e.event(ctx, server, Event{Type: 3, Result: 1})
+	e.event(ctx, server, update.EventUpdateApplied)
 }
 
 // previousVersion is what the check reports about the last update: the
@@ -201,17 +197,13 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	now := e.cfg.Clock.Now()
 	e.do(ctx, func(st *state) { st.snap.LastChecked = now.Unix() })
 	if plan == nil {
-		if e.cfg.Metrics != nil {
-			e.cfg.Metrics.CheckDone(CheckNoUpdate, now)
-		}
+		e.observe(CheckDone{Result: CheckNoUpdate, At: now})
 		res.noUpdate = true
 		e.log.Info("no update available")
 		return res, nil
 	}
 	res.poll = plan.PollInterval
-	if e.cfg.Metrics != nil {
-		e.cfg.Metrics.CheckDone(CheckUpdateAvailable, now)
-	}
+	e.observe(CheckDone{Result: CheckUpdateAvailable, At: now})
 	e.log.Info("update available", "version", plan.Version, "size", plan.Size, "urls", len(plan.URLs))
 	if e.cfg.Floor != nil {
 		if err := e.cfg.Floor.Check(ctx, plan.Version); err != nil {
@@ -232,7 +224,7 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		st.snap.LastErrorMessage = ""
 	})
 
-	e.event(ctx, in.server, Event{Type: 13, Result: 1})
+	e.event(ctx, in.server, update.EventDownloadStarted)
 	e.do(ctx, func(st *state) { st.snap.Status = status.Downloading })
 	files := newFileSet(e.cfg.Procedures, e.cfg.Slots.Passive())
 	defer files.close(true) // what install did not rename
@@ -242,7 +234,7 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	}
 
 	e.do(ctx, func(st *state) { st.snap.Status = status.Verifying; st.snap.Progress = 1 })
-	e.event(ctx, in.server, Event{Type: 14, Result: 1})
+	e.event(ctx, in.server, update.EventDownloadFinished)
 	if applied.Size != plan.Size {
 		e.dropUpdate()
 		return res, status.WithCode(status.PayloadSizeMismatchError, fmt.Errorf("%w: got %d bytes, Omaha said %d", ErrSizeMismatch, applied.Size, plan.Size))
@@ -309,8 +301,8 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 	if err := e.cfg.Prefs.Delete(KeyDeltaFailures); err != nil && !errors.Is(err, prefs.ErrNotFound) {
 		e.log.Warn("cannot clear delta-update-failures", "err", err)
 	}
-	if m, ok := e.cfg.Floor.(Measurer); ok && len(partitionHash) == 32 {
-		if rec, err := m.Measure(ctx, partitionHash); err != nil {
+	if e.cfg.Measurer != nil && len(partitionHash) == 32 {
+		if rec, err := e.cfg.Measurer.Measure(ctx, partitionHash); err != nil {
 			e.log.Warn("measuring the new image into the TPM failed", "err", err)
 		} else if rec != nil {
 			_ = e.cfg.Prefs.Set(KeyPCRRecord, rec)
@@ -407,9 +399,7 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 	}
 	if from != nil {
 		*flags |= status.FlagResumed
-		if e.cfg.Metrics != nil {
-			e.cfg.Metrics.Resumed()
-		}
+		e.observe(Resumed{})
 		e.log.Info("resuming download", "offset", from.Offset, "resume", resumes)
 	}
 	e.do(ctx, func(st *state) { st.snap.Resumes = int(resumes) })
@@ -422,8 +412,8 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
 	}
 	defer dst.Close()
-	if e.cfg.Metrics != nil {
-		dst = &countingTarget{Target: dst, m: e.cfg.Metrics}
+	if e.cfg.Observer != nil {
+		dst = countingTarget{Target: dst, e: e}
 	}
 	src, srcCloser, err := e.cfg.Slots.Active()
 	if err != nil {
@@ -461,9 +451,7 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 	if err := dst.Sync(); err != nil {
 		return Applied{}, status.WithCode(status.DownloadWriteError, fmt.Errorf("sync passive slot: %w", err))
 	}
-	if e.cfg.Metrics != nil {
-		e.cfg.Metrics.ObserveApply(pr.done-offset, e.cfg.Clock.Now().Sub(started))
-	}
+	e.observe(ApplyDone{Bytes: pr.done - offset, Took: e.cfg.Clock.Now().Sub(started)})
 	return applied, nil
 }
 
@@ -485,9 +473,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	}
 	if n > 0 {
 		p.done += int64(n)
-		if p.e.cfg.Metrics != nil {
-			p.e.cfg.Metrics.AddDownloaded(int64(n))
-		}
+		p.e.observe(Downloaded{Bytes: int64(n)})
 		frac := min(float64(p.done)/float64(p.total), 1)
 		if frac-p.sent >= 0.001 || frac >= 1 {
 			p.sent = frac
@@ -498,22 +484,16 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// countingTarget counts bytes written to the passive slot; it keeps the
-// wrapped target's Direct() answer visible to the applier.
+// countingTarget reports the bytes written to the passive slot.
 type countingTarget struct {
 	Target
-	m Metrics
+	e *Engine
 }
 
-func (c *countingTarget) WriteAt(p []byte, off int64) (int, error) {
+func (c countingTarget) WriteAt(p []byte, off int64) (int, error) {
 	n, err := c.Target.WriteAt(p, off)
-	c.m.AddWritten(int64(n))
+	c.e.observe(Written{Bytes: int64(n)})
 	return n, err
-}
-
-func (c *countingTarget) Direct() bool {
-	d, ok := c.Target.(directer)
-	return ok && d.Direct()
 }
 
 // touch writes body to path atomically, creating the directory.

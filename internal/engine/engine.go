@@ -69,9 +69,11 @@ type Config struct {
 	Slots      Slots
 	Prefs      Prefs
 	Floor      Floor
-	Metrics    Metrics
-	Notifier   Notifier
-	Postinst   Postinstaller
+	// Measurer measures the new image into the TPM at the flip.
+	Measurer Measurer
+	// Observer hears every published snapshot and measurement.
+	Observer Observer
+	Postinst Postinstaller
 	// Procedures places the kernel and PCR policy a Flatcar payload
 	// carries (the zero value: /boot, /var/lib/update_engine, no POST).
 	Procedures Procedures

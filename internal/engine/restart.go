@@ -2,15 +2,6 @@ package engine
 
 import "github.com/abupdate/update_engine/internal/status"
 
-// SlotAttrs are one slot's GPT boot attributes.
-type SlotAttrs struct {
-	Priority, Tries int
-	Successful      bool
-}
-
-// Bootable is whether a gptprio boot stage may pick the slot.
-func (a SlotAttrs) Bootable() bool { return a.Priority > 0 && (a.Tries > 0 || a.Successful) }
-
 // host is what a restart sees besides the record.
 type host struct {
 	Booted  string               // booted slot
