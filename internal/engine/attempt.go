@@ -174,7 +174,40 @@ func (e *Engine) deltaFailed(plan *Plan, err error) {
 	e.log.Warn("delta payload failed; the next check asks for the full payload", "version", plan.Version, "err", err)
 }
 
+// runAttempt is one attempt's steps: check, accept the offer, download
+// and verify it into the passive slot, finalize (post-install and flip).
 func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.Code) (res attemptResult, err error) {
+	plan, err := e.check(ctx, in)
+	if err != nil {
+		res.checkFailed = true
+		return res, err
+	}
+	if plan == nil {
+		res.noUpdate = true
+		return res, nil
+	}
+	res.poll = plan.PollInterval
+	if plan.Delta {
+		defer func() {
+			if err != nil && !resumable(err) {
+				e.deltaFailed(plan, err)
+			}
+		}()
+	}
+	if err := e.accept(ctx, plan); err != nil {
+		return res, err
+	}
+	partitionHash, err := e.downloadVerified(ctx, plan, in.server, flags)
+	if err != nil {
+		return res, err
+	}
+	e.do(ctx, func(st *state) { st.snap.Status = status.Finalizing })
+	return res, e.finalize(ctx, partitionHash)
+}
+
+// check asks Omaha for an update and records the check: the plan, or nil
+// when there is none.
+func (e *Engine) check(ctx context.Context, in attemptInput) (*Plan, error) {
 	src := "scheduler"
 	if in.interactive {
 		src = "ondemandupdate"
@@ -182,15 +215,7 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	plan, err := e.cfg.Checker.Check(ctx, CheckRequest{InstallSource: src, Track: in.track, Server: in.server,
 		PreviousVersion: e.previousVersion(), DeltaOK: e.deltaOK()})
 	if err != nil {
-		res.checkFailed = true
-		return res, fmt.Errorf("update check: %w", err)
-	}
-	if plan != nil && plan.Delta {
-		defer func() {
-			if err != nil && !resumable(err) {
-				e.deltaFailed(plan, err)
-			}
-		}()
+		return nil, fmt.Errorf("update check: %w", err)
 	}
 	// The piggybacked event was delivered.
 	e.reported()
@@ -198,23 +223,28 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	e.do(ctx, func(st *state) { st.snap.LastChecked = now.Unix() })
 	if plan == nil {
 		e.observe(CheckDone{Result: CheckNoUpdate, At: now})
-		res.noUpdate = true
 		e.log.Info("no update available")
-		return res, nil
+		return nil, nil
 	}
-	res.poll = plan.PollInterval
 	e.observe(CheckDone{Result: CheckUpdateAvailable, At: now})
 	e.log.Info("update available", "version", plan.Version, "size", plan.Size, "urls", len(plan.URLs))
+	return plan, nil
+}
+
+// accept refuses an offer below the anti-rollback floor, one that lacks
+// what verifying it needs, or any while no payload could be verified;
+// else it moves to UPDATE_AVAILABLE.
+func (e *Engine) accept(ctx context.Context, plan *Plan) error {
 	if e.cfg.Floor != nil {
 		if err := e.cfg.Floor.Check(ctx, plan.Version); err != nil {
-			return res, status.WithCode(status.OmahaUpdateIgnoredPerPolicy, fmt.Errorf("version %s refused by the anti-rollback floor: %w", plan.Version, err))
+			return status.WithCode(status.OmahaUpdateIgnoredPerPolicy, fmt.Errorf("version %s refused by the anti-rollback floor: %w", plan.Version, err))
 		}
 	}
 	if plan.Size <= 0 || len(plan.SHA256) != 32 || len(plan.URLs) == 0 {
-		return res, status.WithCode(status.OmahaResponseInvalid, errors.New("engine: the plan lacks a size, a SHA-256 or a URL"))
+		return status.WithCode(status.OmahaResponseInvalid, errors.New("engine: the plan lacks a size, a SHA-256 or a URL"))
 	}
 	if err := e.cfg.Applier.Ready(); err != nil {
-		return res, fmt.Errorf("refusing version %s before downloading it: %w", plan.Version, err)
+		return fmt.Errorf("refusing version %s before downloading it: %w", plan.Version, err)
 	}
 	e.do(ctx, func(st *state) {
 		st.snap.Status = status.UpdateAvailable
@@ -223,26 +253,26 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		st.snap.LastError = status.Success
 		st.snap.LastErrorMessage = ""
 	})
+	return nil
+}
 
-	e.event(ctx, in.server, update.EventDownloadStarted)
+// downloadVerified downloads and applies the payload (DOWNLOADING), checks
+// it against Omaha's size and SHA-256 (VERIFYING), installs its files and
+// records it verified. It returns the new partition's verified hash.
+func (e *Engine) downloadVerified(ctx context.Context, plan *Plan, server string, flags *status.Code) ([]byte, error) {
+	e.event(ctx, server, update.EventDownloadStarted)
 	e.do(ctx, func(st *state) { st.snap.Status = status.Downloading })
 	files := newFileSet(e.cfg.Procedures, e.cfg.Slots.Passive())
 	defer files.close(true) // what install did not rename
-	applied, err := e.download(ctx, plan, in.server, files, flags)
+	applied, err := e.download(ctx, plan, server, files, flags)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-
 	e.do(ctx, func(st *state) { st.snap.Status = status.Verifying; st.snap.Progress = 1 })
-	e.event(ctx, in.server, update.EventDownloadFinished)
-	if applied.Size != plan.Size {
+	e.event(ctx, server, update.EventDownloadFinished)
+	if err := matchPlan(applied, plan); err != nil {
 		e.dropUpdate()
-		return res, status.WithCode(status.PayloadSizeMismatchError, fmt.Errorf("%w: got %d bytes, Omaha said %d", ErrSizeMismatch, applied.Size, plan.Size))
-	}
-	if !bytes.Equal(applied.SHA256, plan.SHA256) {
-		e.dropUpdate()
-		return res, status.WithCode(status.PayloadHashMismatchError, fmt.Errorf("%w: got %s, Omaha said %s", ErrHashMismatch,
-			base64.StdEncoding.EncodeToString(applied.SHA256), base64.StdEncoding.EncodeToString(plan.SHA256)))
+		return nil, err
 	}
 	// The whole payload verified: its files (the kernel, the PCR policy)
 	// replace the target slot's. A kill before the record below resumes
@@ -252,16 +282,24 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		if !resumable(err) {
 			e.dropUpdate()
 		}
-		return res, err
+		return nil, err
 	}
 	if err := e.changeUpdate(func(u *Update) { u.Phase, u.Checkpoint, u.Files = PhaseVerified, nil, installed }); err != nil {
-		return res, status.WithCode(status.DownloadStateInitializationError, err)
+		return nil, status.WithCode(status.DownloadStateInitializationError, err)
 	}
-	e.do(ctx, func(st *state) { st.snap.Status = status.Finalizing })
-	if err := e.finalize(ctx, applied.PartitionHash); err != nil {
-		return res, err
+	return applied.PartitionHash, nil
+}
+
+// matchPlan checks the applied payload against Omaha's size and SHA-256.
+func matchPlan(applied Applied, plan *Plan) error {
+	if applied.Size != plan.Size {
+		return status.WithCode(status.PayloadSizeMismatchError, fmt.Errorf("%w: got %d bytes, Omaha said %d", ErrSizeMismatch, applied.Size, plan.Size))
 	}
-	return res, nil
+	if !bytes.Equal(applied.SHA256, plan.SHA256) {
+		return status.WithCode(status.PayloadHashMismatchError, fmt.Errorf("%w: got %s, Omaha said %s", ErrHashMismatch,
+			base64.StdEncoding.EncodeToString(applied.SHA256), base64.StdEncoding.EncodeToString(plan.SHA256)))
+	}
+	return nil
 }
 
 // finalize takes a verified update from the record through post-install
@@ -375,52 +413,15 @@ func (e *Engine) dropUpdate() {
 // download streams the payload into the passive slot, resuming from the
 // recorded checkpoint when the same payload is offered again.
 func (e *Engine) download(ctx context.Context, plan *Plan, server string, files *fileSet, flags *status.Code) (Applied, error) {
-	var from *Checkpoint
-	resumes := 0
-	if u := e.record().Update; u != nil && u.Phase == PhaseDownloading && bytes.Equal(u.SHA256, plan.SHA256) &&
-		(u.Size == 0 || u.Size == plan.Size) && u.Target == e.cfg.Slots.Passive() &&
-		u.Checkpoint != nil && u.Checkpoint.Offset > 0 && u.Checkpoint.Offset < plan.Size {
-		if u.Resumes < e.cfg.MaxResumes {
-			from, resumes = u.Checkpoint, u.Resumes+1
-		} else {
-			e.log.Warn("payload resumed too often; starting over", "resumes", u.Resumes)
-		}
-	}
-	// Recorded before the passive slot is touched.
-	err := e.change(func(r *Record) {
-		r.Update = &Update{
-			Phase: PhaseDownloading, Source: e.cfg.Slots.Booted(), Target: e.cfg.Slots.Passive(), BootID: e.cfg.BootID,
-			FromVersion: e.cfg.CurrentVersion, ToVersion: plan.Version, Size: plan.Size, SHA256: plan.SHA256,
-			Delta: plan.Delta, Server: server, Checkpoint: from, Resumes: resumes,
-		}
-	})
+	from, err := e.recordDownload(ctx, plan, server, flags)
 	if err != nil {
-		return Applied{}, status.WithCode(status.DownloadStateInitializationError, err)
+		return Applied{}, err
 	}
-	if from != nil {
-		*flags |= status.FlagResumed
-		e.observe(Resumed{})
-		e.log.Info("resuming download", "offset", from.Offset, "resume", resumes)
-	}
-	e.do(ctx, func(st *state) { st.snap.Resumes = int(resumes) })
-
-	if err := e.cfg.Slots.MarkPassiveUnbootable(ctx); err != nil {
-		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
-	}
-	dst, err := e.cfg.Slots.OpenPassive(ctx)
+	src, dst, closeSlots, err := e.openSlots(ctx)
 	if err != nil {
-		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
+		return Applied{}, err
 	}
-	defer dst.Close()
-	if e.cfg.Observer != nil {
-		dst = countingTarget{Target: dst, e: e}
-	}
-	src, srcCloser, err := e.cfg.Slots.Active()
-	if err != nil {
-		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open active slot %s: %w", e.cfg.Slots.Booted(), err))
-	}
-	defer srcCloser.Close()
-
+	defer closeSlots()
 	var offset int64
 	if from != nil {
 		offset = from.Offset
@@ -434,7 +435,72 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 		return Applied{}, status.WithCode(status.DownloadTransferError, fmt.Errorf("download: %w", err))
 	}
 	defer body.Close()
+	return e.apply(ctx, plan, body, src, dst, files, from)
+}
 
+// recordDownload records the download before the passive slot is
+// touched, with the checkpoint to resume from: the recorded one when the
+// same payload is offered for the same slot, at most MaxResumes times.
+func (e *Engine) recordDownload(ctx context.Context, plan *Plan, server string, flags *status.Code) (*Checkpoint, error) {
+	var from *Checkpoint
+	resumes := 0
+	if u := e.record().Update; u != nil && u.Phase == PhaseDownloading && bytes.Equal(u.SHA256, plan.SHA256) &&
+		(u.Size == 0 || u.Size == plan.Size) && u.Target == e.cfg.Slots.Passive() &&
+		u.Checkpoint != nil && u.Checkpoint.Offset > 0 && u.Checkpoint.Offset < plan.Size {
+		if u.Resumes < e.cfg.MaxResumes {
+			from, resumes = u.Checkpoint, u.Resumes+1
+		} else {
+			e.log.Warn("payload resumed too often; starting over", "resumes", u.Resumes)
+		}
+	}
+	err := e.change(func(r *Record) {
+		r.Update = &Update{
+			Phase: PhaseDownloading, Source: e.cfg.Slots.Booted(), Target: e.cfg.Slots.Passive(), BootID: e.cfg.BootID,
+			FromVersion: e.cfg.CurrentVersion, ToVersion: plan.Version, Size: plan.Size, SHA256: plan.SHA256,
+			Delta: plan.Delta, Server: server, Checkpoint: from, Resumes: resumes,
+		}
+	})
+	if err != nil {
+		return nil, status.WithCode(status.DownloadStateInitializationError, err)
+	}
+	if from != nil {
+		*flags |= status.FlagResumed
+		e.observe(Resumed{})
+		e.log.Info("resuming download", "offset", from.Offset, "resume", resumes)
+	}
+	e.do(ctx, func(st *state) { st.snap.Resumes = resumes })
+	return from, nil
+}
+
+// openSlots marks the passive slot unbootable, then opens it for writing
+// and the booted slot for reading (a delta's source).
+func (e *Engine) openSlots(ctx context.Context) (src io.ReaderAt, dst Target, closeBoth func(), err error) {
+	if err := e.cfg.Slots.MarkPassiveUnbootable(ctx); err != nil {
+		return nil, nil, nil, withDefault(status.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
+	}
+	dst, err = e.cfg.Slots.OpenPassive(ctx)
+	if err != nil {
+		return nil, nil, nil, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
+	}
+	src, srcCloser, err := e.cfg.Slots.Active()
+	if err != nil {
+		dst.Close()
+		return nil, nil, nil, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open active slot %s: %w", e.cfg.Slots.Booted(), err))
+	}
+	if e.cfg.Observer != nil {
+		dst = countingTarget{Target: dst, e: e}
+	}
+	return src, dst, func() { srcCloser.Close(); dst.Close() }, nil
+}
+
+// apply feeds the payload body to the applier, from the checkpoint when
+// resuming, and syncs the slot. A body that broke off keeps the
+// checkpoint; a failure a retry cannot mend drops the update.
+func (e *Engine) apply(ctx context.Context, plan *Plan, body io.Reader, src io.ReaderAt, dst Target, files *fileSet, from *Checkpoint) (Applied, error) {
+	var offset int64
+	if from != nil {
+		offset = from.Offset
+	}
 	pr := &progressReader{e: e, ctx: ctx, r: body, done: offset, total: plan.Size}
 	started := e.cfg.Clock.Now()
 	applied, err := e.cfg.Applier.Apply(ctx, plan, pr, src, dst, files.Open, from, e.saveCheckpoint)
