@@ -17,7 +17,7 @@ import (
 // and record the time from the flip.
 type HealthGate struct {
 	Disabled bool
-	Delay    time.Duration // 45s by default (set by the daemon)
+	Delay    time.Duration // the daemon passes UPDATE_ENGINE_HEALTH_DELAY (1 min unless set); 0 = at once
 	Command  []string      // optional health check; argv
 	Timeout  time.Duration // for Command; 0 = 5 min
 }

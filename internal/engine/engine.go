@@ -53,8 +53,6 @@ var (
 	ErrNotIdle      = errors.New("engine: not idle")
 	ErrBadChannel   = errors.New("engine: invalid channel name")
 	ErrNoRollback   = errors.New("engine: no bootable image on the other slot")
-	ErrNoSlots      = errors.New("engine: no A/B slots configured")
-	ErrNotRunning   = errors.New("engine: not running")
 	ErrSizeMismatch = errors.New("engine: payload size differs from Omaha's")
 	ErrHashMismatch = errors.New("engine: payload SHA-256 differs from Omaha's")
 )

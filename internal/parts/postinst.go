@@ -186,8 +186,10 @@ func mountReadOnly(device, mnt string) error {
 // ExecPostinst runs a post-install program as flatcar-postinst is run:
 // `Path <target-device> [KERNEL=<path>] [PCR_POLICY=<path>]` (the files
 // the payload installed, Plan.PostinstArgs), with the proxy environment
-// passed on and a timeout. Exit status 3 maps to code 19 (which the engine treats as
-// success); any other failure to code 5.
+// passed on and a timeout. Exit status 3 maps to code 19
+// (PostinstallBootedFromFirmwareB; FUE then carries on as if the update
+// succeeded, this engine fails the update with it); any other failure to
+// code 5.
 type ExecPostinst struct {
 	Path    string
 	Timeout time.Duration // 0 = 10 min
