@@ -2,6 +2,16 @@
 // the update state; D-Bus handlers and the update worker only send it
 // requests and read published snapshots.
 //
+// The engine holds only the state machine. It consumes small interfaces
+// (deps.go: Checker, Downloader, Applier, Slots, Floor, Measurer,
+// Postinstaller, Prefs) over the plain values of internal/update; the
+// real parts are in internal/parts and the daemon wires them in. It
+// reports through one Observer (observe.go): each published snapshot and
+// each measurement is a typed Observation, which the daemon fans out to
+// the D-Bus signal and the metrics. The engine still maps the packages'
+// error sentinels to update_engine codes (errors.go), the one place that
+// happens.
+//
 // Status flow (SPEC.md 1a): IDLE → CHECKING_FOR_UPDATE → (no update → IDLE)
 // | UPDATE_AVAILABLE → DOWNLOADING → VERIFYING → FINALIZING →
 // UPDATED_NEED_REBOOT; any failure → REPORTING_ERROR_EVENT → IDLE.
