@@ -17,7 +17,6 @@ import (
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/update"
-	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 type attemptInput struct {
@@ -90,8 +89,7 @@ func (e *Engine) conclude(ctx context.Context, in attemptInput, flags status.Cod
 		st.snap.LastErrorMessage = err.Error()
 	})
 	if code.Base() != status.OmahaResponseHandlerError {
-		// 3/0 errorcode=<code|flags>, or 3/9 for codes 35, 36 and 40.
-		e.event(ctx, in.server, omaha.ErrorEvent(int32(reported)))
+		e.event(ctx, in.server, update.FailureEvent(reported))
 	}
 	e.do(ctx, func(st *state) {
 		st.busy = false
@@ -111,7 +109,7 @@ type attemptResult struct {
 	poll        time.Duration
 }
 
-func (e *Engine) event(ctx context.Context, server string, ev omaha.Event) {
+func (e *Engine) event(ctx context.Context, server string, ev update.Event) {
 	if err := e.cfg.Checker.SendEvent(ctx, server, ev); err != nil {
 		e.log.Warn("sending Omaha event failed", "type", ev.Type, "result", ev.Result, "err", err)
 	}
@@ -428,7 +426,7 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 	}
 	body, err := e.cfg.Downloader.Open(ctx, plan, offset)
 	if err != nil {
-		if from != nil && rangeRefused(err) {
+		if from != nil && update.RangeRefused(err) {
 			e.log.Warn("server refused the resume range; the next attempt starts over", "err", err)
 			e.dropUpdate()
 		}

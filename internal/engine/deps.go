@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/abupdate/update_engine/internal/update"
-	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // The seams: small interfaces the engine consumes, over the plain values
@@ -34,7 +33,7 @@ type Checker interface {
 	// for a ping-only request).
 	Check(ctx context.Context, req CheckRequest) (*Plan, error)
 	// SendEvent reports one event; server "" means the configured one.
-	SendEvent(ctx context.Context, server string, ev omaha.Event) error
+	SendEvent(ctx context.Context, server string, ev update.Event) error
 }
 
 // Downloader opens the payload body at offset (an HTTP Range request when

@@ -8,9 +8,9 @@
 // real parts are in internal/parts and the daemon wires them in. It
 // reports through one Observer (observe.go): each published snapshot and
 // each measurement is a typed Observation, which the daemon fans out to
-// the D-Bus signal and the metrics. The engine still maps the packages'
-// error sentinels to update_engine codes (errors.go), the one place that
-// happens.
+// the D-Bus signal and the metrics. Errors become update_engine codes in
+// mapError (errors.go); the parts' packages' sentinels are named in
+// update.PackageCode, so the engine imports none of those packages.
 //
 // Status flow (SPEC.md 1a): IDLE → CHECKING_FOR_UPDATE → (no update → IDLE)
 // | UPDATE_AVAILABLE → DOWNLOADING → VERIFYING → FINALIZING →

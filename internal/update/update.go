@@ -1,8 +1,9 @@
 // Package update is the vocabulary between the update engine
 // (internal/engine) and its parts (internal/parts): the plain values that
 // cross each seam (a check request, an offered plan, an Omaha event, an
-// applier's checkpoint and result) and the passive slot as a write
-// target.
+// applier's checkpoint and result), the passive slot as a write target,
+// and what the parts' error sentinels mean as update_engine codes
+// (PackageCode, codes.go).
 //
 // It is a leaf so that the parts do not import the engine and the
 // engine does not import the parts: the engine declares the interfaces it
@@ -42,8 +43,14 @@ type CheckRequest struct {
 	DeltaOK bool
 }
 
-// The events of an update attempt (SPEC.md 1a); a failure is reported
-// with omaha.ErrorEvent.
+// Event is an Omaha <event>, named with pkg/omaha's typed constants.
+type Event = omaha.Event
+
+// FailureEvent is the event of a failed attempt: 3/0 errorcode=<code>
+// (code with its flag bits), or 3/9 for codes 35, 36 and 40.
+func FailureEvent(code status.Code) Event { return omaha.ErrorEvent(int32(code)) }
+
+// The events of an update attempt (SPEC.md 1a).
 var (
 	// EventDownloadStarted (13/1) goes out before the first payload byte.
 	EventDownloadStarted = omaha.Event{Type: omaha.EventTypeUpdateDownloadStarted, Result: omaha.EventResultSuccess}
