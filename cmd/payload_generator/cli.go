@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abupdate/update_engine/pkg/atomicfile"
 	"github.com/abupdate/update_engine/pkg/payload"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
 )
@@ -247,11 +248,11 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	if *outHash != "" {
 		// The digests before the payload: a payload with placeholders is
 		// useless without them.
-		if err := writeFileAtomic(*outHash, res.Digests.Payload); err != nil {
+		if err := atomicfile.WriteFile(*outHash, res.Digests.Payload, 0o644); err != nil {
 			return err
 		}
 		if *outMetaHash != "" {
-			if err := writeFileAtomic(*outMetaHash, res.Digests.Metadata); err != nil {
+			if err := atomicfile.WriteFile(*outMetaHash, res.Digests.Metadata, 0o644); err != nil {
 				return err
 			}
 		}
@@ -277,47 +278,14 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 // (served to every client; not CreateTemp's 0600), synced, renamed over
 // out; then md, if set, is written as out.json.
 func publish(tmp *os.File, out string, md *Metadata) error {
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if err := atomicfile.Commit(tmp, out, 0o644); err != nil {
 		return err
 	}
 	if md == nil {
 		return nil
 	}
 	jb, _ := json.MarshalIndent(md, "", "  ")
-	return writeFileAtomic(out+".json", append(jb, '\n'))
-}
-
-func writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
+	return atomicfile.WriteFile(out+".json", append(jb, '\n'), 0o644)
 }
 
 func countsString(m map[string]int) string {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/abupdate/update_engine/internal/config"
 	"github.com/abupdate/update_engine/internal/dbusapi"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // NoUpdateFile marks an image that is never updated in place (Flatcar:
@@ -29,7 +30,7 @@ type stubEngine struct {
 }
 
 func (s stubEngine) Status() dbusapi.Status {
-	return dbusapi.Status{CurrentOperation: "UPDATE_STATUS_IDLE", NewVersion: "0.0.0"}
+	return dbusapi.Status{CurrentOperation: update1.StatusIdle, NewVersion: "0.0.0"}
 }
 
 func (s stubEngine) Detail() dbusapi.Detail {

@@ -103,7 +103,7 @@ func (s *Server) export() error {
 
 // Emit sends StatusUpdate(xdssx) from both compatible objects.
 func (s *Server) Emit(st Status) error {
-	body := st.body()
+	body := st.Body()
 	err1 := s.conn.Emit(CoreOSPath, CoreOSInterface+"."+SignalName, body...)
 	err2 := s.conn.Emit(ChromeOSPath, ChromeOSInterface+"."+SignalName, body...)
 	if err := errors.Join(err1, err2); err != nil {
@@ -131,10 +131,6 @@ func (s *Server) Close() {
 	} {
 		_ = s.conn.ExportMethodTable(nil, p.path, p.iface)
 	}
-}
-
-func (st Status) body() []any {
-	return []any{st.LastCheckedTime, st.Progress, st.CurrentOperation, st.NewVersion, st.NewSize}
 }
 
 // callCtx bounds the engine's work for one call; the engine only queues

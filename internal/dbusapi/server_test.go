@@ -151,7 +151,7 @@ func TestClientCalls(t *testing.T) {
 func TestChromeOSNames(t *testing.T) {
 	addr, eng, _ := startServer(t)
 	c := dial(t, addr)
-	obj := c.conn.Object(ChromeOSName, ChromeOSPath)
+	obj := c.Conn().Object(ChromeOSName, ChromeOSPath)
 	if err := obj.Call(ChromeOSInterface+".AttemptUpdate", 0, "1.2.3", "http://127.0.0.1:1/v1/update/").Err; err != nil {
 		t.Fatalf("ChromeOS AttemptUpdate(s,s): %v", err)
 	}
@@ -195,7 +195,7 @@ func TestBadCalls(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := c.conn.Object(CoreOSName, tt.path).Call(tt.method, 0, tt.args...).Err
+			err := c.Conn().Object(CoreOSName, tt.path).Call(tt.method, 0, tt.args...).Err
 			var de dbus.Error
 			if !errors.As(err, &de) || !strings.HasPrefix(de.Name, tt.wantName) {
 				t.Fatalf("err = %v, want D-Bus error %s", err, tt.wantName)

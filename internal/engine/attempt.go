@@ -17,6 +17,7 @@ import (
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/atomicfile"
 )
 
 type attemptInput struct {
@@ -566,9 +567,5 @@ func touch(path, body string) error {
 		return err
 	}
 	crashpoint.Hit("file " + filepath.Base(path))
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, []byte(body), 0o644)
 }

@@ -3,9 +3,9 @@ package engine
 import (
 	"context"
 	"io"
-	"time"
 
 	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/clock"
 )
 
 // The seams: small interfaces the engine consumes, over the plain values
@@ -121,10 +121,7 @@ type Floor interface {
 }
 
 // Clock is the engine's time source.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
+type Clock = clock.Clock
 
 // Postinstaller runs the new image's post-install step.
 type Postinstaller interface {
@@ -135,11 +132,5 @@ type Postinstaller interface {
 	Cleanup(device string) error
 }
 
-// realClock is the wall clock.
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // RealClock returns the wall clock.
-func RealClock() Clock { return realClock{} }
+func RealClock() Clock { return clock.Real{} }

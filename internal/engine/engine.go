@@ -51,11 +51,12 @@ import (
 	"sync/atomic"
 
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // DefaultServer is Flatcar's public Omaha URL; any other server sets
 // status.FlagTestOmahaURL on reported errors.
-const DefaultServer = "https://public.update.flatcar-linux.net/v1/update/"
+const DefaultServer = omaha.DefaultServer
 
 // Errors returned to D-Bus callers.
 var (

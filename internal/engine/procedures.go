@@ -16,6 +16,7 @@ import (
 
 	"github.com/abupdate/update_engine/internal/crashpoint"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/atomicfile"
 )
 
 // Procedures places the files a Flatcar (major 1) payload carries beside
@@ -185,25 +186,13 @@ func (s *fileSet) install(applied []AppliedFile) ([]InstalledFile, error) {
 			return nil, status.WithCode(codeVerify(o.name), fmt.Errorf("engine: the payload's %s was written but not verified", o.name))
 		}
 		crashpoint.Hit("file " + filepath.Base(o.final))
-		if err := os.Rename(o.tmp, o.final); err != nil {
-			return nil, status.WithCode(status.DownloadWriteError, fmt.Errorf("engine: install %s: %w", o.final, err))
-		}
-		if err := syncDir(filepath.Dir(o.final)); err != nil {
+		if err := atomicfile.Rename(o.tmp, o.final); err != nil {
 			return nil, status.WithCode(status.DownloadWriteError, fmt.Errorf("engine: install %s: %w", o.final, err))
 		}
 		out = append(out, InstalledFile{Name: o.name, Path: o.final, Size: af.Size, SHA256: af.SHA256})
 	}
 	s.open = nil
 	return out, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // postinstArgs are the post-install program's arguments after the device:

@@ -5,53 +5,31 @@
 // Every value here is fixed by compatibility with Flatcar/CoreOS
 // update_engine (SPEC.md sections 1a and 7): change none of them.
 //
-// The package is a leaf: it imports only the standard library.
+// The update status is defined once, in pkg/update1 (the reboot manager
+// and the client read it too); the names here are aliases kept so that
+// the engine's many uses read as before.
 package status
+
+import "github.com/abupdate/update_engine/pkg/update1"
 
 // Update is the engine's update status (FUE enum UpdateStatus). Its numeric
 // value is the enum order; its String is the D-Bus CURRENT_OP string.
-type Update int
+type Update = update1.Op
 
 // The update states, in Flatcar's order.
 const (
-	Idle                Update = iota // UPDATE_STATUS_IDLE
-	CheckingForUpdate                 // UPDATE_STATUS_CHECKING_FOR_UPDATE
-	UpdateAvailable                   // UPDATE_STATUS_UPDATE_AVAILABLE
-	Downloading                       // UPDATE_STATUS_DOWNLOADING
-	Verifying                         // UPDATE_STATUS_VERIFYING
-	Finalizing                        // UPDATE_STATUS_FINALIZING
-	UpdatedNeedReboot                 // UPDATE_STATUS_UPDATED_NEED_REBOOT
-	ReportingErrorEvent               // UPDATE_STATUS_REPORTING_ERROR_EVENT
+	Idle                = update1.Idle
+	CheckingForUpdate   = update1.CheckingForUpdate
+	UpdateAvailable     = update1.UpdateAvailable
+	Downloading         = update1.Downloading
+	Verifying           = update1.Verifying
+	Finalizing          = update1.Finalizing
+	UpdatedNeedReboot   = update1.UpdatedNeedReboot
+	ReportingErrorEvent = update1.ReportingErrorEvent
 )
 
-var updateNames = [...]string{
-	Idle:                "UPDATE_STATUS_IDLE",
-	CheckingForUpdate:   "UPDATE_STATUS_CHECKING_FOR_UPDATE",
-	UpdateAvailable:     "UPDATE_STATUS_UPDATE_AVAILABLE",
-	Downloading:         "UPDATE_STATUS_DOWNLOADING",
-	Verifying:           "UPDATE_STATUS_VERIFYING",
-	Finalizing:          "UPDATE_STATUS_FINALIZING",
-	UpdatedNeedReboot:   "UPDATE_STATUS_UPDATED_NEED_REBOOT",
-	ReportingErrorEvent: "UPDATE_STATUS_REPORTING_ERROR_EVENT",
-}
-
 // UnknownStatus is what Flatcar prints for a value outside the enum.
-const UnknownStatus = "unknown status"
-
-// String returns the D-Bus status string, e.g. "UPDATE_STATUS_IDLE".
-func (u Update) String() string {
-	if u < 0 || int(u) >= len(updateNames) {
-		return UnknownStatus
-	}
-	return updateNames[u]
-}
+const UnknownStatus = update1.UnknownStatus
 
 // ParseUpdate maps a status string back to its value.
-func ParseUpdate(s string) (Update, bool) {
-	for i, n := range updateNames {
-		if n == s {
-			return Update(i), true
-		}
-	}
-	return 0, false
-}
+func ParseUpdate(s string) (Update, bool) { return update1.ParseOp(s) }

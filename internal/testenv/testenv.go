@@ -3,7 +3,8 @@
 // loudly, when the host cannot provide the part (not root, tool missing),
 // and registers its cleanup with t.Cleanup.
 //
-// Only tests import this package.
+// Only tests import this package, and its own cmd/mktestdata (make
+// testdata, the demo), which uses CreateDisk.
 package testenv
 
 import (

@@ -17,6 +17,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/config"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
@@ -79,7 +80,7 @@ type Plan struct {
 // has no special case: its requests fail to reach a host named
 // "disabled". Here the engine schedules no check, and the Omaha part
 // makes no request at all and returns ErrUpdatesDisabled.
-const ServerDisabled = "disabled"
+const ServerDisabled = config.ServerDisabled
 
 // ErrUpdatesDisabled is returned for every request while SERVER=disabled.
 // It carries OmahaUpdateIgnoredPerPolicy (35): the engine reports the

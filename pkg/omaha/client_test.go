@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,9 +170,9 @@ func TestCheckConnectionRefused(t *testing.T) {
 	}
 }
 
-// 503 answers back off the schedule: 45 min, 90, 180, 240, and a good
-// answer returns to 45.
-func TestCheck503BacksOffSchedule(t *testing.T) {
+// 503 answers are the ones the scheduler backs off on (Backoff), and a
+// good answer is not.
+func TestCheck503BacksOff(t *testing.T) {
 	fail := true
 	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if fail {
@@ -181,25 +182,14 @@ func TestCheck503BacksOffSchedule(t *testing.T) {
 		io.WriteString(w, `<response><app><updatecheck status="noupdate"/></app></response>`)
 	})
 	c := newTestClient(t, s.URL+"/v1/update/")
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := fixedRand{"mid"}
-	_, sched := Schedule{}.First(now, r)
-	var got []time.Duration
+	var got []bool
 	for i := range 5 {
 		fail = i < 4
-		plan, err := c.Check(testCtx(t), specParams())
-		o := CheckOutcome{Backoff: Backoff(err)}
-		if plan != nil {
-			o.PollInterval = plan.PollInterval
-		}
-		_, sched = sched.Next(now, o, r)
-		got = append(got, sched.LastInterval)
+		_, err := c.Check(testCtx(t), specParams())
+		got = append(got, Backoff(err))
 	}
-	want := []time.Duration{45 * time.Minute, 90 * time.Minute, 180 * time.Minute, 4 * time.Hour, 45 * time.Minute}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("intervals %v, want %v", got, want)
-		}
+	if want := []bool{true, true, true, true, false}; !slices.Equal(got, want) {
+		t.Fatalf("Backoff per check %v, want %v", got, want)
 	}
 	if n := s.requests.Load(); n != 5 {
 		t.Errorf("%d requests", n)

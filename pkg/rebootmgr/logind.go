@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abupdate/update_engine/pkg/clock"
 	"github.com/godbus/dbus/v5"
 )
 
@@ -100,7 +101,7 @@ func (l *Logind) Reboot(ctx context.Context) error {
 		if l.Logf != nil {
 			l.Logf("reboot blocked by inhibitors %s; retrying in %v", strings.Join(blocking, ", "), retry)
 		}
-		if err := sleep(ctx, l.Clock, retry); err != nil {
+		if err := clock.Sleep(ctx, l.Clock, retry); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/clock"
 )
 
 // Rebooter reboots the machine (Logind in production).
@@ -94,7 +96,7 @@ func (m *Manager) retry(ctx context.Context, what string, f func(context.Context
 		}
 		d := m.Backoff.Delay(attempt)
 		m.logf("%s: %v; retrying in %v", what, err, d.Round(time.Millisecond))
-		if err := sleep(ctx, m.Clock, d); err != nil {
+		if err := clock.Sleep(ctx, m.Clock, d); err != nil {
 			return err
 		}
 	}
@@ -137,87 +139,115 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.logf("%v; starting without a saved intent", err)
 	}
 	m.setState(StateRunning)
-
-	// The loop goroutine owns planning state: plan, cancelPlan, intent.
-	var (
-		planDone   chan error
-		cancelPlan context.CancelFunc
-		rebooted   bool
-	)
-	startPlan := func(s Status) {
-		pctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		planDone, cancelPlan = done, cancel
-		resume := intent.Phase == PhaseRebooting && intent.BootID == m.bootID()
-		go func() { done <- m.plan(pctx, s, resume) }()
-	}
-	settle := func(s Status) {
-		// Not (or no longer) needing a reboot: release what we hold.
-		if m.Lock != nil {
-			if intent.Phase != PhaseNone {
-				m.logf("update_engine reports %s after %s reboot for %q; releasing the reboot lock",
-					s.CurrentOperation, intent.Phase, intent.Version)
-			}
-			if err := m.retry(ctx, "release reboot lock", m.Lock.Unlock); err != nil {
-				return
-			}
-		}
-		if intent.Phase != PhaseNone {
-			intent = Intent{}
-			m.saveIntent(intent)
-		}
-		m.setState(StateRunning)
-	}
-
+	r := &runState{m: m, ctx: ctx, intent: intent}
 	if st.NeedsReboot() {
-		startPlan(st)
+		r.startPlan(st)
 	} else {
-		settle(st)
+		r.settle(st)
 	}
+	return r.loop(statuses)
+}
+
+// runState is Run's planning state, owned by Run's goroutine: the plan in
+// flight (planDone, cancelPlan; nil when none) and the intent.
+type runState struct {
+	m          *Manager
+	ctx        context.Context
+	intent     Intent
+	planDone   chan error
+	cancelPlan context.CancelFunc
+	rebooted   bool // a reboot was requested: ignore further statuses
+}
+
+// loop follows statuses and the plan until ctx is done or the status
+// stream ends.
+func (r *runState) loop(statuses <-chan Status) error {
 	for {
 		select {
-		case <-ctx.Done():
-			if cancelPlan != nil {
-				cancelPlan()
-				<-planDone
-			}
+		case <-r.ctx.Done():
+			r.stopPlan()
 			return nil
-		case err := <-planDone:
-			cancelPlan()
-			planDone, cancelPlan = nil, nil
-			if err == nil {
-				rebooted = true
-				m.logf("reboot requested; waiting for shutdown")
-			} else if ctx.Err() == nil {
-				// Canceled because update_engine left NEED_REBOOT.
-				if in, lerr := m.loadIntent(); lerr == nil {
-					intent = in
-				}
-				settle(Status{CurrentOperation: "(plan canceled)"})
-			}
+		case err := <-r.planDone:
+			r.planFinished(err)
 		case s, ok := <-statuses:
 			if !ok {
-				if cancelPlan != nil {
-					cancelPlan()
-					<-planDone
-				}
-				if ctx.Err() != nil {
+				r.stopPlan()
+				if r.ctx.Err() != nil {
 					return nil
 				}
 				return ErrStatusLost
 			}
-			switch {
-			case rebooted:
-			case s.NeedsReboot() && planDone == nil:
-				startPlan(s)
-			case !s.NeedsReboot() && planDone != nil:
-				m.logf("update_engine left %s (%s); canceling the reboot plan", StatusNeedsReboot, s.CurrentOperation)
-				cancelPlan()
-			case !s.NeedsReboot() && planDone == nil && intent.Phase != PhaseNone:
-				settle(s)
-			}
+			r.follow(s)
 		}
 	}
+}
+
+// follow starts or cancels the plan as update_engine's status changes.
+func (r *runState) follow(s Status) {
+	switch {
+	case r.rebooted:
+	case s.NeedsReboot() && r.planDone == nil:
+		r.startPlan(s)
+	case !s.NeedsReboot() && r.planDone != nil:
+		r.m.logf("update_engine left %s (%s); canceling the reboot plan", StatusNeedsReboot, s.CurrentOperation)
+		r.cancelPlan()
+	case !s.NeedsReboot() && r.planDone == nil && r.intent.Phase != PhaseNone:
+		r.settle(s)
+	}
+}
+
+func (r *runState) startPlan(s Status) {
+	pctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan error, 1)
+	r.planDone, r.cancelPlan = done, cancel
+	resume := r.intent.Phase == PhaseRebooting && r.intent.BootID == r.m.bootID()
+	go func() { done <- r.m.plan(pctx, s, resume) }()
+}
+
+// stopPlan cancels the plan in flight, if any, and waits for it.
+func (r *runState) stopPlan() {
+	if r.cancelPlan != nil {
+		r.cancelPlan()
+		<-r.planDone
+	}
+}
+
+// planFinished handles the plan's end: a requested reboot, or a plan
+// canceled because update_engine left NEED_REBOOT.
+func (r *runState) planFinished(err error) {
+	r.cancelPlan()
+	r.planDone, r.cancelPlan = nil, nil
+	if err == nil {
+		r.rebooted = true
+		r.m.logf("reboot requested; waiting for shutdown")
+		return
+	}
+	if r.ctx.Err() != nil {
+		return
+	}
+	if in, lerr := r.m.loadIntent(); lerr == nil {
+		r.intent = in
+	}
+	r.settle(Status{CurrentOperation: "(plan canceled)"})
+}
+
+// settle: not (or no longer) needing a reboot, release what we hold.
+func (r *runState) settle(s Status) {
+	m, intent := r.m, r.intent
+	if m.Lock != nil {
+		if intent.Phase != PhaseNone {
+			m.logf("update_engine reports %s after %s reboot for %q; releasing the reboot lock",
+				s.CurrentOperation, intent.Phase, intent.Version)
+		}
+		if err := m.retry(r.ctx, "release reboot lock", m.Lock.Unlock); err != nil {
+			return
+		}
+	}
+	if intent.Phase != PhaseNone {
+		r.intent = Intent{}
+		m.saveIntent(r.intent)
+	}
+	m.setState(StateRunning)
 }
 
 func (m *Manager) loadIntent() (Intent, error) {
@@ -243,7 +273,7 @@ func (m *Manager) plan(ctx context.Context, s Status, resume bool) error {
 					}
 				}
 				m.logf("waiting %v for the reboot window (%v)", d, m.Window)
-				if err := sleep(ctx, m.Clock, d); err != nil {
+				if err := clock.Sleep(ctx, m.Clock, d); err != nil {
 					return err
 				}
 			}
@@ -274,7 +304,7 @@ func (m *Manager) plan(ctx context.Context, s Status, resume bool) error {
 		}
 		if n > 0 && m.WarnDelay > 0 {
 			m.logf("warned %d logged-in users; rebooting in %v", n, m.WarnDelay)
-			if err := sleep(ctx, m.Clock, m.WarnDelay); err != nil {
+			if err := clock.Sleep(ctx, m.Clock, m.WarnDelay); err != nil {
 				return err
 			}
 		}
