@@ -15,6 +15,7 @@ import (
 	"github.com/abupdate/update_engine/internal/slot"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 )
 
@@ -273,7 +274,7 @@ func TestOwedEventKeepsTrack(t *testing.T) {
 	var sawEvent, sawPing bool
 	for _, r := range w.h.Records()[n:] {
 		switch {
-		case len(r.Events) == 1 && r.Events[0].Type == 3 && r.Events[0].Result == 1 && !r.Ping:
+		case len(r.Events) == 1 && r.Events[0].Type == omaha.EventTypeUpdateComplete && r.Events[0].Result == omaha.EventResultSuccess && !r.Ping:
 			sawEvent = true
 		case r.Ping && len(r.Events) == 0 && !r.UpdateCheck:
 			sawPing = true

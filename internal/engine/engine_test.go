@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/parts"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/gpt"
 	"github.com/abupdate/update_engine/pkg/omaha"
@@ -226,7 +227,7 @@ func TestServerDown(t *testing.T) {
 	m := newMachine(t, slotSize)
 	cfg := m.config(t, w, &recorder{})
 	c := &omaha.Client{Server: "http://127.0.0.1:1/v1/update/"}
-	cfg.Checker = &OmahaChecker{Client: c, Params: omaha.Params{Version: "1.0.0"}}
+	cfg.Checker = &parts.OmahaChecker{Client: c, Params: omaha.Params{Version: "1.0.0"}}
 	cfg.Server = c.Server
 	e, _, _ := start(t, cfg)
 	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
@@ -479,7 +480,7 @@ func TestExecPostinst(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ExecPostinst{Path: tt.path, Timeout: 10 * time.Second}.Run(t.Context(), "/dev/null", nil)
+			err := parts.ExecPostinst{Path: tt.path, Timeout: 10 * time.Second}.Run(t.Context(), "/dev/null", nil)
 			if got := mapError(err); got != tt.want {
 				t.Fatalf("code %v (%v), want %v", got, err, tt.want)
 			}
@@ -516,8 +517,8 @@ func TestScheduledBackoffThenSuccess(t *testing.T) {
 	m := newMachine(t, slotSize)
 	cfg := m.config(t, w, &recorder{})
 	c := &omaha.Client{Server: flaky.URL + "/v1/update/"}
-	cfg.Checker = &OmahaChecker{Client: c, Params: omaha.Params{Version: m.version}}
-	cfg.Downloader = &OmahaDownloader{Client: c}
+	cfg.Checker = &parts.OmahaChecker{Client: c, Params: omaha.Params{Version: m.version}}
+	cfg.Downloader = &parts.OmahaDownloader{Client: c}
 	cfg.Server = c.Server
 	clock := newFakeClock()
 	cfg.Clock = clock

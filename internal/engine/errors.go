@@ -5,13 +5,12 @@ import (
 	"errors"
 
 	"github.com/abupdate/update_engine/internal/status"
-	"github.com/abupdate/update_engine/pkg/gpt"
-	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/internal/update"
 )
 
-// mapError is the one place where package errors become update_engine
-// codes (SPEC.md section 7). An explicit status code in the chain wins;
-// then the packages' sentinels; else Error (1).
+// mapError is where errors become update_engine codes (SPEC.md section
+// 7). An explicit status code in the chain wins; then the packages'
+// sentinels (update.PackageCode); else Error (1).
 func mapError(err error) status.Code {
 	if err == nil {
 		return status.Success
@@ -24,37 +23,10 @@ func mapError(err error) status.Code {
 	if errors.As(err, &c) {
 		return c
 	}
-	if c, ok := packageCode(err); ok {
+	if c, ok := update.PackageCode(err); ok {
 		return c
 	}
 	return status.Error
-}
-
-func packageCode(err error) (status.Code, bool) {
-	var he *omaha.HTTPError
-	switch {
-	case errors.Is(err, omaha.ErrEmptyResponse):
-		return status.OmahaRequestEmptyResponseError, true
-	case errors.Is(err, omaha.ErrXMLParse):
-		return status.OmahaRequestXMLParseError, true
-	case errors.Is(err, omaha.ErrInvalidResponse):
-		return status.OmahaResponseInvalid, true
-	case errors.As(err, &he):
-		return status.Code(he.Code()), true
-	case errors.Is(err, omaha.ErrNoURL), errors.Is(err, omaha.ErrBadContentRange),
-		errors.Is(err, omaha.ErrRangeNotSatisfiable), errors.Is(err, omaha.ErrReadTimeout):
-		return status.DownloadTransferError, true
-	case errors.Is(err, gpt.ErrIO):
-		return status.DownloadWriteError, true
-	case errors.Is(err, gpt.ErrNoValidGPT), errors.Is(err, gpt.ErrCorrupt), errors.Is(err, gpt.ErrNotFound):
-		return status.InstallDeviceOpenError, true
-	case errors.Is(err, gpt.ErrNoBootable), errors.Is(err, gpt.ErrInvalid):
-		return status.Error, true
-	}
-	if c, ok := payloadCode(err); ok {
-		return c, true
-	}
-	return 0, false
 }
 
 // withDefault attaches code to err unless err already maps to a specific
@@ -67,11 +39,6 @@ func withDefault(code status.Code, err error) error {
 		return err
 	}
 	return status.WithCode(code, err)
-}
-
-// rangeRefused reports a resume offset the payload server would not serve.
-func rangeRefused(err error) bool {
-	return errors.Is(err, omaha.ErrRangeNotSatisfiable) || errors.Is(err, omaha.ErrBadContentRange)
 }
 
 // resumable reports whether an apply failure leaves a checkpoint worth

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/abupdate/update_engine/internal/parts"
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
@@ -197,7 +198,7 @@ func TestFullResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &OmahaChecker{Client: &omaha.Client{Server: srv.URL}, Params: omaha.Params{Version: "1.0.0"}, Prefs: store}
+	c := &parts.OmahaChecker{Client: &omaha.Client{Server: srv.URL}, Params: omaha.Params{Version: "1.0.0"}, Prefs: store}
 	for _, a := range []string{"update", "noupdate"} {
 		mu.Lock()
 		answer = a
@@ -231,7 +232,7 @@ func TestExecPostinstArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := &Plan{PostinstArgs: postinstArgs([]InstalledFile{{Name: fileKernel, Path: "/boot/flatcar/vmlinuz-b"}, {Name: filePCRPolicy, Path: "/var/lib/update_engine/pcrs-b.zip"}})}
-	if err := (ExecPostinst{Path: prog}).Run(t.Context(), "/dev/sda4", plan); err != nil {
+	if err := (parts.ExecPostinst{Path: prog}).Run(t.Context(), "/dev/sda4", plan); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(out)

@@ -440,6 +440,10 @@ func TestServerDisabled(t *testing.T) {
 	if s := e.Snapshot(); s.Status != status.Idle || s.LastError != status.Success || s.LastChecked != 0 {
 		t.Fatalf("snapshot while disabled %+v", s)
 	}
+	// The engine handled the last timer (it armed the next one) before
+	// SERVER is set: else, under load, that timer fires the first check
+	// and the one below a second.
+	waitPending(t, clock, "the timer after the last check while disabled")
 	mu.Lock()
 	server = real
 	mu.Unlock()
@@ -447,6 +451,18 @@ func TestServerDisabled(t *testing.T) {
 	waitFor(t, e, "a check", idleAfterAttempt)
 	if n := len(w.omaha.Records()); n != 1 {
 		t.Fatalf("%d requests after SERVER was set again, want 1", n)
+	}
+}
+
+// waitPending waits until a timer is armed, without firing it.
+func waitPending(t *testing.T, c *fakeClock, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.pending() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: nothing armed", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -24,7 +24,7 @@ type state struct {
 	failures int           // consecutive failed checks, for backoff
 	poll     time.Duration // server PollInterval of the last check
 
-	emitted     Snapshot  // last snapshot sent to the Notifier
+	emitted     Snapshot  // last snapshot sent to the Observer
 	emittedAt   time.Time // when
 	emittedOnce bool
 }
@@ -143,9 +143,7 @@ func (e *Engine) restore(ctx context.Context, st *state) (restartPlan, error) {
 		st.snap.LastError = status.RollbackError
 		st.snap.LastErrorMessage = "the machine came back on version " + r.FromVersion + " after an update"
 		e.log.Warn("rollback detected: the updated slot did not boot", "version", r.FromVersion, "to", r.ToVersion)
-		if e.cfg.Metrics != nil {
-			e.cfg.Metrics.Error(status.RollbackError)
-		}
+		e.observe(Failed{Code: status.RollbackError})
 	}
 	e.refreshSlots(ctx, &st.snap)
 	return rp, nil
@@ -357,7 +355,7 @@ func (e *Engine) do(ctx context.Context, f func(*state)) {
 	}
 }
 
-// publish stores the snapshot and tells the Notifier on a status change,
+// publish stores the snapshot and tells the Observer on a status change,
 // a progress step of at least 1 %, 10 s since the last signal during a
 // download, or the end of the download. force sends regardless.
 func (e *Engine) publish(st *state, force bool) {
@@ -369,9 +367,6 @@ func (e *Engine) publish(st *state, force bool) {
 		}
 	}
 	e.snap.Store(&s)
-	if e.cfg.Metrics != nil && s.Status != st.emitted.Status {
-		e.cfg.Metrics.SetStatus(s.Status)
-	}
 	now := e.cfg.Clock.Now()
 	send := force || !st.emittedOnce
 	if !send {
@@ -387,9 +382,7 @@ func (e *Engine) publish(st *state, force bool) {
 		return
 	}
 	st.emitted, st.emittedAt, st.emittedOnce = s, now, true
-	if e.cfg.Notifier != nil {
-		e.cfg.Notifier.StatusChanged(s)
-	}
+	e.observe(StatusChanged{s})
 }
 
 // transitions lists the legal status changes (SPEC.md 1a); FINALIZING

@@ -3,8 +3,8 @@
 // guards this); everything else calls the small typed API of *Metrics.
 //
 // Metrics live in their own registry, never the global default one. A nil
-// *Metrics is valid and records nothing, so the engine can run with metrics
-// switched off without checking.
+// *Metrics is valid and records nothing, so callers need not check. The
+// daemon feeds it from the engine's observations (engine.Observer).
 //
 // Exposed series (all prefixed update_engine_):
 //

@@ -1,4 +1,4 @@
-package engine
+package parts
 
 import (
 	"errors"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/internal/update"
 )
 
 // TestSlotPostinst (root): the new image's /postinst runs from the
@@ -61,7 +62,7 @@ func TestSlotPostinst(t *testing.T) {
 				}
 			}
 			dev := testenv.LoopDevice(t, img)
-			err := SlotPostinst{}.Run(t.Context(), dev, &Plan{Version: "2.0.0"})
+			err := SlotPostinst{}.Run(t.Context(), dev, &update.Plan{Version: "2.0.0"})
 			if got := status.CodeOf(err); got.Base() != tt.wantErr {
 				t.Fatalf("Run = %v (code %v), want code %v", err, got, tt.wantErr)
 			}
@@ -153,7 +154,7 @@ func TestPostinstChild(t *testing.T) {
 	if dev == "" {
 		t.Skip("started by TestSlotPostinstKilled")
 	}
-	_ = SlotPostinst{}.Run(t.Context(), dev, &Plan{Version: "2.0.0"})
+	_ = SlotPostinst{}.Run(t.Context(), dev, &update.Plan{Version: "2.0.0"})
 }
 
 // TestSlotPostinstKilled (root): the new image is mounted only in a

@@ -1,4 +1,4 @@
-package engine
+package parts
 
 import (
 	"context"
@@ -9,9 +9,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/antirollback"
-	"github.com/abupdate/update_engine/internal/slot"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/update"
 	"github.com/abupdate/update_engine/pkg/cgroup"
 	"github.com/abupdate/update_engine/pkg/payload"
 )
@@ -21,7 +20,7 @@ import (
 // before the first write. Code 18 (DownloadPayloadPubKeyVerificationError).
 var ErrNoPayloadKey = errors.New("engine: no payload public key: payload refused")
 
-// PayloadApplier adapts pkg/payload to Applier. Checkpoints are the
+// PayloadApplier adapts pkg/payload to the engine's Applier. Checkpoints are the
 // payload package's Checkpoint as JSON. The offered version (Plan.Version)
 // must be the version signed inside the payload, when it carries one.
 type PayloadApplier struct {
@@ -41,6 +40,8 @@ type PayloadApplier struct {
 	Workers         int
 	// Partition names the payload partition for the slot ("" = root).
 	Partition string
+	// TargetSize, when > 0, bounds the payload's extents: the slot size.
+	TargetSize int64
 	// DecodeNice, when > 0, is the nice value of the decoding threads, so
 	// decompression yields the CPU to the host's workloads.
 	DecodeNice int
@@ -56,9 +57,6 @@ func (a PayloadApplier) workerInit() func() {
 	}
 	return func() { _ = cgroup.NiceThread(a.DecodeNice) } // best effort
 }
-
-// directer is a Target that knows it was opened O_DIRECT.
-type directer interface{ Direct() bool }
 
 // keys loads the verification keys for one apply; see Keys.
 func (a PayloadApplier) keys() ([]*rsa.PublicKey, error) {
@@ -76,35 +74,32 @@ func (a PayloadApplier) keys() ([]*rsa.PublicKey, error) {
 	return keys, nil
 }
 
-// Ready implements Applier: a key loads (or unsigned payloads are
-// allowed).
+// Ready fails unless a key loads (or unsigned payloads are allowed).
 func (a PayloadApplier) Ready() error {
 	_, err := a.keys()
 	return err
 }
 
-// Apply implements Applier.
-func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, files Files, from *Checkpoint, save func(Checkpoint) error) (Applied, error) {
+// Apply applies the payload r onto dst (src is the booted slot, for
+// deltas), resuming from a checkpoint when from is set, and verifies it.
+func (a PayloadApplier) Apply(ctx context.Context, plan *update.Plan, r io.Reader, src io.ReaderAt, dst update.Target, files update.Files, from *update.Checkpoint, save func(update.Checkpoint) error) (update.Applied, error) {
 	keys, err := a.keys()
 	if err != nil {
-		return Applied{}, err
+		return update.Applied{}, err
 	}
 	o := payload.Options{
 		Keys: keys, Source: src, Partition: a.Partition, Workers: a.Workers,
-		RequireVersion:  a.RequireVersion,
-		CheckpointBytes: a.CheckpointBytes,
-		WorkerInit:      a.workerInit(),
-		OpDuration:      a.OpDuration,
+		RequireVersion: a.RequireVersion, CheckpointBytes: a.CheckpointBytes,
+		Direct: dst.Direct(), TargetSize: a.TargetSize,
+		WorkerInit: a.workerInit(),
+		OpDuration: a.OpDuration,
 		Checkpoint: func(cp *payload.Checkpoint) error {
 			b, err := json.Marshal(cp)
 			if err != nil {
 				return err
 			}
-			return save(Checkpoint{Offset: cp.Offset, State: b})
+			return save(update.Checkpoint{Offset: cp.Offset, State: b})
 		},
-	}
-	if d, ok := dst.(directer); ok {
-		o.Direct = d.Direct()
 	}
 	if files != nil {
 		o.Files = func(name string) (payload.FileTarget, error) {
@@ -115,9 +110,6 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src 
 			return f, nil
 		}
 	}
-	if sr, ok := src.(interface{ Size() int64 }); ok {
-		o.TargetSize = sr.Size()
-	}
 	if plan != nil {
 		o.ExpectedSize, o.ExpectedSHA256, o.Version = plan.Size, plan.SHA256, plan.Version
 	}
@@ -127,90 +119,16 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *Plan, r io.Reader, src 
 	} else {
 		var cp payload.Checkpoint
 		if jerr := json.Unmarshal(from.State, &cp); jerr != nil {
-			return Applied{}, status.WithCode(status.DownloadStateInitializationError, fmt.Errorf("%w: %v", payload.ErrBadCheckpoint, jerr))
+			return update.Applied{}, status.WithCode(status.DownloadStateInitializationError, fmt.Errorf("%w: %v", payload.ErrBadCheckpoint, jerr))
 		}
 		res, err = payload.Resume(ctx, &cp, r, dst, o)
 	}
 	if err != nil {
-		return Applied{}, err
+		return update.Applied{}, err
 	}
-	applied := Applied{Size: res.Size, SHA256: res.SHA256, PartitionHash: res.PartitionHash}
+	applied := update.Applied{Size: res.Size, SHA256: res.SHA256, PartitionHash: res.PartitionHash}
 	for _, f := range res.Files {
-		applied.Files = append(applied.Files, AppliedFile{Name: f.Name, Size: f.Size, SHA256: f.SHA256})
+		applied.Files = append(applied.Files, update.AppliedFile{Name: f.Name, Size: f.Size, SHA256: f.SHA256})
 	}
 	return applied, nil
-}
-
-// DiskSlots adapts *slot.Disk to Slots; writes to the passive slot go
-// through Limiter's cgroup when it is set.
-type DiskSlots struct {
-	*slot.Disk
-	Limiter *cgroup.Limiter // nil = unthrottled
-}
-
-// limitedTarget throttles writes; reads (the payload's read-back of the new
-// partition) go straight to the slot.
-type limitedTarget struct {
-	*cgroup.Writer
-	slot *slot.Writer
-}
-
-func (t limitedTarget) Direct() bool { return t.slot.Direct() }
-
-func (t limitedTarget) ReadAt(p []byte, off int64) (int, error) { return t.slot.ReadAt(p, off) }
-
-// Attrs implements Slots.
-func (d DiskSlots) Attrs(ctx context.Context) (map[string]SlotAttrs, error) {
-	m, err := d.Disk.Attrs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]SlotAttrs, len(m))
-	for k, a := range m {
-		out[k] = SlotAttrs(a)
-	}
-	return out, nil
-}
-
-// OpenPassive implements Slots.
-func (d DiskSlots) OpenPassive(ctx context.Context) (Target, error) {
-	w, err := d.Disk.OpenPassive(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if d.Limiter == nil {
-		return w, nil
-	}
-	return limitedTarget{Writer: d.Limiter.WriterAt(w), slot: w}, nil
-}
-
-// GuardFloor adapts *antirollback.Guard to Floor (and Measurer when PCR
-// is set). An explicit rollback request is the only way past the floor,
-// and the engine never asks for one on an Omaha offer.
-type GuardFloor struct {
-	Guard *antirollback.Guard
-	PCR   int // PCR extended with the new image's hash at flip; 0 = none
-}
-
-// Measure implements Measurer: extend PCR with the image hash and return
-// the record as JSON. Without a PCR or a TPM it records nothing.
-func (g GuardFloor) Measure(ctx context.Context, imageSHA256 []byte) ([]byte, error) {
-	if g.PCR == 0 || !g.Guard.Enabled() {
-		return nil, nil
-	}
-	rec, err := g.Guard.ExtendPCR(ctx, g.PCR, imageSHA256)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(rec)
-}
-
-// Check implements Floor.
-func (g GuardFloor) Check(ctx context.Context, version string) error {
-	return g.Guard.Check(ctx, version, false)
-}
-
-// Raise implements Floor.
-func (g GuardFloor) Raise(ctx context.Context, version string) error {
-	return g.Guard.Raise(ctx, version)
 }
