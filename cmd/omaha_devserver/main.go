@@ -34,8 +34,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/version"
+	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 )
 
@@ -145,7 +145,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- stri
 func (o *options) serverConfig(logger *log.Logger) (server.Config, error) {
 	cfg := server.Config{Dir: o.dir, BaseURL: o.baseURL, PreferDelta: o.preferDelta, Paused: o.paused, PollInterval: o.pollInterval,
 		ErrorLog: logger, State: o.state, Rollout: o.rollout,
-		CodeName: func(c int64) string { return status.Code(int32(c)).String() }}
+		CodeName: func(c int64) string { return omaha.Code(int32(c)).String() }}
 	if o.rollout == 0 {
 		cfg.Rollout = -1 // Config maps 0 to 100; --rollout 0 means none
 	}

@@ -9,14 +9,15 @@ import (
 	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/engine"
 	"github.com/abupdate/update_engine/internal/metrics"
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/cgroup"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 type payloadKey = rsa.PublicKey
 
-func toStatus(s engine.Snapshot) dbusapi.Status {
-	return dbusapi.Status{
+func toStatus(s engine.Snapshot) update1.Status {
+	return update1.Status{
 		LastCheckedTime: s.LastChecked, Progress: s.Progress, CurrentOperation: s.Status.String(),
 		NewVersion: s.NewVersion, NewSize: s.NewSize,
 	}
@@ -35,17 +36,17 @@ type busEngine struct {
 // errOmahaURL refuses a ChromeOS AttemptUpdate(s,s) naming a server.
 var errOmahaURL = errors.New("daemon: omaha_url refused: update_engine was not started with --allow-omaha-url")
 
-func (b busEngine) Status() dbusapi.Status { return toStatus(b.Snapshot()) }
+func (b busEngine) Status() update1.Status { return toStatus(b.Snapshot()) }
 
-func (b busEngine) Detail() dbusapi.Detail {
+func (b busEngine) Detail() update1.Detail {
 	s := b.Snapshot()
-	d := dbusapi.Detail{
+	d := update1.Detail{
 		Status: toStatus(s), CurrentVersion: s.CurrentVersion, Channel: s.Channel, Server: s.Server,
 		BootedSlot: s.BootedSlot, NextBootSlot: s.NextBootSlot, LastError: int32(s.LastError),
 		LastErrorMessage: s.LastErrorMessage, Resumes: s.Resumes, BytesDownloaded: s.BytesDownloaded,
 		CanRollback: s.CanRollback,
 	}
-	if s.LastError != status.Success {
+	if s.LastError != omaha.Success {
 		d.LastErrorName = s.LastError.String()
 	}
 	if d.IOWriteLimit = b.lim.WriteBPS(); d.IOWriteLimit > 0 {

@@ -22,11 +22,11 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/abupdate/update_engine/internal/config"
-	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/engine"
 	"github.com/abupdate/update_engine/internal/metrics"
 	"github.com/abupdate/update_engine/pkg/cgroup"
 	"github.com/abupdate/update_engine/pkg/payload"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // Options are the daemon's command-line settings. Config keys set by
@@ -119,7 +119,7 @@ func Run(ctx context.Context, o Options) error {
 // life of ctx and returns the address used.
 func connectBus(ctx context.Context, addr string) (*dbus.Conn, string, error) {
 	if addr == "" {
-		addr = dbusapi.SystemBusAddress()
+		addr = update1.SystemBusAddress()
 	}
 	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
 	if err != nil {

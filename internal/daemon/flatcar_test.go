@@ -13,7 +13,6 @@ import (
 	"github.com/abupdate/update_engine/internal/engine"
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/slot"
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
@@ -136,7 +135,7 @@ func TestEventsKeepAppAttributes(t *testing.T) {
 	}{
 		{name: "success", events: "3/2 previousversion=0.0.0.0, 13/1, 14/1, 3/1"},
 		{name: "failure", badSHA: true, events: fmt.Sprintf("3/2 previousversion=0.0.0.0, 13/1, 3/0 errorcode=%d",
-			int32(status.PayloadHashMismatchError|status.FlagTestOmahaURL))},
+			int32(omaha.PayloadHashMismatchError|omaha.FlagTestOmahaURL))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newOmaha(t)

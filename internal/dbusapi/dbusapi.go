@@ -2,7 +2,7 @@
 // surface, the objects the daemon exports. The names, the status tuple
 // and the client (with its Watch, which believes only the owner of
 // com.coreos.update1) are pkg/update1's, shared with the reboot manager
-// and update_engine_client; the names here are aliases of those.
+// and update_engine_client; this package only serves them.
 //
 // Names (SPEC.md sections 1a and 1c). One connection exports one object per
 // path; every object forwards to the same Engine:
@@ -51,41 +51,6 @@ import (
 	"github.com/abupdate/update_engine/pkg/update1"
 )
 
-// The compatible names (pkg/update1's). Never change these.
-const (
-	CoreOSName      = update1.Name
-	CoreOSPath      = update1.Path
-	CoreOSInterface = update1.Interface
-
-	ChromeOSName      = update1.ChromeOSName
-	ChromeOSPath      = update1.ChromeOSPath
-	ChromeOSInterface = update1.ChromeOSInterface
-
-	// ErrorFailed is the error name of a refused call on every interface
-	// (AUE's org.chromium.UpdateEngine.Error.Failed).
-	ErrorFailed = update1.ErrorFailed
-
-	// SignalName is the member of the status signal on both compatible
-	// interfaces.
-	SignalName = update1.SignalStatusUpdate
-)
-
-// Our own interface, on the CoreOS object path.
-const (
-	Interface = update1.OwnInterface
-
-	// ErrorAccessDenied is returned when a root-only method is called by
-	// another user.
-	ErrorAccessDenied = update1.ErrorAccessDenied
-)
-
-// Status is the five values of GetStatus and StatusUpdate (signature
-// xdssx), in wire order.
-type Status = update1.Status
-
-// Detail is the richer status of GetStatusJSON.
-type Detail = update1.Detail
-
 // UpdateRequest is an interactive update request. AppVersion and OmahaURL
 // come from the ChromeOS AttemptUpdate(s,s) and may be empty; the engine
 // decides whether to honour them.
@@ -98,9 +63,9 @@ type UpdateRequest struct {
 // concurrent use: godbus runs every call on its own goroutine.
 type Engine interface {
 	// Status returns a snapshot; it must not block on an update in flight.
-	Status() Status
+	Status() update1.Status
 	// Detail returns the snapshot of GetStatusJSON.
-	Detail() Detail
+	Detail() update1.Detail
 	// AttemptUpdate starts an interactive check. Ignored (nil) unless
 	// idle, as in Flatcar.
 	AttemptUpdate(ctx context.Context, req UpdateRequest) error
@@ -112,11 +77,3 @@ type Engine interface {
 	// SetChannel sets the Omaha track used by the next check.
 	SetChannel(ctx context.Context, channel string) error
 }
-
-// The client's errors (pkg/update1's).
-var (
-	ErrNoBus        = update1.ErrNoBus
-	ErrNotRunning   = update1.ErrNotRunning
-	ErrFailed       = update1.ErrFailed
-	ErrAccessDenied = update1.ErrAccessDenied
-)

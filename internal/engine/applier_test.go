@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/abupdate/update_engine/internal/parts"
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/payload"
 )
 
@@ -40,15 +40,15 @@ func TestPayloadApplierKeys(t *testing.T) {
 		name    string
 		a       parts.PayloadApplier
 		version string
-		want    status.Code // 0: applied
+		want    omaha.Code // 0: applied
 	}{
 		{"key", parts.PayloadApplier{Keys: key}, "2.0.0", 0},
-		{"nil key source", parts.PayloadApplier{}, "2.0.0", status.DownloadPayloadPubKeyVerificationError},
-		{"no key", parts.PayloadApplier{Keys: none}, "2.0.0", status.DownloadPayloadPubKeyVerificationError},
-		{"unreadable key", parts.PayloadApplier{Keys: broken}, "2.0.0", status.DownloadPayloadPubKeyVerificationError},
-		{"unreadable key, insecure", parts.PayloadApplier{Keys: broken, InsecureAllowUnsigned: true}, "2.0.0", status.DownloadPayloadPubKeyVerificationError},
+		{"nil key source", parts.PayloadApplier{}, "2.0.0", omaha.DownloadPayloadPubKeyVerificationError},
+		{"no key", parts.PayloadApplier{Keys: none}, "2.0.0", omaha.DownloadPayloadPubKeyVerificationError},
+		{"unreadable key", parts.PayloadApplier{Keys: broken}, "2.0.0", omaha.DownloadPayloadPubKeyVerificationError},
+		{"unreadable key, insecure", parts.PayloadApplier{Keys: broken, InsecureAllowUnsigned: true}, "2.0.0", omaha.DownloadPayloadPubKeyVerificationError},
 		{"no key, insecure", parts.PayloadApplier{Keys: none, InsecureAllowUnsigned: true}, "2.0.0", 0},
-		{"offered as another version", parts.PayloadApplier{Keys: key}, "4.0.0", status.DownloadPayloadVerificationError},
+		{"offered as another version", parts.PayloadApplier{Keys: key}, "4.0.0", omaha.DownloadPayloadVerificationError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := os.Create(filepath.Join(t.TempDir(), "slot"))

@@ -18,6 +18,8 @@ import (
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/update"
 	"github.com/abupdate/update_engine/pkg/atomicfile"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 type attemptInput struct {
@@ -30,9 +32,9 @@ type attemptInput struct {
 // attempt runs one update attempt on the worker goroutine and reports the
 // outcome to the owner.
 func (e *Engine) attempt(ctx context.Context, in attemptInput) {
-	var flags status.Code
+	var flags omaha.Code
 	if in.serverURL != DefaultServer {
-		flags |= status.FlagTestOmahaURL
+		flags |= omaha.FlagTestOmahaURL
 	}
 	res, err := e.runAttempt(ctx, in, &flags)
 	e.conclude(ctx, in, flags, res, err)
@@ -43,12 +45,12 @@ func (e *Engine) attempt(ctx context.Context, in attemptInput) {
 func (e *Engine) startFinish(ctx context.Context, wg *sync.WaitGroup, st *state) {
 	u := e.record().Update
 	st.busy = true
-	st.snap.Status = status.Finalizing
+	st.snap.Status = update1.Finalizing
 	st.snap.NewVersion, st.snap.NewSize = u.ToVersion, u.Size
 	in := attemptInput{server: u.Server, serverURL: cmp.Or(u.Server, e.cfg.Server)}
-	var flags status.Code
+	var flags omaha.Code
 	if in.serverURL != DefaultServer {
-		flags |= status.FlagTestOmahaURL
+		flags |= omaha.FlagTestOmahaURL
 	}
 	wg.Add(1)
 	go func() {
@@ -58,7 +60,7 @@ func (e *Engine) startFinish(ctx context.Context, wg *sync.WaitGroup, st *state)
 }
 
 // conclude reports an attempt's outcome to the owner (and the server).
-func (e *Engine) conclude(ctx context.Context, in attemptInput, flags status.Code, res attemptResult, err error) {
+func (e *Engine) conclude(ctx context.Context, in attemptInput, flags omaha.Code, res attemptResult, err error) {
 	if ctx.Err() != nil {
 		// Shutdown: leave prefs as they are, the next start resumes.
 		return
@@ -69,8 +71,8 @@ func (e *Engine) conclude(ctx context.Context, in attemptInput, flags status.Cod
 			st.failures = 0
 			st.poll = res.poll
 			if res.noUpdate {
-				st.snap.Status = status.Idle
-				st.snap.LastError = status.Success
+				st.snap.Status = update1.Idle
+				st.snap.LastError = omaha.Success
 				st.snap.LastErrorMessage = ""
 			}
 			e.arm(st, e.cfg.Schedule.next(e.float(), 0, st.poll))
@@ -85,16 +87,16 @@ func (e *Engine) conclude(ctx context.Context, in attemptInput, flags status.Cod
 		e.observe(CheckDone{Result: CheckError, At: e.cfg.Clock.Now()})
 	}
 	e.do(ctx, func(st *state) {
-		st.snap.Status = status.ReportingErrorEvent
+		st.snap.Status = update1.ReportingErrorEvent
 		st.snap.LastError = reported
 		st.snap.LastErrorMessage = err.Error()
 	})
-	if code.Base() != status.OmahaResponseHandlerError {
+	if code.Base() != omaha.OmahaResponseHandlerError {
 		e.event(ctx, in.server, update.FailureEvent(reported))
 	}
 	e.do(ctx, func(st *state) {
 		st.busy = false
-		st.snap.Status = status.Idle
+		st.snap.Status = update1.Idle
 		st.snap.Progress = 0
 		if res.checkFailed {
 			st.failures++
@@ -175,7 +177,7 @@ func (e *Engine) deltaFailed(plan *Plan, err error) {
 
 // runAttempt is one attempt's steps: check, accept the offer, download
 // and verify it into the passive slot, finalize (post-install and flip).
-func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.Code) (res attemptResult, err error) {
+func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *omaha.Code) (res attemptResult, err error) {
 	plan, err := e.check(ctx, in)
 	if err != nil {
 		res.checkFailed = true
@@ -200,7 +202,7 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	if err != nil {
 		return res, err
 	}
-	e.do(ctx, func(st *state) { st.snap.Status = status.Finalizing })
+	e.do(ctx, func(st *state) { st.snap.Status = update1.Finalizing })
 	return res, e.finalize(ctx, partitionHash)
 }
 
@@ -236,20 +238,20 @@ func (e *Engine) check(ctx context.Context, in attemptInput) (*Plan, error) {
 func (e *Engine) accept(ctx context.Context, plan *Plan) error {
 	if e.cfg.Floor != nil {
 		if err := e.cfg.Floor.Check(ctx, plan.Version); err != nil {
-			return status.WithCode(status.OmahaUpdateIgnoredPerPolicy, fmt.Errorf("version %s refused by the anti-rollback floor: %w", plan.Version, err))
+			return status.WithCode(omaha.OmahaUpdateIgnoredPerPolicy, fmt.Errorf("version %s refused by the anti-rollback floor: %w", plan.Version, err))
 		}
 	}
 	if plan.Size <= 0 || len(plan.SHA256) != 32 || len(plan.URLs) == 0 {
-		return status.WithCode(status.OmahaResponseInvalid, errors.New("engine: the plan lacks a size, a SHA-256 or a URL"))
+		return status.WithCode(omaha.OmahaResponseInvalid, errors.New("engine: the plan lacks a size, a SHA-256 or a URL"))
 	}
 	if err := e.cfg.Applier.Ready(); err != nil {
 		return fmt.Errorf("refusing version %s before downloading it: %w", plan.Version, err)
 	}
 	e.do(ctx, func(st *state) {
-		st.snap.Status = status.UpdateAvailable
+		st.snap.Status = update1.UpdateAvailable
 		st.snap.NewVersion = plan.Version
 		st.snap.NewSize = plan.Size
-		st.snap.LastError = status.Success
+		st.snap.LastError = omaha.Success
 		st.snap.LastErrorMessage = ""
 	})
 	return nil
@@ -258,16 +260,16 @@ func (e *Engine) accept(ctx context.Context, plan *Plan) error {
 // downloadVerified downloads and applies the payload (DOWNLOADING), checks
 // it against Omaha's size and SHA-256 (VERIFYING), installs its files and
 // records it verified. It returns the new partition's verified hash.
-func (e *Engine) downloadVerified(ctx context.Context, plan *Plan, server string, flags *status.Code) ([]byte, error) {
+func (e *Engine) downloadVerified(ctx context.Context, plan *Plan, server string, flags *omaha.Code) ([]byte, error) {
 	e.event(ctx, server, update.EventDownloadStarted)
-	e.do(ctx, func(st *state) { st.snap.Status = status.Downloading })
+	e.do(ctx, func(st *state) { st.snap.Status = update1.Downloading })
 	files := newFileSet(e.cfg.Procedures, e.cfg.Slots.Passive())
 	defer files.close(true) // what install did not rename
 	applied, err := e.download(ctx, plan, server, files, flags)
 	if err != nil {
 		return nil, err
 	}
-	e.do(ctx, func(st *state) { st.snap.Status = status.Verifying; st.snap.Progress = 1 })
+	e.do(ctx, func(st *state) { st.snap.Status = update1.Verifying; st.snap.Progress = 1 })
 	e.event(ctx, server, update.EventDownloadFinished)
 	if err := matchPlan(applied, plan); err != nil {
 		e.dropUpdate()
@@ -284,7 +286,7 @@ func (e *Engine) downloadVerified(ctx context.Context, plan *Plan, server string
 		return nil, err
 	}
 	if err := e.changeUpdate(func(u *Update) { u.Phase, u.Checkpoint, u.Files = PhaseVerified, nil, installed }); err != nil {
-		return nil, status.WithCode(status.DownloadStateInitializationError, err)
+		return nil, status.WithCode(omaha.DownloadStateInitializationError, err)
 	}
 	return applied.PartitionHash, nil
 }
@@ -292,10 +294,10 @@ func (e *Engine) downloadVerified(ctx context.Context, plan *Plan, server string
 // matchPlan checks the applied payload against Omaha's size and SHA-256.
 func matchPlan(applied Applied, plan *Plan) error {
 	if applied.Size != plan.Size {
-		return status.WithCode(status.PayloadSizeMismatchError, fmt.Errorf("%w: got %d bytes, Omaha said %d", ErrSizeMismatch, applied.Size, plan.Size))
+		return status.WithCode(omaha.PayloadSizeMismatchError, fmt.Errorf("%w: got %d bytes, Omaha said %d", ErrSizeMismatch, applied.Size, plan.Size))
 	}
 	if !bytes.Equal(applied.SHA256, plan.SHA256) {
-		return status.WithCode(status.PayloadHashMismatchError, fmt.Errorf("%w: got %s, Omaha said %s", ErrHashMismatch,
+		return status.WithCode(omaha.PayloadHashMismatchError, fmt.Errorf("%w: got %s, Omaha said %s", ErrHashMismatch,
 			base64.StdEncoding.EncodeToString(applied.SHA256), base64.StdEncoding.EncodeToString(plan.SHA256)))
 	}
 	return nil
@@ -313,7 +315,7 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 	plan := &Plan{Version: u.ToVersion, Size: u.Size, SHA256: u.SHA256, Delta: u.Delta, PostinstArgs: postinstArgs(u.Files)}
 	if u.Phase == PhaseVerified || u.Phase == PhasePostinst {
 		if err := e.changeUpdate(func(u *Update) { u.Phase = PhasePostinst }); err != nil {
-			return status.WithCode(status.DownloadStateInitializationError, err)
+			return status.WithCode(omaha.DownloadStateInitializationError, err)
 		}
 		if err := e.cfg.Procedures.checkFiles(ctx, u.Files); err != nil {
 			if ctx.Err() == nil {
@@ -349,7 +351,7 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 	e.writeMarkers(u)
 	e.sendApplied(ctx, u.Server)
 	e.do(ctx, func(st *state) {
-		st.snap.Status = status.UpdatedNeedReboot
+		st.snap.Status = update1.UpdatedNeedReboot
 		st.snap.Progress = 0
 		st.snap.NewVersion, st.snap.NewSize = u.ToVersion, u.Size
 		e.refreshSlots(ctx, &st.snap)
@@ -364,7 +366,7 @@ func (e *Engine) flip(ctx context.Context) error {
 	e.recMu.Lock()
 	defer e.recMu.Unlock()
 	if err := e.changeLocked(func(r *Record) { r.Update.Phase = PhaseFlipping; r.Update.BootID = e.cfg.BootID }); err != nil {
-		return status.WithCode(status.DownloadStateInitializationError, err)
+		return status.WithCode(omaha.DownloadStateInitializationError, err)
 	}
 	if err := e.cfg.Slots.MarkPassiveForTrial(ctx); err != nil {
 		// The GPT write failed: the target may or may not boot next;
@@ -377,7 +379,7 @@ func (e *Engine) flip(ctx context.Context) error {
 	}); err != nil {
 		// Flipped, but not recorded: a restart finds "flipping" and the
 		// GPT flipped, and takes it as flipped.
-		return status.WithCode(status.DownloadStateInitializationError, err)
+		return status.WithCode(omaha.DownloadStateInitializationError, err)
 	}
 	return nil
 }
@@ -411,7 +413,7 @@ func (e *Engine) dropUpdate() {
 
 // download streams the payload into the passive slot, resuming from the
 // recorded checkpoint when the same payload is offered again.
-func (e *Engine) download(ctx context.Context, plan *Plan, server string, files *fileSet, flags *status.Code) (Applied, error) {
+func (e *Engine) download(ctx context.Context, plan *Plan, server string, files *fileSet, flags *omaha.Code) (Applied, error) {
 	from, err := e.recordDownload(ctx, plan, server, flags)
 	if err != nil {
 		return Applied{}, err
@@ -431,7 +433,7 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 			e.log.Warn("server refused the resume range; the next attempt starts over", "err", err)
 			e.dropUpdate()
 		}
-		return Applied{}, status.WithCode(status.DownloadTransferError, fmt.Errorf("download: %w", err))
+		return Applied{}, status.WithCode(omaha.DownloadTransferError, fmt.Errorf("download: %w", err))
 	}
 	defer body.Close()
 	return e.apply(ctx, plan, body, src, dst, files, from)
@@ -440,7 +442,7 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 // recordDownload records the download before the passive slot is
 // touched, with the checkpoint to resume from: the recorded one when the
 // same payload is offered for the same slot, at most MaxResumes times.
-func (e *Engine) recordDownload(ctx context.Context, plan *Plan, server string, flags *status.Code) (*Checkpoint, error) {
+func (e *Engine) recordDownload(ctx context.Context, plan *Plan, server string, flags *omaha.Code) (*Checkpoint, error) {
 	var from *Checkpoint
 	resumes := 0
 	if u := e.record().Update; u != nil && u.Phase == PhaseDownloading && bytes.Equal(u.SHA256, plan.SHA256) &&
@@ -460,10 +462,10 @@ func (e *Engine) recordDownload(ctx context.Context, plan *Plan, server string, 
 		}
 	})
 	if err != nil {
-		return nil, status.WithCode(status.DownloadStateInitializationError, err)
+		return nil, status.WithCode(omaha.DownloadStateInitializationError, err)
 	}
 	if from != nil {
-		*flags |= status.FlagResumed
+		*flags |= omaha.FlagResumed
 		e.observe(Resumed{})
 		e.log.Info("resuming download", "offset", from.Offset, "resume", resumes)
 	}
@@ -475,16 +477,16 @@ func (e *Engine) recordDownload(ctx context.Context, plan *Plan, server string, 
 // and the booted slot for reading (a delta's source).
 func (e *Engine) openSlots(ctx context.Context) (src io.ReaderAt, dst Target, closeBoth func(), err error) {
 	if err := e.cfg.Slots.MarkPassiveUnbootable(ctx); err != nil {
-		return nil, nil, nil, withDefault(status.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
+		return nil, nil, nil, withDefault(omaha.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
 	}
 	dst, err = e.cfg.Slots.OpenPassive(ctx)
 	if err != nil {
-		return nil, nil, nil, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
+		return nil, nil, nil, withDefault(omaha.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
 	}
 	src, srcCloser, err := e.cfg.Slots.Active()
 	if err != nil {
 		dst.Close()
-		return nil, nil, nil, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open active slot %s: %w", e.cfg.Slots.Booted(), err))
+		return nil, nil, nil, withDefault(omaha.InstallDeviceOpenError, fmt.Errorf("open active slot %s: %w", e.cfg.Slots.Booted(), err))
 	}
 	if e.cfg.Observer != nil {
 		dst = countingTarget{Target: dst, e: e}
@@ -506,7 +508,7 @@ func (e *Engine) apply(ctx context.Context, plan *Plan, body io.Reader, src io.R
 	if err != nil {
 		if pr.err != nil && ctx.Err() == nil {
 			// The body broke off: keep the checkpoint for a resume.
-			return Applied{}, status.WithCode(status.DownloadTransferError, fmt.Errorf("download: %w", err))
+			return Applied{}, status.WithCode(omaha.DownloadTransferError, fmt.Errorf("download: %w", err))
 		}
 		if !resumable(err) {
 			e.dropUpdate()
@@ -514,7 +516,7 @@ func (e *Engine) apply(ctx context.Context, plan *Plan, body io.Reader, src io.R
 		return Applied{}, fmt.Errorf("apply: %w", err)
 	}
 	if err := dst.Sync(); err != nil {
-		return Applied{}, status.WithCode(status.DownloadWriteError, fmt.Errorf("sync passive slot: %w", err))
+		return Applied{}, status.WithCode(omaha.DownloadWriteError, fmt.Errorf("sync passive slot: %w", err))
 	}
 	e.observe(ApplyDone{Bytes: pr.done - offset, Took: e.cfg.Clock.Now().Sub(started)})
 	return applied, nil

@@ -7,7 +7,7 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // HealthGate decides when the booted slot is marked good after a boot
@@ -34,8 +34,8 @@ func (e *Engine) bootGate(ctx context.Context) {
 	if err := e.markGood(ctx); err != nil {
 		e.log.Error("booted slot not marked good", "slot", e.cfg.Slots.Booted(), "err", err)
 		e.do(ctx, func(st *state) {
-			if st.snap.LastError == status.Success {
-				st.snap.LastError = status.Error
+			if st.snap.LastError == omaha.Success {
+				st.snap.LastError = omaha.Error
 				st.snap.LastErrorMessage = err.Error()
 			}
 		})

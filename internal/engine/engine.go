@@ -50,8 +50,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // DefaultServer is Flatcar's public Omaha URL; any other server sets
@@ -128,7 +128,7 @@ type Settings struct {
 
 // Snapshot is the published state. It is a value: readers get a copy.
 type Snapshot struct {
-	Status           status.Update
+	Status           update1.Op
 	LastChecked      int64 // unix seconds of the last successful check, 0 before
 	Progress         float64
 	NewVersion       string // "0.0.0" when none
@@ -138,7 +138,7 @@ type Snapshot struct {
 	Server           string
 	BootedSlot       string
 	NextBootSlot     string
-	LastError        status.Code // of the last attempt; Success when it succeeded
+	LastError        omaha.Code // of the last attempt; Success when it succeeded
 	LastErrorMessage string
 	Resumes          int
 	BytesDownloaded  int64
@@ -213,7 +213,7 @@ func New(cfg Config) (*Engine, error) {
 		reqs:   make(chan request),
 		mutate: make(chan func(*state), 16),
 	}
-	s := Snapshot{Status: status.Idle, NewVersion: "0.0.0", CurrentVersion: cfg.CurrentVersion, Channel: cfg.Track, Server: cfg.Server}
+	s := Snapshot{Status: update1.Idle, NewVersion: "0.0.0", CurrentVersion: cfg.CurrentVersion, Channel: cfg.Track, Server: cfg.Server}
 	e.snap.Store(&s)
 	return e, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // rawApplier applies a "raw image" payload: the payload bytes are the
@@ -53,7 +54,7 @@ func (rawApplier) Apply(ctx context.Context, _ *Plan, r io.Reader, src io.Reader
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			if _, werr := dst.WriteAt(buf[:n], off); werr != nil {
-				return Applied{}, status.WithCode(status.DownloadWriteError, werr)
+				return Applied{}, status.WithCode(omaha.DownloadWriteError, werr)
 			}
 			h.Write(buf[:n])
 			off += int64(n)
@@ -409,7 +410,7 @@ func waitFor(t *testing.T, e *Engine, what string, cond func(Snapshot) bool) Sna
 }
 
 func idleAfterAttempt(s Snapshot) bool {
-	return s.Status == status.Idle && s.LastChecked != 0
+	return s.Status == update1.Idle && s.LastChecked != 0
 }
 
 func payloadBytes(n int, seed byte) []byte {

@@ -3,7 +3,7 @@ package engine
 import (
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // Observer hears what the engine does: every published snapshot (the
@@ -57,7 +57,7 @@ type Resumed struct{}
 
 // Failed is a failed attempt, a detected rollback included; Code carries
 // no flag bits.
-type Failed struct{ Code status.Code }
+type Failed struct{ Code omaha.Code }
 
 // FlipToGood is the time from the flip to marking the updated slot good.
 type FlipToGood struct{ After time.Duration }

@@ -1,6 +1,6 @@
 package engine
 
-import "github.com/abupdate/update_engine/internal/status"
+import "github.com/abupdate/update_engine/pkg/update1"
 
 // host is what a restart sees besides the record.
 type host struct {
@@ -12,8 +12,8 @@ type host struct {
 
 // restartPlan is what a restart does.
 type restartPlan struct {
-	Record Record        // the record to keep (stored when it differs)
-	Status status.Update // IDLE or UPDATED_NEED_REBOOT
+	Record Record     // the record to keep (stored when it differs)
+	Status update1.Op // IDLE or UPDATED_NEED_REBOOT
 	// Finish: the payload is in the target slot and verified; run the
 	// post-install step (again) and flip, without downloading.
 	Finish bool
@@ -32,7 +32,7 @@ type restartPlan struct {
 // failed, and never sends a flipped payload to be downloaded again.
 func decideRestart(rec Record, h host) restartPlan {
 	rec = rec.clone()
-	p := restartPlan{Record: rec, Status: status.Idle}
+	p := restartPlan{Record: rec, Status: update1.Idle}
 	u := rec.Update
 	if u == nil {
 		return decideNoUpdate(p, h)
@@ -119,7 +119,7 @@ func (b planner) pending(why string) restartPlan {
 	if b.u.Phase == PhaseFlipping { // the flip landed
 		b.u.Phase, b.u.AppliedOwed = PhaseFlipped, true
 	}
-	b.p.Status = status.UpdatedNeedReboot
+	b.p.Status = update1.UpdatedNeedReboot
 	b.p.SendApplied = b.u.AppliedOwed
 	b.p.Why = why
 	return b.p

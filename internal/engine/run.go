@@ -13,7 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // state is owned by the Run goroutine; nothing else touches it.
@@ -134,16 +135,16 @@ func (e *Engine) restore(ctx context.Context, st *state) (restartPlan, error) {
 			e.log.Info("removed a stale update-completed marker", "path", e.cfg.MarkerPath)
 		}
 	}
-	if u := rp.Record.Update; rp.Status == status.UpdatedNeedReboot {
-		st.snap.Status = status.UpdatedNeedReboot
+	if u := rp.Record.Update; rp.Status == update1.UpdatedNeedReboot {
+		st.snap.Status = update1.UpdatedNeedReboot
 		st.snap.NewVersion, st.snap.NewSize = cmp.Or(u.ToVersion, "0.0.0"), u.Size
 		e.writeMarkers(u)
 	}
 	if r := rp.Record.Report; r != nil && r.Rollback {
-		st.snap.LastError = status.RollbackError
+		st.snap.LastError = omaha.RollbackError
 		st.snap.LastErrorMessage = "the machine came back on version " + r.FromVersion + " after an update"
 		e.log.Warn("rollback detected: the updated slot did not boot", "version", r.FromVersion, "to", r.ToVersion)
-		e.observe(Failed{Code: status.RollbackError})
+		e.observe(Failed{Code: omaha.RollbackError})
 	}
 	e.refreshSlots(ctx, &st.snap)
 	return rp, nil
@@ -155,7 +156,7 @@ func (e *Engine) refreshSlots(ctx context.Context, s *Snapshot) {
 		s.NextBootSlot = n
 	}
 	if ok, err := e.cfg.Slots.CanRollback(ctx); err == nil {
-		s.CanRollback = ok && s.Status != status.UpdatedNeedReboot
+		s.CanRollback = ok && s.Status != update1.UpdatedNeedReboot
 	}
 }
 
@@ -193,7 +194,7 @@ func (e *Engine) arm(st *state, d time.Duration) {
 func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r request) error {
 	switch r.kind {
 	case reqAttempt:
-		if st.busy || st.snap.Status != status.Idle {
+		if st.busy || st.snap.Status != update1.Idle {
 			e.log.Info("AttemptUpdate ignored: not idle", "status", st.snap.Status)
 			return nil
 		}
@@ -211,9 +212,9 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 		switch {
 		case st.busy:
 			return ErrBusy
-		case st.snap.Status == status.Idle:
+		case st.snap.Status == update1.Idle:
 			return nil
-		case st.snap.Status == status.UpdatedNeedReboot:
+		case st.snap.Status == update1.UpdatedNeedReboot:
 			// The engine forgets the update; the GPT is left as it is
 			// (Flatcar), so a reboot still boots the new slot.
 			if err := e.change(func(r *Record) { r.Update = nil }); err != nil {
@@ -224,7 +225,7 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 					return err
 				}
 			}
-			st.snap.Status = status.Idle
+			st.snap.Status = update1.Idle
 			st.snap.NewVersion = "0.0.0"
 			st.snap.NewSize = 0
 			st.snap.Progress = 0
@@ -232,7 +233,7 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 		}
 		return ErrBusy
 	case reqRollback:
-		if st.busy || st.snap.Status != status.Idle {
+		if st.busy || st.snap.Status != update1.Idle {
 			return ErrNotIdle
 		}
 		ok, err := e.cfg.Slots.CanRollback(ctx)
@@ -267,7 +268,7 @@ func (e *Engine) scheduled(ctx context.Context, wg *sync.WaitGroup, st *state) {
 	switch {
 	case st.busy:
 		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
-	case st.snap.Status == status.UpdatedNeedReboot:
+	case st.snap.Status == update1.UpdatedNeedReboot:
 		st.busy = true
 		e.refresh(st)
 		track, server := st.snap.Channel, ""
@@ -286,11 +287,11 @@ func (e *Engine) scheduled(ctx context.Context, wg *sync.WaitGroup, st *state) {
 				e.arm(st, e.cfg.Schedule.next(e.float(), 0, st.poll))
 			})
 		}()
-	case st.snap.Status == status.Idle && e.disabled(st):
+	case st.snap.Status == update1.Idle && e.disabled(st):
 		// No request, no error, no backoff: check again at the usual
 		// interval, when SERVER may have been set again.
 		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
-	case st.snap.Status == status.Idle:
+	case st.snap.Status == update1.Idle:
 		e.start(ctx, wg, st, false, "")
 	default:
 		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
@@ -331,7 +332,7 @@ func (e *Engine) start(ctx context.Context, wg *sync.WaitGroup, st *state, inter
 	e.refresh(st)
 	st.busy = true
 	st.checkAt = nil
-	st.snap.Status = status.CheckingForUpdate
+	st.snap.Status = update1.CheckingForUpdate
 	st.snap.Progress = 0
 	if server == "" && st.snap.Server != e.cfg.Server {
 		server = st.snap.Server
@@ -387,15 +388,15 @@ func (e *Engine) publish(st *state, force bool) {
 
 // transitions lists the legal status changes (SPEC.md 1a); FINALIZING
 // follows IDLE when a restart finishes a verified update.
-var transitions = map[status.Update][]status.Update{
-	status.Idle:                {status.CheckingForUpdate, status.Finalizing},
-	status.CheckingForUpdate:   {status.Idle, status.UpdateAvailable, status.ReportingErrorEvent},
-	status.UpdateAvailable:     {status.Downloading, status.ReportingErrorEvent},
-	status.Downloading:         {status.Verifying, status.ReportingErrorEvent},
-	status.Verifying:           {status.Finalizing, status.ReportingErrorEvent},
-	status.Finalizing:          {status.UpdatedNeedReboot, status.ReportingErrorEvent},
-	status.UpdatedNeedReboot:   {status.Idle},
-	status.ReportingErrorEvent: {status.Idle},
+var transitions = map[update1.Op][]update1.Op{
+	update1.Idle:                {update1.CheckingForUpdate, update1.Finalizing},
+	update1.CheckingForUpdate:   {update1.Idle, update1.UpdateAvailable, update1.ReportingErrorEvent},
+	update1.UpdateAvailable:     {update1.Downloading, update1.ReportingErrorEvent},
+	update1.Downloading:         {update1.Verifying, update1.ReportingErrorEvent},
+	update1.Verifying:           {update1.Finalizing, update1.ReportingErrorEvent},
+	update1.Finalizing:          {update1.UpdatedNeedReboot, update1.ReportingErrorEvent},
+	update1.UpdatedNeedReboot:   {update1.Idle},
+	update1.ReportingErrorEvent: {update1.Idle},
 }
 
 // illegalTransition hears every illegal status change; the engine's tests
@@ -405,7 +406,7 @@ var illegalTransition = func(error) {}
 // ErrIllegalTransition is a status change the table does not allow.
 var ErrIllegalTransition = errors.New("engine: illegal status transition")
 
-func checkTransition(from, to status.Update) error {
+func checkTransition(from, to update1.Op) error {
 	if from == to || slices.Contains(transitions[from], to) {
 		return nil
 	}

@@ -33,10 +33,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 const namespace = "update_engine"
@@ -124,7 +126,7 @@ func New() *Metrics {
 	for _, r := range []CheckResult{CheckUpdateAvailable, CheckNoUpdate, CheckError} {
 		m.checks.WithLabelValues(string(r))
 	}
-	m.SetStatus(status.Idle)
+	m.SetStatus(update1.Idle)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	return m
 }
@@ -233,7 +235,7 @@ func (m *Metrics) Resumed() {
 // Error counts one failure by its update_engine code; the labels are the
 // decimal code without flag bits (e.g. "9" for 268435465) and its name
 // ("DownloadTransferError").
-func (m *Metrics) Error(c status.Code) {
+func (m *Metrics) Error(c omaha.Code) {
 	if m == nil {
 		return
 	}
@@ -241,11 +243,11 @@ func (m *Metrics) Error(c status.Code) {
 }
 
 // SetStatus records the current update status.
-func (m *Metrics) SetStatus(s status.Update) {
+func (m *Metrics) SetStatus(s update1.Op) {
 	if m == nil {
 		return
 	}
-	for u := status.Idle; u <= status.ReportingErrorEvent; u++ {
+	for u := update1.Idle; u <= update1.ReportingErrorEvent; u++ {
 		v := 0.0
 		if u == s {
 			v = 1

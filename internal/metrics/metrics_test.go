@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // scrape fetches url and returns every sample as "name{labels}" → value.
@@ -71,9 +72,9 @@ func TestScrapeOverLoopback(t *testing.T) {
 	m.SetIOLimitError(true)
 	m.Resumed()
 	m.Resumed()
-	m.Error(status.DownloadTransferError | status.FlagTestOmahaURL)
-	m.Error(status.HTTPCode(404))
-	m.SetStatus(status.Downloading)
+	m.Error(omaha.DownloadTransferError | omaha.FlagTestOmahaURL)
+	m.Error(omaha.HTTPCode(404))
+	m.SetStatus(update1.Downloading)
 	m.ObserveFlipToGood(90 * time.Second)
 	m.SetInfo("3815.2.0", "A")
 	m.SetInfo("3850.0.0", "B") // replaces, never adds
@@ -180,8 +181,8 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.AddThrottled(time.Second)
 	m.SetIOLimit(1, 1)
 	m.Resumed()
-	m.Error(status.Error)
-	m.SetStatus(status.Idle)
+	m.Error(omaha.Error)
+	m.SetStatus(update1.Idle)
 	m.ObserveFlipToGood(time.Second)
 	if m.Handler() == nil {
 		t.Fatal("nil Metrics has nil Handler")

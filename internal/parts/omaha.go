@@ -108,7 +108,7 @@ func (c *OmahaChecker) Check(ctx context.Context, req update.CheckRequest) (*upd
 	}
 	sum, err := decodeSHA256(op.SHA256)
 	if err != nil {
-		return nil, status.WithCode(status.OmahaResponseInvalid, err)
+		return nil, status.WithCode(omaha.OmahaResponseInvalid, err)
 	}
 	return &update.Plan{
 		Version: op.Version, URLs: op.URLs, Size: op.Size, SHA256: sum,

@@ -12,6 +12,7 @@ import (
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/update"
 	"github.com/abupdate/update_engine/pkg/cgroup"
+	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/payload"
 )
 
@@ -67,9 +68,9 @@ func (a PayloadApplier) keys() ([]*rsa.PublicKey, error) {
 	}
 	switch {
 	case err != nil:
-		return nil, status.WithCode(status.DownloadPayloadPubKeyVerificationError, fmt.Errorf("%w: %w", ErrNoPayloadKey, err))
+		return nil, status.WithCode(omaha.DownloadPayloadPubKeyVerificationError, fmt.Errorf("%w: %w", ErrNoPayloadKey, err))
 	case len(keys) == 0 && !a.InsecureAllowUnsigned:
-		return nil, status.WithCode(status.DownloadPayloadPubKeyVerificationError, ErrNoPayloadKey)
+		return nil, status.WithCode(omaha.DownloadPayloadPubKeyVerificationError, ErrNoPayloadKey)
 	}
 	return keys, nil
 }
@@ -119,7 +120,7 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *update.Plan, r io.Reade
 	} else {
 		var cp payload.Checkpoint
 		if jerr := json.Unmarshal(from.State, &cp); jerr != nil {
-			return update.Applied{}, status.WithCode(status.DownloadStateInitializationError, fmt.Errorf("%w: %v", payload.ErrBadCheckpoint, jerr))
+			return update.Applied{}, status.WithCode(omaha.DownloadStateInitializationError, fmt.Errorf("%w: %v", payload.ErrBadCheckpoint, jerr))
 		}
 		res, err = payload.Resume(ctx, &cp, r, dst, o)
 	}

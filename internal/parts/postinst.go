@@ -18,6 +18,7 @@ import (
 
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // SlotPostinst runs the post-install program the new image carries, as
@@ -56,7 +57,7 @@ func (p SlotPostinst) Run(ctx context.Context, device string, plan *update.Plan)
 		return fmt.Errorf("post-install: %w", err)
 	}
 	if fi.Mode()&os.ModeDevice == 0 {
-		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("post-install: %s is not a block device: the new image cannot be mounted (run with --postinst - when images have no post-install step)", device))
+		return status.WithCode(omaha.PostinstallRunnerError, fmt.Errorf("post-install: %s is not a block device: the new image cannot be mounted (run with --postinst - when images have no post-install step)", device))
 	}
 	mnt, err := os.MkdirTemp("", mountPrefix)
 	if err != nil {
@@ -76,7 +77,7 @@ func (p SlotPostinst) Run(ctx context.Context, device string, plan *update.Plan)
 // runPrivate runs on a locked OS thread: it moves the thread into a
 // private mount namespace, mounts the image there, and runs the program.
 func (p SlotPostinst) runPrivate(ctx context.Context, log *slog.Logger, device, mnt string, plan *update.Plan) error {
-	fail := func(err error) error { return status.WithCode(status.PostinstallRunnerError, err) }
+	fail := func(err error) error { return status.WithCode(omaha.PostinstallRunnerError, err) }
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fail(fmt.Errorf("post-install: private mount namespace: %w", err))
 	}
@@ -199,7 +200,7 @@ type ExecPostinst struct {
 // as any other post-install failure.
 func (p ExecPostinst) Run(ctx context.Context, device string, plan *update.Plan) error {
 	if _, err := os.Stat(p.Path); err != nil {
-		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("postinst: %w", err))
+		return status.WithCode(omaha.PostinstallRunnerError, fmt.Errorf("postinst: %w", err))
 	}
 	timeout := p.Timeout
 	if timeout == 0 {
@@ -227,9 +228,9 @@ func (p ExecPostinst) Run(ctx context.Context, device string, plan *update.Plan)
 	case err == nil:
 		return nil
 	case errors.As(err, &ee) && ee.ExitCode() == 3:
-		return status.WithCode(status.PostinstallBootedFromFirmwareB, fmt.Errorf("postinst %s exited 3: %s", p.Path, out))
+		return status.WithCode(omaha.PostinstallBootedFromFirmwareB, fmt.Errorf("postinst %s exited 3: %s", p.Path, out))
 	default:
-		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("postinst %s: %v: %s", p.Path, err, out))
+		return status.WithCode(omaha.PostinstallRunnerError, fmt.Errorf("postinst %s: %v: %s", p.Path, err, out))
 	}
 }
 

@@ -49,7 +49,7 @@ type Event = omaha.Event
 
 // FailureEvent is the event of a failed attempt: 3/0 errorcode=<code>
 // (code with its flag bits), or 3/9 for codes 35, 36 and 40.
-func FailureEvent(code status.Code) Event { return omaha.ErrorEvent(int32(code)) }
+func FailureEvent(code omaha.Code) Event { return omaha.ErrorEvent(int32(code)) }
 
 // The events of an update attempt (SPEC.md 1a).
 var (
@@ -85,7 +85,7 @@ const ServerDisabled = config.ServerDisabled
 // ErrUpdatesDisabled is returned for every request while SERVER=disabled.
 // It carries OmahaUpdateIgnoredPerPolicy (35): the engine reports the
 // check as refused by policy, which it is.
-var ErrUpdatesDisabled = status.WithCode(status.OmahaUpdateIgnoredPerPolicy, errors.New("engine: updates are disabled (SERVER=disabled)"))
+var ErrUpdatesDisabled = status.WithCode(omaha.OmahaUpdateIgnoredPerPolicy, errors.New("engine: updates are disabled (SERVER=disabled)"))
 
 // Checkpoint is the applier's resumable state after a whole operation:
 // Offset payload bytes were consumed; State is opaque to the engine.

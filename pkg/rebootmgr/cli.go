@@ -13,11 +13,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/abupdate/update_engine/pkg/clock"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/fleetlock"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 const usage = `usage: update_engine_reboot_manager <command> [flags]
@@ -427,7 +430,7 @@ func (c *lockCmd) reboot(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	l := &Logind{Conn: conn, Clock: SystemClock{}, Logf: func(f string, a ...any) { fmt.Fprintf(c.stderr, f+"\n", a...) }}
+	l := &Logind{Conn: conn, Clock: clock.Real{}, Logf: func(f string, a ...any) { fmt.Fprintf(c.stderr, f+"\n", a...) }}
 	return l.Reboot(ctx)
 }
 
@@ -494,8 +497,8 @@ func sendNeedReboot(bus string, stderr io.Writer) int {
 		return 1
 	}
 	defer conn.Close()
-	if err := conn.Emit(UpdateEnginePath, UpdateEngineInterface+"."+StatusUpdateSignal,
-		int64(0), float64(0), StatusNeedsReboot, "", int64(0)); err != nil {
+	if err := conn.Emit(dbus.ObjectPath(update1.Path), update1.Interface+"."+update1.SignalStatusUpdate,
+		int64(0), float64(0), update1.StatusUpdatedNeedReboot, "", int64(0)); err != nil {
 		fmt.Fprintln(stderr, "error emitting signal:", err)
 		return 1
 	}
@@ -536,7 +539,7 @@ func mainRun(ctx context.Context, args []string, stderr io.Writer, o Options) in
 		return 1
 	}
 	defer conn.Close()
-	ue := NewUpdateEngine(conn)
+	ue := update1.NewClient(conn)
 	ue.Logf = logf
 	m.Status = ue
 	m.Rebooter = &Logind{Conn: conn, Clock: m.Clock, Retry: rf.inhibitRetry, Logf: logf}
@@ -595,8 +598,8 @@ func lockedLogf(w io.Writer) func(format string, a ...any) {
 // status source and rebooter.
 func (rf *runFlags) manager(cfg Config, coord *Coordinator, logf func(string, ...any)) *Manager {
 	return &Manager{
-		Strategy: cfg.Strategy, Window: cfg.Window, Clock: SystemClock{},
-		Backoff:     Backoff{Min: rf.retryMin, Max: rf.retryMax, Rand: clock.Jitter},
+		Strategy: cfg.Strategy, Window: cfg.Window, Clock: clock.Real{},
+		Backoff:     clock.Backoff{Min: rf.retryMin, Max: rf.retryMax, Rand: clock.Jitter},
 		Warner:      Wall{Utmp: rf.utmp},
 		WarnDelay:   rf.warnDelay,
 		StateFile:   rf.stateFile,

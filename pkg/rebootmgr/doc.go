@@ -8,8 +8,8 @@
 //     progress, string current_operation, string new_version, int64
 //     new_size). Every field is type-checked; a malformed body is skipped.
 //     The names, the status tuple and the client are pkg/update1's, shared
-//     with the daemon and update_engine_client; this package keeps
-//     aliases of them (update1.go) for its callers.
+//     with the daemon and update_engine_client; callers use them from
+//     there (update1.Client, update1.Status).
 //     Only the current owner of the name is believed (update1.Client.Watch):
 //     StatusUpdate from any other connection is dropped, the owner is
 //     followed through the bus driver's NameOwnerChanged, and
@@ -53,6 +53,6 @@
 // Config keys beyond locksmith's: FLEETLOCK_URL (FleetLock base URL; the
 // group is LOCKSMITHD_GROUP, default "default") and REBOOT_LOCK_TTL.
 //
-// Time comes from an injected Clock (pkg/clock's, as are Backoff and the
-// wait); nothing here sleeps on the wall clock.
+// Time comes from an injected clock.Clock (pkg/clock, as are clock.Backoff
+// and the wait); nothing here sleeps on the wall clock.
 package rebootmgr

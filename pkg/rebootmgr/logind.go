@@ -6,8 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/abupdate/update_engine/pkg/clock"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/abupdate/update_engine/pkg/clock"
 )
 
 // logind's D-Bus names.
@@ -40,7 +41,7 @@ func (i Inhibitor) BlocksShutdown() bool {
 // inhibitor is held.
 type Logind struct {
 	Conn  *dbus.Conn
-	Clock Clock
+	Clock clock.Clock
 	// Retry is the wait between inhibitor checks (default 1 min).
 	Retry time.Duration
 	Logf  func(format string, args ...any)

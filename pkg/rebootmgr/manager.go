@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/abupdate/update_engine/pkg/clock"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // Rebooter reboots the machine (Logind in production).
@@ -16,9 +17,9 @@ type Rebooter interface {
 
 // StatusSource is update_engine's status (UpdateEngine in production).
 type StatusSource interface {
-	GetStatus(ctx context.Context) (Status, error)
+	GetStatus(ctx context.Context) (update1.Status, error)
 	// Watch delivers StatusUpdate signals until ctx is done.
-	Watch(ctx context.Context) (<-chan Status, error)
+	Watch(ctx context.Context) (<-chan update1.Status, error)
 }
 
 // Warner warns logged-in users (Wall in production) and returns how many
@@ -39,8 +40,8 @@ type Manager struct {
 	Lock     Locker  // required when Strategy.NeedsLock()
 	Rebooter Rebooter
 	Status   StatusSource
-	Clock    Clock
-	Backoff  Backoff
+	Clock    clock.Clock
+	Backoff  clock.Backoff
 	// Warner and WarnDelay: warn users, then wait WarnDelay if anyone was
 	// warned (locksmith: 5 min). nil Warner = no warning.
 	Warner    Warner
@@ -126,7 +127,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var st Status
+	var st update1.Status
 	if err := m.retry(ctx, "GetStatus", func(ctx context.Context) error {
 		var err error
 		st, err = m.Status.GetStatus(ctx)
@@ -161,7 +162,7 @@ type runState struct {
 
 // loop follows statuses and the plan until ctx is done or the status
 // stream ends.
-func (r *runState) loop(statuses <-chan Status) error {
+func (r *runState) loop(statuses <-chan update1.Status) error {
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -183,20 +184,20 @@ func (r *runState) loop(statuses <-chan Status) error {
 }
 
 // follow starts or cancels the plan as update_engine's status changes.
-func (r *runState) follow(s Status) {
+func (r *runState) follow(s update1.Status) {
 	switch {
 	case r.rebooted:
 	case s.NeedsReboot() && r.planDone == nil:
 		r.startPlan(s)
 	case !s.NeedsReboot() && r.planDone != nil:
-		r.m.logf("update_engine left %s (%s); canceling the reboot plan", StatusNeedsReboot, s.CurrentOperation)
+		r.m.logf("update_engine left %s (%s); canceling the reboot plan", update1.StatusUpdatedNeedReboot, s.CurrentOperation)
 		r.cancelPlan()
 	case !s.NeedsReboot() && r.planDone == nil && r.intent.Phase != PhaseNone:
 		r.settle(s)
 	}
 }
 
-func (r *runState) startPlan(s Status) {
+func (r *runState) startPlan(s update1.Status) {
 	pctx, cancel := context.WithCancel(r.ctx)
 	done := make(chan error, 1)
 	r.planDone, r.cancelPlan = done, cancel
@@ -228,11 +229,11 @@ func (r *runState) planFinished(err error) {
 	if in, lerr := r.m.loadIntent(); lerr == nil {
 		r.intent = in
 	}
-	r.settle(Status{CurrentOperation: "(plan canceled)"})
+	r.settle(update1.Status{CurrentOperation: "(plan canceled)"})
 }
 
 // settle: not (or no longer) needing a reboot, release what we hold.
-func (r *runState) settle(s Status) {
+func (r *runState) settle(s update1.Status) {
 	m, intent := r.m, r.intent
 	if m.Lock != nil {
 		if intent.Phase != PhaseNone {
@@ -259,7 +260,7 @@ func (m *Manager) loadIntent() (Intent, error) {
 
 // plan waits for the window, takes the lock, warns users and reboots.
 // resume skips the window wait (the host had already committed).
-func (m *Manager) plan(ctx context.Context, s Status, resume bool) error {
+func (m *Manager) plan(ctx context.Context, s update1.Status, resume bool) error {
 	m.setState(StateRebootPlanned)
 	m.logf("update %q needs a reboot (strategy %v)", s.NewVersion, m.Strategy)
 	for {

@@ -59,3 +59,29 @@ func TestStatusBody(t *testing.T) {
 		t.Fatalf("ParseStatus(Body()) = %+v, %v; want %+v", got, err, st)
 	}
 }
+
+// The literal wire strings (moved from internal/status).
+func TestOpWireStrings(t *testing.T) {
+	tests := []struct {
+		u    Op
+		want string
+	}{
+		{Idle, "UPDATE_STATUS_IDLE"},
+		{Verifying, "UPDATE_STATUS_VERIFYING"},
+		{UpdatedNeedReboot, "UPDATE_STATUS_UPDATED_NEED_REBOOT"},
+		{ReportingErrorEvent, "UPDATE_STATUS_REPORTING_ERROR_EVENT"},
+		{Op(8), "unknown status"},
+		{Op(-1), "unknown status"},
+	}
+	for _, tt := range tests {
+		if got := tt.u.String(); got != tt.want {
+			t.Errorf("Op(%d).String() = %q, want %q", int(tt.u), got, tt.want)
+		}
+		if u, ok := ParseOp(tt.want); tt.want != UnknownStatus && (!ok || u != tt.u) {
+			t.Errorf("ParseOp(%q) = %v, %v", tt.want, u, ok)
+		}
+	}
+	if int(UpdatedNeedReboot) != 6 {
+		t.Errorf("UpdatedNeedReboot = %d, want 6 (Flatcar enum order)", int(UpdatedNeedReboot))
+	}
+}
