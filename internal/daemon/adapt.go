@@ -85,7 +85,7 @@ func (o *observer) Observe(ob engine.Observation) {
 		o.m.SetStatus(v.Status)
 		o.signal(v.Snapshot)
 	case engine.CheckDone:
-		o.m.CheckDone(metrics.CheckResult(v.Result), v.At)
+		o.m.CheckDone(v.Result, v.At)
 	case engine.Downloaded:
 		o.m.AddDownloaded(v.Bytes)
 	case engine.Written:

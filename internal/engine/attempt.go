@@ -84,7 +84,7 @@ func (e *Engine) conclude(ctx context.Context, in attemptInput, flags omaha.Code
 	e.log.Error("update attempt failed", "code", reported.String(), "err", err)
 	e.observe(Failed{Code: code})
 	if res.checkFailed {
-		e.observe(CheckDone{Result: CheckError, At: e.cfg.Clock.Now()})
+		e.observe(CheckDone{Result: update.CheckError, At: e.cfg.Clock.Now()})
 	}
 	e.do(ctx, func(st *state) {
 		st.snap.Status = update1.ReportingErrorEvent
@@ -223,11 +223,11 @@ func (e *Engine) check(ctx context.Context, in attemptInput) (*Plan, error) {
 	now := e.cfg.Clock.Now()
 	e.do(ctx, func(st *state) { st.snap.LastChecked = now.Unix() })
 	if plan == nil {
-		e.observe(CheckDone{Result: CheckNoUpdate, At: now})
+		e.observe(CheckDone{Result: update.CheckNoUpdate, At: now})
 		e.log.Info("no update available")
 		return nil, nil
 	}
-	e.observe(CheckDone{Result: CheckUpdateAvailable, At: now})
+	e.observe(CheckDone{Result: update.CheckUpdateAvailable, At: now})
 	e.log.Info("update available", "version", plan.Version, "size", plan.Size, "urls", len(plan.URLs))
 	return plan, nil
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"time"
 
+	"github.com/abupdate/update_engine/internal/update"
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
@@ -24,20 +25,9 @@ type StatusChanged struct{ Snapshot }
 
 // CheckDone is a finished update check.
 type CheckDone struct {
-	Result CheckResult
+	Result update.CheckResult
 	At     time.Time
 }
-
-// CheckResult labels a finished check; the values are internal/metrics'
-// CheckResult strings.
-type CheckResult string
-
-// The check results.
-const (
-	CheckUpdateAvailable CheckResult = "update_available"
-	CheckNoUpdate        CheckResult = "no_update"
-	CheckError           CheckResult = "error"
-)
 
 // Downloaded is payload bytes received.
 type Downloaded struct{ Bytes int64 }

@@ -8,7 +8,7 @@
 //
 // Exposed series (all prefixed update_engine_):
 //
-//	checks_total{result}                  update checks by CheckResult
+//	checks_total{result}                  update checks by update.CheckResult
 //	downloaded_bytes_total                payload bytes received over HTTP
 //	written_bytes_total                   bytes written to the passive slot
 //	apply_throughput_bytes_per_second     rate of the last ObserveApply
@@ -37,21 +37,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/abupdate/update_engine/internal/update"
 	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 const namespace = "update_engine"
-
-// CheckResult is the outcome of one update check, the label of checks_total.
-type CheckResult string
-
-// The check results.
-const (
-	CheckUpdateAvailable CheckResult = "update_available"
-	CheckNoUpdate        CheckResult = "no_update"
-	CheckError           CheckResult = "error"
-)
 
 // Metrics holds the collectors. Its methods are safe for concurrent use
 // (the collectors synchronise themselves); all fields are set once by New.
@@ -123,7 +114,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the label values that are known up front, so a scrape
 	// shows zeros rather than nothing.
-	for _, r := range []CheckResult{CheckUpdateAvailable, CheckNoUpdate, CheckError} {
+	for _, r := range []update.CheckResult{update.CheckUpdateAvailable, update.CheckNoUpdate, update.CheckError} {
 		m.checks.WithLabelValues(string(r))
 	}
 	m.SetStatus(update1.Idle)
@@ -152,7 +143,7 @@ func (m *Metrics) SetInfo(version, slot string) {
 }
 
 // CheckDone counts one finished update check and records its time.
-func (m *Metrics) CheckDone(r CheckResult, at time.Time) {
+func (m *Metrics) CheckDone(r update.CheckResult, at time.Time) {
 	if m == nil {
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/update"
 	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/update1"
 )
@@ -57,8 +58,8 @@ func TestScrapeOverLoopback(t *testing.T) {
 	url := "http://" + ln.Addr().String() + "/metrics"
 
 	at := time.Unix(1700000000, 500000000)
-	m.CheckDone(CheckNoUpdate, at.Add(-time.Hour))
-	m.CheckDone(CheckUpdateAvailable, at)
+	m.CheckDone(update.CheckNoUpdate, at.Add(-time.Hour))
+	m.CheckDone(update.CheckUpdateAvailable, at)
 	m.AddDownloaded(1000)
 	m.AddDownloaded(24)
 	m.AddWritten(4096)
@@ -173,7 +174,7 @@ func TestListenRefusesRemote(t *testing.T) {
 
 func TestNilMetricsIsNoop(t *testing.T) {
 	var m *Metrics
-	m.CheckDone(CheckError, time.Now())
+	m.CheckDone(update.CheckError, time.Now())
 	m.AddDownloaded(1)
 	m.AddWritten(1)
 	m.ObserveApply(1, time.Second)

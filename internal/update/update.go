@@ -22,6 +22,18 @@ import (
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
+// CheckResult is the outcome of one update check: the engine's CheckDone
+// observation carries it, and internal/metrics uses it as the result
+// label of checks_total, so the strings are part of the metrics' API.
+type CheckResult string
+
+// The check results.
+const (
+	CheckUpdateAvailable CheckResult = "update_available"
+	CheckNoUpdate        CheckResult = "no_update"
+	CheckError           CheckResult = "error"
+)
+
 // CheckRequest is one Omaha request.
 type CheckRequest struct {
 	// InstallSource is "ondemandupdate" (D-Bus) or "scheduler".
