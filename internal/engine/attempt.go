@@ -68,14 +68,13 @@ func (e *Engine) conclude(ctx context.Context, in attemptInput, flags omaha.Code
 	if err == nil {
 		e.do(ctx, func(st *state) {
 			st.busy = false
-			st.failures = 0
 			st.poll = res.poll
 			if res.noUpdate {
 				st.snap.Status = update1.Idle
 				st.snap.LastError = omaha.Success
 				st.snap.LastErrorMessage = ""
 			}
-			e.arm(st, e.cfg.Schedule.next(e.float(), 0, st.poll))
+			e.armNext(st, false)
 		})
 		return
 	}
@@ -98,11 +97,11 @@ func (e *Engine) conclude(ctx context.Context, in attemptInput, flags omaha.Code
 		st.busy = false
 		st.snap.Status = update1.Idle
 		st.snap.Progress = 0
-		if res.checkFailed {
-			st.failures++
-		}
 		st.snap.NewVersion, st.snap.NewSize = "0.0.0", 0
-		e.arm(st, e.cfg.Schedule.next(e.float(), st.failures, 0))
+		// A failed check has no answer, hence no PollInterval; a failure
+		// after the check keeps the check's.
+		st.poll = res.poll
+		e.armNext(st, res.checkFailed && omaha.Backoff(err))
 	})
 }
 

@@ -433,33 +433,6 @@ func TestMapError(t *testing.T) {
 	}
 }
 
-func TestSchedule(t *testing.T) {
-	s := Schedule{}.withDefaults()
-	tests := []struct {
-		name     string
-		r        float64
-		failures int
-		poll     time.Duration
-		want     time.Duration
-	}{
-		{"middle", 0.5, 0, 0, 45 * time.Minute},
-		{"low fuzz", 0, 0, 0, 40 * time.Minute},
-		{"poll interval wins", 0.9, 0, 10 * time.Minute, 10 * time.Minute},
-		{"one failure doubles", 0.5, 1, 0, 90 * time.Minute},
-		{"capped at 4h", 0.5, 10, 0, 4 * time.Hour},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := s.next(tt.r, tt.failures, tt.poll); got != tt.want {
-				t.Fatalf("next = %v, want %v", got, tt.want)
-			}
-		})
-	}
-	if got := s.first(0.5); got != 7*time.Minute {
-		t.Fatalf("first = %v", got)
-	}
-}
-
 func TestExecPostinst(t *testing.T) {
 	dir := t.TempDir()
 	script := func(body string) string {
@@ -489,35 +462,38 @@ func TestExecPostinst(t *testing.T) {
 	}
 }
 
-// TestScheduledBackoffThenSuccess: scheduled checks against a server that
-// answers 503 twice back off by doubling, then the update succeeds; while
-// the reboot is pending, scheduled checks are ping-only. Time comes from
-// the injected clock: the test reads each armed delay and jumps over it.
-func TestScheduledBackoffThenSuccess(t *testing.T) {
-	w := newWorld(t)
-	w.publish("p2.bin", "2.0.0", payloadBytes(256<<10, 9), nil)
-	var mu sync.Mutex // guards checks and fails
-	checks, fails := 0, 2
+// flakyOmaha serves w's Omaha through a server that answers the first
+// fails update checks with HTTP status; checks counts the checks.
+func flakyOmaha(t *testing.T, w *world, fails, status int) (url string, checks func() int) {
+	var mu sync.Mutex // guards n and fails
+	n := 0
 	flaky := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		if bytes.Contains(body, []byte("<updatecheck")) {
 			mu.Lock()
-			checks++
+			n++
 			f := fails > 0
 			fails--
 			mu.Unlock()
 			if f {
-				http.Error(rw, "busy", http.StatusServiceUnavailable)
+				http.Error(rw, "busy", status)
 				return
 			}
 		}
 		w.serve(rw, r)
 	}))
-	defer flaky.Close()
+	t.Cleanup(flaky.Close)
+	return flaky.URL + "/v1/update/", func() int { mu.Lock(); defer mu.Unlock(); return n }
+}
+
+// startFlaky starts an engine on a fake clock, without fuzz, whose checks
+// go to a server that fails the first fails checks with HTTP status.
+func startFlaky(t *testing.T, w *world, fails, status int) (*Engine, *fakeClock, func() int) {
+	url, checks := flakyOmaha(t, w, fails, status)
 	m := newMachine(t, slotSize)
 	cfg := m.config(t, w, &recorder{})
-	c := &omaha.Client{Server: flaky.URL + "/v1/update/"}
+	c := &omaha.Client{Server: url}
 	cfg.Checker = &parts.OmahaChecker{Client: c, Params: omaha.Params{Version: m.version}}
 	cfg.Downloader = &parts.OmahaDownloader{Client: c}
 	cfg.Server = c.Server
@@ -525,13 +501,25 @@ func TestScheduledBackoffThenSuccess(t *testing.T) {
 	cfg.Clock = clock
 	cfg.Schedule = Schedule{Initial: 7 * time.Minute, Interval: 45 * time.Minute, Fuzz: -1}
 	e, _, _ := start(t, cfg)
-	checksSoFar := func() int { mu.Lock(); defer mu.Unlock(); return checks }
+	return e, clock, checks
+}
+
+// TestScheduledBackoffThenSuccess: scheduled checks against a server that
+// answers 503 twice back off by doubling the last interval (FUE: the
+// first, 7 min, doubles to 14 min, under the 45 min floor; then 90 min),
+// then the update succeeds; while the reboot is pending, scheduled checks
+// are ping-only. Time comes from the injected clock: the test reads each
+// armed delay and jumps over it.
+func TestScheduledBackoffThenSuccess(t *testing.T) {
+	w := newWorld(t)
+	w.publish("p2.bin", "2.0.0", payloadBytes(256<<10, 9), nil)
+	e, clock, checksSoFar := startFlaky(t, w, 2, http.StatusServiceUnavailable)
 	next := func(want time.Duration, what string) { t.Helper(); waitArmed(t, clock, want, what) }
 	next(7*time.Minute, "first check")
 	waitFor(t, e, "first failure", func(s Snapshot) bool { return checksSoFar() == 1 && s.Status == update1.Idle })
-	next(90*time.Minute, "after one failure")
+	next(45*time.Minute, "after one failure")
 	waitFor(t, e, "second failure", func(s Snapshot) bool { return checksSoFar() == 2 && s.Status == update1.Idle })
-	next(180*time.Minute, "after two failures")
+	next(90*time.Minute, "after two failures")
 	s := waitFor(t, e, "update", func(s Snapshot) bool { return s.Status == update1.UpdatedNeedReboot })
 	if s.LastError != omaha.Success {
 		t.Fatalf("last error %v", s.LastError)
@@ -545,6 +533,21 @@ func TestScheduledBackoffThenSuccess(t *testing.T) {
 	})
 	if e.Snapshot().Status != update1.UpdatedNeedReboot {
 		t.Fatal("a scheduled ping changed the status")
+	}
+}
+
+// TestScheduledNoBackoffOn502: only 500 and 503 back off (FUE); checks
+// failing with 502 stay at the regular interval.
+func TestScheduledNoBackoffOn502(t *testing.T) {
+	w := newWorld(t)
+	e, clock, checksSoFar := startFlaky(t, w, 3, http.StatusBadGateway)
+	waitArmed(t, clock, 7*time.Minute, "first check")
+	for i := 1; i <= 2; i++ {
+		waitFor(t, e, fmt.Sprintf("failure %d", i), func(s Snapshot) bool { return checksSoFar() == i && s.Status == update1.Idle })
+		if got := e.Snapshot().LastError.Base(); got != omaha.HTTPCode(502) {
+			t.Fatalf("last error %v, want %v", got, omaha.HTTPCode(502))
+		}
+		waitArmed(t, clock, 45*time.Minute, fmt.Sprintf("after failure %d", i))
 	}
 }
 

@@ -22,8 +22,8 @@ type state struct {
 	snap     Snapshot
 	busy     bool // an attempt (or ping) worker is running
 	checkAt  <-chan time.Time
-	failures int           // consecutive failed checks, for backoff
-	poll     time.Duration // server PollInterval of the last check
+	interval time.Duration // unfuzzed interval last scheduled (FUE last_interval_), doubled by backoff
+	poll     time.Duration // server PollInterval of the last check's answer
 
 	emitted     Snapshot  // last snapshot sent to the Observer
 	emittedAt   time.Time // when
@@ -50,7 +50,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.publish(st, true)
 	close(e.ready)
 
-	first := e.cfg.Schedule.first(e.float())
+	first, interval := e.cfg.Schedule.first(e.float())
+	st.interval = interval
 	if rp.Resume {
 		first = e.cfg.Schedule.ResumeDelay
 		e.log.Info("an interrupted update was found; checking again soon", "in", first)
@@ -190,6 +191,14 @@ func (e *Engine) arm(st *state, d time.Duration) {
 	st.checkAt = e.cfg.Clock.After(d)
 }
 
+// armNext arms the next check by the Schedule's rules; backoff says the
+// check that just ended failed with HTTP 500 or 503 (omaha.Backoff).
+func (e *Engine) armNext(st *state, backoff bool) {
+	d, interval := e.cfg.Schedule.next(e.float(), st.interval, st.poll, backoff)
+	st.interval = interval
+	e.arm(st, d)
+}
+
 // handle answers one D-Bus request.
 func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r request) error {
 	switch r.kind {
@@ -267,7 +276,7 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 func (e *Engine) scheduled(ctx context.Context, wg *sync.WaitGroup, st *state) {
 	switch {
 	case st.busy:
-		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
+		e.armNext(st, false)
 	case st.snap.Status == update1.UpdatedNeedReboot:
 		st.busy = true
 		e.refresh(st)
@@ -284,17 +293,17 @@ func (e *Engine) scheduled(ctx context.Context, wg *sync.WaitGroup, st *state) {
 			}
 			e.do(ctx, func(st *state) {
 				st.busy = false
-				e.arm(st, e.cfg.Schedule.next(e.float(), 0, st.poll))
+				e.armNext(st, false)
 			})
 		}()
 	case st.snap.Status == update1.Idle && e.disabled(st):
 		// No request, no error, no backoff: check again at the usual
 		// interval, when SERVER may have been set again.
-		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
+		e.armNext(st, false)
 	case st.snap.Status == update1.Idle:
 		e.start(ctx, wg, st, false, "")
 	default:
-		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
+		e.armNext(st, false)
 	}
 }
 

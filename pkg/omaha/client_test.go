@@ -61,6 +61,7 @@ func TestCheckFaults(t *testing.T) {
 		{"500", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }, 0, ErrHTTPStatus, 500, 2500, true},
 		{"503", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", 503) }, 0, ErrHTTPStatus, 503, 2503, true},
 		{"404 no backoff", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 0, ErrHTTPStatus, 404, 2404, false},
+		{"502 no backoff", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad gateway", 502) }, 0, ErrHTTPStatus, 502, 2502, false},
 		{"empty body", func(w http.ResponseWriter, r *http.Request) {}, 0, ErrEmptyResponse, -1, 0, false},
 		{"malformed XML", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<response><app>") }, 0, ErrXMLParse, -1, 0, false},
 		{"truncated body", func(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +70,7 @@ func TestCheckFaults(t *testing.T) {
 		}, 0, io.ErrUnexpectedEOF, 200, 2200, false},
 		{"100 MB body, chunked", func(w http.ResponseWriter, r *http.Request) { huge(w, r, false) }, 0, ErrResponseTooLarge, 200, 2200, false},
 		{"100 MB body, declared", func(w http.ResponseWriter, r *http.Request) { huge(w, r, true) }, 0, ErrResponseTooLarge, 200, 2200, false},
-		{"timeout", nil, 200 * time.Millisecond, nil, 0, 2000, true},
+		{"timeout", nil, 200 * time.Millisecond, nil, 0, 2000, false},
 		{"307 keeps the POST", func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/moved/" {
 				http.Redirect(w, r, "/moved/", http.StatusTemporaryRedirect)
@@ -96,7 +97,7 @@ func TestCheckFaults(t *testing.T) {
 		}, 0, nil, -1, 0, false},
 		{"redirect loop", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, r.URL.Path+"x", http.StatusTemporaryRedirect)
-		}, 0, nil, 0, 2000, true},
+		}, 0, nil, 0, 2000, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +166,7 @@ func TestCheckConnectionRefused(t *testing.T) {
 	c := newTestClient(t, "http://"+addr+"/v1/update/")
 	_, err = c.Check(testCtx(t), specParams())
 	var he *HTTPError
-	if !errors.As(err, &he) || he.StatusCode != 0 || he.Code() != 2000 || !Backoff(err) {
+	if !errors.As(err, &he) || he.StatusCode != 0 || he.Code() != 2000 || Backoff(err) {
 		t.Fatalf("err = %v", err)
 	}
 }
