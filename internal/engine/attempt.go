@@ -182,11 +182,13 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *omaha.C
 		res.checkFailed = true
 		return res, err
 	}
-	if plan == nil {
+	if plan != nil {
+		res.poll = plan.PollInterval
+	}
+	if plan == nil || plan.NoUpdate {
 		res.noUpdate = true
 		return res, nil
 	}
-	res.poll = plan.PollInterval
 	if plan.Delta {
 		defer func() {
 			if err != nil && !resumable(err) {
@@ -206,7 +208,7 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *omaha.C
 }
 
 // check asks Omaha for an update and records the check: the plan, or nil
-// when there is none.
+// or a NoUpdate plan (with the answer's PollInterval) when there is none.
 func (e *Engine) check(ctx context.Context, in attemptInput) (*Plan, error) {
 	src := "scheduler"
 	if in.interactive {
@@ -221,10 +223,10 @@ func (e *Engine) check(ctx context.Context, in attemptInput) (*Plan, error) {
 	e.reported()
 	now := e.cfg.Clock.Now()
 	e.do(ctx, func(st *state) { st.snap.LastChecked = now.Unix() })
-	if plan == nil {
+	if plan == nil || plan.NoUpdate {
 		e.observe(CheckDone{Result: update.CheckNoUpdate, At: now})
 		e.log.Info("no update available")
-		return nil, nil
+		return plan, nil
 	}
 	e.observe(CheckDone{Result: update.CheckUpdateAvailable, At: now})
 	e.log.Info("update available", "version", plan.Version, "size", plan.Size, "urls", len(plan.URLs))

@@ -29,8 +29,9 @@ const ServerDisabled = update.ServerDisabled
 
 // Checker talks Omaha.
 type Checker interface {
-	// Check returns the plan, or (nil, nil) when there is no update (or
-	// for a ping-only request).
+	// Check returns the plan; when there is no update, a plan with
+	// NoUpdate (carrying the answer's PollInterval) or nil; (nil, nil)
+	// for a ping-only request.
 	Check(ctx context.Context, req CheckRequest) (*Plan, error)
 	// SendEvent reports one event; server "" means the configured one.
 	SendEvent(ctx context.Context, server string, ev update.Event) error

@@ -652,3 +652,41 @@ func TestPostinstFailureFailsUpdate(t *testing.T) {
 		})
 	}
 }
+
+// TestScheduledPollInterval: a noupdate answer's PollInterval sets the
+// next check (fuzz off here), floored at the regular interval and capped
+// at 4 h; without one the regular interval stays.
+func TestScheduledPollInterval(t *testing.T) {
+	tests := []struct {
+		name string
+		attr string // updatecheck attribute
+		want time.Duration
+	}{
+		{"2h", ` PollInterval="7200"`, 2 * time.Hour},
+		{"under the floor", ` PollInterval="600"`, 45 * time.Minute},
+		{"capped", ` PollInterval="86400"`, 4 * time.Hour},
+		{"none", "", 45 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, `<response protocol="3.0"><app appid="{e96281a6-d1af-4bde-9a0a-97b76e56dc57}" status="ok">`+
+					`<updatecheck status="noupdate"`+tt.attr+`></updatecheck></app></response>`)
+			}))
+			defer srv.Close()
+			w := newWorld(t)
+			m := newMachine(t, slotSize)
+			cfg := m.config(t, w, &recorder{})
+			c := &omaha.Client{Server: srv.URL + "/v1/update/"}
+			cfg.Checker = &parts.OmahaChecker{Client: c, Params: omaha.Params{Version: m.version}}
+			cfg.Server = c.Server
+			clock := newFakeClock()
+			cfg.Clock = clock
+			cfg.Schedule = Schedule{Initial: 7 * time.Minute, Interval: 45 * time.Minute, Fuzz: -1}
+			e, _, _ := start(t, cfg)
+			waitArmed(t, clock, 7*time.Minute, "first check")
+			waitFor(t, e, "the check", func(s Snapshot) bool { return s.LastChecked != 0 && s.Status == update1.Idle })
+			waitArmed(t, clock, tt.want, "after a noupdate answer")
+		})
+	}
+}

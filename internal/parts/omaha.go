@@ -104,7 +104,8 @@ func (c *OmahaChecker) Check(ctx context.Context, req update.CheckRequest) (*upd
 		}
 	}
 	if op.NoUpdate {
-		return nil, nil
+		// The schedule still follows the answer's PollInterval.
+		return &update.Plan{NoUpdate: true, PollInterval: op.PollInterval}, nil
 	}
 	sum, err := decodeSHA256(op.SHA256)
 	if err != nil {

@@ -73,8 +73,10 @@ var (
 	EventUpdateApplied = omaha.Event{Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultSuccess}
 )
 
-// Plan is an offered update.
+// Plan is an offered update, or with NoUpdate the answer that offers
+// none (only PollInterval is set then).
 type Plan struct {
+	NoUpdate     bool
 	Version      string
 	URLs         []string // full payload URLs, tried in order
 	Size         int64
