@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -34,7 +35,23 @@ func attachLoop(t testing.TB, img string, args ...string) string {
 	// partx -a fails harmlessly when there is no table or the kernel
 	// already added the partitions.
 	_ = exec.Command("partx", "-a", dev).Run()
+	settleUdev(t)
 	return dev
+}
+
+// settleUdev waits for udev's event queue to drain when udev runs (in the
+// vmtest guest; the host has none). There, losetup's close of the device
+// it opened for writing makes udev re-read the partition table, which
+// removes /dev/loopNpM and adds them again a moment later: a test that
+// opened a partition in between found no such file.
+func settleUdev(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat("/run/udev/control"); err != nil {
+		return
+	}
+	if out, err := exec.Command("udevadm", "settle", "--timeout=30").CombinedOutput(); err != nil {
+		t.Logf("udevadm settle: %v: %s", err, out)
+	}
 }
 
 // MountExt4 makes an ext4 file system on dev (a loop partition) and mounts
