@@ -94,8 +94,14 @@ func opCounts(t testing.TB, p []byte) (map[metadata.InstallOperation_Type]int, *
 		for _, e := range op.DstExtents {
 			n += e.GetNumBlocks()
 		}
-		if n > deltaOpBlocks && m.MinorVersion != 0 { // a delta's ops
-			t.Errorf("op %v has %d dst blocks (> %d)", op.GetType(), n, deltaOpBlocks)
+		// A delta's ops: new data (REPLACE_XZ, REPLACE) in operations of
+		// up to novelBlk, the rest of up to deltaOpBlocks.
+		limit := uint64(deltaOpBlocks)
+		if t := op.GetType(); t == OpReplaceXZ || t == OpReplace {
+			limit = novelBlk
+		}
+		if n > limit && m.MinorVersion != 0 {
+			t.Errorf("op %v has %d dst blocks (> %d)", op.GetType(), n, limit)
 		}
 	}
 	return c, m
@@ -395,5 +401,36 @@ func TestDeltaResume(t *testing.T) {
 		if !bytes.Equal(readAll(t, f, len(img)), img) {
 			t.Fatalf("checkpoint %d: target differs", i)
 		}
+	}
+}
+
+// TestDeltaNewDataInLargeOps: data with nothing like it in the old image
+// (an added file) goes into REPLACE_XZ operations larger than a diff's,
+// whose dictionary spans more of it, and the delta still applies.
+func TestDeltaNewDataInLargeOps(t *testing.T) {
+	old := testImage(2<<20, 11)
+	img := append(append([]byte(nil), old...), testImage(4<<20, 12)...)
+	p, _ := genDelta(t, old, img, GenerateOptions{Keys: keys(t, 1)})
+	_, m := opCounts(t, p)
+	var most uint64
+	for _, op := range m.Partitions[0].Ops {
+		if op.GetType() != OpReplaceXZ {
+			continue
+		}
+		var n uint64
+		for _, e := range op.DstExtents {
+			n += e.GetNumBlocks()
+		}
+		most = max(most, n)
+	}
+	if most <= deltaOpBlocks {
+		t.Errorf("largest REPLACE_XZ op %d blocks, want > %d (new data in one large op)", most, deltaOpBlocks)
+	}
+	got, err := applyDelta(t, p, old, len(img), len(img), Options{Keys: pubs(keys(t, 1)...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, img) {
+		t.Fatal("target differs from the new image")
 	}
 }
