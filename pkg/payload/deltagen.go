@@ -41,14 +41,14 @@ import (
 //
 // Memory: the index (16 bytes per anchor, ~32 MiB per GiB of old image),
 // the block hashes (~84 bytes per block) and, per worker, one operation's
-// old (≤ 8 MiB) and new (≤ 2 MiB; new data ≤ 16 MiB) data with bsdiff's
+// old (≤ 8 MiB) and new (≤ 2 MiB; new data ≤ 32 MiB) data with bsdiff's
 // suffix array. The output is deterministic: the workers' results are
 // assembled in order and every choice breaks ties by position.
 
 const (
 	deltaOpBlocks  = 512                     // dst blocks per operation (2 MiB)
 	deltaSrcBlocks = 2048                    // source blocks per bsdiff operation (8 MiB)
-	novelBlk       = XZChunkSize / blockSize // dst blocks per operation of new data (16 MiB)
+	novelBlk       = XZChunkSize / blockSize // dst blocks per operation of new data (32 MiB)
 	anchorBits     = 9                       // one anchor per 2^9 bytes on average
 	anchorMinGap   = 64                      // bytes between anchors, against repetitive data
 	anchorMaxFreq  = 16                      // anchors occurring more often in old are ignored
