@@ -27,7 +27,7 @@ import (
 //  3. Changed blocks with no old anchor within novelSpan/2 blocks are new
 //     data (added files): nothing in the old image shortens them.
 //  4. Runs of one class become operations of at most 2 MiB of dst; new
-//     data, of at most XZChunkSize (its xz dictionary then spans many
+//     data, of at most 16 MiB (its xz dictionary then spans many
 //     added files: the bench's 128 MiB pair's delta is 5% smaller than
 //     with 2 MiB runs).
 //  5. Workers (all cores) turn new data into REPLACE_XZ, and each changed
@@ -41,18 +41,21 @@ import (
 //
 // Memory: the index (16 bytes per anchor, ~32 MiB per GiB of old image),
 // the block hashes (~84 bytes per block) and, per worker, one operation's
-// old (≤ 8 MiB) and new (≤ 2 MiB; new data ≤ 32 MiB) data with bsdiff's
-// suffix array. The output is deterministic: the workers' results are
-// assembled in order and every choice breaks ties by position.
+// old (≤ 8 MiB) and new (≤ 2 MiB) data with bsdiff's suffix array, or
+// 16 MiB of new data and the xz program compressing it (~190 MiB with
+// its 16 MiB dictionary; 32 MiB operations, as full payloads have, would
+// double that on each core). The output is deterministic: the workers'
+// results are assembled in order and every choice breaks ties by
+// position.
 
 const (
-	deltaOpBlocks  = 512                     // dst blocks per operation (2 MiB)
-	deltaSrcBlocks = 2048                    // source blocks per bsdiff operation (8 MiB)
-	novelBlk       = XZChunkSize / blockSize // dst blocks per operation of new data (32 MiB)
-	anchorBits     = 9                       // one anchor per 2^9 bytes on average
-	anchorMinGap   = 64                      // bytes between anchors, against repetitive data
-	anchorMaxFreq  = 16                      // anchors occurring more often in old are ignored
-	hitRadius      = 16                      // blocks of context taken around a hit
+	deltaOpBlocks  = 512  // dst blocks per operation (2 MiB)
+	deltaSrcBlocks = 2048 // source blocks per bsdiff operation (8 MiB)
+	novelBlk       = 4096 // dst blocks per operation of new data (16 MiB)
+	anchorBits     = 9    // one anchor per 2^9 bytes on average
+	anchorMinGap   = 64   // bytes between anchors, against repetitive data
+	anchorMaxFreq  = 16   // anchors occurring more often in old are ignored
+	hitRadius      = 16   // blocks of context taken around a hit
 )
 
 // gear is the rolling hash table: fixed, so output is deterministic.
