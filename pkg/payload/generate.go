@@ -428,6 +428,10 @@ func compressXZ(ctx context.Context, buf *bytes.Buffer, b []byte, dict int, comm
 	return xw.Close()
 }
 
+// maxZstdWindow is the largest zstd window deployed clients (and runZstd)
+// accept.
+const maxZstdWindow = 8 << 20
+
 // zstdCommandArgs are the zstd program's settings: level 19 (--ultra -22
 // with the same window made 8 MiB operations 0.01% smaller, 3x slower)
 // with the window log cut to the operation's (at most 23: 8 MiB, the
@@ -473,10 +477,12 @@ func runCompressor(ctx context.Context, buf *bytes.Buffer, b []byte, command str
 	return nil
 }
 
-// chunkWindow is the zstd window: the smallest power of two ≥ chunk.
+// chunkWindow is the zstd window: the smallest power of two ≥ chunk, at
+// most maxZstdWindow (larger --chunk-size operations would otherwise get
+// a window the appliers refuse).
 func chunkWindow(chunk int) int {
 	w := zstd.MinWindowSize
-	for w < chunk && w < zstd.MaxWindowSize {
+	for w < chunk && w < maxZstdWindow {
 		w <<= 1
 	}
 	return w

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,5 +51,26 @@ func TestZstdCommand(t *testing.T) {
 		New: bytes.NewReader(img), NewSize: int64(len(img)), TempDir: t.TempDir()})
 	if !errors.Is(err, ErrGenerate) || !strings.Contains(err.Error(), "does not decode to its input") {
 		t.Errorf("lossy program: %v, want ErrGenerate saying its output is wrong", err)
+	}
+}
+
+// TestZstdLargeOps: zstd operations larger than 8 MiB (--chunk-size) keep
+// an 8 MiB window, from either encoder, and so apply.
+func TestZstdLargeOps(t *testing.T) {
+	img := bytes.Repeat([]byte("compressible text of a filesystem image\n"), (9<<20)/40)
+	img = img[:len(img)/blockSize*blockSize]
+	cmds := []string{""}
+	if _, err := exec.LookPath("zstd"); err == nil {
+		cmds = append(cmds, "zstd")
+	}
+	for _, c := range cmds {
+		p := generate(t, img, GenerateOptions{Compression: CompressZstd, ZstdCommand: c, ChunkSize: 12 << 20})
+		f := targetFile(t, len(img))
+		if _, err := Apply(context.Background(), bytes.NewReader(p), f, Options{}); err != nil {
+			t.Fatalf("zstd command %q, 12 MiB operations: %v", c, err)
+		}
+		if !bytes.Equal(readAll(t, f, len(img)), img) {
+			t.Fatalf("zstd command %q: target differs from the image", c)
+		}
 	}
 }
