@@ -434,3 +434,34 @@ func TestDeltaNewDataInLargeOps(t *testing.T) {
 		t.Fatal("target differs from the new image")
 	}
 }
+
+// TestDeltaWithoutSourceOpsChecksSource: a delta whose operations read no
+// source block (the new image shares nothing with the old) is still
+// refused, before a write, on a source other than the one it was made
+// from; given none, it applies.
+func TestDeltaWithoutSourceOpsChecksSource(t *testing.T) {
+	old, img := testImage(1<<20, 51), make([]byte, 1<<20)
+	r := rand.New(rand.NewPCG(52, 1)) // random: nothing for a diff to find
+	for i := range img {
+		img[i] = byte(r.Uint32())
+	}
+	p, _ := genDelta(t, old, img, GenerateOptions{})
+	_, m := opCounts(t, p)
+	for _, op := range m.Partitions[0].Ops {
+		if len(op.SrcExtents) > 0 {
+			t.Fatalf("op %v reads the source: the test needs a delta without source operations", op.GetType())
+		}
+	}
+	wrong := append([]byte(nil), old...)
+	wrong[0] ^= 1
+	got, err := applyDelta(t, p, wrong, len(img), len(img), Options{})
+	if !errors.Is(err, ErrSourceMismatch) {
+		t.Fatalf("wrong source: %v, want ErrSourceMismatch", err)
+	}
+	if !bytes.Equal(got, bytes.Repeat([]byte{0xEE}, len(img))) {
+		t.Fatal("target was written")
+	}
+	if got, err := applyDelta(t, p, nil, len(img), len(img), Options{}); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("no source: %v (target equal: %v)", err, bytes.Equal(got, img))
+	}
+}
