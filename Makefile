@@ -69,7 +69,7 @@ deps:
 # loudly when not root.
 # The packages where goroutines share state also run under the race detector
 # (pkg/gpt and payload_generator start none; their tests only get slower).
-RACE_PKGS = ./internal/engine/... ./internal/dbusapi/... ./internal/prefs/... ./internal/slot/... \
+RACE_PKGS = ./pkg/update1/... ./pkg/clock/... ./internal/engine/... ./internal/dbusapi/... ./internal/prefs/... ./internal/slot/... \
             ./internal/daemon/... ./internal/antirollback/... ./cmd/update_engine_client/... \
             ./pkg/rebootmgr/... ./pkg/omaha/... ./pkg/cgroup/...
 # Skipped under -race: tests that kill a separately built daemon binary, the

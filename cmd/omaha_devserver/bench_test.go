@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
@@ -122,7 +121,7 @@ func BenchmarkFleet(b *testing.B) {
 					offered.Add(1)
 					evs := []omaha.Event{omaha.EventDownloadStarted, omaha.EventDownloadFinished, omaha.EventUpdateApplied}
 					if i%100 == 0 {
-						evs = []omaha.Event{omaha.EventDownloadStarted, omaha.ErrorEvent(int32(status.DownloadTransferError | status.FlagTestOmahaURL))}
+						evs = []omaha.Event{omaha.EventDownloadStarted, omaha.ErrorEvent(int32(omaha.DownloadTransferError | omaha.FlagTestOmahaURL))}
 					}
 					for _, ev := range evs {
 						timed(func() error { return c.SendEvent(b.Context(), p, ev) })

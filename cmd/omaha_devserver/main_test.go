@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 )
@@ -149,7 +148,7 @@ func TestRunStateAndControls(t *testing.T) {
 	if plan, err := c.Check(t.Context(), p); err != nil || plan.NoUpdate {
 		t.Fatalf("check: %+v %v", plan, err)
 	}
-	if err := c.SendEvent(t.Context(), p, omaha.ErrorEvent(int32(status.DownloadTransferError))); err != nil {
+	if err := c.SendEvent(t.Context(), p, omaha.ErrorEvent(int32(omaha.DownloadTransferError))); err != nil {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest("POST", "http://"+addr+"/fleet/rollout", strings.NewReader("group=stable&percent=0"))

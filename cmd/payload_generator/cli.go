@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abupdate/update_engine/pkg/atomicfile"
 	"github.com/abupdate/update_engine/pkg/payload"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
 )
@@ -323,11 +324,11 @@ func (g *generateFlags) writeDigests(d *payload.Digests) error {
 	if g.outHash == "" {
 		return nil
 	}
-	if err := writeFileAtomic(g.outHash, d.Payload); err != nil {
+	if err := atomicfile.WriteFile(g.outHash, d.Payload, 0o644); err != nil {
 		return err
 	}
 	if g.outMetaHash != "" {
-		return writeFileAtomic(g.outMetaHash, d.Metadata)
+		return atomicfile.WriteFile(g.outMetaHash, d.Metadata, 0o644)
 	}
 	return nil
 }
@@ -336,47 +337,14 @@ func (g *generateFlags) writeDigests(d *payload.Digests) error {
 // (served to every client; not CreateTemp's 0600), synced, renamed over
 // out; then md, if set, is written as out.json.
 func publish(tmp *os.File, out string, md *Metadata) error {
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if err := atomicfile.Commit(tmp, out, 0o644); err != nil {
 		return err
 	}
 	if md == nil {
 		return nil
 	}
 	jb, _ := json.MarshalIndent(md, "", "  ")
-	return writeFileAtomic(out+".json", append(jb, '\n'))
-}
-
-func writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), name)
+	return atomicfile.WriteFile(out+".json", append(jb, '\n'), 0o644)
 }
 
 func countsString(m map[string]int) string {

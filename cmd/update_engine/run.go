@@ -59,51 +59,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func parse(args []string, stdout, stderr io.Writer) (o daemon.Options, stub bool, code int) {
 	fs := flag.NewFlagSet("update_engine", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Bool("foreground", true, "accepted for Flatcar compatibility (always in the foreground)")
-	fs.Bool("logtostderr", true, "accepted for Flatcar compatibility (logs always go to stderr)")
-	fs.StringVar(&o.Bus, "bus", "", "D-Bus address (default $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
-	fs.StringVar(&o.Disk, "disk", "", "disk device or image file holding the A/B slots, e.g. /dev/sda (default: the disk of the partition /proc/cmdline boots)")
-	fs.StringVar(&o.Booted, "booted", "", "booted slot: A, B, a label, PARTUUID=<guid> or a /dev path (default: from /proc/cmdline)")
-	fs.StringVar(&o.BootID, "boot-id", "", "this boot's id (default: /proc/sys/kernel/random/boot_id); tests and demos that simulate a reboot give each simulated boot its own")
-	fs.StringVar(&o.ConfigRoot, "config-root", "", "prefix for update.conf, release, machine-id paths (default /)")
-	fs.StringVar(&o.PrefsDir, "prefs-dir", "", "state directory (default /var/lib/update_engine/prefs or UPDATE_ENGINE_PREFS_DIR)")
-	fs.StringVar(&o.RunDir, "run-dir", "", "directory of the update-completed marker that keeps UPDATED_NEED_REBOOT across restarts (default /var/run)")
-	fs.StringVar(&o.RebootRequiredFile, "reboot-required-file", "", "file touched after an update (default /run/reboot-required; - for none)")
-	fs.StringVar(&o.Postinst, "postinst", "", "post-install program run with the passive slot's device after verification; default: the new image's own /postinst (mounted read-only, as Flatcar), - for none")
-	fs.DurationVar(&o.PostinstTimeout, "postinst-timeout", 10*time.Minute, "post-install time limit")
-	fs.StringVar(&o.BootDir, "boot-dir", "", "where the ESP is mounted: a Flatcar payload's kernel goes to flatcar/vmlinuz-a|b there (default /boot)")
-	fs.StringVar(&o.PCRPolicyDir, "pcr-policy-dir", "", "where a Flatcar payload's PCR policy goes, as pcrs-a|b.zip (default: the parent of the prefs directory, /var/lib/update_engine)")
-	fs.StringVar(&o.TPM, "tpm", "", "TPM for the anti-rollback version floor: a device (/dev/tpmrm0) or host:port of swtpm (default off)")
-	fs.BoolVar(&o.RequireTPM, "require-tpm", false, "fail when the --tpm cannot be used")
-	fs.IntVar(&o.MeasurePCR, "measure-pcr", 0, "with --tpm: extend this PCR (1-23) with the new image's SHA-256 at flip and keep the record in prefs/pcr-record (default off)")
-	fs.BoolVar(&o.AutoCheck, "auto-check", true, "check for updates on a schedule (first after --initial-delay, then every --check-interval, ±5 min fuzz); off: only on D-Bus AttemptUpdate")
-	fs.DurationVar(&o.InitialDelay, "initial-delay", 7*time.Minute, "first scheduled check after start")
-	fs.DurationVar(&o.CheckInterval, "check-interval", 45*time.Minute, "time between scheduled checks")
-	fs.Int64Var(&o.CheckpointBytes, "checkpoint-bytes", 4<<20, "payload bytes between resumable checkpoints (each syncs the slot and writes prefs)")
-	fs.BoolVar(&o.NoHealthGate, "no-health-gate", false, "never mark the booted slot good (by default: after UPDATE_ENGINE_HEALTH_DELAY and the health units/command)")
-	fs.BoolVar(&o.InsecureAllowUnsignedPayloads, "insecure-allow-unsigned-payloads", false, "INSECURE, development only: when the --pubkey file is missing, install payloads without checking their signature (default: refuse every payload)")
-	fs.BoolVar(&o.AllowOmahaURL, "allow-omaha-url", false, "honour the omaha_url of ChromeOS AttemptUpdate(s,s) (update_engine_client -omaha_url); refused otherwise")
-	fs.BoolVar(&stub, "stub", false, "run as update-engine-stub for images never updated in place ("+daemon.NoUpdateFile+"): answer D-Bus as IDLE, never check or touch a disk")
-	over := map[string]*string{}
-	for _, f := range []struct{ flag, key, usage string }{
-		{"server", "SERVER", "Omaha URL (update.conf SERVER)"},
-		{"group", "GROUP", "channel / Omaha track (update.conf GROUP)"},
-		{"release-version", "FLATCAR_RELEASE_VERSION", "running OS version (release file FLATCAR_RELEASE_VERSION)"},
-		{"board", "FLATCAR_RELEASE_BOARD", "board (release file)"},
-		{"appid", "FLATCAR_RELEASE_APPID", "Omaha app id (release file)"},
-		{"io-write-bps", "UPDATE_ENGINE_IO_WRITE_BPS", "write limit on the passive slot in bytes/s, K/M/G suffixes; needs root and a block device (default none); with --io-limit adaptive, the limit used when the host has no PSI"},
-		{"io-limit", "UPDATE_ENGINE_IO_LIMIT", "adaptive (follow the other workloads' I/O pressure, PSI) or a fixed rate as --io-write-bps (default: --io-write-bps)"},
-		{"io-limit-floor", "UPDATE_ENGINE_IO_LIMIT_FLOOR", "adaptive limit: lowest rate in bytes/s, K/M/G suffixes (default 8M)"},
-		{"io-limit-ceiling", "UPDATE_ENGINE_IO_LIMIT_CEILING", "adaptive limit: highest rate and the start (default 1G)"},
-		{"io-limit-target", "UPDATE_ENGINE_IO_LIMIT_TARGET", "adaptive limit: the other workloads' PSI io \"some\" percentage above which the limit is cut (default 10)"},
-		{"metrics-listen", "UPDATE_ENGINE_METRICS_LISTEN", "Prometheus address, loopback only, e.g. 127.0.0.1:9571 (default off)"},
-		{"metrics-socket", "UPDATE_ENGINE_METRICS_SOCKET", "Prometheus metrics on this Unix socket, e.g. /run/update_engine/metrics.promsock (default off)"},
-		{"pubkey", "UPDATE_ENGINE_PUBKEY", "payload public key, PEM, read at every update (default /usr/share/update_engine/update-payload-key.pub.pem; absent = every payload refused)"},
-		{"health-delay", "UPDATE_ENGINE_HEALTH_DELAY", "wait after start before marking the booted slot good (default 1m)"},
-		{"health-command", "UPDATE_ENGINE_HEALTH_COMMAND", "command (sh -c) that must succeed before marking the slot good"},
-	} {
-		over[f.key] = fs.String(f.flag, "", f.usage)
-	}
+	optionFlags(fs, &o, &stub)
+	over := overrideFlags(fs)
 	verbose := fs.Bool("v", false, "debug logging")
 	var vf versionFlag
 	fs.Var(&vf, "version", "print this program's version and exit (--version V: deprecated spelling of --release-version V)")
@@ -143,6 +100,61 @@ func parse(args []string, stdout, stderr io.Writer) (o daemon.Options, stub bool
 		}
 	}
 	return o, stub, -1
+}
+
+// optionFlags defines the flags that set daemon.Options fields.
+func optionFlags(fs *flag.FlagSet, o *daemon.Options, stub *bool) {
+	fs.Bool("foreground", true, "accepted for Flatcar compatibility (always in the foreground)")
+	fs.Bool("logtostderr", true, "accepted for Flatcar compatibility (logs always go to stderr)")
+	fs.StringVar(&o.Bus, "bus", "", "D-Bus address (default $DBUS_SYSTEM_BUS_ADDRESS, else the system bus)")
+	fs.StringVar(&o.Disk, "disk", "", "disk device or image file holding the A/B slots, e.g. /dev/sda (default: the disk of the partition /proc/cmdline boots)")
+	fs.StringVar(&o.Booted, "booted", "", "booted slot: A, B, a label, PARTUUID=<guid> or a /dev path (default: from /proc/cmdline)")
+	fs.StringVar(&o.BootID, "boot-id", "", "this boot's id (default: /proc/sys/kernel/random/boot_id); tests and demos that simulate a reboot give each simulated boot its own")
+	fs.StringVar(&o.ConfigRoot, "config-root", "", "prefix for update.conf, release, machine-id paths (default /)")
+	fs.StringVar(&o.PrefsDir, "prefs-dir", "", "state directory (default /var/lib/update_engine/prefs or UPDATE_ENGINE_PREFS_DIR)")
+	fs.StringVar(&o.RunDir, "run-dir", "", "directory of the update-completed marker that keeps UPDATED_NEED_REBOOT across restarts (default /var/run)")
+	fs.StringVar(&o.RebootRequiredFile, "reboot-required-file", "", "file touched after an update (default /run/reboot-required; - for none)")
+	fs.StringVar(&o.Postinst, "postinst", "", "post-install program run with the passive slot's device after verification; default: the new image's own /postinst (mounted read-only, as Flatcar), - for none")
+	fs.DurationVar(&o.PostinstTimeout, "postinst-timeout", 10*time.Minute, "post-install time limit")
+	fs.StringVar(&o.BootDir, "boot-dir", "", "where the ESP is mounted: a Flatcar payload's kernel goes to flatcar/vmlinuz-a|b there (default /boot)")
+	fs.StringVar(&o.PCRPolicyDir, "pcr-policy-dir", "", "where a Flatcar payload's PCR policy goes, as pcrs-a|b.zip (default: the parent of the prefs directory, /var/lib/update_engine)")
+	fs.StringVar(&o.TPM, "tpm", "", "TPM for the anti-rollback version floor: a device (/dev/tpmrm0) or host:port of swtpm (default off)")
+	fs.BoolVar(&o.RequireTPM, "require-tpm", false, "fail when the --tpm cannot be used")
+	fs.IntVar(&o.MeasurePCR, "measure-pcr", 0, "with --tpm: extend this PCR (1-23) with the new image's SHA-256 at flip and keep the record in prefs/pcr-record (default off)")
+	fs.BoolVar(&o.AutoCheck, "auto-check", true, "check for updates on a schedule (first after --initial-delay, then every --check-interval, ±5 min fuzz); off: only on D-Bus AttemptUpdate")
+	fs.DurationVar(&o.InitialDelay, "initial-delay", 7*time.Minute, "first scheduled check after start")
+	fs.DurationVar(&o.CheckInterval, "check-interval", 45*time.Minute, "time between scheduled checks")
+	fs.Int64Var(&o.CheckpointBytes, "checkpoint-bytes", 4<<20, "payload bytes between resumable checkpoints (each syncs the slot and writes prefs)")
+	fs.BoolVar(&o.NoHealthGate, "no-health-gate", false, "never mark the booted slot good (by default: after UPDATE_ENGINE_HEALTH_DELAY and the health units/command)")
+	fs.BoolVar(&o.InsecureAllowUnsignedPayloads, "insecure-allow-unsigned-payloads", false, "INSECURE, development only: when the --pubkey file is missing, install payloads without checking their signature (default: refuse every payload)")
+	fs.BoolVar(&o.AllowOmahaURL, "allow-omaha-url", false, "honour the omaha_url of ChromeOS AttemptUpdate(s,s) (update_engine_client -omaha_url); refused otherwise")
+	fs.BoolVar(stub, "stub", false, "run as update-engine-stub for images never updated in place ("+daemon.NoUpdateFile+"): answer D-Bus as IDLE, never check or touch a disk")
+}
+
+// overrideFlags defines the flags that override update.conf and release
+// file keys, by key.
+func overrideFlags(fs *flag.FlagSet) map[string]*string {
+	over := map[string]*string{}
+	for _, f := range []struct{ flag, key, usage string }{
+		{"server", "SERVER", "Omaha URL (update.conf SERVER)"},
+		{"group", "GROUP", "channel / Omaha track (update.conf GROUP)"},
+		{"release-version", "FLATCAR_RELEASE_VERSION", "running OS version (release file FLATCAR_RELEASE_VERSION)"},
+		{"board", "FLATCAR_RELEASE_BOARD", "board (release file)"},
+		{"appid", "FLATCAR_RELEASE_APPID", "Omaha app id (release file)"},
+		{"io-write-bps", "UPDATE_ENGINE_IO_WRITE_BPS", "write limit on the passive slot in bytes/s, K/M/G suffixes; needs root and a block device (default none); with --io-limit adaptive, the limit used when the host has no PSI"},
+		{"io-limit", "UPDATE_ENGINE_IO_LIMIT", "adaptive (follow the other workloads' I/O pressure, PSI) or a fixed rate as --io-write-bps (default: --io-write-bps)"},
+		{"io-limit-floor", "UPDATE_ENGINE_IO_LIMIT_FLOOR", "adaptive limit: lowest rate in bytes/s, K/M/G suffixes (default 8M)"},
+		{"io-limit-ceiling", "UPDATE_ENGINE_IO_LIMIT_CEILING", "adaptive limit: highest rate and the start (default 1G)"},
+		{"io-limit-target", "UPDATE_ENGINE_IO_LIMIT_TARGET", "adaptive limit: the other workloads' PSI io \"some\" percentage above which the limit is cut (default 10)"},
+		{"metrics-listen", "UPDATE_ENGINE_METRICS_LISTEN", "Prometheus address, loopback only, e.g. 127.0.0.1:9571 (default off)"},
+		{"metrics-socket", "UPDATE_ENGINE_METRICS_SOCKET", "Prometheus metrics on this Unix socket, e.g. /run/update_engine/metrics.promsock (default off)"},
+		{"pubkey", "UPDATE_ENGINE_PUBKEY", "payload public key, PEM, read at every update (default /usr/share/update_engine/update-payload-key.pub.pem; absent = every payload refused)"},
+		{"health-delay", "UPDATE_ENGINE_HEALTH_DELAY", "wait after start before marking the booted slot good (default 1m)"},
+		{"health-command", "UPDATE_ENGINE_HEALTH_COMMAND", "command (sh -c) that must succeed before marking the slot good"},
+	} {
+		over[f.key] = fs.String(f.flag, "", f.usage)
+	}
+	return over
 }
 
 // versionFlag is --version. Alone it asks for the program's version; with a

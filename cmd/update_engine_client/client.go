@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/version"
-	"github.com/abupdate/update_engine/pkg/rebootmgr"
+	"github.com/abupdate/update_engine/pkg/clock"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // Exit codes.
@@ -30,16 +30,7 @@ const (
 )
 
 // sleep waits d or until ctx ends (a variable so tests need not wait).
-var sleep = func(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+var sleep = func(ctx context.Context, d time.Duration) error { return clock.Sleep(ctx, nil, d) }
 
 type options struct {
 	resetStatus, status, checkForUpdate, update, watch bool
@@ -220,19 +211,19 @@ type runner struct {
 
 // withClient connects, runs f and maps its error to an exit code with a
 // message a person can act on.
-func (r *runner) withClient(ctx context.Context, f func(context.Context, *dbusapi.Client) error) int {
+func (r *runner) withClient(ctx context.Context, f func(context.Context, *update1.Client) error) int {
 	addr := r.o.bus
 	if addr == "" {
-		addr = dbusapi.SystemBusAddress()
+		addr = update1.SystemBusAddress()
 	}
-	c, err := dbusapi.Dial(ctx, addr)
+	c, err := update1.Dial(ctx, addr)
 	if err == nil {
 		defer c.Close()
 		// As Flatcar's GetProxy: 4 tries, 10 s apart, while nobody owns
 		// the name (update_engine starting, or restarting after a crash).
 		for try := 1; ; try++ {
 			err = f(ctx, c)
-			if !errors.Is(err, dbusapi.ErrNotRunning) || try >= r.o.connectTries {
+			if !errors.Is(err, update1.ErrNotRunning) || try >= r.o.connectTries {
 				break
 			}
 			fmt.Fprintf(r.stderr, "update_engine_client: update_engine is not on the bus; retrying in %v (try %d/%d)\n",
@@ -245,12 +236,12 @@ func (r *runner) withClient(ctx context.Context, f func(context.Context, *dbusap
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, dbusapi.ErrNoBus):
+	case errors.Is(err, update1.ErrNoBus):
 		fmt.Fprintf(r.stderr, "update_engine_client: cannot reach the D-Bus bus at %s: %v\n", addr, err)
 		return exitFailed
-	case errors.Is(err, dbusapi.ErrNotRunning):
+	case errors.Is(err, update1.ErrNotRunning):
 		fmt.Fprintf(r.stderr, "update_engine_client: giving up: update_engine is not running on %s (nobody owns %s).\n"+
-			"Start it with: systemctl start update-engine.service\n", addr, dbusapi.CoreOSName)
+			"Start it with: systemctl start update-engine.service\n", addr, update1.Name)
 		return exitFailed
 	case ctx.Err() != nil:
 		fmt.Fprintf(r.stderr, "update_engine_client: interrupted\n")
@@ -262,12 +253,12 @@ func (r *runner) withClient(ctx context.Context, f func(context.Context, *dbusap
 }
 
 // formatStatus is Flatcar's -status block, byte for byte.
-func formatStatus(st dbusapi.Status) string {
+func formatStatus(st update1.Status) string {
 	return fmt.Sprintf("LAST_CHECKED_TIME=%d\nPROGRESS=%f\nCURRENT_OP=%s\nNEW_VERSION=%s\nNEW_SIZE=%d\n",
 		st.LastCheckedTime, st.Progress, st.CurrentOperation, st.NewVersion, st.NewSize)
 }
 
-func (r *runner) printStatus(ctx context.Context, c *dbusapi.Client) error {
+func (r *runner) printStatus(ctx context.Context, c *update1.Client) error {
 	if r.o.json {
 		s, err := c.StatusJSON(ctx)
 		if err != nil {
@@ -284,20 +275,20 @@ func (r *runner) printStatus(ctx context.Context, c *dbusapi.Client) error {
 	return nil
 }
 
-func (r *runner) resetStatus(ctx context.Context, c *dbusapi.Client) error {
+func (r *runner) resetStatus(ctx context.Context, c *update1.Client) error {
 	return c.ResetStatus(ctx)
 }
 
 // attempt asks for a check: Flatcar's AttemptUpdate(), or the ChromeOS
 // AttemptUpdate(s,s) when -app_version or -omaha_url is given.
-func (r *runner) attempt(ctx context.Context, c *dbusapi.Client) error {
+func (r *runner) attempt(ctx context.Context, c *update1.Client) error {
 	if r.o.appVersion != "" || r.o.omahaURL != "" {
 		return c.AttemptUpdateWith(ctx, r.o.appVersion, r.o.omahaURL)
 	}
 	return c.AttemptUpdate(ctx)
 }
 
-func (r *runner) checkForUpdate(ctx context.Context, c *dbusapi.Client) error {
+func (r *runner) checkForUpdate(ctx context.Context, c *update1.Client) error {
 	if err := r.attempt(ctx, c); err != nil {
 		return err
 	}
@@ -305,7 +296,7 @@ func (r *runner) checkForUpdate(ctx context.Context, c *dbusapi.Client) error {
 	return nil
 }
 
-func (r *runner) doRollback(ctx context.Context, c *dbusapi.Client) error {
+func (r *runner) doRollback(ctx context.Context, c *update1.Client) error {
 	if err := c.AttemptRollback(ctx, r.o.powerwash); err != nil {
 		return err
 	}
@@ -313,7 +304,7 @@ func (r *runner) doRollback(ctx context.Context, c *dbusapi.Client) error {
 	return nil
 }
 
-func (r *runner) setChannel(ctx context.Context, c *dbusapi.Client) error {
+func (r *runner) setChannel(ctx context.Context, c *update1.Client) error {
 	if err := c.SetChannel(ctx, r.o.channel); err != nil {
 		return err
 	}
@@ -324,14 +315,13 @@ func (r *runner) setChannel(ctx context.Context, c *dbusapi.Client) error {
 // watch delivers update_engine's StatusUpdate signals as the reboot
 // manager sees them: only the current owner of com.coreos.update1 is
 // believed and UPDATED_NEED_REBOOT is confirmed with GetStatus (see
-// rebootmgr.UpdateEngine.Watch). It keeps up to 64 for a slow terminal.
-func watch(ctx context.Context, c *dbusapi.Client) (<-chan rebootmgr.Status, error) {
-	ue := rebootmgr.NewUpdateEngine(c.Conn())
-	ue.Queue = 64
-	return ue.Watch(ctx)
+// update1.Client.Watch). It keeps up to 64 for a slow terminal.
+func watch(ctx context.Context, c *update1.Client) (<-chan update1.Status, error) {
+	c.Queue = 64
+	return c.Watch(ctx)
 }
 
-func (r *runner) watchForUpdates(ctx context.Context, c *dbusapi.Client) error {
+func (r *runner) watchForUpdates(ctx context.Context, c *update1.Client) error {
 	ch, err := watch(ctx, c)
 	if err != nil {
 		return err
@@ -342,7 +332,7 @@ func (r *runner) watchForUpdates(ctx context.Context, c *dbusapi.Client) error {
 	}
 	fmt.Fprintln(r.stderr, "Watching for StatusUpdate signals (Ctrl-C to stop).")
 	for st := range ch {
-		fmt.Fprint(r.stdout, formatStatus(dbusapi.Status(st)))
+		fmt.Fprint(r.stdout, formatStatus(st))
 		fmt.Fprintln(r.stdout)
 	}
 	return nil
@@ -360,10 +350,10 @@ func isTerminal(w io.Writer) bool {
 
 // progressBar renders one line for a terminal, e.g.
 // "[##########----------]  50.0%  DOWNLOADING  3850.0.0  12.3 MiB".
-func progressBar(st dbusapi.Status, width int) string {
+func progressBar(st update1.Status, width int) string {
 	p := min(max(st.Progress, 0), 1)
 	n := int(p*float64(width) + 0.5)
-	op := strings.TrimPrefix(st.CurrentOperation, "UPDATE_STATUS_")
+	op := strings.TrimPrefix(st.CurrentOperation, update1.StatusPrefix)
 	s := fmt.Sprintf("[%s%s] %5.1f%%  %-20s", strings.Repeat("#", n), strings.Repeat("-", width-n), p*100, op)
 	if st.NewVersion != "" && st.NewVersion != "0.0.0" {
 		s += "  " + st.NewVersion

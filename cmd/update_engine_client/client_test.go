@@ -16,22 +16,23 @@ import (
 
 	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // scriptEngine answers GetStatus from a script: after AttemptUpdate each
 // Status call moves one step along steps, then stays on the last.
 type scriptEngine struct {
 	mu      sync.Mutex // guards the fields below
-	cur     dbusapi.Status
-	steps   []dbusapi.Status
-	detail  dbusapi.Detail
+	cur     update1.Status
+	steps   []update1.Status
+	detail  update1.Detail
 	started bool
 	resets  int
 	channel string
 	reqs    []dbusapi.UpdateRequest
 }
 
-func (e *scriptEngine) Status() dbusapi.Status {
+func (e *scriptEngine) Status() update1.Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.started && len(e.steps) > 0 {
@@ -39,7 +40,7 @@ func (e *scriptEngine) Status() dbusapi.Status {
 	}
 	return e.cur
 }
-func (e *scriptEngine) Detail() dbusapi.Detail {
+func (e *scriptEngine) Detail() update1.Detail {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	d := e.detail
@@ -72,8 +73,8 @@ func (e *scriptEngine) SetChannel(_ context.Context, ch string) error {
 	return nil
 }
 
-func idle() dbusapi.Status {
-	return dbusapi.Status{CurrentOperation: "UPDATE_STATUS_IDLE", NewVersion: "0.0.0"}
+func idle() update1.Status {
+	return update1.Status{CurrentOperation: "UPDATE_STATUS_IDLE", NewVersion: "0.0.0"}
 }
 
 func serve(t *testing.T, eng *scriptEngine) (string, *dbusapi.Server) {
@@ -105,7 +106,7 @@ func run(ctx context.Context, args ...string) (int, string, string) {
 }
 
 func TestStatusAndPriority(t *testing.T) {
-	eng := &scriptEngine{cur: dbusapi.Status{LastCheckedTime: 1732579200, Progress: 0, CurrentOperation: "UPDATE_STATUS_UPDATED_NEED_REBOOT", NewVersion: "3850.0.0", NewSize: 461373440}}
+	eng := &scriptEngine{cur: update1.Status{LastCheckedTime: 1732579200, Progress: 0, CurrentOperation: "UPDATE_STATUS_UPDATED_NEED_REBOOT", NewVersion: "3850.0.0", NewSize: 461373440}}
 	addr, _ := serve(t, eng)
 	const want = "LAST_CHECKED_TIME=1732579200\nPROGRESS=0.000000\nCURRENT_OP=UPDATE_STATUS_UPDATED_NEED_REBOOT\nNEW_VERSION=3850.0.0\nNEW_SIZE=461373440\n"
 	tests := []struct {
@@ -152,7 +153,7 @@ func TestStatusEnvAddress(t *testing.T) {
 }
 
 func TestJSON(t *testing.T) {
-	eng := &scriptEngine{cur: idle(), detail: dbusapi.Detail{Channel: "beta", LastError: 10, LastErrorName: "PayloadHashMismatchError(10)"}}
+	eng := &scriptEngine{cur: idle(), detail: update1.Detail{Channel: "beta", LastError: 10, LastErrorName: "PayloadHashMismatchError(10)"}}
 	addr, _ := serve(t, eng)
 	for _, args := range [][]string{{"--json"}, {"-status", "--json"}} {
 		code, out, errs := run(t.Context(), append(args, "--bus", addr)...)
@@ -245,7 +246,7 @@ func TestRequestFlags(t *testing.T) {
 }
 
 func TestRefusedCalls(t *testing.T) {
-	eng := &scriptEngine{cur: dbusapi.Status{CurrentOperation: "UPDATE_STATUS_DOWNLOADING"}}
+	eng := &scriptEngine{cur: update1.Status{CurrentOperation: "UPDATE_STATUS_DOWNLOADING"}}
 	addr, _ := serve(t, eng)
 	for _, args := range [][]string{{"-reset_status"}, {"--rollback"}} {
 		code, _, errs := run(t.Context(), append(args, "--bus", addr)...)
@@ -262,8 +263,8 @@ func TestRefusedCalls(t *testing.T) {
 	}
 }
 
-func updateScript() []dbusapi.Status {
-	return []dbusapi.Status{
+func updateScript() []update1.Status {
+	return []update1.Status{
 		{CurrentOperation: "UPDATE_STATUS_CHECKING_FOR_UPDATE", NewVersion: "0.0.0"},
 		{CurrentOperation: "UPDATE_STATUS_DOWNLOADING", Progress: 0.5, NewVersion: "3850.0.0", NewSize: 1 << 20},
 		{CurrentOperation: "UPDATE_STATUS_FINALIZING", Progress: 1, NewVersion: "3850.0.0", NewSize: 1 << 20},
@@ -295,7 +296,7 @@ func TestUpdateBar(t *testing.T) {
 	addr, srv := serve(t, eng)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	_ = srv.Emit(dbusapi.Status{CurrentOperation: "UPDATE_STATUS_DOWNLOADING", Progress: 0.25})
+	_ = srv.Emit(update1.Status{CurrentOperation: "UPDATE_STATUS_DOWNLOADING", Progress: 0.25})
 	code, out, errs := run(ctx, "-update", "--bus", addr, "--poll-interval", "5ms", "--progress", "bar")
 	if code != 0 {
 		t.Fatalf("code=%d err=%q", code, errs)
@@ -308,15 +309,15 @@ func TestUpdateBar(t *testing.T) {
 func TestUpdateNoUpdateAndFailure(t *testing.T) {
 	tests := []struct {
 		name    string
-		detail  dbusapi.Detail
+		detail  update1.Detail
 		wantErr string
 	}{
-		{"no update", dbusapi.Detail{}, "No update available."},
-		{"failed", dbusapi.Detail{LastError: 10, LastErrorName: "PayloadHashMismatchError(10)"}, "Update failed: PayloadHashMismatchError(10)"},
+		{"no update", update1.Detail{}, "No update available."},
+		{"failed", update1.Detail{LastError: 10, LastErrorName: "PayloadHashMismatchError(10)"}, "Update failed: PayloadHashMismatchError(10)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			eng := &scriptEngine{cur: idle(), detail: tt.detail, steps: []dbusapi.Status{
+			eng := &scriptEngine{cur: idle(), detail: tt.detail, steps: []update1.Status{
 				{CurrentOperation: "UPDATE_STATUS_CHECKING_FOR_UPDATE", NewVersion: "0.0.0"}, idle()}}
 			addr, _ := serve(t, eng)
 			code, _, errs := run(t.Context(), "-update", "--bus", addr, "--poll-interval", "5ms", "--progress", "plain")
@@ -341,7 +342,7 @@ func TestWatch(t *testing.T) {
 	for !strings.Contains(out.String(), "CURRENT_OP=UPDATE_STATUS_VERIFYING") {
 		select {
 		case <-tick.C:
-			_ = srv.Emit(dbusapi.Status{CurrentOperation: "UPDATE_STATUS_VERIFYING", NewVersion: "1.0.0"})
+			_ = srv.Emit(update1.Status{CurrentOperation: "UPDATE_STATUS_VERIFYING", NewVersion: "1.0.0"})
 		case <-ctx.Done():
 			t.Fatalf("no signal printed: %q", out.String())
 		}
@@ -386,11 +387,11 @@ func TestWatchIgnoresForgedSignals(t *testing.T) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	mon.EmitAs(t, "nobody", addr, "", dbusapi.CoreOSPath, dbusapi.CoreOSInterface, dbusapi.SignalName,
+	mon.EmitAs(t, "nobody", addr, "", update1.Path, update1.Interface, update1.SignalStatusUpdate,
 		"xdssx", "1700000000", "0", "UPDATE_STATUS_UPDATED_NEED_REBOOT", "9999.0.0", "1")
 	// Routed after the forgery (the monitor saw it), so printed after it
 	// if the forgery were believed.
-	if err := srv.Emit(dbusapi.Status{CurrentOperation: "UPDATE_STATUS_VERIFYING", NewVersion: "1.0.0"}); err != nil {
+	if err := srv.Emit(update1.Status{CurrentOperation: "UPDATE_STATUS_VERIFYING", NewVersion: "1.0.0"}); err != nil {
 		t.Fatal(err)
 	}
 	for !strings.Contains(out.String(), "CURRENT_OP=UPDATE_STATUS_VERIFYING") {

@@ -5,22 +5,21 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/dbusapi"
-	"github.com/abupdate/update_engine/pkg/rebootmgr"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // done reports whether -update stops at op: Flatcar stops at IDLE (no
 // update, or a failed attempt) and at UPDATED_NEED_REBOOT.
 func done(op string) bool {
-	return op == "UPDATE_STATUS_IDLE" || op == "UPDATE_STATUS_UPDATED_NEED_REBOOT"
+	return op == update1.StatusIdle || op == update1.StatusUpdatedNeedReboot
 }
 
 // runUpdate is Flatcar's -update: AttemptUpdate, then poll GetStatus until
 // done. With a bar it also redraws on every StatusUpdate signal so the bar
 // moves between polls.
-func (r *runner) runUpdate(ctx context.Context, c *dbusapi.Client) error {
+func (r *runner) runUpdate(ctx context.Context, c *update1.Client) error {
 	bar := r.o.progress == "bar" || (r.o.progress == "auto" && isTerminal(r.stdout))
-	var sigs <-chan rebootmgr.Status
+	var sigs <-chan update1.Status
 	if bar {
 		wctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -38,7 +37,7 @@ func (r *runner) runUpdate(ctx context.Context, c *dbusapi.Client) error {
 	if err != nil {
 		return err
 	}
-	if st.CurrentOperation == "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
+	if st.NeedsReboot() {
 		fmt.Fprintln(r.stderr, "Update succeeded -- reboot needed.")
 		return nil
 	}
@@ -53,7 +52,7 @@ func (r *runner) runUpdate(ctx context.Context, c *dbusapi.Client) error {
 }
 
 // poll prints the status (block or bar) every poll interval until done.
-func (r *runner) poll(ctx context.Context, c *dbusapi.Client, bar bool, sigs <-chan rebootmgr.Status) (dbusapi.Status, error) {
+func (r *runner) poll(ctx context.Context, c *update1.Client, bar bool, sigs <-chan update1.Status) (update1.Status, error) {
 	tick := time.NewTicker(r.o.pollInterval)
 	defer tick.Stop()
 	for {
@@ -83,7 +82,7 @@ func (r *runner) poll(ctx context.Context, c *dbusapi.Client, bar bool, sigs <-c
 					sigs = nil
 					continue
 				}
-				fmt.Fprintf(r.stdout, "\r%s", progressBar(dbusapi.Status(s), 30))
+				fmt.Fprintf(r.stdout, "\r%s", progressBar(s, 30))
 			case <-tick.C:
 				break wait
 			}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/abupdate/update_engine/pkg/semver"
 )
 
 // Version is a dotted version encoded as a monotonic uint64: up to four
@@ -13,7 +15,9 @@ import (
 // integers compares the versions.
 type Version uint64
 
-// ParseVersion encodes s ("3815.2.0", "15183.78.0", "1.2.3.4").
+// ParseVersion encodes s ("3815.2.0", "15183.78.0", "1.2.3.4"), read by
+// pkg/semver, the one parser and order of versions: the encoding keeps
+// semver's order except that all pre-releases of a release encode alike.
 //
 // Build metadata after '+' is ignored, as semver says it does not take part
 // in ordering ("3850.0.0+nightly-20240320-2100" is 3850.0.0). A pre-release
@@ -27,33 +31,21 @@ type Version uint64
 // 65535, an empty or non-decimal component, "0-x") are refused with an
 // error wrapping ErrVersion: the floor cannot vouch for them.
 func ParseVersion(s string) (Version, error) {
-	core := s
-	if i := strings.IndexByte(core, '+'); i >= 0 {
-		core = core[:i]
+	sv, err := semver.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrVersion, err)
 	}
-	pre := false
-	if i := strings.IndexByte(core, '-'); i >= 0 {
-		if i == len(core)-1 {
-			return 0, fmt.Errorf("%w: %q: empty pre-release", ErrVersion, s)
-		}
-		core, pre = core[:i], true
-	}
-	parts := strings.Split(core, ".")
-	if len(parts) > 4 {
-		return 0, fmt.Errorf("%w: %q: %d components, at most 4 fit", ErrVersion, s, len(parts))
+	if len(sv.Core) > 4 {
+		return 0, fmt.Errorf("%w: %q: %d components, at most 4 fit", ErrVersion, s, len(sv.Core))
 	}
 	var v uint64
-	for i, p := range parts {
-		if p == "" || strings.TrimLeft(p, "0123456789") != "" {
-			return 0, fmt.Errorf("%w: %q: component %d (%q) is not a decimal number", ErrVersion, s, i+1, p)
-		}
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %q: component %d (%s) is above 65535", ErrVersion, s, i+1, p)
+	for i, n := range sv.Core {
+		if n > 0xFFFF {
+			return 0, fmt.Errorf("%w: %q: component %d (%d) is above 65535", ErrVersion, s, i+1, n)
 		}
 		v |= n << (48 - 16*uint(i))
 	}
-	if pre {
+	if sv.IsPrerelease() {
 		if v == 0 {
 			return 0, fmt.Errorf("%w: %q: a pre-release of 0 has no encoding", ErrVersion, s)
 		}

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/abupdate/update_engine/pkg/semver"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -140,4 +142,29 @@ func cmpComponents(a, b string) int {
 		}
 	}
 	return 0
+}
+
+// TestEncodingKeepsSemverOrder: the floor's encoding never reverses
+// pkg/semver's order (a newer version never encodes lower), so the floor
+// and the update server agree on "older"; pre-releases of one release
+// encode alike, just below it.
+func TestEncodingKeepsSemverOrder(t *testing.T) {
+	vs := []string{"1.2.2", "1.2.2.65535", "1.2.3-alpha", "1.2.3-rc.2", "1.2.3-rc.10", "1.2.3-rc1", "1.2.3", "1.2.3.1-rc1", "1.2.3.1", "3815.2.0", "3850.0.0-rc1", "3850.0.0+nightly"}
+	for _, a := range vs {
+		for _, b := range vs {
+			ea, erra := ParseVersion(a)
+			eb, errb := ParseVersion(b)
+			if erra != nil || errb != nil {
+				t.Fatal(erra, errb)
+			}
+			if semver.Compare(a, b) < 0 && ea > eb {
+				t.Errorf("%q < %q in semver, but encodes %s > %s", a, b, ea, eb)
+			}
+		}
+	}
+	rc1, _ := ParseVersion("1.2.3-rc1")
+	rc2, _ := ParseVersion("1.2.3-rc2")
+	if rc1 != rc2 {
+		t.Errorf("pre-releases of one release encode %s and %s, want alike", rc1, rc2)
+	}
 }

@@ -83,14 +83,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/updateconf"
 )
 
 // Defaults.
 const (
 	DefaultGroup          = "stable"
-	DefaultServer         = "https://public.update.flatcar-linux.net/v1/update/"
-	DefaultAppID          = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
 	DefaultPubKey         = "/usr/share/update_engine/update-payload-key.pub.pem"
 	DefaultPrefsDir       = "/var/lib/update_engine/prefs"
 	DefaultHealthDelay    = time.Minute
@@ -191,7 +190,7 @@ func (c *Config) Source(key string) string {
 
 // IsDefaultServer reports whether SERVER is the public Flatcar server; when
 // it is not, reported error codes carry the TestOmahaURL flag (SPEC.md 7).
-func (c *Config) IsDefaultServer() bool { return c.Server == DefaultServer }
+func (c *Config) IsDefaultServer() bool { return c.Server == omaha.DefaultServer }
 
 // UpdatesDisabled reports SERVER=disabled: no checks, no events.
 func (c *Config) UpdatesDisabled() bool { return c.Server == ServerDisabled }
@@ -232,12 +231,32 @@ func bad(e updateconf.Entry, key, format string, args ...any) error {
 
 // Load reads the configuration.
 func Load(opts Options) (*Config, error) {
+	l, warns, err := readFiles(opts)
+	if err != nil {
+		return nil, err
+	}
+	c := stringKeys(l)
+	errs := []error{checkRequired(l, c), ioLimit(l, c), readTuning(l, c)}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := c.readFacts(opts.Root); err != nil {
+		return nil, err
+	}
+	c.sources = l.sources
+	c.Warnings = warns
+	return c, nil
+}
+
+// readFiles parses the files of SearchPath under opts.Root, later files
+// overriding earlier ones, and warns about unknown keys in update.conf.
+func readFiles(opts Options) (*lookup, []updateconf.Warning, error) {
 	l := &lookup{overrides: opts.Overrides, sources: map[string]string{}}
 	var warns []updateconf.Warning
 	for _, p := range SearchPath {
 		f, w, err := updateconf.ParseFile(filepath.Join(opts.Root, p))
 		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
+			return nil, nil, fmt.Errorf("config: %w", err)
 		}
 		warns = append(warns, w...)
 		if f == nil {
@@ -248,16 +267,21 @@ func Load(opts Options) (*Config, error) {
 		}
 		l.files = append(l.files, f)
 	}
-	c := &Config{
+	return l, warns, nil
+}
+
+// stringKeys is the Config of the keys taken as strings, with defaults.
+func stringKeys(l *lookup) *Config {
+	return &Config{
 		Group:            l.str(DefaultGroup, "GROUP"),
-		Server:           l.str(DefaultServer, "SERVER"),
+		Server:           l.str(omaha.DefaultServer, "SERVER"),
 		MachineAlias:     l.str("", "MACHINE_ALIAS"),
 		DownloadUser:     l.str("", "DOWNLOAD_USER"),
 		DownloadPassword: l.str("", "DOWNLOAD_PASSWORD"),
 		PCRPolicyServer:  l.str("", "PCR_POLICY_SERVER"),
 		ReleaseVersion:   l.str("", "FLATCAR_RELEASE_VERSION", "COREOS_RELEASE_VERSION"),
 		Board:            l.str("", "FLATCAR_RELEASE_BOARD", "COREOS_RELEASE_BOARD"),
-		AppID:            l.str(DefaultAppID, "FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID"),
+		AppID:            l.str(omaha.DefaultAppID, "FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID"),
 		MetricsListen:    l.str("", "UPDATE_ENGINE_METRICS_LISTEN"),
 		MetricsSocket:    l.str("", "UPDATE_ENGINE_METRICS_SOCKET"),
 		PubKey:           l.str(DefaultPubKey, "UPDATE_ENGINE_PUBKEY"),
@@ -266,41 +290,40 @@ func Load(opts Options) (*Config, error) {
 		HealthDelay:      DefaultHealthDelay,
 		HealthTimeout:    DefaultHealthTimeout,
 	}
+}
+
+// checkRequired checks the URLs and the values that must not be empty.
+func checkRequired(l *lookup, c *Config) error {
 	var errs []error
-	check := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
 	for _, u := range []struct{ key, val string }{{"SERVER", c.Server}, {"PCR_POLICY_SERVER", c.PCRPolicyServer}} {
 		if u.val == "" && u.key != "SERVER" || u.key == "SERVER" && u.val == ServerDisabled {
 			continue
 		}
 		if p, err := url.Parse(u.val); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			e, _ := l.get(u.key)
-			check(bad(e, u.key, "want an http:// or https:// URL"))
+			errs = append(errs, bad(e, u.key, "want an http:// or https:// URL"))
 		}
 	}
 	if c.Group == "" {
 		e, _ := l.get("GROUP")
-		check(bad(e, "GROUP", "must not be empty"))
+		errs = append(errs, bad(e, "GROUP", "must not be empty"))
 	}
 	if c.AppID == "" {
 		e, _ := l.get("FLATCAR_RELEASE_APPID", "COREOS_RELEASE_APPID")
-		check(bad(e, "FLATCAR_RELEASE_APPID", "must not be empty"))
+		errs = append(errs, bad(e, "FLATCAR_RELEASE_APPID", "must not be empty"))
 	}
+	return errors.Join(errs...)
+}
+
+// readTuning reads the keys with a type: the metrics switch and the
+// health check's durations and units.
+func readTuning(l *lookup, c *Config) error {
+	var errs []error
 	var err error
-	if e, ok := l.get("UPDATE_ENGINE_IO_WRITE_BPS"); ok {
-		c.IOWriteBPS, err = parseBytes(e.Value)
-		if err != nil {
-			check(bad(e, "UPDATE_ENGINE_IO_WRITE_BPS", "%v", err))
-		}
-	}
-	check(ioLimit(l, c))
 	if e, ok := l.get("UPDATE_ENGINE_METRICS_ALLOW_REMOTE"); ok {
 		c.MetricsAllowRemote, err = strconv.ParseBool(e.Value)
 		if err != nil {
-			check(bad(e, "UPDATE_ENGINE_METRICS_ALLOW_REMOTE", "want true or false"))
+			errs = append(errs, bad(e, "UPDATE_ENGINE_METRICS_ALLOW_REMOTE", "want true or false"))
 		}
 	}
 	for _, d := range []struct {
@@ -310,7 +333,7 @@ func Load(opts Options) (*Config, error) {
 		if e, ok := l.get(d.key); ok {
 			v, err := time.ParseDuration(e.Value)
 			if err != nil || v < 0 {
-				check(bad(e, d.key, "want a duration such as 90s or 5m"))
+				errs = append(errs, bad(e, d.key, "want a duration such as 90s or 5m"))
 				continue
 			}
 			*d.dst = v
@@ -319,21 +342,20 @@ func Load(opts Options) (*Config, error) {
 	if e, ok := l.get("UPDATE_ENGINE_HEALTH_UNITS"); ok {
 		c.HealthUnits = strings.FieldsFunc(e.Value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if err := c.readFacts(opts.Root); err != nil {
-		return nil, err
-	}
-	c.sources = l.sources
-	c.Warnings = warns
-	return c, nil
+	return errors.Join(errs...)
 }
 
-// ioLimit reads UPDATE_ENGINE_IO_LIMIT and the adaptive limit's keys.
+// ioLimit reads UPDATE_ENGINE_IO_WRITE_BPS, then UPDATE_ENGINE_IO_LIMIT
+// (which wins) and the adaptive limit's keys.
 func ioLimit(l *lookup, c *Config) error {
 	c.IOLimitFloor, c.IOLimitCeiling, c.IOLimitTarget = DefaultIOLimitFloor, DefaultIOLimitCeiling, DefaultIOLimitTarget
 	var errs []error
+	if e, ok := l.get("UPDATE_ENGINE_IO_WRITE_BPS"); ok {
+		var err error
+		if c.IOWriteBPS, err = parseBytes(e.Value); err != nil {
+			errs = append(errs, bad(e, "UPDATE_ENGINE_IO_WRITE_BPS", "%v", err))
+		}
+	}
 	if e, ok := l.get("UPDATE_ENGINE_IO_LIMIT"); ok && e.Value != "" {
 		if e.Value == "adaptive" {
 			c.IOAdaptive = true

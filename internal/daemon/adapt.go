@@ -4,27 +4,29 @@ import (
 	"context"
 	"crypto/rsa"
 	"errors"
-	"time"
+	"sync/atomic"
 
 	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/engine"
 	"github.com/abupdate/update_engine/internal/metrics"
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/cgroup"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 type payloadKey = rsa.PublicKey
 
-func toStatus(s engine.Snapshot) dbusapi.Status {
-	return dbusapi.Status{
+func toStatus(s engine.Snapshot) update1.Status {
+	return update1.Status{
 		LastCheckedTime: s.LastChecked, Progress: s.Progress, CurrentOperation: s.Status.String(),
 		NewVersion: s.NewVersion, NewSize: s.NewSize,
 	}
 }
 
-// busEngine adapts *engine.Engine to dbusapi.Engine.
+// busEngine is the engine as D-Bus sees it (dbusapi.Engine): ResetStatus,
+// AttemptRollback and SetChannel are the engine's own.
 type busEngine struct {
-	e             *engine.Engine
+	*engine.Engine
 	allowOmahaURL bool
 	lim           *cgroup.Limiter // nil = no I/O limit
 	adaptive      bool            // lim's rate is moved by an adaptive controller
@@ -34,17 +36,17 @@ type busEngine struct {
 // errOmahaURL refuses a ChromeOS AttemptUpdate(s,s) naming a server.
 var errOmahaURL = errors.New("daemon: omaha_url refused: update_engine was not started with --allow-omaha-url")
 
-func (b busEngine) Status() dbusapi.Status { return toStatus(b.e.Snapshot()) }
+func (b busEngine) Status() update1.Status { return toStatus(b.Snapshot()) }
 
-func (b busEngine) Detail() dbusapi.Detail {
-	s := b.e.Snapshot()
-	d := dbusapi.Detail{
+func (b busEngine) Detail() update1.Detail {
+	s := b.Snapshot()
+	d := update1.Detail{
 		Status: toStatus(s), CurrentVersion: s.CurrentVersion, Channel: s.Channel, Server: s.Server,
 		BootedSlot: s.BootedSlot, NextBootSlot: s.NextBootSlot, LastError: int32(s.LastError),
 		LastErrorMessage: s.LastErrorMessage, Resumes: s.Resumes, BytesDownloaded: s.BytesDownloaded,
 		CanRollback: s.CanRollback,
 	}
-	if s.LastError != status.Success {
+	if s.LastError != omaha.Success {
 		d.LastErrorName = s.LastError.String()
 	}
 	if d.IOWriteLimit = b.lim.WriteBPS(); d.IOWriteLimit > 0 {
@@ -65,24 +67,48 @@ func (b busEngine) AttemptUpdate(ctx context.Context, r dbusapi.UpdateRequest) e
 	if r.OmahaURL != "" && !b.allowOmahaURL {
 		return errOmahaURL
 	}
-	return b.e.AttemptUpdate(ctx, r.OmahaURL)
+	return b.Engine.AttemptUpdate(ctx, r.OmahaURL)
 }
-func (b busEngine) ResetStatus(ctx context.Context) error { return b.e.ResetStatus(ctx) }
-func (b busEngine) AttemptRollback(ctx context.Context, powerwash bool) error {
-	return b.e.AttemptRollback(ctx, powerwash)
-}
-func (b busEngine) SetChannel(ctx context.Context, ch string) error { return b.e.SetChannel(ctx, ch) }
 
-// metricsAdapter adapts *metrics.Metrics to engine.Metrics.
-type metricsAdapter struct{ m *metrics.Metrics }
-
-func (a metricsAdapter) CheckDone(r engine.CheckResult, at time.Time) {
-	a.m.CheckDone(metrics.CheckResult(r), at)
+// observer fans the engine's observations out: every published snapshot
+// to the D-Bus signal (once exported) and the status metrics, the
+// measurements to the metrics.
+type observer struct {
+	m   *metrics.Metrics
+	srv atomic.Pointer[dbusapi.Server] // nil until exported
 }
-func (a metricsAdapter) AddDownloaded(n int64)                 { a.m.AddDownloaded(n) }
-func (a metricsAdapter) AddWritten(n int64)                    { a.m.AddWritten(n) }
-func (a metricsAdapter) ObserveApply(n int64, d time.Duration) { a.m.ObserveApply(n, d) }
-func (a metricsAdapter) Resumed()                              { a.m.Resumed() }
-func (a metricsAdapter) Error(c status.Code)                   { a.m.Error(c) }
-func (a metricsAdapter) SetStatus(s status.Update)             { a.m.SetStatus(s) }
-func (a metricsAdapter) ObserveFlipToGood(d time.Duration)     { a.m.ObserveFlipToGood(d) }
+
+// Observe implements engine.Observer.
+func (o *observer) Observe(ob engine.Observation) {
+	switch v := ob.(type) {
+	case engine.StatusChanged:
+		o.m.SetStatus(v.Status)
+		o.signal(v.Snapshot)
+	case engine.CheckDone:
+		o.m.CheckDone(v.Result, v.At)
+	case engine.Downloaded:
+		o.m.AddDownloaded(v.Bytes)
+	case engine.Written:
+		o.m.AddWritten(v.Bytes)
+	case engine.ApplyDone:
+		o.m.ObserveApply(v.Bytes, v.Took)
+	case engine.Resumed:
+		o.m.Resumed()
+	case engine.Failed:
+		o.m.Error(v.Code)
+	case engine.FlipToGood:
+		o.m.ObserveFlipToGood(v.After)
+	}
+}
+
+// export sends the signals to srv from now on, starting with s.
+func (o *observer) export(srv *dbusapi.Server, s engine.Snapshot) {
+	o.srv.Store(srv)
+	o.signal(s)
+}
+
+func (o *observer) signal(s engine.Snapshot) {
+	if srv := o.srv.Load(); srv != nil {
+		_ = srv.Emit(toStatus(s))
+	}
+}

@@ -135,43 +135,57 @@ func BenchmarkAdaptiveIOLimit(b *testing.B) {
 
 	// Rounds interleave the modes, so a change of the host's load hits
 	// them alike; the figures are medians over the rounds.
+	// Before each measurement the host's load settles (BENCH_ADAPTIVE_SETTLE,
+	// default 0.5), so a measurement's own load is not carried into the
+	// next; each figure is printed with the highest 1-minute load at the
+	// end of the measurements it comes from.
+	settle := func() { testenv.SettleLoad(b, envFloat(b, "BENCH_ADAPTIVE_SETTLE", 0.5), 2*time.Minute) }
 	var alone50, alone99 []float64
 	took := map[string][]float64{}
 	p99 := map[string][]float64{}
+	load := map[string]float64{}
 	var seen []uint64
 	for r := 0; r < runs; r++ {
+		settle()
 		stop := fio()
 		time.Sleep(15 * time.Second) // the baseline: fio alone
 		p50, p := stop()
 		alone50, alone99 = append(alone50, p50), append(alone99, p)
+		load["alone"] = max(load["alone"], testenv.Load1Value())
 		for _, m := range modes {
+			settle()
 			d, p, l := update(m.name, m.limit)
+			load[m.name] = max(load[m.name], testenv.Load1Value())
 			took[m.name] = append(took[m.name], d.Seconds())
 			p99[m.name] = append(p99[m.name], p)
 			if m.limit == "adaptive" {
 				seen = append(seen, l...)
 			}
-			b.Logf("round %d %s: %.2f s, fio p99 %.0f us (alone %.0f us)", r, m.name, d.Seconds(), p, alone99[r])
+			b.Logf("round %d %s: %.2f s, fio p99 %.0f us (alone %.0f us), load1 %.2f", r, m.name, d.Seconds(), p, alone99[r], testenv.Load1Value())
 		}
 	}
+	worst := 0.0
+	for _, l := range load {
+		worst = max(worst, l)
+	}
 	base, unlimited := median(alone99), median(took["unlimited"])
-	testenv.Bench(b, "adaptive_rounds", float64(runs), "n")
-	testenv.Bench(b, "adaptive_fio_alone_p50", median(alone50), "us")
-	testenv.Bench(b, "adaptive_fio_alone_p99", base, "us")
+	testenv.BenchAt(b, "adaptive_rounds", float64(runs), "n", worst)
+	testenv.BenchAt(b, "adaptive_fio_alone_p50", median(alone50), "us", load["alone"])
+	testenv.BenchAt(b, "adaptive_fio_alone_p99", base, "us", load["alone"])
 	for _, m := range modes {
-		n := "adaptive_update_" + m.name
-		testenv.Bench(b, n+"_seconds", median(took[m.name]), "s")
-		testenv.Bench(b, n+"_vs_unlimited", median(took[m.name])/unlimited, "x")
-		testenv.Bench(b, n+"_fio_p99", median(p99[m.name]), "us")
-		testenv.Bench(b, n+"_fio_p99_vs_alone", median(p99[m.name])/base, "x")
+		n, l := "adaptive_update_"+m.name, max(load[m.name], load["alone"], load["unlimited"])
+		testenv.BenchAt(b, n+"_seconds", median(took[m.name]), "s", load[m.name])
+		testenv.BenchAt(b, n+"_vs_unlimited", median(took[m.name])/unlimited, "x", l)
+		testenv.BenchAt(b, n+"_fio_p99", median(p99[m.name]), "us", load[m.name])
+		testenv.BenchAt(b, n+"_fio_p99_vs_alone", median(p99[m.name])/base, "x", l)
 	}
 	if len(seen) > 0 {
 		lo, sum := seen[0], 0.0
 		for _, l := range seen {
 			lo, sum = min(lo, l), sum+float64(l)
 		}
-		testenv.Bench(b, "adaptive_update_adaptive_limit_min", float64(lo)/(1<<20), "MiB/s")
-		testenv.Bench(b, "adaptive_update_adaptive_limit_mean", sum/float64(len(seen))/(1<<20), "MiB/s")
+		testenv.BenchAt(b, "adaptive_update_adaptive_limit_min", float64(lo)/(1<<20), "MiB/s", load["adaptive"])
+		testenv.BenchAt(b, "adaptive_update_adaptive_limit_mean", sum/float64(len(seen))/(1<<20), "MiB/s", load["adaptive"])
 	}
 	// The yardstick is the fixed limit that gives the same p99.
 	// A fixed limit whose p99 is no better than the adaptive one's is at
@@ -184,7 +198,7 @@ func BenchmarkAdaptiveIOLimit(b *testing.B) {
 		}
 	}
 	if match > 0 {
-		testenv.Bench(b, "adaptive_speedup_vs_fixed_with_p99_no_better", match/atook, "x")
+		testenv.BenchAt(b, "adaptive_speedup_vs_fixed_with_p99_no_better", match/atook, "x", worst)
 	} else {
 		b.Logf("every fixed limit gave fio a better p99 than the adaptive one (%.0f us)", ap99)
 	}
@@ -236,6 +250,14 @@ func envStr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+func envFloat(b *testing.B, key string, def float64) float64 {
+	v, err := strconv.ParseFloat(envStr(key, strconv.FormatFloat(def, 'g', -1, 64)), 64)
+	if err != nil {
+		b.Fatalf("%s: %v", key, err)
+	}
+	return v
 }
 
 func envInt(b *testing.B, key string, def int) int {

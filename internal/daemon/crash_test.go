@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // crashBinary builds update_engine with the crashpoints tag once.
@@ -158,7 +158,7 @@ func crashRun(t *testing.T, bin string, c crashCase, at int) []string {
 	}()
 
 	exited := run("UPDATE_ENGINE_CRASH_LOG="+logFile, "UPDATE_ENGINE_CRASH_AT="+strconv.Itoa(at))
-	cl, err := dbusapi.Dial(t.Context(), h.bus)
+	cl, err := update1.Dial(t.Context(), h.bus)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,31 +10,23 @@
 package daemon
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
-	"github.com/abupdate/update_engine/internal/antirollback"
 	"github.com/abupdate/update_engine/internal/config"
-	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/engine"
 	"github.com/abupdate/update_engine/internal/metrics"
-	"github.com/abupdate/update_engine/internal/prefs"
-	"github.com/abupdate/update_engine/internal/slot"
 	"github.com/abupdate/update_engine/pkg/cgroup"
-	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/payload"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // Options are the daemon's command-line settings. Config keys set by
@@ -93,279 +85,61 @@ const MarkerName = "update_engine_autoupdate_completed"
 // line names no partition on a GPT disk.
 var ErrNoDisk = errors.New("daemon: no disk given (--disk DEV or an image file) and none found from /proc/cmdline")
 
-// Run runs the daemon until ctx ends.
+// Run runs the daemon until ctx ends. Each step below opens one part and
+// registers how to close it; they are closed in reverse when Run returns.
 func Run(ctx context.Context, o Options) error {
-	log := o.Log
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	w := &wiring{o: o, log: o.Log}
+	if w.log == nil {
+		w.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	loadConfig := func() (*config.Config, error) {
-		return config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides})
+	defer w.close()
+	if err := w.loadConfig(); err != nil {
+		return err
 	}
-	cfg, err := loadConfig()
+	if err := w.openDisk(ctx); err != nil {
+		return err
+	}
+	w.openIOLimit(ctx)
+	w.checkKeys()
+	if err := w.openFloor(ctx); err != nil {
+		return err
+	}
+	if err := w.startMetrics(ctx); err != nil {
+		return err
+	}
+	eng, err := engine.New(w.engineConfig())
 	if err != nil {
 		return err
 	}
-	for _, w := range cfg.Warnings {
-		log.Warn("update.conf: ignored", "warning", w.Error())
-	}
-	if cfg.UpdatesDisabled() {
-		log.Info("updates are disabled (SERVER=disabled): no update checks until SERVER is set again")
-	}
-	if cfg.ReleaseVersion == "" {
-		return fmt.Errorf("daemon: the running version is unknown: set FLATCAR_RELEASE_VERSION in the release file or pass --release-version")
-	}
-	if o.Disk == "" {
-		// No --disk: the disk holding the partition the kernel booted.
-		cmdline, err := os.ReadFile("/proc/cmdline")
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrNoDisk, err)
-		}
-		if o.Disk, err = slot.FindDisk(string(cmdline)); err != nil {
-			return fmt.Errorf("%w: %v", ErrNoDisk, err)
-		}
-		log.Info("disk found from the kernel command line", "disk", o.Disk)
-	}
-	prefsDir := o.PrefsDir
-	if prefsDir == "" {
-		prefsDir = cfg.PrefsDir
-	}
-	store, err := prefs.Open(prefsDir)
-	if err != nil {
-		return err
-	}
-	if _, err := store.GetString(prefs.KeyAlephVersion); errors.Is(err, prefs.ErrNotFound) {
-		_ = store.SetString(prefs.KeyAlephVersion, cfg.ReleaseVersion)
-	}
-	aleph, _ := store.GetString(prefs.KeyAlephVersion)
-
-	disk, err := slot.Open(ctx, o.Disk, slot.Options{Booted: o.Booted, Direct: cfg.IOWriteBPS > 0 || cfg.IOAdaptive})
-	if err != nil {
-		return fmt.Errorf("daemon: %w", err)
-	}
-	if _, err := disk.Repair(ctx); err != nil {
-		log.Warn("GPT repair failed", "disk", o.Disk, "err", err)
-	}
-	log.Info("slots", "disk", disk.String(), "booted", disk.Booted(), "passive", disk.Passive())
-
-	limiter, adaptive, limitErr := openIOLimit(ctx, cfg, disk.PassiveDevice(), log, "/proc", "/sys/fs/cgroup")
-	if limiter != nil {
-		defer closeIOLimit(limiter, log)
-	}
-
-	// The key is read again at every apply, so one installed later is used.
-	keys := keyFile{path: cfg.PubKey, insecure: o.InsecureAllowUnsignedPayloads, log: log}
-	if o.InsecureAllowUnsignedPayloads {
-		log.Warn("INSECURE: --insecure-allow-unsigned-payloads: without a payload public key, payloads are installed unverified", "path", cfg.PubKey)
-	}
-	if ks, err := keys.load(); err != nil {
-		log.Error("no usable payload public key: every payload is refused until one is installed", "path", cfg.PubKey, "err", err)
-	} else if len(ks) > 0 {
-		log.Info("payload public key", "path", cfg.PubKey, "keys", len(ks))
-	}
-
-	var floor engine.Floor
-	requireVersion := false
-	if o.TPM != "" {
-		tc := antirollback.Config{Require: o.RequireTPM, Logf: func(f string, a ...any) { log.Info(fmt.Sprintf(f, a...)) }}
-		if strings.Contains(o.TPM, ":") && !strings.HasPrefix(o.TPM, "/") {
-			tc.Addr = o.TPM
-		} else {
-			tc.Device = o.TPM
-		}
-		g, err := antirollback.Open(ctx, tc)
-		if err != nil {
-			return err
-		}
-		defer g.Close()
-		floor = engine.GuardFloor{Guard: g, PCR: o.MeasurePCR}
-		// The floor judges the offered version: the payload must prove it.
-		requireVersion = g.Enabled()
-	}
-
-	m := metrics.New()
-	m.SetInfo(cfg.ReleaseVersion, disk.Booted())
-	if cfg.MetricsListen != "" {
-		l, err := metrics.Listen(cfg.MetricsListen, cfg.MetricsAllowRemote)
-		if err != nil {
-			return err
-		}
-		srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = srv.Serve(l) }()
-		defer srv.Close()
-		log.Info("metrics", "listen", l.Addr().String())
-	}
-	if cfg.MetricsSocket != "" {
-		l, err := metrics.ListenUnix(cfg.MetricsSocket)
-		if err != nil {
-			return err
-		}
-		sctx, stopSocket := context.WithCancel(ctx)
-		served := make(chan struct{})
-		go func() { defer close(served); _ = m.Serve(sctx, l) }()
-		defer func() { stopSocket(); <-served }() // Serve removes the socket
-		log.Info("metrics", "socket", cfg.MetricsSocket)
-	}
-
-	client := &omaha.Client{Server: cfg.Server, DownloadUser: cfg.DownloadUser, DownloadPassword: cfg.DownloadPassword}
-	params := omaha.Params{
-		AppID: cfg.AppID, Version: cfg.ReleaseVersion, BootID: cfg.BootID, MachineID: cfg.MachineID,
-		OEM: cfg.OEMID, OEMVersion: cfg.OEMVersion, AlephVersion: aleph, MachineAlias: cfg.MachineAlias,
-		Board: cfg.Board, Arch: unameArch(),
-	}
-	// For events sent before any check (the 3/1 owed across a restart):
-	// delta_okay as the engine's checks say it, no delta failed for good.
-	failedDeltas, err := store.GetInt64(engine.KeyDeltaFailures)
-	params.DeltaOK = err != nil || failedDeltas == 0
-	runDir := o.RunDir
-	if runDir == "" {
-		runDir = "/var/run"
-	}
-	rebootFile := o.RebootRequiredFile
-	switch rebootFile {
-	case "":
-		rebootFile = "/run/reboot-required"
-	case "-":
-		rebootFile = ""
-	}
-	m.SetIOLimitError(limitErr != nil)
-	if limiter != nil {
-		m.SetIOLimit(limiter.WriteBPS(), 0)
-		go reportThrottle(ctx, limiter, m)
-	}
-	if adaptive != nil {
-		go runAdaptive(ctx, adaptive, m, log)
-	}
-	note := &notifier{}
-	applier := engine.PayloadApplier{Keys: keys.load, InsecureAllowUnsigned: o.InsecureAllowUnsignedPayloads,
-		RequireVersion: requireVersion, CheckpointBytes: cmp.Or(o.CheckpointBytes, 4<<20), DecodeNice: 10,
-		OpDuration: m.ObserveOperation}
-	procedures := engine.Procedures{
-		BootDir: o.BootDir, PolicyDir: cmp.Or(o.PCRPolicyDir, filepath.Dir(filepath.Clean(prefsDir))),
-		// PCR_POLICY_SERVER is read again before each POST, as update.conf
-		// before each check.
-		PolicyServer: func() string {
-			if c, err := config.Load(config.Options{Root: o.ConfigRoot, Overrides: o.Overrides}); err == nil {
-				return c.PCRPolicyServer
-			}
-			return cfg.PCRPolicyServer
-		},
-	}
-	var eng *engine.Engine
-	// Events owed from before a restart go out before any check: with the
-	// engine's track (a SetChannel choice beats GROUP).
-	trackNow := func() string { return eng.Snapshot().Channel }
-	ecfg := engine.Config{
-		Checker:    &engine.OmahaChecker{Client: client, Params: params, Track: trackNow, Prefs: store, Log: log},
-		Downloader: &engine.OmahaDownloader{Client: client},
-		Applier:    applier,
-		Slots:      engine.DiskSlots{Disk: disk, Limiter: limiter},
-		Prefs:      store,
-		Floor:      floor,
-		Procedures: procedures,
-		Metrics:    metricsAdapter{m},
-		Notifier:   note,
-		Log:        log,
-
-		CurrentVersion: cfg.ReleaseVersion,
-		BootID:         cmp.Or(o.BootID, cfg.BootID),
-		Track:          cfg.Group,
-		Server:         cfg.Server,
-		Settings: func() (engine.Settings, error) {
-			c, err := loadConfig()
-			if err != nil {
-				return engine.Settings{}, err
-			}
-			return engine.Settings{Track: c.Group, Server: c.Server}, nil
-		},
-		AllowOmahaURL:      o.AllowOmahaURL,
-		MarkerPath:         filepath.Join(runDir, MarkerName),
-		RebootRequiredPath: rebootFile,
-		Schedule: engine.Schedule{
-			Disabled: !o.AutoCheck, Initial: o.InitialDelay, Interval: o.CheckInterval,
-		},
-		Health: engine.HealthGate{
-			Disabled: o.NoHealthGate, Delay: cfg.HealthDelay, Command: healthCommand(cfg), Timeout: cfg.HealthTimeout,
-		},
-	}
-	switch o.Postinst {
-	case "":
-		ecfg.Postinst = engine.SlotPostinst{Timeout: o.PostinstTimeout, Log: log}
-	case "-":
-		ecfg.Postinst = engine.NoPostinst{}
-	default:
-		ecfg.Postinst = engine.ExecPostinst{Path: o.Postinst, Timeout: o.PostinstTimeout}
-	}
-	eng, err = engine.New(ecfg)
-	if err != nil {
-		return err
-	}
-
-	conn, bus, err := connectBus(ctx, o.Bus)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	// The engine restores its state before the names are taken, so the
-	// first GetStatus (locksmith's, systemd's Type=dbus) is already right.
-	rctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	runErr := make(chan error, 1)
-	go func() { runErr <- eng.Run(rctx) }()
-	select {
-	case <-eng.Ready():
-	case err := <-runErr:
-		return err
-	}
-	srv, err := dbusapi.Export(ctx, conn, busEngine{e: eng, allowOmahaURL: o.AllowOmahaURL, lim: limiter, adaptive: adaptive != nil, limErr: limitErr}, dbusapi.Options{})
-	if err != nil {
-		cancel(nil)
-		<-runErr
-		if ctx.Err() != nil {
-			return nil // stopped while taking the bus names
-		}
-		return err
-	}
-	defer srv.Close()
-	note.srv.Store(srv)
-	note.StatusChanged(eng.Snapshot()) // Flatcar signals once at startup
-	log.Info("update_engine ready", "bus", bus, "version", cfg.ReleaseVersion, "server", cfg.Server, "group", cfg.Group)
-
-	// Losing the bus ends the daemon (systemd restarts it): without it
-	// nobody can see or steer the engine.
-	go func() {
-		select {
-		case <-conn.Context().Done():
-			// The connection also ends when ctx does (it was dialed
-			// with ctx): only a live ctx means the bus went away.
-			if ctx.Err() == nil {
-				cancel(ErrBusLost)
-			}
-		case <-rctx.Done():
-		}
-	}()
-	err = <-runErr
-	if cause := context.Cause(rctx); errors.Is(cause, ErrBusLost) {
-		return fmt.Errorf("%w (%s)", ErrBusLost, bus)
-	}
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		log.Info("update_engine stopping")
-		return nil
-	}
-	return err
+	w.eng = eng
+	return w.serve(ctx)
 }
 
 // connectBus connects to the bus at addr ("" = the system bus) for the
 // life of ctx and returns the address used.
 func connectBus(ctx context.Context, addr string) (*dbus.Conn, string, error) {
 	if addr == "" {
-		addr = dbusapi.SystemBusAddress()
+		addr = update1.SystemBusAddress()
 	}
 	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
 	if err != nil {
 		return nil, addr, fmt.Errorf("daemon: connect to D-Bus at %s: %w", addr, err)
 	}
 	return conn, addr, nil
+}
+
+// endOnBusLoss cancels run with ErrBusLost when the bus connection ends
+// while ctx is live: losing the bus ends the daemon (systemd restarts
+// it), since without it nobody can see or steer the engine. The
+// connection also ends when ctx does (it was dialed with ctx).
+func endOnBusLoss(ctx, run context.Context, conn *dbus.Conn, cancel context.CancelCauseFunc) {
+	select {
+	case <-conn.Context().Done():
+		if ctx.Err() == nil {
+			cancel(ErrBusLost)
+		}
+	case <-run.Done():
+	}
 }
 
 // ErrBusLost is returned when the D-Bus connection closes under the daemon.
@@ -428,17 +202,6 @@ func unameArch() string {
 		return "aarch64"
 	}
 	return runtime.GOARCH
-}
-
-// notifier forwards engine snapshots to the D-Bus server once exported.
-type notifier struct {
-	srv atomic.Pointer[dbusapi.Server]
-}
-
-func (n *notifier) StatusChanged(s engine.Snapshot) {
-	if srv := n.srv.Load(); srv != nil {
-		_ = srv.Emit(toStatus(s))
-	}
 }
 
 // reportThrottle adds the limiter's busy write time to the throttled

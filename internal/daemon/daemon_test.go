@@ -21,11 +21,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/slot"
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 	"github.com/abupdate/update_engine/pkg/payload"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 const slotSize = 16 << 20
@@ -286,9 +286,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // client dials the bus and waits until the daemon answers.
-func client(t testing.TB, bus string) *dbusapi.Client {
+func client(t testing.TB, bus string) *update1.Client {
 	t.Helper()
-	c, err := dbusapi.Dial(t.Context(), bus)
+	c, err := update1.Dial(t.Context(), bus)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func client(t testing.TB, bus string) *dbusapi.Client {
 }
 
 // waitOp polls GetStatus until the operation is one of ops.
-func waitOp(t testing.TB, c *dbusapi.Client, timeout time.Duration, ops ...string) dbusapi.Status {
+func waitOp(t testing.TB, c *update1.Client, timeout time.Duration, ops ...string) update1.Status {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

@@ -17,10 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/dbusapi"
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
-	"github.com/abupdate/update_engine/pkg/rebootmgr"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 var oldImage = image(6<<20, 1)
@@ -52,7 +51,7 @@ func fullUpdate(t *testing.T, major uint64) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	ue := rebootmgr.NewUpdateEngine(c.Conn())
+	ue := update1.NewClient(c.Conn())
 	ue.Queue = 1024 // every signal, in order
 	sigs, err := ue.Watch(ctx)
 	if err != nil {
@@ -132,7 +131,7 @@ func TestCorruptPayload(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	waitOp(t, c, 30*time.Second, "UPDATE_STATUS_IDLE")
-	code := int32(status.PayloadHashMismatchError | status.FlagTestOmahaURL)
+	code := int32(omaha.PayloadHashMismatchError | omaha.FlagTestOmahaURL)
 	if got, want := w.events(), fmt.Sprintf("3/2 previousversion=0.0.0.0, 13/1, 3/0 errorcode=%d", code); got != want {
 		t.Fatalf("server events %q, want %q", got, want)
 	}
@@ -214,7 +213,7 @@ func TestKillResume(t *testing.T) {
 			wait = time.Duration(rng.IntN(120)) * time.Millisecond
 		}
 		deadline := time.Now().Add(wait)
-		var st dbusapi.Status
+		var st update1.Status
 		for time.Now().Before(deadline) {
 			if s, err := c.GetStatus(t.Context()); err == nil {
 				st = s

@@ -13,8 +13,8 @@ import (
 	"github.com/abupdate/update_engine/internal/engine"
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/slot"
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
 )
 
@@ -135,7 +135,7 @@ func TestEventsKeepAppAttributes(t *testing.T) {
 	}{
 		{name: "success", events: "3/2 previousversion=0.0.0.0, 13/1, 14/1, 3/1"},
 		{name: "failure", badSHA: true, events: fmt.Sprintf("3/2 previousversion=0.0.0.0, 13/1, 3/0 errorcode=%d",
-			int32(status.PayloadHashMismatchError|status.FlagTestOmahaURL))},
+			int32(omaha.PayloadHashMismatchError|omaha.FlagTestOmahaURL))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newOmaha(t)
@@ -273,7 +273,7 @@ func TestOwedEventKeepsTrack(t *testing.T) {
 	var sawEvent, sawPing bool
 	for _, r := range w.h.Records()[n:] {
 		switch {
-		case len(r.Events) == 1 && r.Events[0].Type == 3 && r.Events[0].Result == 1 && !r.Ping:
+		case len(r.Events) == 1 && r.Events[0].Type == omaha.EventTypeUpdateComplete && r.Events[0].Result == omaha.EventResultSuccess && !r.Ping:
 			sawEvent = true
 		case r.Ping && len(r.Events) == 0 && !r.UpdateCheck:
 			sawPing = true

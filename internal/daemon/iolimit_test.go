@@ -17,10 +17,10 @@ import (
 	"github.com/containerd/cgroups/v3"
 
 	"github.com/abupdate/update_engine/internal/config"
-	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/cgroup"
 	"github.com/abupdate/update_engine/pkg/payload"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 func randomImage(n int, seed uint64) []byte {
@@ -174,7 +174,7 @@ func TestAdaptiveFallback(t *testing.T) {
 // metrics address. With alone, on cgroup v2, the test's own child
 // processes (its dbus-daemon) are moved out of the cgroup the daemon runs
 // in, so that it is alone there as under its systemd unit.
-func limitedDaemon(t *testing.T, size int, seed uint64, alone bool, overrides map[string]string) (*dbusapi.Client, string, []byte, string) {
+func limitedDaemon(t *testing.T, size int, seed uint64, alone bool, overrides map[string]string) (*update1.Client, string, []byte, string) {
 	t.Helper()
 	w := newOmaha(t)
 	// Random bytes do not compress: REPLACE operations, which also keeps
@@ -200,7 +200,7 @@ func limitedDaemon(t *testing.T, size int, seed uint64, alone bool, overrides ma
 
 // wantUpdated waits for the update to end and fails unless it reached
 // UPDATED_NEED_REBOOT with img in slot B.
-func wantUpdated(t *testing.T, c *dbusapi.Client, timeout time.Duration, disk string, img []byte) {
+func wantUpdated(t *testing.T, c *update1.Client, timeout time.Duration, disk string, img []byte) {
 	t.Helper()
 	st := waitOp(t, c, timeout, "UPDATE_STATUS_UPDATED_NEED_REBOOT", "UPDATE_STATUS_IDLE")
 	if st.CurrentOperation != "UPDATE_STATUS_UPDATED_NEED_REBOOT" {
@@ -231,7 +231,7 @@ func scrape(t *testing.T, addr string) string {
 // status; on cgroup v2 that is the host's setup (no io delegated to the
 // test's cgroup, or the cgroup shared with a shell or a CI job), a skip;
 // on v1 the limit must apply.
-func skipUnapplied(t *testing.T, c *dbusapi.Client) {
+func skipUnapplied(t *testing.T, c *update1.Client) {
 	t.Helper()
 	d, err := c.Detail(t.Context())
 	if err != nil {

@@ -12,13 +12,14 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/slot"
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/payload"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
-	"google.golang.org/protobuf/proto"
 )
 
 // Kernels of the Flatcar host tests: both slots' current kernels and the
@@ -156,7 +157,7 @@ func TestFlatcarKernelMismatch(t *testing.T) {
 	w.publishData("v2.bin", "2.0.0", "", false, buf.Bytes(), false)
 	f := newFlatcarHost(t, w)
 	runDaemon(t, f.o)
-	f.fails(t, w, status.NewKernelVerificationError)
+	f.fails(t, w, omaha.NewKernelVerificationError)
 	if !bytes.Equal(f.file(t, filepath.Join(f.boot, "flatcar", "vmlinuz-b")), kernelB) {
 		t.Fatal("vmlinuz-b changed")
 	}
@@ -173,7 +174,7 @@ func TestFlatcarPCRPolicyServerError(t *testing.T) {
 	pol := testenv.NewPostRecorder(t, http.StatusInternalServerError)
 	f.o.Overrides["PCR_POLICY_SERVER"] = pol.URL
 	runDaemon(t, f.o)
-	f.fails(t, w, status.NewPCRPolicyHTTPError)
+	f.fails(t, w, omaha.NewPCRPolicyHTTPError)
 	if got := pol.Requests(); len(got) != 1 || !bytes.Equal(got[0].Body, newPolicy) {
 		t.Fatalf("policy server received %d POSTs", len(got))
 	}
@@ -181,10 +182,10 @@ func TestFlatcarPCRPolicyServerError(t *testing.T) {
 
 // fails asks for an update that must fail with code before post-install:
 // slot A boots next and slot B cannot boot.
-func (f *flatcarHost) fails(t *testing.T, w *omahaWorld, code status.Code) {
+func (f *flatcarHost) fails(t *testing.T, w *omahaWorld, code omaha.Code) {
 	t.Helper()
 	d := failedAttempt(t, w, client(t, f.bus))
-	if want := int32(code | status.FlagTestOmahaURL); d.LastError != want {
+	if want := int32(code | omaha.FlagTestOmahaURL); d.LastError != want {
 		t.Fatalf("last error %d (%s), want %d", d.LastError, d.LastErrorMessage, want)
 	}
 	notBootable(t, f.dev)
@@ -216,7 +217,7 @@ func TestFlatcarKernelResume(t *testing.T) {
 	w.mu.Unlock()
 	f := newFlatcarHost(t, w)
 	runDaemon(t, f.o)
-	f.fails(t, w, status.DownloadTransferError)
+	f.fails(t, w, omaha.DownloadTransferError)
 	if !bytes.Equal(f.file(t, filepath.Join(f.boot, "flatcar", "vmlinuz-b")), kernelB) {
 		t.Fatal("vmlinuz-b changed by the broken download")
 	}

@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/slot"
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // failedAttempt asks for an update that must fail: it waits for the
 // 3/0 event and IDLE, and returns the daemon's detail.
-func failedAttempt(t *testing.T, w *omahaWorld, c *dbusapi.Client) dbusapi.Detail {
+func failedAttempt(t *testing.T, w *omahaWorld, c *update1.Client) update1.Detail {
 	t.Helper()
 	before := strings.Count(w.events(), "3/0")
 	if err := c.AttemptUpdate(t.Context()); err != nil {
@@ -42,7 +42,7 @@ func failedAttempt(t *testing.T, w *omahaWorld, c *dbusapi.Client) dbusapi.Detai
 
 // installs asks for an update that must install img into slot B and make
 // it boot next.
-func installs(t *testing.T, c *dbusapi.Client, disk string, img []byte) {
+func installs(t *testing.T, c *update1.Client, disk string, img []byte) {
 	t.Helper()
 	if err := c.AttemptUpdate(t.Context()); err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestMissingKeyRefuses(t *testing.T) {
 	c := client(t, h.bus)
 
 	d := failedAttempt(t, w, c)
-	code := int32(status.DownloadPayloadPubKeyVerificationError | status.FlagTestOmahaURL)
+	code := int32(omaha.DownloadPayloadPubKeyVerificationError | omaha.FlagTestOmahaURL)
 	if d.LastError != code || !strings.Contains(d.LastErrorMessage, "no payload public key") || !strings.Contains(d.LastErrorMessage, h.key) {
 		t.Fatalf("detail %+v, want code %d and a message naming the missing key", d, code)
 	}
@@ -119,11 +119,11 @@ func TestUnsignedPayload(t *testing.T) {
 		name     string
 		key      bool
 		insecure bool
-		wantCode status.Code // 0: installed
+		wantCode omaha.Code // 0: installed
 	}{
-		{"key installed", true, false, status.DownloadMetadataSignatureMissingError},
-		{"no key", false, false, status.DownloadPayloadPubKeyVerificationError},
-		{"key installed and insecure switch", true, true, status.DownloadMetadataSignatureMissingError},
+		{"key installed", true, false, omaha.DownloadMetadataSignatureMissingError},
+		{"no key", false, false, omaha.DownloadPayloadPubKeyVerificationError},
+		{"key installed and insecure switch", true, true, omaha.DownloadMetadataSignatureMissingError},
 		{"no key and insecure switch", false, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,7 +147,7 @@ func TestUnsignedPayload(t *testing.T) {
 				return
 			}
 			d := failedAttempt(t, w, c)
-			if want := int32(tc.wantCode | status.FlagTestOmahaURL); d.LastError != want {
+			if want := int32(tc.wantCode | omaha.FlagTestOmahaURL); d.LastError != want {
 				t.Fatalf("last error %d (%s: %s), want %d", d.LastError, d.LastErrorName, d.LastErrorMessage, want)
 			}
 			assertUntouched(t, disk, len(img))
@@ -177,7 +177,7 @@ func TestLyingServerVersion(t *testing.T) {
 			c := client(t, h.bus)
 
 			d := failedAttempt(t, w, c)
-			code := int32(status.DownloadPayloadVerificationError | status.FlagTestOmahaURL)
+			code := int32(omaha.DownloadPayloadVerificationError | omaha.FlagTestOmahaURL)
 			if d.LastError != code || !strings.Contains(d.LastErrorMessage, `the payload is version "2.0.0", offered as "4.0.0"`) {
 				t.Fatalf("detail %+v, want code %d (version mismatch)", d, code)
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/abupdate/update_engine/internal/config"
 	"github.com/abupdate/update_engine/internal/dbusapi"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // NoUpdateFile marks an image that is never updated in place (Flatcar:
@@ -28,12 +29,12 @@ type stubEngine struct {
 	log     *slog.Logger
 }
 
-func (s stubEngine) Status() dbusapi.Status {
-	return dbusapi.Status{CurrentOperation: "UPDATE_STATUS_IDLE", NewVersion: "0.0.0"}
+func (s stubEngine) Status() update1.Status {
+	return update1.Status{CurrentOperation: update1.StatusIdle, NewVersion: "0.0.0"}
 }
 
-func (s stubEngine) Detail() dbusapi.Detail {
-	return dbusapi.Detail{Status: s.Status(), CurrentVersion: s.version}
+func (s stubEngine) Detail() update1.Detail {
+	return update1.Detail{Status: s.Status(), CurrentVersion: s.version}
 }
 
 // AttemptUpdate succeeds and does nothing, as Flatcar's AttemptUpdate

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/abupdate/update_engine/internal/antirollback"
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // TestTPMFloorAndPCR runs the daemon against swtpm: an offer below the TPM
@@ -39,7 +39,7 @@ func TestTPMFloorAndPCR(t *testing.T) {
 		}
 	}
 	waitFor(func() bool { return strings.Contains(w.events(), "3/9") })
-	code := int32(status.OmahaUpdateIgnoredPerPolicy | status.FlagTestOmahaURL)
+	code := int32(omaha.OmahaUpdateIgnoredPerPolicy | omaha.FlagTestOmahaURL)
 	if got, want := w.events(), fmt.Sprintf("3/2 previousversion=0.0.0.0, 3/9 errorcode=%d", code); got != want {
 		t.Fatalf("events %q, want %q", got, want)
 	}

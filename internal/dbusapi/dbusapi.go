@@ -1,8 +1,8 @@
-// Package dbusapi is the update engine's D-Bus surface: the server that the
-// daemon exports and the typed client of its methods that
-// update_engine_client uses. Watching StatusUpdate is pkg/rebootmgr's
-// (UpdateEngine.Watch), shared by the reboot manager and the client: it
-// believes only the owner of com.coreos.update1.
+// Package dbusapi is the server side of the update engine's D-Bus
+// surface, the objects the daemon exports. The names, the status tuple
+// and the client (with its Watch, which believes only the owner of
+// com.coreos.update1) are pkg/update1's, shared with the reboot manager
+// and update_engine_client; this package only serves them.
 //
 // Names (SPEC.md sections 1a and 1c). One connection exports one object per
 // path; every object forwards to the same Engine:
@@ -47,66 +47,9 @@ package dbusapi
 
 import (
 	"context"
-	"errors"
+
+	"github.com/abupdate/update_engine/pkg/update1"
 )
-
-// The compatible names. Never change these.
-const (
-	CoreOSName      = "com.coreos.update1"
-	CoreOSPath      = "/com/coreos/update1"
-	CoreOSInterface = "com.coreos.update1.Manager"
-
-	ChromeOSName      = "org.chromium.UpdateEngine"
-	ChromeOSPath      = "/org/chromium/UpdateEngine"
-	ChromeOSInterface = "org.chromium.UpdateEngineInterface"
-
-	// ErrorFailed is the error name of a refused call on every interface
-	// (AUE's org.chromium.UpdateEngine.Error.Failed).
-	ErrorFailed = "org.chromium.UpdateEngine.Error.Failed"
-
-	// SignalName is the member of the status signal on both compatible
-	// interfaces.
-	SignalName = "StatusUpdate"
-)
-
-// Our own interface, on the CoreOS object path.
-const (
-	Interface = "io.github.abupdate.UpdateEngine1"
-
-	// ErrorAccessDenied is returned when a root-only method is called by
-	// another user.
-	ErrorAccessDenied = "io.github.abupdate.UpdateEngine1.Error.AccessDenied"
-)
-
-// Status is the five values of GetStatus and StatusUpdate (signature
-// xdssx), in wire order.
-type Status struct {
-	LastCheckedTime  int64   `json:"last_checked_time"` // unix seconds of the last successful check, 0 before
-	Progress         float64 `json:"progress"`          // download fraction 0.0–1.0
-	CurrentOperation string  `json:"current_operation"` // e.g. "UPDATE_STATUS_IDLE"
-	NewVersion       string  `json:"new_version"`       // "0.0.0" when none
-	NewSize          int64   `json:"new_size"`          // payload size in bytes
-}
-
-// Detail is the richer status of GetStatusJSON. Fields the engine does not
-// know are left zero.
-type Detail struct {
-	Status
-	CurrentVersion   string `json:"current_version,omitempty"`
-	Channel          string `json:"channel,omitempty"`
-	Server           string `json:"server,omitempty"`
-	BootedSlot       string `json:"booted_slot,omitempty"`
-	NextBootSlot     string `json:"next_boot_slot,omitempty"`
-	LastError        int32  `json:"last_error_code"`      // update_engine code with flag bits
-	LastErrorName    string `json:"last_error,omitempty"` // e.g. "PayloadHashMismatchError(10)"
-	LastErrorMessage string `json:"last_error_message,omitempty"`
-	Resumes          int    `json:"resumes"` // resumed downloads of the current payload
-	BytesDownloaded  int64  `json:"bytes_downloaded"`
-	CanRollback      bool   `json:"can_rollback"`
-	IOLimit          string `json:"io_limit,omitempty"`           // "fixed" or "adaptive"; "" = writes unthrottled
-	IOWriteLimit     uint64 `json:"io_write_limit_bps,omitempty"` // the passive slot's write limit now, bytes/s
-	IOLimitError     string `json:"io_limit_error,omitempty"`     // a configured limit that could not be applied, and what to do; writes are unthrottled
-}
 
 // UpdateRequest is an interactive update request. AppVersion and OmahaURL
 // come from the ChromeOS AttemptUpdate(s,s) and may be empty; the engine
@@ -120,9 +63,9 @@ type UpdateRequest struct {
 // concurrent use: godbus runs every call on its own goroutine.
 type Engine interface {
 	// Status returns a snapshot; it must not block on an update in flight.
-	Status() Status
+	Status() update1.Status
 	// Detail returns the snapshot of GetStatusJSON.
-	Detail() Detail
+	Detail() update1.Detail
 	// AttemptUpdate starts an interactive check. Ignored (nil) unless
 	// idle, as in Flatcar.
 	AttemptUpdate(ctx context.Context, req UpdateRequest) error
@@ -134,16 +77,3 @@ type Engine interface {
 	// SetChannel sets the Omaha track used by the next check.
 	SetChannel(ctx context.Context, channel string) error
 }
-
-// Client errors.
-var (
-	// ErrNoBus means the bus itself could not be reached.
-	ErrNoBus = errors.New("dbusapi: cannot connect to the D-Bus bus")
-	// ErrNotRunning means nobody owns com.coreos.update1 on the bus.
-	ErrNotRunning = errors.New("dbusapi: update_engine is not running (nobody owns " + CoreOSName + ")")
-	// ErrFailed is a call the daemon refused (ErrorFailed); the wrapping
-	// error carries the daemon's message.
-	ErrFailed = errors.New("dbusapi: the daemon refused the call")
-	// ErrAccessDenied is a call the bus or daemon did not allow.
-	ErrAccessDenied = errors.New("dbusapi: access denied")
-)

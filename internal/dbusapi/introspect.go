@@ -3,6 +3,8 @@ package dbusapi
 import (
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // statusArgs are the out/signal arguments xdssx, named as in Flatcar's
@@ -19,19 +21,19 @@ func statusArgs(dir string) []introspect.Arg {
 
 func coreOSNode() *introspect.Node {
 	return &introspect.Node{
-		Name: CoreOSPath,
+		Name: update1.Path,
 		Interfaces: []introspect.Interface{
 			{
-				Name: CoreOSInterface,
+				Name: update1.Interface,
 				Methods: []introspect.Method{
 					{Name: "AttemptUpdate"},
 					{Name: "ResetStatus"},
 					{Name: "GetStatus", Args: statusArgs("out")},
 				},
-				Signals: []introspect.Signal{{Name: SignalName, Args: statusArgs("")}},
+				Signals: []introspect.Signal{{Name: update1.SignalStatusUpdate, Args: statusArgs("")}},
 			},
 			{
-				Name: Interface,
+				Name: update1.OwnInterface,
 				Methods: []introspect.Method{
 					{Name: "GetStatusJSON", Args: []introspect.Arg{{Name: "status", Type: "s", Direction: "out"}}},
 					{Name: "AttemptRollback", Args: []introspect.Arg{{Name: "powerwash", Type: "b", Direction: "in"}}},
@@ -47,9 +49,9 @@ func coreOSNode() *introspect.Node {
 
 func chromeOSNode() *introspect.Node {
 	return &introspect.Node{
-		Name: ChromeOSPath,
+		Name: update1.ChromeOSPath,
 		Interfaces: []introspect.Interface{{
-			Name: ChromeOSInterface,
+			Name: update1.ChromeOSInterface,
 			Methods: []introspect.Method{
 				{Name: "AttemptUpdate", Args: []introspect.Arg{
 					{Name: "app_version", Type: "s", Direction: "in"},
@@ -58,7 +60,7 @@ func chromeOSNode() *introspect.Node {
 				{Name: "ResetStatus"},
 				{Name: "GetStatus", Args: statusArgs("out")},
 			},
-			Signals: []introspect.Signal{{Name: SignalName, Args: statusArgs("")}},
+			Signals: []introspect.Signal{{Name: update1.SignalStatusUpdate, Args: statusArgs("")}},
 		}},
 	}
 }

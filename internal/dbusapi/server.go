@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // Server is the exported service on one bus connection.
@@ -38,9 +40,9 @@ func Export(ctx context.Context, conn *dbus.Conn, eng Engine, opts Options) (*Se
 	if err := s.export(); err != nil {
 		return nil, err
 	}
-	names := []string{CoreOSName}
+	names := []string{update1.Name}
 	if !opts.SkipChromeOSName {
-		names = append(names, ChromeOSName)
+		names = append(names, update1.ChromeOSName)
 	}
 	for _, n := range names {
 		if err := ctx.Err(); err != nil {
@@ -87,11 +89,11 @@ func (s *Server) export() error {
 		path    dbus.ObjectPath
 		iface   string
 	}{
-		{coreos, CoreOSPath, CoreOSInterface},
-		{ours, CoreOSPath, Interface},
-		{chromeos, ChromeOSPath, ChromeOSInterface},
-		{map[string]any{"Introspect": introspectable(coreOSNode())}, CoreOSPath, "org.freedesktop.DBus.Introspectable"},
-		{map[string]any{"Introspect": introspectable(chromeOSNode())}, ChromeOSPath, "org.freedesktop.DBus.Introspectable"},
+		{coreos, update1.Path, update1.Interface},
+		{ours, update1.Path, update1.OwnInterface},
+		{chromeos, update1.ChromeOSPath, update1.ChromeOSInterface},
+		{map[string]any{"Introspect": introspectable(coreOSNode())}, update1.Path, "org.freedesktop.DBus.Introspectable"},
+		{map[string]any{"Introspect": introspectable(chromeOSNode())}, update1.ChromeOSPath, "org.freedesktop.DBus.Introspectable"},
 	}
 	for _, e := range exports {
 		if err := s.conn.ExportMethodTable(e.methods, e.path, e.iface); err != nil {
@@ -102,10 +104,10 @@ func (s *Server) export() error {
 }
 
 // Emit sends StatusUpdate(xdssx) from both compatible objects.
-func (s *Server) Emit(st Status) error {
-	body := st.body()
-	err1 := s.conn.Emit(CoreOSPath, CoreOSInterface+"."+SignalName, body...)
-	err2 := s.conn.Emit(ChromeOSPath, ChromeOSInterface+"."+SignalName, body...)
+func (s *Server) Emit(st update1.Status) error {
+	body := st.Body()
+	err1 := s.conn.Emit(update1.Path, update1.Interface+"."+update1.SignalStatusUpdate, body...)
+	err2 := s.conn.Emit(update1.ChromeOSPath, update1.ChromeOSInterface+"."+update1.SignalStatusUpdate, body...)
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("dbusapi: emit StatusUpdate: %w", err)
 	}
@@ -126,15 +128,11 @@ func (s *Server) Close() {
 		path  dbus.ObjectPath
 		iface string
 	}{
-		{CoreOSPath, CoreOSInterface}, {CoreOSPath, Interface}, {ChromeOSPath, ChromeOSInterface},
-		{CoreOSPath, "org.freedesktop.DBus.Introspectable"}, {ChromeOSPath, "org.freedesktop.DBus.Introspectable"},
+		{update1.Path, update1.Interface}, {update1.Path, update1.OwnInterface}, {update1.ChromeOSPath, update1.ChromeOSInterface},
+		{update1.Path, "org.freedesktop.DBus.Introspectable"}, {update1.ChromeOSPath, "org.freedesktop.DBus.Introspectable"},
 	} {
 		_ = s.conn.ExportMethodTable(nil, p.path, p.iface)
 	}
-}
-
-func (st Status) body() []any {
-	return []any{st.LastCheckedTime, st.Progress, st.CurrentOperation, st.NewVersion, st.NewSize}
 }
 
 // callCtx bounds the engine's work for one call; the engine only queues
@@ -144,7 +142,7 @@ func (s *Server) callCtx() (context.Context, context.CancelFunc) {
 }
 
 func failed(err error) *dbus.Error {
-	return dbus.NewError(ErrorFailed, []any{err.Error()})
+	return dbus.NewError(update1.ErrorFailed, []any{err.Error()})
 }
 
 func (s *Server) getStatus() (int64, float64, string, string, int64, *dbus.Error) {
@@ -224,7 +222,7 @@ func (s *Server) requireRoot(sender dbus.Sender) *dbus.Error {
 	var uid uint32
 	err := s.conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixUser", 0, string(sender)).Store(&uid)
 	if err != nil {
-		return dbus.NewError(ErrorAccessDenied, []any{"cannot identify caller: " + err.Error()})
+		return dbus.NewError(update1.ErrorAccessDenied, []any{"cannot identify caller: " + err.Error()})
 	}
 	if uid == 0 {
 		return nil
@@ -234,5 +232,5 @@ func (s *Server) requireRoot(sender dbus.Sender) *dbus.Error {
 			return nil
 		}
 	}
-	return dbus.NewError(ErrorAccessDenied, []any{fmt.Sprintf("uid %d may not call this method; only root may", uid)})
+	return dbus.NewError(update1.ErrorAccessDenied, []any{fmt.Sprintf("uid %d may not call this method; only root may", uid)})
 }

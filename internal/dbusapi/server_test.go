@@ -14,28 +14,28 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/abupdate/update_engine/internal/testenv"
-	"github.com/abupdate/update_engine/pkg/rebootmgr"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // testEngine is a minimal real Engine: a state value behind a mutex, with
 // the Flatcar ResetStatus rule.
 type testEngine struct {
 	mu       sync.Mutex // guards the fields below
-	st       Status
+	st       update1.Status
 	channel  string
 	requests []UpdateRequest
 	rollback []bool
 }
 
 func newTestEngine() *testEngine {
-	return &testEngine{st: Status{CurrentOperation: "UPDATE_STATUS_IDLE", NewVersion: "0.0.0"}, channel: "stable"}
+	return &testEngine{st: update1.Status{CurrentOperation: "UPDATE_STATUS_IDLE", NewVersion: "0.0.0"}, channel: "stable"}
 }
 
-func (e *testEngine) Status() Status { e.mu.Lock(); defer e.mu.Unlock(); return e.st }
-func (e *testEngine) Detail() Detail {
+func (e *testEngine) Status() update1.Status { e.mu.Lock(); defer e.mu.Unlock(); return e.st }
+func (e *testEngine) Detail() update1.Detail {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return Detail{Status: e.st, Channel: e.channel, LastError: 10, LastErrorName: "PayloadHashMismatchError(10)", CanRollback: true}
+	return update1.Detail{Status: e.st, Channel: e.channel, LastError: 10, LastErrorName: "PayloadHashMismatchError(10)", CanRollback: true}
 }
 func (e *testEngine) AttemptUpdate(ctx context.Context, req UpdateRequest) error {
 	e.mu.Lock()
@@ -50,7 +50,7 @@ func (e *testEngine) ResetStatus(ctx context.Context) error {
 	case "UPDATE_STATUS_IDLE":
 		return nil
 	case "UPDATE_STATUS_UPDATED_NEED_REBOOT":
-		e.st = Status{CurrentOperation: "UPDATE_STATUS_IDLE", NewVersion: "0.0.0"}
+		e.st = update1.Status{CurrentOperation: "UPDATE_STATUS_IDLE", NewVersion: "0.0.0"}
 		return nil
 	}
 	return errors.New("engine: cannot reset while " + e.st.CurrentOperation)
@@ -70,7 +70,7 @@ func (e *testEngine) SetChannel(ctx context.Context, ch string) error {
 	e.channel = ch
 	return nil
 }
-func (e *testEngine) set(st Status) { e.mu.Lock(); e.st = st; e.mu.Unlock() }
+func (e *testEngine) set(st update1.Status) { e.mu.Lock(); e.st = st; e.mu.Unlock() }
 
 // startServer exports a testEngine on a private bus and returns the bus
 // address, the engine and the server.
@@ -92,9 +92,9 @@ func startServer(t *testing.T) (string, *testEngine, *Server) {
 	return addr, eng, srv
 }
 
-func dial(t *testing.T, addr string) *Client {
+func dial(t *testing.T, addr string) *update1.Client {
 	t.Helper()
-	c, err := Dial(t.Context(), addr)
+	c, err := update1.Dial(t.Context(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestClientCalls(t *testing.T) {
 	c := dial(t, addr)
 	ctx := t.Context()
 
-	want := Status{LastCheckedTime: 1700000000, Progress: 0.25, CurrentOperation: "UPDATE_STATUS_DOWNLOADING", NewVersion: "3850.0.0", NewSize: 123456789}
+	want := update1.Status{LastCheckedTime: 1700000000, Progress: 0.25, CurrentOperation: "UPDATE_STATUS_DOWNLOADING", NewVersion: "3850.0.0", NewSize: 123456789}
 	eng.set(want)
 	got, err := c.GetStatus(ctx)
 	if err != nil || got != want {
@@ -118,10 +118,10 @@ func TestClientCalls(t *testing.T) {
 	}
 	// ResetStatus while downloading is refused with the ChromeOS error name.
 	err = c.ResetStatus(ctx)
-	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "cannot reset while UPDATE_STATUS_DOWNLOADING") {
+	if !errors.Is(err, update1.ErrFailed) || !strings.Contains(err.Error(), "cannot reset while UPDATE_STATUS_DOWNLOADING") {
 		t.Fatalf("ResetStatus while downloading = %v, want ErrFailed with the engine's message", err)
 	}
-	eng.set(Status{CurrentOperation: "UPDATE_STATUS_UPDATED_NEED_REBOOT", NewVersion: "3850.0.0", NewSize: 5})
+	eng.set(update1.Status{CurrentOperation: "UPDATE_STATUS_UPDATED_NEED_REBOOT", NewVersion: "3850.0.0", NewSize: 5})
 	if err := c.ResetStatus(ctx); err != nil {
 		t.Fatalf("ResetStatus from UPDATED_NEED_REBOOT: %v", err)
 	}
@@ -135,7 +135,7 @@ func TestClientCalls(t *testing.T) {
 	if err := c.SetChannel(ctx, "beta"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetChannel(ctx, ""); !errors.Is(err, ErrFailed) {
+	if err := c.SetChannel(ctx, ""); !errors.Is(err, update1.ErrFailed) {
 		t.Fatalf("SetChannel(\"\") = %v, want ErrFailed", err)
 	}
 	if err := c.AttemptRollback(ctx, true); err != nil {
@@ -151,22 +151,22 @@ func TestClientCalls(t *testing.T) {
 func TestChromeOSNames(t *testing.T) {
 	addr, eng, _ := startServer(t)
 	c := dial(t, addr)
-	obj := c.conn.Object(ChromeOSName, ChromeOSPath)
-	if err := obj.Call(ChromeOSInterface+".AttemptUpdate", 0, "1.2.3", "http://127.0.0.1:1/v1/update/").Err; err != nil {
+	obj := c.Conn().Object(update1.ChromeOSName, update1.ChromeOSPath)
+	if err := obj.Call(update1.ChromeOSInterface+".AttemptUpdate", 0, "1.2.3", "http://127.0.0.1:1/v1/update/").Err; err != nil {
 		t.Fatalf("ChromeOS AttemptUpdate(s,s): %v", err)
 	}
-	var st Status
-	if err := obj.Call(ChromeOSInterface+".GetStatus", 0).Store(&st.LastCheckedTime, &st.Progress, &st.CurrentOperation, &st.NewVersion, &st.NewSize); err != nil {
+	var st update1.Status
+	if err := obj.Call(update1.ChromeOSInterface+".GetStatus", 0).Store(&st.LastCheckedTime, &st.Progress, &st.CurrentOperation, &st.NewVersion, &st.NewSize); err != nil {
 		t.Fatal(err)
 	}
 	if st.CurrentOperation != "UPDATE_STATUS_IDLE" {
 		t.Fatalf("ChromeOS GetStatus = %+v", st)
 	}
-	eng.set(Status{CurrentOperation: "UPDATE_STATUS_FINALIZING"})
-	err := obj.Call(ChromeOSInterface+".ResetStatus", 0).Err
+	eng.set(update1.Status{CurrentOperation: "UPDATE_STATUS_FINALIZING"})
+	err := obj.Call(update1.ChromeOSInterface+".ResetStatus", 0).Err
 	var de dbus.Error
-	if !errors.As(err, &de) || de.Name != ErrorFailed {
-		t.Fatalf("ChromeOS ResetStatus while finalizing = %v, want %s", err, ErrorFailed)
+	if !errors.As(err, &de) || de.Name != update1.ErrorFailed {
+		t.Fatalf("ChromeOS ResetStatus while finalizing = %v, want %s", err, update1.ErrorFailed)
 	}
 	eng.mu.Lock()
 	defer eng.mu.Unlock()
@@ -185,17 +185,17 @@ func TestBadCalls(t *testing.T) {
 		args     []any
 		wantName string
 	}{
-		{"args to a no-arg method", CoreOSPath, CoreOSInterface + ".AttemptUpdate", []any{"x"}, "org.freedesktop.DBus.Error.InvalidArgs"},
-		{"wrong arg type", CoreOSPath, Interface + ".AttemptRollback", []any{"yes"}, "org.freedesktop.DBus.Error.InvalidArgs"},
-		{"missing args", ChromeOSPath, ChromeOSInterface + ".AttemptUpdate", nil, "org.freedesktop.DBus.Error.InvalidArgs"},
-		{"unknown method", CoreOSPath, CoreOSInterface + ".Reboot", nil, "org.freedesktop.DBus.Error.UnknownMethod"},
-		{"ChromeOS-only method on CoreOS", CoreOSPath, CoreOSInterface + ".GetStatusAdvanced", nil, "org.freedesktop.DBus.Error.UnknownMethod"},
-		{"unknown interface", CoreOSPath, "org.example.Nope.GetStatus", nil, "org.freedesktop.DBus.Error.UnknownInterface"},
-		{"unknown object", "/com/coreos/update1/Manager", CoreOSInterface + ".GetStatus", nil, "org.freedesktop.DBus.Error.Unknown"},
+		{"args to a no-arg method", update1.Path, update1.Interface + ".AttemptUpdate", []any{"x"}, "org.freedesktop.DBus.Error.InvalidArgs"},
+		{"wrong arg type", update1.Path, update1.OwnInterface + ".AttemptRollback", []any{"yes"}, "org.freedesktop.DBus.Error.InvalidArgs"},
+		{"missing args", update1.ChromeOSPath, update1.ChromeOSInterface + ".AttemptUpdate", nil, "org.freedesktop.DBus.Error.InvalidArgs"},
+		{"unknown method", update1.Path, update1.Interface + ".Reboot", nil, "org.freedesktop.DBus.Error.UnknownMethod"},
+		{"ChromeOS-only method on CoreOS", update1.Path, update1.Interface + ".GetStatusAdvanced", nil, "org.freedesktop.DBus.Error.UnknownMethod"},
+		{"unknown interface", update1.Path, "org.example.Nope.GetStatus", nil, "org.freedesktop.DBus.Error.UnknownInterface"},
+		{"unknown object", "/com/coreos/update1/Manager", update1.Interface + ".GetStatus", nil, "org.freedesktop.DBus.Error.Unknown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := c.conn.Object(CoreOSName, tt.path).Call(tt.method, 0, tt.args...).Err
+			err := c.Conn().Object(update1.Name, tt.path).Call(tt.method, 0, tt.args...).Err
 			var de dbus.Error
 			if !errors.As(err, &de) || !strings.HasPrefix(de.Name, tt.wantName) {
 				t.Fatalf("err = %v, want D-Bus error %s", err, tt.wantName)
@@ -212,11 +212,11 @@ func TestNotRunning(t *testing.T) {
 	addr := testenv.DBus(t)
 	c := dial(t, addr)
 	_, err := c.GetStatus(t.Context())
-	if !errors.Is(err, ErrNotRunning) {
+	if !errors.Is(err, update1.ErrNotRunning) {
 		t.Fatalf("GetStatus with no daemon = %v, want ErrNotRunning", err)
 	}
-	_, err = Dial(t.Context(), "unix:path="+filepath.Join(t.TempDir(), "nobus"))
-	if !errors.Is(err, ErrNoBus) {
+	_, err = update1.Dial(t.Context(), "unix:path="+filepath.Join(t.TempDir(), "nobus"))
+	if !errors.Is(err, update1.ErrNoBus) {
 		t.Fatalf("Dial(no socket) = %v, want ErrNoBus", err)
 	}
 }
@@ -240,7 +240,7 @@ func TestWatchAndSignals(t *testing.T) {
 	c := dial(t, addr)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	ue := rebootmgr.NewUpdateEngine(c.Conn())
+	ue := update1.NewClient(c.Conn())
 	ue.Queue = 16
 	ch, err := ue.Watch(ctx)
 	if err != nil {
@@ -252,10 +252,10 @@ func TestWatchAndSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	if err := other.Emit(CoreOSPath, CoreOSInterface+"."+SignalName, "bogus"); err != nil {
+	if err := other.Emit(update1.Path, update1.Interface+"."+update1.SignalStatusUpdate, "bogus"); err != nil {
 		t.Fatal(err)
 	}
-	want := []Status{
+	want := []update1.Status{
 		{CurrentOperation: "UPDATE_STATUS_CHECKING_FOR_UPDATE", NewVersion: "0.0.0"},
 		{CurrentOperation: "UPDATE_STATUS_DOWNLOADING", Progress: 0.5, NewVersion: "2.0.0", NewSize: 10},
 	}
@@ -267,7 +267,7 @@ func TestWatchAndSignals(t *testing.T) {
 	for i, w := range want {
 		select {
 		case got := <-ch:
-			if Status(got) != w {
+			if update1.Status(got) != w {
 				t.Fatalf("signal %d = %+v, want %+v", i, got, w)
 			}
 		case <-ctx.Done():
@@ -285,22 +285,22 @@ func TestWatchAndSignals(t *testing.T) {
 func TestBusctlAndMonitor(t *testing.T) {
 	testenv.RequireTool(t, "busctl", "dbus-monitor")
 	addr, eng, srv := startServer(t)
-	eng.set(Status{LastCheckedTime: 42, Progress: 1, CurrentOperation: "UPDATE_STATUS_UPDATED_NEED_REBOOT", NewVersion: "3850.0.0", NewSize: 99})
+	eng.set(update1.Status{LastCheckedTime: 42, Progress: 1, CurrentOperation: "UPDATE_STATUS_UPDATED_NEED_REBOOT", NewVersion: "3850.0.0", NewSize: 99})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
-	out, err := exec.CommandContext(ctx, "busctl", "--address="+addr, "call", CoreOSName, CoreOSPath, CoreOSInterface, "GetStatus").CombinedOutput()
+	out, err := exec.CommandContext(ctx, "busctl", "--address="+addr, "call", update1.Name, update1.Path, update1.Interface, "GetStatus").CombinedOutput()
 	if err != nil {
 		t.Fatalf("busctl call: %v: %s", err, out)
 	}
 	if got, want := strings.TrimSpace(string(out)), `xdssx 42 1 "UPDATE_STATUS_UPDATED_NEED_REBOOT" "3850.0.0" 99`; got != want {
 		t.Fatalf("busctl GetStatus = %q, want %q", got, want)
 	}
-	out, err = exec.CommandContext(ctx, "busctl", "--address="+addr, "introspect", CoreOSName, CoreOSPath).CombinedOutput()
+	out, err = exec.CommandContext(ctx, "busctl", "--address="+addr, "introspect", update1.Name, update1.Path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("busctl introspect: %v: %s", err, out)
 	}
-	for _, w := range []string{".AttemptUpdate", ".GetStatus", ".ResetStatus", ".StatusUpdate", "xdssx", ".GetStatusJSON", Interface} {
+	for _, w := range []string{".AttemptUpdate", ".GetStatus", ".ResetStatus", ".StatusUpdate", "xdssx", ".GetStatusJSON", update1.OwnInterface} {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("introspection lacks %q:\n%s", w, out)
 		}
@@ -339,8 +339,8 @@ func TestBusctlAndMonitor(t *testing.T) {
 		mu.Lock()
 		s := buf.String()
 		mu.Unlock()
-		if strings.Contains(s, "path="+CoreOSPath+"; interface="+CoreOSInterface+"; member=StatusUpdate") &&
-			strings.Contains(s, "path="+ChromeOSPath+"; interface="+ChromeOSInterface+"; member=StatusUpdate") &&
+		if strings.Contains(s, "path="+update1.Path+"; interface="+update1.Interface+"; member=StatusUpdate") &&
+			strings.Contains(s, "path="+update1.ChromeOSPath+"; interface="+update1.ChromeOSInterface+"; member=StatusUpdate") &&
 			strings.Contains(s, `string "UPDATE_STATUS_UPDATED_NEED_REBOOT"`) && strings.Contains(s, "int64 99") {
 			return
 		}
@@ -363,16 +363,16 @@ func TestRootOnlyMethods(t *testing.T) {
 	addr, eng, _ := startServer(t)
 	testenv.ShareSocket(t, addr)
 	run := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(t.Context(), "runuser", append([]string{"-u", "nobody", "--", "dbus-send", "--bus=" + addr, "--print-reply", "--dest=" + CoreOSName, CoreOSPath}, args...)...)
+		cmd := exec.CommandContext(t.Context(), "runuser", append([]string{"-u", "nobody", "--", "dbus-send", "--bus=" + addr, "--print-reply", "--dest=" + update1.Name, update1.Path}, args...)...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	if out, err := run(CoreOSInterface + ".GetStatus"); err != nil || !strings.Contains(out, "UPDATE_STATUS_IDLE") {
+	if out, err := run(update1.Interface + ".GetStatus"); err != nil || !strings.Contains(out, "UPDATE_STATUS_IDLE") {
 		t.Fatalf("GetStatus as nobody: %v: %s", err, out)
 	}
-	out, err := run(Interface+".SetChannel", "string:evil")
-	if err == nil || !strings.Contains(out, ErrorAccessDenied) {
-		t.Fatalf("SetChannel as nobody: %v: %s; want %s", err, out, ErrorAccessDenied)
+	out, err := run(update1.OwnInterface+".SetChannel", "string:evil")
+	if err == nil || !strings.Contains(out, update1.ErrorAccessDenied) {
+		t.Fatalf("SetChannel as nobody: %v: %s; want %s", err, out, update1.ErrorAccessDenied)
 	}
 	if eng.Detail().Channel != "stable" {
 		t.Fatal("channel changed by an unprivileged caller")
@@ -405,8 +405,8 @@ func TestPolicyFile(t *testing.T) {
 	if _, err := c.GetStatus(ctx); err != nil {
 		t.Fatalf("root GetStatus under the policy: %v", err)
 	}
-	for _, m := range []string{CoreOSInterface + ".GetStatus", CoreOSInterface + ".AttemptUpdate", Interface + ".GetStatusJSON"} {
-		out, err := exec.CommandContext(ctx, "runuser", "-u", "nobody", "--", "dbus-send", "--bus="+addr, "--print-reply", "--dest="+CoreOSName, CoreOSPath, m).CombinedOutput()
+	for _, m := range []string{update1.Interface + ".GetStatus", update1.Interface + ".AttemptUpdate", update1.OwnInterface + ".GetStatusJSON"} {
+		out, err := exec.CommandContext(ctx, "runuser", "-u", "nobody", "--", "dbus-send", "--bus="+addr, "--print-reply", "--dest="+update1.Name, update1.Path, m).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "AccessDenied") {
 			t.Errorf("%s as nobody: err=%v out=%s; want AccessDenied", m, err, out)
 		}

@@ -16,6 +16,10 @@ import (
 	"github.com/abupdate/update_engine/internal/crashpoint"
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/atomicfile"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 type attemptInput struct {
@@ -28,9 +32,9 @@ type attemptInput struct {
 // attempt runs one update attempt on the worker goroutine and reports the
 // outcome to the owner.
 func (e *Engine) attempt(ctx context.Context, in attemptInput) {
-	var flags status.Code
+	var flags omaha.Code
 	if in.serverURL != DefaultServer {
-		flags |= status.FlagTestOmahaURL
+		flags |= omaha.FlagTestOmahaURL
 	}
 	res, err := e.runAttempt(ctx, in, &flags)
 	e.conclude(ctx, in, flags, res, err)
@@ -41,12 +45,12 @@ func (e *Engine) attempt(ctx context.Context, in attemptInput) {
 func (e *Engine) startFinish(ctx context.Context, wg *sync.WaitGroup, st *state) {
 	u := e.record().Update
 	st.busy = true
-	st.snap.Status = status.Finalizing
+	st.snap.Status = update1.Finalizing
 	st.snap.NewVersion, st.snap.NewSize = u.ToVersion, u.Size
 	in := attemptInput{server: u.Server, serverURL: cmp.Or(u.Server, e.cfg.Server)}
-	var flags status.Code
+	var flags omaha.Code
 	if in.serverURL != DefaultServer {
-		flags |= status.FlagTestOmahaURL
+		flags |= omaha.FlagTestOmahaURL
 	}
 	wg.Add(1)
 	go func() {
@@ -56,7 +60,7 @@ func (e *Engine) startFinish(ctx context.Context, wg *sync.WaitGroup, st *state)
 }
 
 // conclude reports an attempt's outcome to the owner (and the server).
-func (e *Engine) conclude(ctx context.Context, in attemptInput, flags status.Code, res attemptResult, err error) {
+func (e *Engine) conclude(ctx context.Context, in attemptInput, flags omaha.Code, res attemptResult, err error) {
 	if ctx.Err() != nil {
 		// Shutdown: leave prefs as they are, the next start resumes.
 		return
@@ -64,48 +68,40 @@ func (e *Engine) conclude(ctx context.Context, in attemptInput, flags status.Cod
 	if err == nil {
 		e.do(ctx, func(st *state) {
 			st.busy = false
-			st.failures = 0
 			st.poll = res.poll
 			if res.noUpdate {
-				st.snap.Status = status.Idle
-				st.snap.LastError = status.Success
+				st.snap.Status = update1.Idle
+				st.snap.LastError = omaha.Success
 				st.snap.LastErrorMessage = ""
 			}
-			e.arm(st, e.cfg.Schedule.next(e.float(), 0, st.poll))
+			e.armNext(st, false)
 		})
 		return
 	}
 	code := mapError(err)
 	reported := code | flags
 	e.log.Error("update attempt failed", "code", reported.String(), "err", err)
-	if e.cfg.Metrics != nil {
-		e.cfg.Metrics.Error(code)
-		if res.checkFailed {
-			e.cfg.Metrics.CheckDone(CheckError, e.cfg.Clock.Now())
-		}
+	e.observe(Failed{Code: code})
+	if res.checkFailed {
+		e.observe(CheckDone{Result: update.CheckError, At: e.cfg.Clock.Now()})
 	}
 	e.do(ctx, func(st *state) {
-		st.snap.Status = status.ReportingErrorEvent
+		st.snap.Status = update1.ReportingErrorEvent
 		st.snap.LastError = reported
 		st.snap.LastErrorMessage = err.Error()
 	})
-	if code.Base() != status.OmahaResponseHandlerError {
-		result := 0
-		switch code.Base() {
-		case status.OmahaUpdateIgnoredPerPolicy, status.OmahaUpdateDeferredPerPolicy, status.OmahaUpdateDeferredForBackoff:
-			result = 9
-		}
-		e.event(ctx, in.server, Event{Type: 3, Result: result, ErrorCode: reported})
+	if code.Base() != omaha.OmahaResponseHandlerError {
+		e.event(ctx, in.server, update.FailureEvent(reported))
 	}
 	e.do(ctx, func(st *state) {
 		st.busy = false
-		st.snap.Status = status.Idle
+		st.snap.Status = update1.Idle
 		st.snap.Progress = 0
-		if res.checkFailed {
-			st.failures++
-		}
 		st.snap.NewVersion, st.snap.NewSize = "0.0.0", 0
-		e.arm(st, e.cfg.Schedule.next(e.float(), st.failures, 0))
+		// A failed check has no answer, hence no PollInterval; a failure
+		// after the check keeps the check's.
+		st.poll = res.poll
+		e.armNext(st, res.checkFailed && omaha.Backoff(err))
 	})
 }
 
@@ -115,7 +111,7 @@ type attemptResult struct {
 	poll        time.Duration
 }
 
-func (e *Engine) event(ctx context.Context, server string, ev Event) {
+func (e *Engine) event(ctx context.Context, server string, ev update.Event) {
 	if err := e.cfg.Checker.SendEvent(ctx, server, ev); err != nil {
 		e.log.Warn("sending Omaha event failed", "type", ev.Type, "result", ev.Result, "err", err)
 	}
@@ -130,7 +126,7 @@ func (e *Engine) sendApplied(ctx context.Context, server string) {
 		e.log.Warn("cannot record the 3/1 event as sent; not sending it", "err", err)
 		return
 	}
-	e.event(ctx, server, Event{Type: 3, Result: 1})
+	e.event(ctx, server, update.EventUpdateApplied)
 }
 
 // previousVersion is what the check reports about the last update: the
@@ -178,7 +174,42 @@ func (e *Engine) deltaFailed(plan *Plan, err error) {
 	e.log.Warn("delta payload failed; the next check asks for the full payload", "version", plan.Version, "err", err)
 }
 
-func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.Code) (res attemptResult, err error) {
+// runAttempt is one attempt's steps: check, accept the offer, download
+// and verify it into the passive slot, finalize (post-install and flip).
+func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *omaha.Code) (res attemptResult, err error) {
+	plan, err := e.check(ctx, in)
+	if err != nil {
+		res.checkFailed = true
+		return res, err
+	}
+	if plan != nil {
+		res.poll = plan.PollInterval
+	}
+	if plan == nil || plan.NoUpdate {
+		res.noUpdate = true
+		return res, nil
+	}
+	if plan.Delta {
+		defer func() {
+			if err != nil && !resumable(err) {
+				e.deltaFailed(plan, err)
+			}
+		}()
+	}
+	if err := e.accept(ctx, plan); err != nil {
+		return res, err
+	}
+	partitionHash, err := e.downloadVerified(ctx, plan, in.server, flags)
+	if err != nil {
+		return res, err
+	}
+	e.do(ctx, func(st *state) { st.snap.Status = update1.Finalizing })
+	return res, e.finalize(ctx, partitionHash)
+}
+
+// check asks Omaha for an update and records the check: the plan, or nil
+// or a NoUpdate plan (with the answer's PollInterval) when there is none.
+func (e *Engine) check(ctx context.Context, in attemptInput) (*Plan, error) {
 	src := "scheduler"
 	if in.interactive {
 		src = "ondemandupdate"
@@ -186,71 +217,64 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 	plan, err := e.cfg.Checker.Check(ctx, CheckRequest{InstallSource: src, Track: in.track, Server: in.server,
 		PreviousVersion: e.previousVersion(), DeltaOK: e.deltaOK()})
 	if err != nil {
-		res.checkFailed = true
-		return res, fmt.Errorf("update check: %w", err)
-	}
-	if plan != nil && plan.Delta {
-		defer func() {
-			if err != nil && !resumable(err) {
-				e.deltaFailed(plan, err)
-			}
-		}()
+		return nil, fmt.Errorf("update check: %w", err)
 	}
 	// The piggybacked event was delivered.
 	e.reported()
 	now := e.cfg.Clock.Now()
 	e.do(ctx, func(st *state) { st.snap.LastChecked = now.Unix() })
-	if plan == nil {
-		if e.cfg.Metrics != nil {
-			e.cfg.Metrics.CheckDone(CheckNoUpdate, now)
-		}
-		res.noUpdate = true
+	if plan == nil || plan.NoUpdate {
+		e.observe(CheckDone{Result: update.CheckNoUpdate, At: now})
 		e.log.Info("no update available")
-		return res, nil
+		return plan, nil
 	}
-	res.poll = plan.PollInterval
-	if e.cfg.Metrics != nil {
-		e.cfg.Metrics.CheckDone(CheckUpdateAvailable, now)
-	}
+	e.observe(CheckDone{Result: update.CheckUpdateAvailable, At: now})
 	e.log.Info("update available", "version", plan.Version, "size", plan.Size, "urls", len(plan.URLs))
+	return plan, nil
+}
+
+// accept refuses an offer below the anti-rollback floor, one that lacks
+// what verifying it needs, or any while no payload could be verified;
+// else it moves to UPDATE_AVAILABLE.
+func (e *Engine) accept(ctx context.Context, plan *Plan) error {
 	if e.cfg.Floor != nil {
 		if err := e.cfg.Floor.Check(ctx, plan.Version); err != nil {
-			return res, status.WithCode(status.OmahaUpdateIgnoredPerPolicy, fmt.Errorf("version %s refused by the anti-rollback floor: %w", plan.Version, err))
+			return status.WithCode(omaha.OmahaUpdateIgnoredPerPolicy, fmt.Errorf("version %s refused by the anti-rollback floor: %w", plan.Version, err))
 		}
 	}
 	if plan.Size <= 0 || len(plan.SHA256) != 32 || len(plan.URLs) == 0 {
-		return res, status.WithCode(status.OmahaResponseInvalid, errors.New("engine: the plan lacks a size, a SHA-256 or a URL"))
+		return status.WithCode(omaha.OmahaResponseInvalid, errors.New("engine: the plan lacks a size, a SHA-256 or a URL"))
 	}
 	if err := e.cfg.Applier.Ready(); err != nil {
-		return res, fmt.Errorf("refusing version %s before downloading it: %w", plan.Version, err)
+		return fmt.Errorf("refusing version %s before downloading it: %w", plan.Version, err)
 	}
 	e.do(ctx, func(st *state) {
-		st.snap.Status = status.UpdateAvailable
+		st.snap.Status = update1.UpdateAvailable
 		st.snap.NewVersion = plan.Version
 		st.snap.NewSize = plan.Size
-		st.snap.LastError = status.Success
+		st.snap.LastError = omaha.Success
 		st.snap.LastErrorMessage = ""
 	})
+	return nil
+}
 
-	e.event(ctx, in.server, Event{Type: 13, Result: 1})
-	e.do(ctx, func(st *state) { st.snap.Status = status.Downloading })
+// downloadVerified downloads and applies the payload (DOWNLOADING), checks
+// it against Omaha's size and SHA-256 (VERIFYING), installs its files and
+// records it verified. It returns the new partition's verified hash.
+func (e *Engine) downloadVerified(ctx context.Context, plan *Plan, server string, flags *omaha.Code) ([]byte, error) {
+	e.event(ctx, server, update.EventDownloadStarted)
+	e.do(ctx, func(st *state) { st.snap.Status = update1.Downloading })
 	files := newFileSet(e.cfg.Procedures, e.cfg.Slots.Passive())
 	defer files.close(true) // what install did not rename
-	applied, err := e.download(ctx, plan, in.server, files, flags)
+	applied, err := e.download(ctx, plan, server, files, flags)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-
-	e.do(ctx, func(st *state) { st.snap.Status = status.Verifying; st.snap.Progress = 1 })
-	e.event(ctx, in.server, Event{Type: 14, Result: 1})
-	if applied.Size != plan.Size {
+	e.do(ctx, func(st *state) { st.snap.Status = update1.Verifying; st.snap.Progress = 1 })
+	e.event(ctx, server, update.EventDownloadFinished)
+	if err := matchPlan(applied, plan); err != nil {
 		e.dropUpdate()
-		return res, status.WithCode(status.PayloadSizeMismatchError, fmt.Errorf("%w: got %d bytes, Omaha said %d", ErrSizeMismatch, applied.Size, plan.Size))
-	}
-	if !bytes.Equal(applied.SHA256, plan.SHA256) {
-		e.dropUpdate()
-		return res, status.WithCode(status.PayloadHashMismatchError, fmt.Errorf("%w: got %s, Omaha said %s", ErrHashMismatch,
-			base64.StdEncoding.EncodeToString(applied.SHA256), base64.StdEncoding.EncodeToString(plan.SHA256)))
+		return nil, err
 	}
 	// The whole payload verified: its files (the kernel, the PCR policy)
 	// replace the target slot's. A kill before the record below resumes
@@ -260,16 +284,24 @@ func (e *Engine) runAttempt(ctx context.Context, in attemptInput, flags *status.
 		if !resumable(err) {
 			e.dropUpdate()
 		}
-		return res, err
+		return nil, err
 	}
 	if err := e.changeUpdate(func(u *Update) { u.Phase, u.Checkpoint, u.Files = PhaseVerified, nil, installed }); err != nil {
-		return res, status.WithCode(status.DownloadStateInitializationError, err)
+		return nil, status.WithCode(omaha.DownloadStateInitializationError, err)
 	}
-	e.do(ctx, func(st *state) { st.snap.Status = status.Finalizing })
-	if err := e.finalize(ctx, applied.PartitionHash); err != nil {
-		return res, err
+	return applied.PartitionHash, nil
+}
+
+// matchPlan checks the applied payload against Omaha's size and SHA-256.
+func matchPlan(applied Applied, plan *Plan) error {
+	if applied.Size != plan.Size {
+		return status.WithCode(omaha.PayloadSizeMismatchError, fmt.Errorf("%w: got %d bytes, Omaha said %d", ErrSizeMismatch, applied.Size, plan.Size))
 	}
-	return res, nil
+	if !bytes.Equal(applied.SHA256, plan.SHA256) {
+		return status.WithCode(omaha.PayloadHashMismatchError, fmt.Errorf("%w: got %s, Omaha said %s", ErrHashMismatch,
+			base64.StdEncoding.EncodeToString(applied.SHA256), base64.StdEncoding.EncodeToString(plan.SHA256)))
+	}
+	return nil
 }
 
 // finalize takes a verified update from the record through post-install
@@ -284,7 +316,7 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 	plan := &Plan{Version: u.ToVersion, Size: u.Size, SHA256: u.SHA256, Delta: u.Delta, PostinstArgs: postinstArgs(u.Files)}
 	if u.Phase == PhaseVerified || u.Phase == PhasePostinst {
 		if err := e.changeUpdate(func(u *Update) { u.Phase = PhasePostinst }); err != nil {
-			return status.WithCode(status.DownloadStateInitializationError, err)
+			return status.WithCode(omaha.DownloadStateInitializationError, err)
 		}
 		if err := e.cfg.Procedures.checkFiles(ctx, u.Files); err != nil {
 			if ctx.Err() == nil {
@@ -309,8 +341,8 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 	if err := e.cfg.Prefs.Delete(KeyDeltaFailures); err != nil && !errors.Is(err, prefs.ErrNotFound) {
 		e.log.Warn("cannot clear delta-update-failures", "err", err)
 	}
-	if m, ok := e.cfg.Floor.(Measurer); ok && len(partitionHash) == 32 {
-		if rec, err := m.Measure(ctx, partitionHash); err != nil {
+	if e.cfg.Measurer != nil && len(partitionHash) == 32 {
+		if rec, err := e.cfg.Measurer.Measure(ctx, partitionHash); err != nil {
 			e.log.Warn("measuring the new image into the TPM failed", "err", err)
 		} else if rec != nil {
 			_ = e.cfg.Prefs.Set(KeyPCRRecord, rec)
@@ -320,7 +352,7 @@ func (e *Engine) finalize(ctx context.Context, partitionHash []byte) error {
 	e.writeMarkers(u)
 	e.sendApplied(ctx, u.Server)
 	e.do(ctx, func(st *state) {
-		st.snap.Status = status.UpdatedNeedReboot
+		st.snap.Status = update1.UpdatedNeedReboot
 		st.snap.Progress = 0
 		st.snap.NewVersion, st.snap.NewSize = u.ToVersion, u.Size
 		e.refreshSlots(ctx, &st.snap)
@@ -335,7 +367,7 @@ func (e *Engine) flip(ctx context.Context) error {
 	e.recMu.Lock()
 	defer e.recMu.Unlock()
 	if err := e.changeLocked(func(r *Record) { r.Update.Phase = PhaseFlipping; r.Update.BootID = e.cfg.BootID }); err != nil {
-		return status.WithCode(status.DownloadStateInitializationError, err)
+		return status.WithCode(omaha.DownloadStateInitializationError, err)
 	}
 	if err := e.cfg.Slots.MarkPassiveForTrial(ctx); err != nil {
 		// The GPT write failed: the target may or may not boot next;
@@ -348,7 +380,7 @@ func (e *Engine) flip(ctx context.Context) error {
 	}); err != nil {
 		// Flipped, but not recorded: a restart finds "flipping" and the
 		// GPT flipped, and takes it as flipped.
-		return status.WithCode(status.DownloadStateInitializationError, err)
+		return status.WithCode(omaha.DownloadStateInitializationError, err)
 	}
 	return nil
 }
@@ -382,7 +414,36 @@ func (e *Engine) dropUpdate() {
 
 // download streams the payload into the passive slot, resuming from the
 // recorded checkpoint when the same payload is offered again.
-func (e *Engine) download(ctx context.Context, plan *Plan, server string, files *fileSet, flags *status.Code) (Applied, error) {
+func (e *Engine) download(ctx context.Context, plan *Plan, server string, files *fileSet, flags *omaha.Code) (Applied, error) {
+	from, err := e.recordDownload(ctx, plan, server, flags)
+	if err != nil {
+		return Applied{}, err
+	}
+	src, dst, closeSlots, err := e.openSlots(ctx)
+	if err != nil {
+		return Applied{}, err
+	}
+	defer closeSlots()
+	var offset int64
+	if from != nil {
+		offset = from.Offset
+	}
+	body, err := e.cfg.Downloader.Open(ctx, plan, offset)
+	if err != nil {
+		if from != nil && update.RangeRefused(err) {
+			e.log.Warn("server refused the resume range; the next attempt starts over", "err", err)
+			e.dropUpdate()
+		}
+		return Applied{}, status.WithCode(omaha.DownloadTransferError, fmt.Errorf("download: %w", err))
+	}
+	defer body.Close()
+	return e.apply(ctx, plan, body, src, dst, files, from)
+}
+
+// recordDownload records the download before the passive slot is
+// touched, with the checkpoint to resume from: the recorded one when the
+// same payload is offered for the same slot, at most MaxResumes times.
+func (e *Engine) recordDownload(ctx context.Context, plan *Plan, server string, flags *omaha.Code) (*Checkpoint, error) {
 	var from *Checkpoint
 	resumes := 0
 	if u := e.record().Update; u != nil && u.Phase == PhaseDownloading && bytes.Equal(u.SHA256, plan.SHA256) &&
@@ -394,7 +455,6 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 			e.log.Warn("payload resumed too often; starting over", "resumes", u.Resumes)
 		}
 	}
-	// Recorded before the passive slot is touched.
 	err := e.change(func(r *Record) {
 		r.Update = &Update{
 			Phase: PhaseDownloading, Source: e.cfg.Slots.Booted(), Target: e.cfg.Slots.Passive(), BootID: e.cfg.BootID,
@@ -403,55 +463,53 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 		}
 	})
 	if err != nil {
-		return Applied{}, status.WithCode(status.DownloadStateInitializationError, err)
+		return nil, status.WithCode(omaha.DownloadStateInitializationError, err)
 	}
 	if from != nil {
-		*flags |= status.FlagResumed
-		if e.cfg.Metrics != nil {
-			e.cfg.Metrics.Resumed()
-		}
+		*flags |= omaha.FlagResumed
+		e.observe(Resumed{})
 		e.log.Info("resuming download", "offset", from.Offset, "resume", resumes)
 	}
-	e.do(ctx, func(st *state) { st.snap.Resumes = int(resumes) })
+	e.do(ctx, func(st *state) { st.snap.Resumes = resumes })
+	return from, nil
+}
 
+// openSlots marks the passive slot unbootable, then opens it for writing
+// and the booted slot for reading (a delta's source).
+func (e *Engine) openSlots(ctx context.Context) (src io.ReaderAt, dst Target, closeBoth func(), err error) {
 	if err := e.cfg.Slots.MarkPassiveUnbootable(ctx); err != nil {
-		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
+		return nil, nil, nil, withDefault(omaha.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
 	}
-	dst, err := e.cfg.Slots.OpenPassive(ctx)
+	dst, err = e.cfg.Slots.OpenPassive(ctx)
 	if err != nil {
-		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
-	}
-	defer dst.Close()
-	if e.cfg.Metrics != nil {
-		dst = &countingTarget{Target: dst, m: e.cfg.Metrics}
+		return nil, nil, nil, withDefault(omaha.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
 	}
 	src, srcCloser, err := e.cfg.Slots.Active()
 	if err != nil {
-		return Applied{}, withDefault(status.InstallDeviceOpenError, fmt.Errorf("open active slot %s: %w", e.cfg.Slots.Booted(), err))
+		dst.Close()
+		return nil, nil, nil, withDefault(omaha.InstallDeviceOpenError, fmt.Errorf("open active slot %s: %w", e.cfg.Slots.Booted(), err))
 	}
-	defer srcCloser.Close()
+	if e.cfg.Observer != nil {
+		dst = countingTarget{Target: dst, e: e}
+	}
+	return src, dst, func() { srcCloser.Close(); dst.Close() }, nil
+}
 
+// apply feeds the payload body to the applier, from the checkpoint when
+// resuming, and syncs the slot. A body that broke off keeps the
+// checkpoint; a failure a retry cannot mend drops the update.
+func (e *Engine) apply(ctx context.Context, plan *Plan, body io.Reader, src io.ReaderAt, dst Target, files *fileSet, from *Checkpoint) (Applied, error) {
 	var offset int64
 	if from != nil {
 		offset = from.Offset
 	}
-	body, err := e.cfg.Downloader.Open(ctx, plan, offset)
-	if err != nil {
-		if from != nil && rangeRefused(err) {
-			e.log.Warn("server refused the resume range; the next attempt starts over", "err", err)
-			e.dropUpdate()
-		}
-		return Applied{}, status.WithCode(status.DownloadTransferError, fmt.Errorf("download: %w", err))
-	}
-	defer body.Close()
-
 	pr := &progressReader{e: e, ctx: ctx, r: body, done: offset, total: plan.Size}
 	started := e.cfg.Clock.Now()
 	applied, err := e.cfg.Applier.Apply(ctx, plan, pr, src, dst, files.Open, from, e.saveCheckpoint)
 	if err != nil {
 		if pr.err != nil && ctx.Err() == nil {
 			// The body broke off: keep the checkpoint for a resume.
-			return Applied{}, status.WithCode(status.DownloadTransferError, fmt.Errorf("download: %w", err))
+			return Applied{}, status.WithCode(omaha.DownloadTransferError, fmt.Errorf("download: %w", err))
 		}
 		if !resumable(err) {
 			e.dropUpdate()
@@ -459,11 +517,9 @@ func (e *Engine) download(ctx context.Context, plan *Plan, server string, files 
 		return Applied{}, fmt.Errorf("apply: %w", err)
 	}
 	if err := dst.Sync(); err != nil {
-		return Applied{}, status.WithCode(status.DownloadWriteError, fmt.Errorf("sync passive slot: %w", err))
+		return Applied{}, status.WithCode(omaha.DownloadWriteError, fmt.Errorf("sync passive slot: %w", err))
 	}
-	if e.cfg.Metrics != nil {
-		e.cfg.Metrics.ObserveApply(pr.done-offset, e.cfg.Clock.Now().Sub(started))
-	}
+	e.observe(ApplyDone{Bytes: pr.done - offset, Took: e.cfg.Clock.Now().Sub(started)})
 	return applied, nil
 }
 
@@ -485,9 +541,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	}
 	if n > 0 {
 		p.done += int64(n)
-		if p.e.cfg.Metrics != nil {
-			p.e.cfg.Metrics.AddDownloaded(int64(n))
-		}
+		p.e.observe(Downloaded{Bytes: int64(n)})
 		frac := min(float64(p.done)/float64(p.total), 1)
 		if frac-p.sent >= 0.001 || frac >= 1 {
 			p.sent = frac
@@ -498,22 +552,16 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// countingTarget counts bytes written to the passive slot; it keeps the
-// wrapped target's Direct() answer visible to the applier.
+// countingTarget reports the bytes written to the passive slot.
 type countingTarget struct {
 	Target
-	m Metrics
+	e *Engine
 }
 
-func (c *countingTarget) WriteAt(p []byte, off int64) (int, error) {
+func (c countingTarget) WriteAt(p []byte, off int64) (int, error) {
 	n, err := c.Target.WriteAt(p, off)
-	c.m.AddWritten(int64(n))
+	c.e.observe(Written{Bytes: int64(n)})
 	return n, err
-}
-
-func (c *countingTarget) Direct() bool {
-	d, ok := c.Target.(directer)
-	return ok && d.Direct()
 }
 
 // touch writes body to path atomically, creating the directory.
@@ -522,9 +570,5 @@ func touch(path, body string) error {
 		return err
 	}
 	crashpoint.Hit("file " + filepath.Base(path))
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, []byte(body), 0o644)
 }

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // HealthGate decides when the booted slot is marked good after a boot
@@ -18,7 +17,7 @@ import (
 // and record the time from the flip.
 type HealthGate struct {
 	Disabled bool
-	Delay    time.Duration // 45s by default (set by the daemon)
+	Delay    time.Duration // the daemon passes UPDATE_ENGINE_HEALTH_DELAY (1 min unless set); 0 = at once
 	Command  []string      // optional health check; argv
 	Timeout  time.Duration // for Command; 0 = 5 min
 }
@@ -35,8 +34,8 @@ func (e *Engine) bootGate(ctx context.Context) {
 	if err := e.markGood(ctx); err != nil {
 		e.log.Error("booted slot not marked good", "slot", e.cfg.Slots.Booted(), "err", err)
 		e.do(ctx, func(st *state) {
-			if st.snap.LastError == status.Success {
-				st.snap.LastError = status.Error
+			if st.snap.LastError == omaha.Success {
+				st.snap.LastError = omaha.Error
 				st.snap.LastErrorMessage = err.Error()
 			}
 		})
@@ -68,8 +67,8 @@ func (e *Engine) markGood(ctx context.Context) error {
 		}
 	}
 	// Only an update we booted into counts (not a rollback).
-	if report != nil && !report.Rollback && report.FlipTime > 0 && e.cfg.Metrics != nil {
-		e.cfg.Metrics.ObserveFlipToGood(e.cfg.Clock.Now().Sub(time.Unix(report.FlipTime, 0)))
+	if report != nil && !report.Rollback && report.FlipTime > 0 {
+		e.observe(FlipToGood{After: e.cfg.Clock.Now().Sub(time.Unix(report.FlipTime, 0))})
 	}
 	return nil
 }
@@ -99,55 +98,3 @@ func (e *Engine) markBooted(ctx context.Context) (*Outcome, error) {
 	}
 	return report, nil
 }
-
-// ExecPostinst runs a post-install program as flatcar-postinst is run:
-// `Path <target-device> [KERNEL=<path>] [PCR_POLICY=<path>]` (the files
-// the payload installed, Plan.PostinstArgs), with the proxy environment
-// passed on and a
-// timeout. Exit status 3 maps to code 19 (which the engine treats as
-// success); any other failure to code 5.
-type ExecPostinst struct {
-	Path    string
-	Timeout time.Duration // 0 = 10 min
-}
-
-// Run implements Postinstaller. A missing program fails with code 5, as
-// any other post-install failure.
-func (p ExecPostinst) Run(ctx context.Context, device string, plan *Plan) error {
-	if _, err := os.Stat(p.Path); err != nil {
-		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("postinst: %w", err))
-	}
-	timeout := p.Timeout
-	if timeout == 0 {
-		timeout = 10 * time.Minute
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	args := []string{device}
-	if plan != nil {
-		args = append(args, plan.PostinstArgs...)
-	}
-	cmd := exec.CommandContext(cctx, p.Path, args...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	for _, k := range []string{"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY"} {
-		if v, ok := os.LookupEnv(k); ok {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
-	if plan != nil {
-		cmd.Env = append(cmd.Env, "NEW_VERSION="+plan.Version)
-	}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ee) && ee.ExitCode() == 3:
-		return status.WithCode(status.PostinstallBootedFromFirmwareB, fmt.Errorf("postinst %s exited 3: %s", p.Path, out))
-	default:
-		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("postinst %s: %v: %s", p.Path, err, out))
-	}
-}
-
-// Cleanup implements Postinstaller: an ExecPostinst mounts nothing.
-func (ExecPostinst) Cleanup(string) error { return nil }

@@ -3,64 +3,38 @@ package engine
 import (
 	"context"
 	"io"
-	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/clock"
 )
 
-// The seams: small interfaces the engine consumes. Adapters to the real
-// packages live in the daemon (or in adapters.go here when trivial).
+// The seams: small interfaces the engine consumes, over the plain values
+// of internal/update (named here too, so the engine reads in its own
+// words). The real parts are in internal/parts; the daemon wires them.
+type (
+	CheckRequest = update.CheckRequest
+	Plan         = update.Plan
+	Checkpoint   = update.Checkpoint
+	Applied      = update.Applied
+	AppliedFile  = update.AppliedFile
+	FileTarget   = update.FileTarget
+	Files        = update.Files
+	Target       = update.Target
+	SlotAttrs    = update.SlotAttrs
+)
 
-// CheckRequest is one Omaha request.
-type CheckRequest struct {
-	// InstallSource is "ondemandupdate" (D-Bus) or "scheduler".
-	InstallSource string
-	// Track is the Omaha track (GROUP / channel).
-	Track string
-	// Server overrides the configured Omaha URL when not empty.
-	Server string
-	// PingOnly sends just <ping> (scheduled checks while a reboot is
-	// pending).
-	PingOnly bool
-	// PreviousVersion is the previous-version pref: "0.0.0.0" when it
-	// never existed, "" once cleared, else the version updated from. The
-	// check carries 3/2 previousversion=<it>, or 3/0 errorcode=44 when it
-	// equals the running version (rollback).
-	PreviousVersion string
-	// DeltaOK asks for a delta payload (delta_okay="true"): set unless a
-	// delta failed for good since the last update, so that a server then
-	// offers the full payload instead of the same failing delta.
-	DeltaOK bool
-}
-
-// Event is an Omaha <event>.
-type Event struct {
-	Type      int         // 3 update complete, 13 download started, 14 download finished
-	Result    int         // 0 error, 1 success, 9 deferred
-	ErrorCode status.Code // sent when Result != 1 (with flag bits)
-}
-
-// Plan is an offered update.
-type Plan struct {
-	Version      string
-	URLs         []string // full payload URLs, tried in order
-	Size         int64
-	SHA256       []byte // raw SHA-256 of the whole payload
-	Delta        bool
-	PollInterval time.Duration // 0 = none given
-	// PostinstArgs follow the device on the post-install program's
-	// command line: KERNEL=<path> and PCR_POLICY=<path> for the files
-	// the payload installed (Flatcar's postinst_args), in payload order.
-	PostinstArgs []string
-}
+// ServerDisabled is the SERVER value that turns updates off
+// (update.ServerDisabled): no scheduled or D-Bus checks.
+const ServerDisabled = update.ServerDisabled
 
 // Checker talks Omaha.
 type Checker interface {
-	// Check returns the plan, or (nil, nil) when there is no update (or
-	// for a ping-only request).
+	// Check returns the plan; when there is no update, a plan with
+	// NoUpdate (carrying the answer's PollInterval) or nil; (nil, nil)
+	// for a ping-only request.
 	Check(ctx context.Context, req CheckRequest) (*Plan, error)
 	// SendEvent reports one event; server "" means the configured one.
-	SendEvent(ctx context.Context, server string, ev Event) error
+	SendEvent(ctx context.Context, server string, ev update.Event) error
 }
 
 // Downloader opens the payload body at offset (an HTTP Range request when
@@ -68,45 +42,6 @@ type Checker interface {
 type Downloader interface {
 	Open(ctx context.Context, plan *Plan, offset int64) (io.ReadCloser, error)
 }
-
-// Checkpoint is the applier's resumable state after a whole operation:
-// Offset payload bytes were consumed; State is opaque to the engine.
-type Checkpoint struct {
-	Offset int64
-	State  []byte
-}
-
-// Applied is what a finished apply measured over the whole payload.
-type Applied struct {
-	Size   int64
-	SHA256 []byte
-	// PartitionHash is the verified SHA-256 of the new partition image,
-	// when the payload declares one.
-	PartitionHash []byte
-	// Files are the files the payload wrote through Files, verified.
-	Files []AppliedFile
-}
-
-// AppliedFile is a file a payload carried beside the partition (a
-// Flatcar install procedure), written and verified.
-type AppliedFile struct {
-	Name   string // the payload's name for it: "kernel", "pcr_policy"
-	Size   uint64
-	SHA256 []byte
-}
-
-// FileTarget is a file an applier writes (*os.File is one).
-type FileTarget interface {
-	io.WriterAt
-	io.ReaderAt
-	Truncate(size int64) error
-	Sync() error
-}
-
-// Files opens where a payload's file of that name is written (the
-// kernel, the PCR policy); a nil FileTarget and nil error mean the host
-// keeps no such file: the applier verifies and drops its data.
-type Files func(name string) (FileTarget, error)
 
 // Applier applies a payload stream onto dst, and the files it carries
 // beside the partition onto what files opens. from is nil for a fresh
@@ -122,16 +57,6 @@ type Applier interface {
 	// plan carries Omaha's size and SHA-256, which an applier may check
 	// early; the engine checks them again on the result.
 	Apply(ctx context.Context, plan *Plan, r io.Reader, src io.ReaderAt, dst Target, files Files, from *Checkpoint, save func(Checkpoint) error) (Applied, error)
-}
-
-// Target is the passive slot opened for writing. It reads back too: an
-// applier verifies the new partition on the device when the payload's
-// operations did not write it front to back.
-type Target interface {
-	io.WriterAt
-	io.ReaderAt
-	Sync() error
-	Close() error
 }
 
 // Slots is the A/B pair. Every method is required: the safety steps
@@ -171,8 +96,8 @@ type Slots interface {
 	CanRollback(ctx context.Context) (bool, error)
 }
 
-// Measurer is an optional Floor method: measure the new image into a TPM
-// PCR at flip time and return a record to keep in prefs (KeyPCRRecord).
+// Measurer measures the new image into a TPM PCR at flip time and returns
+// a record to keep in prefs (KeyPCRRecord); nil bytes = nothing to keep.
 type Measurer interface {
 	Measure(ctx context.Context, imageSHA256 []byte) ([]byte, error)
 }
@@ -196,39 +121,8 @@ type Floor interface {
 	Raise(ctx context.Context, version string) error
 }
 
-// CheckResult labels a finished check; the values are internal/metrics'
-// CheckResult strings.
-type CheckResult string
-
-// The check results.
-const (
-	CheckUpdateAvailable CheckResult = "update_available"
-	CheckNoUpdate        CheckResult = "no_update"
-	CheckError           CheckResult = "error"
-)
-
-// Metrics is the part of *metrics.Metrics the engine records into.
-type Metrics interface {
-	CheckDone(result CheckResult, at time.Time)
-	AddDownloaded(n int64)
-	AddWritten(n int64)
-	ObserveApply(n int64, d time.Duration)
-	Resumed()
-	Error(c status.Code)
-	SetStatus(s status.Update)
-	ObserveFlipToGood(d time.Duration)
-}
-
-// Notifier hears every published status change (the D-Bus signal).
-type Notifier interface {
-	StatusChanged(s Snapshot)
-}
-
 // Clock is the engine's time source.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
+type Clock = clock.Clock
 
 // Postinstaller runs the new image's post-install step.
 type Postinstaller interface {
@@ -239,11 +133,5 @@ type Postinstaller interface {
 	Cleanup(device string) error
 }
 
-// realClock is the wall clock.
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // RealClock returns the wall clock.
-func RealClock() Clock { return realClock{} }
+func RealClock() Clock { return clock.Real{} }

@@ -2,6 +2,16 @@
 // the update state; D-Bus handlers and the update worker only send it
 // requests and read published snapshots.
 //
+// The engine holds only the state machine. It consumes small interfaces
+// (deps.go: Checker, Downloader, Applier, Slots, Floor, Measurer,
+// Postinstaller, Prefs) over the plain values of internal/update; the
+// real parts are in internal/parts and the daemon wires them in. It
+// reports through one Observer (observe.go): each published snapshot and
+// each measurement is a typed Observation, which the daemon fans out to
+// the D-Bus signal and the metrics. Errors become update_engine codes in
+// mapError (errors.go); the parts' packages' sentinels are named in
+// update.PackageCode, so the engine imports none of those packages.
+//
 // Status flow (SPEC.md 1a): IDLE → CHECKING_FOR_UPDATE → (no update → IDLE)
 // | UPDATE_AVAILABLE → DOWNLOADING → VERIFYING → FINALIZING →
 // UPDATED_NEED_REBOOT; any failure → REPORTING_ERROR_EVENT → IDLE.
@@ -40,12 +50,13 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // DefaultServer is Flatcar's public Omaha URL; any other server sets
 // status.FlagTestOmahaURL on reported errors.
-const DefaultServer = "https://public.update.flatcar-linux.net/v1/update/"
+const DefaultServer = omaha.DefaultServer
 
 // Errors returned to D-Bus callers.
 var (
@@ -53,8 +64,6 @@ var (
 	ErrNotIdle      = errors.New("engine: not idle")
 	ErrBadChannel   = errors.New("engine: invalid channel name")
 	ErrNoRollback   = errors.New("engine: no bootable image on the other slot")
-	ErrNoSlots      = errors.New("engine: no A/B slots configured")
-	ErrNotRunning   = errors.New("engine: not running")
 	ErrSizeMismatch = errors.New("engine: payload size differs from Omaha's")
 	ErrHashMismatch = errors.New("engine: payload SHA-256 differs from Omaha's")
 )
@@ -69,9 +78,11 @@ type Config struct {
 	Slots      Slots
 	Prefs      Prefs
 	Floor      Floor
-	Metrics    Metrics
-	Notifier   Notifier
-	Postinst   Postinstaller
+	// Measurer measures the new image into the TPM at the flip.
+	Measurer Measurer
+	// Observer hears every published snapshot and measurement.
+	Observer Observer
+	Postinst Postinstaller
 	// Procedures places the kernel and PCR policy a Flatcar payload
 	// carries (the zero value: /boot, /var/lib/update_engine, no POST).
 	Procedures Procedures
@@ -117,7 +128,7 @@ type Settings struct {
 
 // Snapshot is the published state. It is a value: readers get a copy.
 type Snapshot struct {
-	Status           status.Update
+	Status           update1.Op
 	LastChecked      int64 // unix seconds of the last successful check, 0 before
 	Progress         float64
 	NewVersion       string // "0.0.0" when none
@@ -127,7 +138,7 @@ type Snapshot struct {
 	Server           string
 	BootedSlot       string
 	NextBootSlot     string
-	LastError        status.Code // of the last attempt; Success when it succeeded
+	LastError        omaha.Code // of the last attempt; Success when it succeeded
 	LastErrorMessage string
 	Resumes          int
 	BytesDownloaded  int64
@@ -202,7 +213,7 @@ func New(cfg Config) (*Engine, error) {
 		reqs:   make(chan request),
 		mutate: make(chan func(*state), 16),
 	}
-	s := Snapshot{Status: status.Idle, NewVersion: "0.0.0", CurrentVersion: cfg.CurrentVersion, Channel: cfg.Track, Server: cfg.Server}
+	s := Snapshot{Status: update1.Idle, NewVersion: "0.0.0", CurrentVersion: cfg.CurrentVersion, Channel: cfg.Track, Server: cfg.Server}
 	e.snap.Store(&s)
 	return e, nil
 }

@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/parts"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/gpt"
 	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/payload"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 const slotSize = 4 << 20
@@ -36,13 +38,13 @@ func TestFullUpdateAndRestart(t *testing.T) {
 	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 		t.Fatal(err)
 	}
-	if s := e.Snapshot(); s.Status == status.Idle {
+	if s := e.Snapshot(); s.Status == update1.Idle {
 		t.Fatal("AttemptUpdate returned while still IDLE; -update would stop at once")
 	}
 	s := waitFor(t, e, "UPDATED_NEED_REBOOT", func(s Snapshot) bool {
-		return s.Status == status.UpdatedNeedReboot || s.Status == status.Idle && s.LastChecked != 0
+		return s.Status == update1.UpdatedNeedReboot || s.Status == update1.Idle && s.LastChecked != 0
 	})
-	if s.Status != status.UpdatedNeedReboot {
+	if s.Status != update1.UpdatedNeedReboot {
 		t.Fatalf("ended in %v: %v %s", s.Status, s.LastError, s.LastErrorMessage)
 	}
 	if s.NewVersion != "2.0.0" || s.NewSize != int64(len(payload)) || s.NextBootSlot != "B" {
@@ -59,7 +61,7 @@ func TestFullUpdateAndRestart(t *testing.T) {
 	steps := 0
 	for i := 1; i < len(rec.snaps); i++ {
 		a, b := rec.snaps[i-1], rec.snaps[i]
-		if a.Status == status.Downloading && b.Status == status.Downloading {
+		if a.Status == update1.Downloading && b.Status == update1.Downloading {
 			steps++
 			if d := b.Progress - a.Progress; d < 0.01 && b.Progress < 1 {
 				t.Errorf("progress signal after a %.4f step", d)
@@ -88,7 +90,7 @@ func TestFullUpdateAndRestart(t *testing.T) {
 		t.Fatalf("previous-version = %q", v)
 	}
 	// AttemptUpdate is ignored, ResetStatus works, state survives restart.
-	if err := e.AttemptUpdate(t.Context(), ""); err != nil || e.Snapshot().Status != status.UpdatedNeedReboot {
+	if err := e.AttemptUpdate(t.Context(), ""); err != nil || e.Snapshot().Status != update1.UpdatedNeedReboot {
 		t.Fatalf("AttemptUpdate in UPDATED_NEED_REBOOT: %v, %v", err, e.Snapshot().Status)
 	}
 	cancel()
@@ -113,13 +115,13 @@ func TestFullUpdateAndRestart(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	s = e2.Snapshot()
-	if s.Status != status.UpdatedNeedReboot || s.NewVersion != "2.0.0" || s.NewSize != int64(len(payload)) {
+	if s.Status != update1.UpdatedNeedReboot || s.NewVersion != "2.0.0" || s.NewSize != int64(len(payload)) {
 		t.Fatalf("restored snapshot %+v", s)
 	}
 	if err := e2.ResetStatus(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if s := e2.Snapshot(); s.Status != status.Idle || s.NewVersion != "0.0.0" || s.NewSize != 0 {
+	if s := e2.Snapshot(); s.Status != update1.Idle || s.NewVersion != "0.0.0" || s.NewSize != 0 {
 		t.Fatalf("after ResetStatus: %+v", s)
 	}
 	if _, err := os.Stat(cfg.MarkerPath); !errors.Is(err, os.ErrNotExist) {
@@ -142,13 +144,13 @@ func TestStaleMarkerAfterReboot(t *testing.T) {
 	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, "UPDATED_NEED_REBOOT", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot })
+	waitFor(t, e, "UPDATED_NEED_REBOOT", func(s Snapshot) bool { return s.Status == update1.UpdatedNeedReboot })
 	cancel()
 	<-done
 
 	// Same slot: the update is still pending.
 	e2, cancel2, done2 := start(t, m.config(t, w, &recorder{}))
-	if s := waitFor(t, e2, "restored", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot }); s.NewVersion != "2.0.0" {
+	if s := waitFor(t, e2, "restored", func(s Snapshot) bool { return s.Status == update1.UpdatedNeedReboot }); s.NewVersion != "2.0.0" {
 		t.Fatalf("restored %+v", s)
 	}
 	cancel2()
@@ -157,7 +159,7 @@ func TestStaleMarkerAfterReboot(t *testing.T) {
 	// Rebooted into B: the marker is stale.
 	m.slots.booted, m.version = "B", "2.0.0"
 	e3, _, _ := start(t, m.config(t, w, &recorder{}))
-	if s := waitFor(t, e3, "loaded", func(s Snapshot) bool { return s.BootedSlot == "B" }); s.Status != status.Idle {
+	if s := waitFor(t, e3, "loaded", func(s Snapshot) bool { return s.BootedSlot == "B" }); s.Status != update1.Idle {
 		t.Fatalf("after reboot into B: status %v, want IDLE", s.Status)
 	}
 	if _, err := os.Stat(cfg.MarkerPath); !errors.Is(err, os.ErrNotExist) {
@@ -176,7 +178,7 @@ func TestCorruptPayloadRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := waitFor(t, e, "idle after failure", idleAfterAttempt)
-	wantCode := status.PayloadHashMismatchError | status.FlagTestOmahaURL
+	wantCode := omaha.PayloadHashMismatchError | omaha.FlagTestOmahaURL
 	if s.LastError != wantCode {
 		t.Fatalf("LastError = %v, want %v", s.LastError, wantCode)
 	}
@@ -201,7 +203,7 @@ func TestNoUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := waitFor(t, e, "idle", idleAfterAttempt)
-	if s.LastError != status.Success || s.NewVersion != "0.0.0" {
+	if s.LastError != omaha.Success || s.NewVersion != "0.0.0" {
 		t.Fatalf("snapshot %+v", s)
 	}
 	if got, want := rec.statuses(), []string{"UPDATE_STATUS_IDLE", "UPDATE_STATUS_CHECKING_FOR_UPDATE", "UPDATE_STATUS_IDLE"}; !slices.Equal(got, want) {
@@ -226,14 +228,14 @@ func TestServerDown(t *testing.T) {
 	m := newMachine(t, slotSize)
 	cfg := m.config(t, w, &recorder{})
 	c := &omaha.Client{Server: "http://127.0.0.1:1/v1/update/"}
-	cfg.Checker = &OmahaChecker{Client: c, Params: omaha.Params{Version: "1.0.0"}}
+	cfg.Checker = &parts.OmahaChecker{Client: c, Params: omaha.Params{Version: "1.0.0"}}
 	cfg.Server = c.Server
 	e, _, _ := start(t, cfg)
 	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 		t.Fatal(err)
 	}
-	s := waitFor(t, e, "idle after failure", func(s Snapshot) bool { return s.Status == status.Idle && s.LastError != 0 })
-	if s.LastError.Base() != status.HTTPCode(0) || s.LastError&status.FlagTestOmahaURL == 0 {
+	s := waitFor(t, e, "idle after failure", func(s Snapshot) bool { return s.Status == update1.Idle && s.LastError != 0 })
+	if s.LastError.Base() != omaha.HTTPCode(0) || s.LastError&omaha.FlagTestOmahaURL == 0 {
 		t.Fatalf("LastError = %v, want 2000|TestOmahaURL", s.LastError)
 	}
 }
@@ -250,7 +252,7 @@ func TestResumeAfterKill(t *testing.T) {
 	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, "40% downloaded", func(s Snapshot) bool { return s.Status == status.Downloading && s.Progress > 0.4 })
+	waitFor(t, e, "40% downloaded", func(s Snapshot) bool { return s.Status == update1.Downloading && s.Progress > 0.4 })
 	cancel() // the process dies: nothing after this point runs
 	<-done
 	r, _, err := loadRecord(cfg.Prefs)
@@ -270,8 +272,8 @@ func TestResumeAfterKill(t *testing.T) {
 	if err := e2.AttemptUpdate(t.Context(), ""); err != nil {
 		t.Fatal(err)
 	}
-	s := waitFor(t, e2, "done", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) })
-	if s.Status != status.UpdatedNeedReboot {
+	s := waitFor(t, e2, "done", func(s Snapshot) bool { return s.Status == update1.UpdatedNeedReboot || idleAfterAttempt(s) })
+	if s.Status != update1.UpdatedNeedReboot {
 		t.Fatalf("resumed attempt ended %v: %v %s", s.Status, s.LastError, s.LastErrorMessage)
 	}
 	if s.Resumes != 1 {
@@ -302,8 +304,8 @@ func TestResumeCap(t *testing.T) {
 	if err := e2.AttemptUpdate(t.Context(), ""); err != nil {
 		t.Fatal(err)
 	}
-	s := waitFor(t, e2, "done", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) })
-	if s.Status != status.UpdatedNeedReboot || s.Resumes != 0 {
+	s := waitFor(t, e2, "done", func(s Snapshot) bool { return s.Status == update1.UpdatedNeedReboot || idleAfterAttempt(s) })
+	if s.Status != update1.UpdatedNeedReboot || s.Resumes != 0 {
 		t.Fatalf("after 10 resumes the download must start over: %+v", s)
 	}
 	w.mu.Lock()
@@ -320,7 +322,7 @@ func TestRollbackDetected(t *testing.T) {
 	cfg := m.config(t, w, &recorder{})
 	_ = cfg.Prefs.SetString(KeyPreviousVersion, "1.0.0") // we updated from 1.0.0 and are still on it
 	e, _, _ := start(t, cfg)
-	if s := waitFor(t, e, "loaded", func(s Snapshot) bool { return s.LastError != 0 }); s.LastError != status.RollbackError {
+	if s := waitFor(t, e, "loaded", func(s Snapshot) bool { return s.LastError != 0 }); s.LastError != omaha.RollbackError {
 		t.Fatalf("LastError = %v, want RollbackError", s.LastError)
 	}
 	if err := e.AttemptUpdate(t.Context(), ""); err != nil {
@@ -353,7 +355,7 @@ func TestRequests(t *testing.T) {
 	if err := e.AttemptUpdate(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, e, "downloading", func(s Snapshot) bool { return s.Status == status.Downloading })
+	waitFor(t, e, "downloading", func(s Snapshot) bool { return s.Status == update1.Downloading })
 	if err := e.ResetStatus(ctx); !errors.Is(err, ErrBusy) {
 		t.Fatalf("ResetStatus while downloading = %v, want ErrBusy", err)
 	}
@@ -363,7 +365,7 @@ func TestRequests(t *testing.T) {
 	if err := e.AttemptUpdate(ctx, ""); err != nil {
 		t.Fatalf("AttemptUpdate while busy must be ignored silently: %v", err)
 	}
-	waitFor(t, e, "done", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot })
+	waitFor(t, e, "done", func(s Snapshot) bool { return s.Status == update1.UpdatedNeedReboot })
 	if recs := w.omaha.Records(); recs[0].Track != "beta" {
 		t.Fatalf("track %q, want beta", recs[0].Track)
 	}
@@ -404,23 +406,23 @@ func TestMapError(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
-		want status.Code
+		want omaha.Code
 	}{
-		{"nil", nil, status.Success},
-		{"plain", errors.New("x"), status.Error},
-		{"explicit code wins", fmt.Errorf("a: %w", status.WithCode(status.DownloadWriteError, omaha.ErrXMLParse)), status.DownloadWriteError},
-		{"empty response", fmt.Errorf("check: %w", omaha.ErrEmptyResponse), status.OmahaRequestEmptyResponseError},
-		{"xml", omaha.ErrXMLParse, status.OmahaRequestXMLParseError},
-		{"invalid", omaha.ErrInvalidResponse, status.OmahaResponseInvalid},
-		{"http 503", &omaha.HTTPError{StatusCode: 503, Err: omaha.ErrHTTPStatus}, status.Code(2503)},
-		{"network", &omaha.HTTPError{Err: errors.New("refused")}, status.Code(2000)},
-		{"range", omaha.ErrRangeNotSatisfiable, status.DownloadTransferError},
-		{"gpt corrupt", gpt.ErrNoValidGPT, status.InstallDeviceOpenError},
-		{"gpt io", gpt.ErrIO, status.DownloadWriteError},
-		{"delta source", fmt.Errorf("apply: %w", payload.ErrSourceMismatch), status.DownloadStateInitializationError},
-		{"delta op source", fmt.Errorf("op 3: %w: %w", payload.ErrSourceMismatch, payload.ErrOperationHashMismatch), status.DownloadStateInitializationError},
-		{"op data", fmt.Errorf("op 3: %w", payload.ErrOperationHashMismatch), status.DownloadOperationHashMismatch},
-		{"signature", payload.ErrSignatureMismatch, status.DownloadPayloadPubKeyVerificationError},
+		{"nil", nil, omaha.Success},
+		{"plain", errors.New("x"), omaha.Error},
+		{"explicit code wins", fmt.Errorf("a: %w", status.WithCode(omaha.DownloadWriteError, omaha.ErrXMLParse)), omaha.DownloadWriteError},
+		{"empty response", fmt.Errorf("check: %w", omaha.ErrEmptyResponse), omaha.OmahaRequestEmptyResponseError},
+		{"xml", omaha.ErrXMLParse, omaha.OmahaRequestXMLParseError},
+		{"invalid", omaha.ErrInvalidResponse, omaha.OmahaResponseInvalid},
+		{"http 503", &omaha.HTTPError{StatusCode: 503, Err: omaha.ErrHTTPStatus}, omaha.Code(2503)},
+		{"network", &omaha.HTTPError{Err: errors.New("refused")}, omaha.Code(2000)},
+		{"range", omaha.ErrRangeNotSatisfiable, omaha.DownloadTransferError},
+		{"gpt corrupt", gpt.ErrNoValidGPT, omaha.InstallDeviceOpenError},
+		{"gpt io", gpt.ErrIO, omaha.DownloadWriteError},
+		{"delta source", fmt.Errorf("apply: %w", payload.ErrSourceMismatch), omaha.DownloadStateInitializationError},
+		{"delta op source", fmt.Errorf("op 3: %w: %w", payload.ErrSourceMismatch, payload.ErrOperationHashMismatch), omaha.DownloadStateInitializationError},
+		{"op data", fmt.Errorf("op 3: %w", payload.ErrOperationHashMismatch), omaha.DownloadOperationHashMismatch},
+		{"signature", payload.ErrSignatureMismatch, omaha.DownloadPayloadPubKeyVerificationError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -428,33 +430,6 @@ func TestMapError(t *testing.T) {
 				t.Fatalf("mapError = %v, want %v", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestSchedule(t *testing.T) {
-	s := Schedule{}.withDefaults()
-	tests := []struct {
-		name     string
-		r        float64
-		failures int
-		poll     time.Duration
-		want     time.Duration
-	}{
-		{"middle", 0.5, 0, 0, 45 * time.Minute},
-		{"low fuzz", 0, 0, 0, 40 * time.Minute},
-		{"poll interval wins", 0.9, 0, 10 * time.Minute, 10 * time.Minute},
-		{"one failure doubles", 0.5, 1, 0, 90 * time.Minute},
-		{"capped at 4h", 0.5, 10, 0, 4 * time.Hour},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := s.next(tt.r, tt.failures, tt.poll); got != tt.want {
-				t.Fatalf("next = %v, want %v", got, tt.want)
-			}
-		})
-	}
-	if got := s.first(0.5); got != 7*time.Minute {
-		t.Fatalf("first = %v", got)
 	}
 }
 
@@ -470,16 +445,16 @@ func TestExecPostinst(t *testing.T) {
 	tests := []struct {
 		name string
 		path string
-		want status.Code
+		want omaha.Code
 	}{
-		{"absent", filepath.Join(dir, "none"), status.PostinstallRunnerError},
-		{"ok", script("test -n \"$1\""), status.Success},
-		{"exit 3", script("exit 3"), status.PostinstallBootedFromFirmwareB},
-		{"fails", script("echo broken >&2; exit 1"), status.PostinstallRunnerError},
+		{"absent", filepath.Join(dir, "none"), omaha.PostinstallRunnerError},
+		{"ok", script("test -n \"$1\""), omaha.Success},
+		{"exit 3", script("exit 3"), omaha.PostinstallBootedFromFirmwareB},
+		{"fails", script("echo broken >&2; exit 1"), omaha.PostinstallRunnerError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ExecPostinst{Path: tt.path, Timeout: 10 * time.Second}.Run(t.Context(), "/dev/null", nil)
+			err := parts.ExecPostinst{Path: tt.path, Timeout: 10 * time.Second}.Run(t.Context(), "/dev/null", nil)
 			if got := mapError(err); got != tt.want {
 				t.Fatalf("code %v (%v), want %v", got, err, tt.want)
 			}
@@ -487,51 +462,66 @@ func TestExecPostinst(t *testing.T) {
 	}
 }
 
-// TestScheduledBackoffThenSuccess: scheduled checks against a server that
-// answers 503 twice back off by doubling, then the update succeeds; while
-// the reboot is pending, scheduled checks are ping-only. Time comes from
-// the injected clock: the test reads each armed delay and jumps over it.
-func TestScheduledBackoffThenSuccess(t *testing.T) {
-	w := newWorld(t)
-	w.publish("p2.bin", "2.0.0", payloadBytes(256<<10, 9), nil)
-	var mu sync.Mutex // guards checks and fails
-	checks, fails := 0, 2
+// flakyOmaha serves w's Omaha through a server that answers the first
+// fails update checks with HTTP status; checks counts the checks.
+func flakyOmaha(t *testing.T, w *world, fails, status int) (url string, checks func() int) {
+	var mu sync.Mutex // guards n and fails
+	n := 0
 	flaky := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		if bytes.Contains(body, []byte("<updatecheck")) {
 			mu.Lock()
-			checks++
+			n++
 			f := fails > 0
 			fails--
 			mu.Unlock()
 			if f {
-				http.Error(rw, "busy", http.StatusServiceUnavailable)
+				http.Error(rw, "busy", status)
 				return
 			}
 		}
 		w.serve(rw, r)
 	}))
-	defer flaky.Close()
+	t.Cleanup(flaky.Close)
+	return flaky.URL + "/v1/update/", func() int { mu.Lock(); defer mu.Unlock(); return n }
+}
+
+// startFlaky starts an engine on a fake clock, without fuzz, whose checks
+// go to a server that fails the first fails checks with HTTP status.
+func startFlaky(t *testing.T, w *world, fails, status int) (*Engine, *fakeClock, func() int) {
+	url, checks := flakyOmaha(t, w, fails, status)
 	m := newMachine(t, slotSize)
 	cfg := m.config(t, w, &recorder{})
-	c := &omaha.Client{Server: flaky.URL + "/v1/update/"}
-	cfg.Checker = &OmahaChecker{Client: c, Params: omaha.Params{Version: m.version}}
-	cfg.Downloader = &OmahaDownloader{Client: c}
+	c := &omaha.Client{Server: url}
+	cfg.Checker = &parts.OmahaChecker{Client: c, Params: omaha.Params{Version: m.version}}
+	cfg.Downloader = &parts.OmahaDownloader{Client: c}
 	cfg.Server = c.Server
 	clock := newFakeClock()
 	cfg.Clock = clock
 	cfg.Schedule = Schedule{Initial: 7 * time.Minute, Interval: 45 * time.Minute, Fuzz: -1}
 	e, _, _ := start(t, cfg)
-	checksSoFar := func() int { mu.Lock(); defer mu.Unlock(); return checks }
+	return e, clock, checks
+}
+
+// TestScheduledBackoffThenSuccess: scheduled checks against a server that
+// answers 503 twice back off by doubling the last interval (FUE: the
+// first, 7 min, doubles to 14 min, under the 45 min floor; then 90 min),
+// then the update succeeds; while the reboot is pending, scheduled checks
+// are ping-only. Time comes from the injected clock: the test reads each
+// armed delay and jumps over it.
+func TestScheduledBackoffThenSuccess(t *testing.T) {
+	w := newWorld(t)
+	w.publish("p2.bin", "2.0.0", payloadBytes(256<<10, 9), nil)
+	e, clock, checksSoFar := startFlaky(t, w, 2, http.StatusServiceUnavailable)
 	next := func(want time.Duration, what string) { t.Helper(); waitArmed(t, clock, want, what) }
 	next(7*time.Minute, "first check")
-	waitFor(t, e, "first failure", func(s Snapshot) bool { return checksSoFar() == 1 && s.Status == status.Idle })
-	next(90*time.Minute, "after one failure")
-	waitFor(t, e, "second failure", func(s Snapshot) bool { return checksSoFar() == 2 && s.Status == status.Idle })
-	next(180*time.Minute, "after two failures")
-	s := waitFor(t, e, "update", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot })
-	if s.LastError != status.Success {
+	waitFor(t, e, "first failure", func(s Snapshot) bool { return checksSoFar() == 1 && s.Status == update1.Idle })
+	next(45*time.Minute, "after one failure")
+	waitFor(t, e, "second failure", func(s Snapshot) bool { return checksSoFar() == 2 && s.Status == update1.Idle })
+	next(90*time.Minute, "after two failures")
+	s := waitFor(t, e, "update", func(s Snapshot) bool { return s.Status == update1.UpdatedNeedReboot })
+	if s.LastError != omaha.Success {
 		t.Fatalf("last error %v", s.LastError)
 	}
 	n := len(w.omaha.Records())
@@ -541,8 +531,23 @@ func TestScheduledBackoffThenSuccess(t *testing.T) {
 		last := recs[len(recs)-1]
 		return len(recs) > n && last.Ping && !last.UpdateCheck && len(last.Events) == 0
 	})
-	if e.Snapshot().Status != status.UpdatedNeedReboot {
+	if e.Snapshot().Status != update1.UpdatedNeedReboot {
 		t.Fatal("a scheduled ping changed the status")
+	}
+}
+
+// TestScheduledNoBackoffOn502: only 500 and 503 back off (FUE); checks
+// failing with 502 stay at the regular interval.
+func TestScheduledNoBackoffOn502(t *testing.T) {
+	w := newWorld(t)
+	e, clock, checksSoFar := startFlaky(t, w, 3, http.StatusBadGateway)
+	waitArmed(t, clock, 7*time.Minute, "first check")
+	for i := 1; i <= 2; i++ {
+		waitFor(t, e, fmt.Sprintf("failure %d", i), func(s Snapshot) bool { return checksSoFar() == i && s.Status == update1.Idle })
+		if got := e.Snapshot().LastError.Base(); got != omaha.HTTPCode(502) {
+			t.Fatalf("last error %v, want %v", got, omaha.HTTPCode(502))
+		}
+		waitArmed(t, clock, 45*time.Minute, fmt.Sprintf("after failure %d", i))
 	}
 }
 
@@ -566,7 +571,7 @@ func TestSettingsReread(t *testing.T) {
 		if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, e, "check", func(s Snapshot) bool { return s.Status == status.Idle && len(w.omaha.Records()) > n })
+		waitFor(t, e, "check", func(s Snapshot) bool { return s.Status == update1.Idle && len(w.omaha.Records()) > n })
 		recs := w.omaha.Records()
 		return recs[len(recs)-1].Track
 	}
@@ -607,7 +612,7 @@ func setRecord(t *testing.T, p Prefs, f func(*Record)) {
 }
 
 // failingPostinst fails with code.
-type failingPostinst struct{ code status.Code }
+type failingPostinst struct{ code omaha.Code }
 
 func (f failingPostinst) Run(context.Context, string, *Plan) error {
 	return status.WithCode(f.code, errors.New("post-install failed"))
@@ -618,7 +623,7 @@ func (failingPostinst) Cleanup(string) error { return nil }
 // (code 5, or 19 for exit 3) fails the update before the flip: the server
 // gets 3/0 with the code, the passive slot does not boot next.
 func TestPostinstFailureFailsUpdate(t *testing.T) {
-	for _, code := range []status.Code{status.PostinstallRunnerError, status.PostinstallBootedFromFirmwareB} {
+	for _, code := range []omaha.Code{omaha.PostinstallRunnerError, omaha.PostinstallBootedFromFirmwareB} {
 		t.Run(code.String(), func(t *testing.T) {
 			w := newWorld(t)
 			w.publish("p2.bin", "2.0.0", payloadBytes(256<<10, 31), nil)
@@ -630,20 +635,58 @@ func TestPostinstFailureFailsUpdate(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := waitFor(t, e, "the attempt", func(s Snapshot) bool {
-				return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) && s.LastError != 0
+				return s.Status == update1.UpdatedNeedReboot || idleAfterAttempt(s) && s.LastError != 0
 			})
-			if s.Status != status.Idle || s.LastError.Base() != code {
+			if s.Status != update1.Idle || s.LastError.Base() != code {
 				t.Fatalf("ended %v with %v, want IDLE with %v", s.Status, s.LastError, code)
 			}
 			if n, _ := m.slots.NextBoot(t.Context()); n != "A" {
 				t.Fatalf("next boot %s after a failed post-install", n)
 			}
-			if ev := eventsString(w.omaha.Events()); !strings.HasSuffix(ev, fmt.Sprintf("3/0 errorcode=%d", code|status.FlagTestOmahaURL)) {
+			if ev := eventsString(w.omaha.Events()); !strings.HasSuffix(ev, fmt.Sprintf("3/0 errorcode=%d", code|omaha.FlagTestOmahaURL)) {
 				t.Fatalf("events %q", ev)
 			}
 			if r, _, _ := loadRecord(cfg.Prefs); r.Update != nil {
 				t.Fatalf("the failed update is still recorded: %+v", r.Update)
 			}
+		})
+	}
+}
+
+// TestScheduledPollInterval: a noupdate answer's PollInterval sets the
+// next check (fuzz off here), floored at the regular interval and capped
+// at 4 h; without one the regular interval stays.
+func TestScheduledPollInterval(t *testing.T) {
+	tests := []struct {
+		name string
+		attr string // updatecheck attribute
+		want time.Duration
+	}{
+		{"2h", ` PollInterval="7200"`, 2 * time.Hour},
+		{"under the floor", ` PollInterval="600"`, 45 * time.Minute},
+		{"capped", ` PollInterval="86400"`, 4 * time.Hour},
+		{"none", "", 45 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, `<response protocol="3.0"><app appid="{e96281a6-d1af-4bde-9a0a-97b76e56dc57}" status="ok">`+
+					`<updatecheck status="noupdate"`+tt.attr+`></updatecheck></app></response>`)
+			}))
+			defer srv.Close()
+			w := newWorld(t)
+			m := newMachine(t, slotSize)
+			cfg := m.config(t, w, &recorder{})
+			c := &omaha.Client{Server: srv.URL + "/v1/update/"}
+			cfg.Checker = &parts.OmahaChecker{Client: c, Params: omaha.Params{Version: m.version}}
+			cfg.Server = c.Server
+			clock := newFakeClock()
+			cfg.Clock = clock
+			cfg.Schedule = Schedule{Initial: 7 * time.Minute, Interval: 45 * time.Minute, Fuzz: -1}
+			e, _, _ := start(t, cfg)
+			waitArmed(t, clock, 7*time.Minute, "first check")
+			waitFor(t, e, "the check", func(s Snapshot) bool { return s.LastChecked != 0 && s.Status == update1.Idle })
+			waitArmed(t, clock, tt.want, "after a noupdate answer")
 		})
 	}
 }

@@ -20,11 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/abupdate/update_engine/internal/parts"
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/omaha"
 	"github.com/abupdate/update_engine/pkg/omaha/server"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // rawApplier applies a "raw image" payload: the payload bytes are the
@@ -52,7 +54,7 @@ func (rawApplier) Apply(ctx context.Context, _ *Plan, r io.Reader, src io.Reader
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {
 			if _, werr := dst.WriteAt(buf[:n], off); werr != nil {
-				return Applied{}, status.WithCode(status.DownloadWriteError, werr)
+				return Applied{}, status.WithCode(omaha.DownloadWriteError, werr)
 			}
 			h.Write(buf[:n])
 			off += int64(n)
@@ -126,8 +128,18 @@ func (s *fileSlots) Active() (io.ReaderAt, io.Closer, error) {
 	return f, f, err
 }
 func (s *fileSlots) OpenPassive(context.Context) (Target, error) {
-	return os.OpenFile(filepath.Join(s.dir, s.Passive()), os.O_RDWR, 0)
+	f, err := os.OpenFile(filepath.Join(s.dir, s.Passive()), os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	return fileTarget{f}, nil
 }
+
+// fileTarget is a slot image file as a Target, written through the page
+// cache.
+type fileTarget struct{ *os.File }
+
+func (fileTarget) Direct() bool { return false }
 func (s *fileSlots) MarkPassiveForTrial(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -239,6 +251,13 @@ type recorder struct {
 	hook  func(Snapshot)
 }
 
+// Observe keeps the published snapshots.
+func (r *recorder) Observe(o Observation) {
+	if s, ok := o.(StatusChanged); ok {
+		r.StatusChanged(s.Snapshot)
+	}
+}
+
 func (r *recorder) StatusChanged(s Snapshot) {
 	r.mu.Lock()
 	r.snaps = append(r.snaps, s)
@@ -344,13 +363,13 @@ func (m *machine) config(t *testing.T, w *world, rec *recorder) Config {
 	}
 	c := w.client()
 	return Config{
-		Checker:            &OmahaChecker{Client: c, Params: omaha.Params{Version: m.version, MachineID: "0123456789abcdef0123456789abcdef", Board: "amd64-usr"}},
-		Downloader:         &OmahaDownloader{Client: c},
+		Checker:            &parts.OmahaChecker{Client: c, Params: omaha.Params{Version: m.version, MachineID: "0123456789abcdef0123456789abcdef", Board: "amd64-usr"}},
+		Downloader:         &parts.OmahaDownloader{Client: c},
 		Applier:            rawApplier{},
 		Slots:              m.slots,
 		Prefs:              p,
-		Postinst:           NoPostinst{},
-		Notifier:           rec,
+		Postinst:           parts.NoPostinst{},
+		Observer:           rec,
 		BootID:             m.bootID,
 		Rand:               rand.New(rand.NewPCG(1, 2)),
 		CurrentVersion:     m.version,
@@ -391,7 +410,7 @@ func waitFor(t *testing.T, e *Engine, what string, cond func(Snapshot) bool) Sna
 }
 
 func idleAfterAttempt(s Snapshot) bool {
-	return s.Status == status.Idle && s.LastChecked != 0
+	return s.Status == update1.Idle && s.LastChecked != 0
 }
 
 func payloadBytes(n int, seed byte) []byte {

@@ -13,14 +13,14 @@ import (
 // concept; these are derived from the record (previous-version) or are
 // settings and counters that outlive one update.
 const (
-	KeyPreviousVersion = prefs.KeyPreviousVersion // version we updated from (Flatcar's postinst and tools read it)
-	KeyChannel         = "target-channel"         // SetChannel
-	KeyPCRRecord       = "pcr-record"             // JSON of the last PCR measurement at flip
-	KeyDeltaFailures   = "delta-update-failures"  // delta payloads that failed for good since the last update (ChromeOS's name)
+	KeyPreviousVersion = prefs.KeyPreviousVersion     // version we updated from (Flatcar's postinst and tools read it)
+	KeyChannel         = "target-channel"             // SetChannel
+	KeyPCRRecord       = "pcr-record"                 // JSON of the last PCR measurement at flip, for attestation tools (the engine only writes it)
+	KeyDeltaFailures   = prefs.KeyDeltaUpdateFailures // delta payloads that failed for good since the last update (ChromeOS's name)
 )
 
-// The keys of the layout before the record (read once, by migrateLegacy,
-// then deleted).
+// The keys of the layout before the record: migrateLegacy reads those
+// that still say something, once, and dropLegacy deletes them all.
 const (
 	legacyKeyResponseHash  = prefs.KeyUpdateCheckResponseHash
 	legacyKeyResumes       = prefs.KeyResumedUpdateFailures
@@ -31,7 +31,7 @@ const (
 	legacyKeyAppliedEvent  = "applied-event-pending"
 	legacyKeyRollbackVer   = "rollback-detected-version"
 	legacyKeyCurrentBytes  = prefs.KeyCurrentBytesDownloaded
-	legacyKeyStepFinishing = "finalizing"
+	legacyKeyStepFinishing = "finalizing" // legacyKeyStep's value once verified
 )
 
 // migrateLegacy builds the record from the prefs and marker file an older

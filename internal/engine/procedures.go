@@ -16,6 +16,8 @@ import (
 
 	"github.com/abupdate/update_engine/internal/crashpoint"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/atomicfile"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // Procedures places the files a Flatcar (major 1) payload carries beside
@@ -110,19 +112,19 @@ func (s *fileSet) path(name string) (string, error) {
 
 // codeOpen is the code of a file that cannot be written: 8
 // (KernelDeviceOpenError) for the kernel, 14 (DownloadWriteError) else.
-func codeOpen(name string) status.Code {
+func codeOpen(name string) omaha.Code {
 	if name == fileKernel {
-		return status.KernelDeviceOpenError
+		return omaha.KernelDeviceOpenError
 	}
-	return status.DownloadWriteError
+	return omaha.DownloadWriteError
 }
 
 // codeVerify is the code of a file that does not verify.
-func codeVerify(name string) status.Code {
+func codeVerify(name string) omaha.Code {
 	if name == fileKernel {
-		return status.NewKernelVerificationError
+		return omaha.NewKernelVerificationError
 	}
-	return status.NewPCRPolicyVerificationError
+	return omaha.NewPCRPolicyVerificationError
 }
 
 // Open implements Files: an empty temporary file beside the final path.
@@ -185,25 +187,13 @@ func (s *fileSet) install(applied []AppliedFile) ([]InstalledFile, error) {
 			return nil, status.WithCode(codeVerify(o.name), fmt.Errorf("engine: the payload's %s was written but not verified", o.name))
 		}
 		crashpoint.Hit("file " + filepath.Base(o.final))
-		if err := os.Rename(o.tmp, o.final); err != nil {
-			return nil, status.WithCode(status.DownloadWriteError, fmt.Errorf("engine: install %s: %w", o.final, err))
-		}
-		if err := syncDir(filepath.Dir(o.final)); err != nil {
-			return nil, status.WithCode(status.DownloadWriteError, fmt.Errorf("engine: install %s: %w", o.final, err))
+		if err := atomicfile.Rename(o.tmp, o.final); err != nil {
+			return nil, status.WithCode(omaha.DownloadWriteError, fmt.Errorf("engine: install %s: %w", o.final, err))
 		}
 		out = append(out, InstalledFile{Name: o.name, Path: o.final, Size: af.Size, SHA256: af.SHA256})
 	}
 	s.open = nil
 	return out, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // postinstArgs are the post-install program's arguments after the device:
@@ -232,7 +222,7 @@ func (p Procedures) checkFiles(ctx context.Context, files []InstalledFile) error
 		}
 		if f.Name == filePCRPolicy {
 			if err := p.post(ctx, data); err != nil {
-				return status.WithCode(status.NewPCRPolicyHTTPError, err)
+				return status.WithCode(omaha.NewPCRPolicyHTTPError, err)
 			}
 		}
 	}

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/abupdate/update_engine/internal/parts"
 	"github.com/abupdate/update_engine/internal/prefs"
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
@@ -40,15 +40,15 @@ func TestCheckFiles(t *testing.T) {
 		name     string
 		code     int // server answer; 0 = no server
 		files    []InstalledFile
-		wantCode status.Code
+		wantCode omaha.Code
 		wantPOST bool
 	}{
-		{"posted", http.StatusOK, []InstalledFile{kernel, policy}, status.Success, true},
-		{"server error", http.StatusInternalServerError, []InstalledFile{kernel, policy}, status.NewPCRPolicyHTTPError, true},
-		{"no server", 0, []InstalledFile{kernel, policy}, status.Success, false},
-		{"kernel changed", http.StatusOK, []InstalledFile{{Name: fileKernel, Path: kernel.Path, Size: kernel.Size, SHA256: policy.SHA256}, policy}, status.NewKernelVerificationError, false},
-		{"policy size", http.StatusOK, []InstalledFile{kernel, {Name: filePCRPolicy, Path: policy.Path, Size: 3, SHA256: policy.SHA256}}, status.NewPCRPolicyVerificationError, false},
-		{"kernel missing", http.StatusOK, []InstalledFile{{Name: fileKernel, Path: filepath.Join(dir, "none"), Size: 1}}, status.NewKernelVerificationError, false},
+		{"posted", http.StatusOK, []InstalledFile{kernel, policy}, omaha.Success, true},
+		{"server error", http.StatusInternalServerError, []InstalledFile{kernel, policy}, omaha.NewPCRPolicyHTTPError, true},
+		{"no server", 0, []InstalledFile{kernel, policy}, omaha.Success, false},
+		{"kernel changed", http.StatusOK, []InstalledFile{{Name: fileKernel, Path: kernel.Path, Size: kernel.Size, SHA256: policy.SHA256}, policy}, omaha.NewKernelVerificationError, false},
+		{"policy size", http.StatusOK, []InstalledFile{kernel, {Name: filePCRPolicy, Path: policy.Path, Size: 3, SHA256: policy.SHA256}}, omaha.NewPCRPolicyVerificationError, false},
+		{"kernel missing", http.StatusOK, []InstalledFile{{Name: fileKernel, Path: filepath.Join(dir, "none"), Size: 1}}, omaha.NewKernelVerificationError, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,7 +62,7 @@ func TestCheckFiles(t *testing.T) {
 			if got := mapError(err); got != tc.wantCode {
 				t.Fatalf("code %v (%v), want %v", got, err, tc.wantCode)
 			}
-			if tc.wantCode == status.NewPCRPolicyHTTPError && !errors.Is(err, ErrPCRPolicyPost) {
+			if tc.wantCode == omaha.NewPCRPolicyHTTPError && !errors.Is(err, ErrPCRPolicyPost) {
 				t.Fatalf("err %v is not ErrPCRPolicyPost", err)
 			}
 			if srv == nil {
@@ -92,7 +92,7 @@ func TestFileSetPaths(t *testing.T) {
 	boot, pol := t.TempDir(), filepath.Join(t.TempDir(), "state")
 	p := Procedures{BootDir: boot, PolicyDir: pol}
 
-	if _, err := newFileSet(p, "B").Open(fileKernel); mapError(err) != status.KernelDeviceOpenError {
+	if _, err := newFileSet(p, "B").Open(fileKernel); mapError(err) != omaha.KernelDeviceOpenError {
 		t.Fatalf("no flatcar/ in the boot dir: %v, want code 8", err)
 	}
 	if err := os.MkdirAll(filepath.Join(boot, "flatcar"), 0o755); err != nil {
@@ -167,7 +167,7 @@ func TestFileSetPaths(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer fs.close(true)
-		if _, err := fs.install(nil); mapError(err) != status.NewPCRPolicyVerificationError {
+		if _, err := fs.install(nil); mapError(err) != omaha.NewPCRPolicyVerificationError {
 			t.Fatalf("install of an unverified file: %v", err)
 		}
 		if _, err := os.Stat(filepath.Join(pol, "pcrs-a.zip")); !errors.Is(err, os.ErrNotExist) {
@@ -197,7 +197,7 @@ func TestFullResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &OmahaChecker{Client: &omaha.Client{Server: srv.URL}, Params: omaha.Params{Version: "1.0.0"}, Prefs: store}
+	c := &parts.OmahaChecker{Client: &omaha.Client{Server: srv.URL}, Params: omaha.Params{Version: "1.0.0"}, Prefs: store}
 	for _, a := range []string{"update", "noupdate"} {
 		mu.Lock()
 		answer = a
@@ -231,7 +231,7 @@ func TestExecPostinstArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := &Plan{PostinstArgs: postinstArgs([]InstalledFile{{Name: fileKernel, Path: "/boot/flatcar/vmlinuz-b"}, {Name: filePCRPolicy, Path: "/var/lib/update_engine/pcrs-b.zip"}})}
-	if err := (ExecPostinst{Path: prog}).Run(t.Context(), "/dev/sda4", plan); err != nil {
+	if err := (parts.ExecPostinst{Path: prog}).Run(t.Context(), "/dev/sda4", plan); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(out)

@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 func init() {
@@ -87,13 +88,13 @@ func checkRestart(t *testing.T, phase Phase, a, b SlotAttrs, booted, bootID stri
 		fail("the good boot changed")
 	}
 	if phase == "" {
-		if p.Record.Update != nil || p.Finish || p.Resume || p.Status != status.Idle {
+		if p.Record.Update != nil || p.Finish || p.Resume || p.Status != update1.Idle {
 			fail("no update in flight, yet the restart acts")
 		}
 		return
 	}
 	u := p.Record.Update
-	if p.Status == status.UpdatedNeedReboot {
+	if p.Status == update1.UpdatedNeedReboot {
 		if !targetNext || booted != "A" {
 			fail("UPDATED_NEED_REBOOT while the target does not boot next")
 		}
@@ -101,7 +102,7 @@ func checkRestart(t *testing.T, phase Phase, a, b SlotAttrs, booted, bootID stri
 			fail("UPDATED_NEED_REBOOT without a flipped update in the record")
 		}
 	}
-	if sameBoot && booted == "A" && phase == PhaseFlipped && targetNext && p.Status != status.UpdatedNeedReboot {
+	if sameBoot && booted == "A" && phase == PhaseFlipped && targetNext && p.Status != update1.UpdatedNeedReboot {
 		fail("an update flipped in this boot is not pending")
 	}
 	if sameBoot && booted == "A" && phase == PhaseFlipping && !p.Finish {
@@ -127,13 +128,13 @@ func checkRestart(t *testing.T, phase Phase, a, b SlotAttrs, booted, bootID stri
 	if p.Finish && (u == nil || booted != "A" || u.Phase == PhaseDownloading || u.Phase == PhaseFlipped) {
 		fail("finish without a verified, unflipped update on the source slot")
 	}
-	if p.Finish && p.Status != status.Idle {
+	if p.Finish && p.Status != update1.Idle {
 		fail("finish starts from IDLE")
 	}
 	if p.Record.Update != nil && p.Record.Report != nil {
 		fail("both an update in flight and an outcome")
 	}
-	if p.SendApplied && p.Status != status.UpdatedNeedReboot {
+	if p.SendApplied && p.Status != update1.UpdatedNeedReboot {
 		fail("3/1 owed but not pending")
 	}
 }
@@ -152,32 +153,32 @@ func TestDecideRestartCases(t *testing.T) {
 		name                     string
 		rec                      Record
 		h                        host
-		status                   status.Update
+		status                   update1.Op
 		finish, resume, rollback bool
 		report                   bool
 	}{
 		{"killed between the flip and the marker: pending, not a rollback",
 			flippedInBoot1(PhaseFlipped), host{Booted: "A", BootID: "boot-1", Version: "1.0.0", Attrs: trial},
-			status.UpdatedNeedReboot, false, false, false, false},
+			update1.UpdatedNeedReboot, false, false, false, false},
 		{"killed during the flip write: flip again",
 			flippedInBoot1(PhaseFlipping), host{Booted: "A", BootID: "boot-1", Version: "1.0.0", Attrs: unflipped},
-			status.Idle, true, false, false, false},
+			update1.Idle, true, false, false, false},
 		{"power cut before the flip reached the disk: flip again",
 			flippedInBoot1(PhaseFlipping), host{Booted: "A", BootID: "boot-2", Version: "1.0.0", Attrs: unflipped},
-			status.Idle, true, false, false, false},
+			update1.Idle, true, false, false, false},
 		{"rebooted into the update",
 			flippedInBoot1(PhaseFlipped), host{Booted: "B", BootID: "boot-2", Version: "2.0.0", Attrs: map[string]SlotAttrs{"A": {Priority: 1, Successful: true}, "B": {Priority: 2}}},
-			status.Idle, false, false, false, true},
+			update1.Idle, false, false, false, true},
 		{"the update failed its try: rollback",
 			flippedInBoot1(PhaseFlipped), host{Booted: "A", BootID: "boot-3", Version: "1.0.0", Attrs: failed},
-			status.Idle, false, false, true, true},
+			update1.Idle, false, false, true, true},
 		{"the update booted, then failed before it was reported: rollback",
 			Record{Report: &Outcome{FromVersion: "1.0.0", ToVersion: "2.0.0"}},
 			host{Booted: "A", BootID: "boot-3", Version: "1.0.0", Attrs: failed},
-			status.Idle, false, false, true, true},
+			update1.Idle, false, false, true, true},
 		{"download interrupted by a power cut: resume",
 			Record{Update: &Update{Phase: PhaseDownloading, Source: "A", Target: "B", BootID: "boot-1"}},
-			host{Booted: "A", BootID: "boot-2", Attrs: unflipped}, status.Idle, false, true, false, false},
+			host{Booted: "A", BootID: "boot-2", Attrs: unflipped}, update1.Idle, false, true, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,7 +217,7 @@ func TestHealthGateKeepsFlippedUpdate(t *testing.T) {
 				if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, e, "30% downloaded", func(s Snapshot) bool { return s.Status == status.Downloading && s.Progress > 0.3 })
+				waitFor(t, e, "30% downloaded", func(s Snapshot) bool { return s.Status == update1.Downloading && s.Progress > 0.3 })
 				cancel()
 				<-done
 				w.mu.Lock()
@@ -227,7 +228,7 @@ func TestHealthGateKeepsFlippedUpdate(t *testing.T) {
 			if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 				t.Fatal(err)
 			}
-			if s := waitFor(t, e, "done", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) }); s.Status != status.UpdatedNeedReboot {
+			if s := waitFor(t, e, "done", func(s Snapshot) bool { return s.Status == update1.UpdatedNeedReboot || idleAfterAttempt(s) }); s.Status != update1.UpdatedNeedReboot {
 				t.Fatalf("update ended %+v", s)
 			}
 			gateFires(t, clock, 25*time.Second)
@@ -238,7 +239,7 @@ func TestHealthGateKeepsFlippedUpdate(t *testing.T) {
 			if a := m.slots.load()["A"]; !a.Successful || a.Tries != 0 || a.Priority == 0 {
 				t.Fatalf("booted slot A after the gate: %+v, want successful fallback", a)
 			}
-			if s := e.Snapshot(); s.Status != status.UpdatedNeedReboot || s.NextBootSlot != "B" {
+			if s := e.Snapshot(); s.Status != update1.UpdatedNeedReboot || s.NextBootSlot != "B" {
 				t.Fatalf("snapshot after the gate %+v", s)
 			}
 			cancel()
@@ -297,15 +298,15 @@ func gateFires(t *testing.T, c *fakeClock, d time.Duration) {
 // rest (a restart's IDLE → FINALIZING included, IDLE → UPDATED_NEED_REBOOT
 // not: a pending reboot is restored before the first publish).
 func TestTransitions(t *testing.T) {
-	legal := [][2]status.Update{
-		{status.Idle, status.CheckingForUpdate}, {status.CheckingForUpdate, status.Idle},
-		{status.Downloading, status.Verifying}, {status.Idle, status.Finalizing},
-		{status.Finalizing, status.UpdatedNeedReboot}, {status.UpdatedNeedReboot, status.Idle},
-		{status.Downloading, status.ReportingErrorEvent}, {status.ReportingErrorEvent, status.Idle},
+	legal := [][2]update1.Op{
+		{update1.Idle, update1.CheckingForUpdate}, {update1.CheckingForUpdate, update1.Idle},
+		{update1.Downloading, update1.Verifying}, {update1.Idle, update1.Finalizing},
+		{update1.Finalizing, update1.UpdatedNeedReboot}, {update1.UpdatedNeedReboot, update1.Idle},
+		{update1.Downloading, update1.ReportingErrorEvent}, {update1.ReportingErrorEvent, update1.Idle},
 	}
-	illegal := [][2]status.Update{
-		{status.Downloading, status.Idle}, {status.Idle, status.UpdatedNeedReboot}, {status.Idle, status.Downloading},
-		{status.UpdatedNeedReboot, status.CheckingForUpdate}, {status.Verifying, status.Downloading},
+	illegal := [][2]update1.Op{
+		{update1.Downloading, update1.Idle}, {update1.Idle, update1.UpdatedNeedReboot}, {update1.Idle, update1.Downloading},
+		{update1.UpdatedNeedReboot, update1.CheckingForUpdate}, {update1.Verifying, update1.Downloading},
 	}
 	for _, tr := range legal {
 		if err := checkTransition(tr[0], tr[1]); err != nil {
@@ -358,8 +359,8 @@ func TestMigrateLegacyLayout(t *testing.T) {
 		if err := e.AttemptUpdate(t.Context(), ""); err != nil {
 			t.Fatal(err)
 		}
-		s := waitFor(t, e, "done", func(s Snapshot) bool { return s.Status == status.UpdatedNeedReboot || idleAfterAttempt(s) })
-		if s.Status != status.UpdatedNeedReboot || s.Resumes != 1 {
+		s := waitFor(t, e, "done", func(s Snapshot) bool { return s.Status == update1.UpdatedNeedReboot || idleAfterAttempt(s) })
+		if s.Status != update1.UpdatedNeedReboot || s.Resumes != 1 {
 			t.Fatalf("ended %+v, want a resumed update", s)
 		}
 		w.mu.Lock()
@@ -384,7 +385,7 @@ func TestMigrateLegacyLayout(t *testing.T) {
 		_ = cfg.Prefs.SetString(legacyKeyAppliedEvent, "")
 		e, _, _ := start(t, cfg)
 		<-e.Ready()
-		if s := e.Snapshot(); s.Status != status.UpdatedNeedReboot || s.NewVersion != "2.0.0" || s.LastError != status.Success {
+		if s := e.Snapshot(); s.Status != update1.UpdatedNeedReboot || s.NewVersion != "2.0.0" || s.LastError != omaha.Success {
 			t.Fatalf("restored %+v, want UPDATED_NEED_REBOOT for 2.0.0 and no rollback", s)
 		}
 		r, found, err := loadRecord(cfg.Prefs)
@@ -437,9 +438,13 @@ func TestServerDisabled(t *testing.T) {
 	if n := len(w.omaha.Records()); n != 0 {
 		t.Fatalf("%d Omaha requests while SERVER=disabled", n)
 	}
-	if s := e.Snapshot(); s.Status != status.Idle || s.LastError != status.Success || s.LastChecked != 0 {
+	if s := e.Snapshot(); s.Status != update1.Idle || s.LastError != omaha.Success || s.LastChecked != 0 {
 		t.Fatalf("snapshot while disabled %+v", s)
 	}
+	// The engine handled the last timer (it armed the next one) before
+	// SERVER is set: else, under load, that timer fires the first check
+	// and the one below a second.
+	waitPending(t, clock, "the timer after the last check while disabled")
 	mu.Lock()
 	server = real
 	mu.Unlock()
@@ -447,6 +452,18 @@ func TestServerDisabled(t *testing.T) {
 	waitFor(t, e, "a check", idleAfterAttempt)
 	if n := len(w.omaha.Records()); n != 1 {
 		t.Fatalf("%d requests after SERVER was set again, want 1", n)
+	}
+}
+
+// waitPending waits until a timer is armed, without firing it.
+func waitPending(t *testing.T, c *fakeClock, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.pending() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: nothing armed", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -13,7 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // state is owned by the Run goroutine; nothing else touches it.
@@ -21,10 +22,10 @@ type state struct {
 	snap     Snapshot
 	busy     bool // an attempt (or ping) worker is running
 	checkAt  <-chan time.Time
-	failures int           // consecutive failed checks, for backoff
-	poll     time.Duration // server PollInterval of the last check
+	interval time.Duration // unfuzzed interval last scheduled (FUE last_interval_), doubled by backoff
+	poll     time.Duration // server PollInterval of the last check's answer
 
-	emitted     Snapshot  // last snapshot sent to the Notifier
+	emitted     Snapshot  // last snapshot sent to the Observer
 	emittedAt   time.Time // when
 	emittedOnce bool
 }
@@ -49,7 +50,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.publish(st, true)
 	close(e.ready)
 
-	first := e.cfg.Schedule.first(e.float())
+	first, interval := e.cfg.Schedule.first(e.float())
+	st.interval = interval
 	if rp.Resume {
 		first = e.cfg.Schedule.ResumeDelay
 		e.log.Info("an interrupted update was found; checking again soon", "in", first)
@@ -134,18 +136,16 @@ func (e *Engine) restore(ctx context.Context, st *state) (restartPlan, error) {
 			e.log.Info("removed a stale update-completed marker", "path", e.cfg.MarkerPath)
 		}
 	}
-	if u := rp.Record.Update; rp.Status == status.UpdatedNeedReboot {
-		st.snap.Status = status.UpdatedNeedReboot
+	if u := rp.Record.Update; rp.Status == update1.UpdatedNeedReboot {
+		st.snap.Status = update1.UpdatedNeedReboot
 		st.snap.NewVersion, st.snap.NewSize = cmp.Or(u.ToVersion, "0.0.0"), u.Size
 		e.writeMarkers(u)
 	}
 	if r := rp.Record.Report; r != nil && r.Rollback {
-		st.snap.LastError = status.RollbackError
+		st.snap.LastError = omaha.RollbackError
 		st.snap.LastErrorMessage = "the machine came back on version " + r.FromVersion + " after an update"
 		e.log.Warn("rollback detected: the updated slot did not boot", "version", r.FromVersion, "to", r.ToVersion)
-		if e.cfg.Metrics != nil {
-			e.cfg.Metrics.Error(status.RollbackError)
-		}
+		e.observe(Failed{Code: omaha.RollbackError})
 	}
 	e.refreshSlots(ctx, &st.snap)
 	return rp, nil
@@ -157,7 +157,7 @@ func (e *Engine) refreshSlots(ctx context.Context, s *Snapshot) {
 		s.NextBootSlot = n
 	}
 	if ok, err := e.cfg.Slots.CanRollback(ctx); err == nil {
-		s.CanRollback = ok && s.Status != status.UpdatedNeedReboot
+		s.CanRollback = ok && s.Status != update1.UpdatedNeedReboot
 	}
 }
 
@@ -191,11 +191,19 @@ func (e *Engine) arm(st *state, d time.Duration) {
 	st.checkAt = e.cfg.Clock.After(d)
 }
 
+// armNext arms the next check by the Schedule's rules; backoff says the
+// check that just ended failed with HTTP 500 or 503 (omaha.Backoff).
+func (e *Engine) armNext(st *state, backoff bool) {
+	d, interval := e.cfg.Schedule.next(e.float(), st.interval, st.poll, backoff)
+	st.interval = interval
+	e.arm(st, d)
+}
+
 // handle answers one D-Bus request.
 func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r request) error {
 	switch r.kind {
 	case reqAttempt:
-		if st.busy || st.snap.Status != status.Idle {
+		if st.busy || st.snap.Status != update1.Idle {
 			e.log.Info("AttemptUpdate ignored: not idle", "status", st.snap.Status)
 			return nil
 		}
@@ -213,9 +221,9 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 		switch {
 		case st.busy:
 			return ErrBusy
-		case st.snap.Status == status.Idle:
+		case st.snap.Status == update1.Idle:
 			return nil
-		case st.snap.Status == status.UpdatedNeedReboot:
+		case st.snap.Status == update1.UpdatedNeedReboot:
 			// The engine forgets the update; the GPT is left as it is
 			// (Flatcar), so a reboot still boots the new slot.
 			if err := e.change(func(r *Record) { r.Update = nil }); err != nil {
@@ -226,7 +234,7 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 					return err
 				}
 			}
-			st.snap.Status = status.Idle
+			st.snap.Status = update1.Idle
 			st.snap.NewVersion = "0.0.0"
 			st.snap.NewSize = 0
 			st.snap.Progress = 0
@@ -234,7 +242,7 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 		}
 		return ErrBusy
 	case reqRollback:
-		if st.busy || st.snap.Status != status.Idle {
+		if st.busy || st.snap.Status != update1.Idle {
 			return ErrNotIdle
 		}
 		ok, err := e.cfg.Slots.CanRollback(ctx)
@@ -268,8 +276,8 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, st *state, r re
 func (e *Engine) scheduled(ctx context.Context, wg *sync.WaitGroup, st *state) {
 	switch {
 	case st.busy:
-		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
-	case st.snap.Status == status.UpdatedNeedReboot:
+		e.armNext(st, false)
+	case st.snap.Status == update1.UpdatedNeedReboot:
 		st.busy = true
 		e.refresh(st)
 		track, server := st.snap.Channel, ""
@@ -285,17 +293,17 @@ func (e *Engine) scheduled(ctx context.Context, wg *sync.WaitGroup, st *state) {
 			}
 			e.do(ctx, func(st *state) {
 				st.busy = false
-				e.arm(st, e.cfg.Schedule.next(e.float(), 0, st.poll))
+				e.armNext(st, false)
 			})
 		}()
-	case st.snap.Status == status.Idle && e.disabled(st):
+	case st.snap.Status == update1.Idle && e.disabled(st):
 		// No request, no error, no backoff: check again at the usual
 		// interval, when SERVER may have been set again.
-		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
-	case st.snap.Status == status.Idle:
+		e.armNext(st, false)
+	case st.snap.Status == update1.Idle:
 		e.start(ctx, wg, st, false, "")
 	default:
-		e.arm(st, e.cfg.Schedule.next(e.float(), 0, 0))
+		e.armNext(st, false)
 	}
 }
 
@@ -333,7 +341,7 @@ func (e *Engine) start(ctx context.Context, wg *sync.WaitGroup, st *state, inter
 	e.refresh(st)
 	st.busy = true
 	st.checkAt = nil
-	st.snap.Status = status.CheckingForUpdate
+	st.snap.Status = update1.CheckingForUpdate
 	st.snap.Progress = 0
 	if server == "" && st.snap.Server != e.cfg.Server {
 		server = st.snap.Server
@@ -357,7 +365,7 @@ func (e *Engine) do(ctx context.Context, f func(*state)) {
 	}
 }
 
-// publish stores the snapshot and tells the Notifier on a status change,
+// publish stores the snapshot and tells the Observer on a status change,
 // a progress step of at least 1 %, 10 s since the last signal during a
 // download, or the end of the download. force sends regardless.
 func (e *Engine) publish(st *state, force bool) {
@@ -369,9 +377,6 @@ func (e *Engine) publish(st *state, force bool) {
 		}
 	}
 	e.snap.Store(&s)
-	if e.cfg.Metrics != nil && s.Status != st.emitted.Status {
-		e.cfg.Metrics.SetStatus(s.Status)
-	}
 	now := e.cfg.Clock.Now()
 	send := force || !st.emittedOnce
 	if !send {
@@ -387,22 +392,20 @@ func (e *Engine) publish(st *state, force bool) {
 		return
 	}
 	st.emitted, st.emittedAt, st.emittedOnce = s, now, true
-	if e.cfg.Notifier != nil {
-		e.cfg.Notifier.StatusChanged(s)
-	}
+	e.observe(StatusChanged{s})
 }
 
 // transitions lists the legal status changes (SPEC.md 1a); FINALIZING
 // follows IDLE when a restart finishes a verified update.
-var transitions = map[status.Update][]status.Update{
-	status.Idle:                {status.CheckingForUpdate, status.Finalizing},
-	status.CheckingForUpdate:   {status.Idle, status.UpdateAvailable, status.ReportingErrorEvent},
-	status.UpdateAvailable:     {status.Downloading, status.ReportingErrorEvent},
-	status.Downloading:         {status.Verifying, status.ReportingErrorEvent},
-	status.Verifying:           {status.Finalizing, status.ReportingErrorEvent},
-	status.Finalizing:          {status.UpdatedNeedReboot, status.ReportingErrorEvent},
-	status.UpdatedNeedReboot:   {status.Idle},
-	status.ReportingErrorEvent: {status.Idle},
+var transitions = map[update1.Op][]update1.Op{
+	update1.Idle:                {update1.CheckingForUpdate, update1.Finalizing},
+	update1.CheckingForUpdate:   {update1.Idle, update1.UpdateAvailable, update1.ReportingErrorEvent},
+	update1.UpdateAvailable:     {update1.Downloading, update1.ReportingErrorEvent},
+	update1.Downloading:         {update1.Verifying, update1.ReportingErrorEvent},
+	update1.Verifying:           {update1.Finalizing, update1.ReportingErrorEvent},
+	update1.Finalizing:          {update1.UpdatedNeedReboot, update1.ReportingErrorEvent},
+	update1.UpdatedNeedReboot:   {update1.Idle},
+	update1.ReportingErrorEvent: {update1.Idle},
 }
 
 // illegalTransition hears every illegal status change; the engine's tests
@@ -412,7 +415,7 @@ var illegalTransition = func(error) {}
 // ErrIllegalTransition is a status change the table does not allow.
 var ErrIllegalTransition = errors.New("engine: illegal status transition")
 
-func checkTransition(from, to status.Update) error {
+func checkTransition(from, to update1.Op) error {
 	if from == to || slices.Contains(transitions[from], to) {
 		return nil
 	}

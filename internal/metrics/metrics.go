@@ -3,12 +3,12 @@
 // guards this); everything else calls the small typed API of *Metrics.
 //
 // Metrics live in their own registry, never the global default one. A nil
-// *Metrics is valid and records nothing, so the engine can run with metrics
-// switched off without checking.
+// *Metrics is valid and records nothing, so callers need not check. The
+// daemon feeds it from the engine's observations (engine.Observer).
 //
 // Exposed series (all prefixed update_engine_):
 //
-//	checks_total{result}                  update checks by CheckResult
+//	checks_total{result}                  update checks by update.CheckResult
 //	downloaded_bytes_total                payload bytes received over HTTP
 //	written_bytes_total                   bytes written to the passive slot
 //	apply_throughput_bytes_per_second     rate of the last ObserveApply
@@ -33,23 +33,16 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 const namespace = "update_engine"
-
-// CheckResult is the outcome of one update check, the label of checks_total.
-type CheckResult string
-
-// The check results.
-const (
-	CheckUpdateAvailable CheckResult = "update_available"
-	CheckNoUpdate        CheckResult = "no_update"
-	CheckError           CheckResult = "error"
-)
 
 // Metrics holds the collectors. Its methods are safe for concurrent use
 // (the collectors synchronise themselves); all fields are set once by New.
@@ -121,10 +114,10 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Pre-create the label values that are known up front, so a scrape
 	// shows zeros rather than nothing.
-	for _, r := range []CheckResult{CheckUpdateAvailable, CheckNoUpdate, CheckError} {
+	for _, r := range []update.CheckResult{update.CheckUpdateAvailable, update.CheckNoUpdate, update.CheckError} {
 		m.checks.WithLabelValues(string(r))
 	}
-	m.SetStatus(status.Idle)
+	m.SetStatus(update1.Idle)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	return m
 }
@@ -150,7 +143,7 @@ func (m *Metrics) SetInfo(version, slot string) {
 }
 
 // CheckDone counts one finished update check and records its time.
-func (m *Metrics) CheckDone(r CheckResult, at time.Time) {
+func (m *Metrics) CheckDone(r update.CheckResult, at time.Time) {
 	if m == nil {
 		return
 	}
@@ -233,7 +226,7 @@ func (m *Metrics) Resumed() {
 // Error counts one failure by its update_engine code; the labels are the
 // decimal code without flag bits (e.g. "9" for 268435465) and its name
 // ("DownloadTransferError").
-func (m *Metrics) Error(c status.Code) {
+func (m *Metrics) Error(c omaha.Code) {
 	if m == nil {
 		return
 	}
@@ -241,11 +234,11 @@ func (m *Metrics) Error(c status.Code) {
 }
 
 // SetStatus records the current update status.
-func (m *Metrics) SetStatus(s status.Update) {
+func (m *Metrics) SetStatus(s update1.Op) {
 	if m == nil {
 		return
 	}
-	for u := status.Idle; u <= status.ReportingErrorEvent; u++ {
+	for u := update1.Idle; u <= update1.ReportingErrorEvent; u++ {
 		v := 0.0
 		if u == s {
 			v = 1

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // scrape fetches url and returns every sample as "name{labels}" → value.
@@ -56,8 +58,8 @@ func TestScrapeOverLoopback(t *testing.T) {
 	url := "http://" + ln.Addr().String() + "/metrics"
 
 	at := time.Unix(1700000000, 500000000)
-	m.CheckDone(CheckNoUpdate, at.Add(-time.Hour))
-	m.CheckDone(CheckUpdateAvailable, at)
+	m.CheckDone(update.CheckNoUpdate, at.Add(-time.Hour))
+	m.CheckDone(update.CheckUpdateAvailable, at)
 	m.AddDownloaded(1000)
 	m.AddDownloaded(24)
 	m.AddWritten(4096)
@@ -71,9 +73,9 @@ func TestScrapeOverLoopback(t *testing.T) {
 	m.SetIOLimitError(true)
 	m.Resumed()
 	m.Resumed()
-	m.Error(status.DownloadTransferError | status.FlagTestOmahaURL)
-	m.Error(status.HTTPCode(404))
-	m.SetStatus(status.Downloading)
+	m.Error(omaha.DownloadTransferError | omaha.FlagTestOmahaURL)
+	m.Error(omaha.HTTPCode(404))
+	m.SetStatus(update1.Downloading)
 	m.ObserveFlipToGood(90 * time.Second)
 	m.SetInfo("3815.2.0", "A")
 	m.SetInfo("3850.0.0", "B") // replaces, never adds
@@ -172,7 +174,7 @@ func TestListenRefusesRemote(t *testing.T) {
 
 func TestNilMetricsIsNoop(t *testing.T) {
 	var m *Metrics
-	m.CheckDone(CheckError, time.Now())
+	m.CheckDone(update.CheckError, time.Now())
 	m.AddDownloaded(1)
 	m.AddWritten(1)
 	m.ObserveApply(1, time.Second)
@@ -180,8 +182,8 @@ func TestNilMetricsIsNoop(t *testing.T) {
 	m.AddThrottled(time.Second)
 	m.SetIOLimit(1, 1)
 	m.Resumed()
-	m.Error(status.Error)
-	m.SetStatus(status.Idle)
+	m.Error(omaha.Error)
+	m.SetStatus(update1.Idle)
 	m.ObserveFlipToGood(time.Second)
 	if m.Handler() == nil {
 		t.Fatal("nil Metrics has nil Handler")

@@ -71,17 +71,9 @@ func ListenUnix(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// ServeUnix is ListenUnix followed by Serve.
-func (m *Metrics) ServeUnix(ctx context.Context, path string) error {
-	ln, err := ListenUnix(path)
-	if err != nil {
-		return err
-	}
-	return m.Serve(ctx, ln)
-}
-
 // Serve serves /metrics on ln until ctx is done, then shuts the server
-// down and returns nil. It closes ln.
+// down and returns nil; an error means the server stopped serving. It
+// closes ln. The daemon serves its TCP address and its Unix socket so.
 func (m *Metrics) Serve(ctx context.Context, ln net.Listener) error {
 	return serve(ctx, ln, m.Handler())
 }

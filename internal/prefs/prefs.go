@@ -28,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/abupdate/update_engine/internal/crashpoint"
+	"github.com/abupdate/update_engine/pkg/atomicfile"
 )
 
 // DefaultDir is where update_engine keeps its prefs.
@@ -75,7 +76,8 @@ var (
 	ErrBadValue = errors.New("prefs: bad value")
 )
 
-const tmpPrefix = ".tmp-"
+// tmpPrefix begins Set's temp files (atomicfile's), removed at Open.
+const tmpPrefix = atomicfile.TempPrefix
 
 // Store is a prefs directory. Create it with Open.
 type Store struct {
@@ -152,46 +154,8 @@ func (s *Store) Set(key string, value []byte) error {
 	return nil
 }
 
-func (s *Store) write(key string, value []byte) (err error) {
-	f, err := os.CreateTemp(s.dir, tmpPrefix+key+"-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if _, err = f.Write(value); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, filepath.Join(s.dir, key)); err != nil {
-		return err
-	}
-	return s.syncDir()
-}
-
-func (s *Store) syncDir() error {
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+func (s *Store) write(key string, value []byte) error {
+	return atomicfile.WriteFile(filepath.Join(s.dir, key), value, 0o644)
 }
 
 // Delete removes key durably. Deleting a missing key is not an error.
@@ -207,7 +171,7 @@ func (s *Store) Delete(key string) error {
 	if err != nil {
 		return fmt.Errorf("prefs: delete %s: %w", key, err)
 	}
-	if err := s.syncDir(); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("prefs: delete %s: %w", key, err)
 	}
 	return nil

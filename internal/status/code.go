@@ -1,190 +1,29 @@
+// Package status carries an update_engine error code up an error chain:
+// WithCode attaches an omaha.Code to the error that caused it and CodeOf
+// reads it back where the engine reports the failure (Omaha event, D-Bus
+// GetLastAttemptError, metrics).
+//
+// The codes themselves are pkg/omaha's table (SPEC.md section 7) and the
+// update status is pkg/update1's; this package only ties a code to a Go
+// error. It is internal because which error gets which code is the
+// engine's and its parts' policy, not part of any wire format.
 package status
 
 import (
 	"errors"
 	"fmt"
+
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
-
-// Code is an update_engine action exit code (FUE kActionCode…), the number
-// sent as errorcode in Omaha events. The low 28 bits hold the code, the high
-// bits hold Flag values.
-type Code int32
-
-// The codes of SPEC.md section 7. Numbers are stable; never renumber.
-const (
-	Success                                    Code = 0
-	Error                                      Code = 1
-	OmahaRequestError                          Code = 2
-	OmahaResponseHandlerError                  Code = 3
-	FilesystemCopierError                      Code = 4
-	PostinstallRunnerError                     Code = 5
-	SetBootableFlagError                       Code = 6
-	InstallDeviceOpenError                     Code = 7
-	KernelDeviceOpenError                      Code = 8
-	DownloadTransferError                      Code = 9
-	PayloadHashMismatchError                   Code = 10
-	PayloadSizeMismatchError                   Code = 11
-	DownloadPayloadVerificationError           Code = 12
-	DownloadNewPartitionInfoError              Code = 13
-	DownloadWriteError                         Code = 14
-	NewRootfsVerificationError                 Code = 15
-	NewKernelVerificationError                 Code = 16
-	SignedDeltaPayloadExpectedError            Code = 17
-	DownloadPayloadPubKeyVerificationError     Code = 18
-	PostinstallBootedFromFirmwareB             Code = 19
-	DownloadStateInitializationError           Code = 20
-	DownloadInvalidMetadataMagicString         Code = 21
-	DownloadSignatureMissingInManifest         Code = 22
-	DownloadManifestParseError                 Code = 23
-	DownloadMetadataSignatureError             Code = 24
-	DownloadMetadataSignatureVerificationError Code = 25
-	DownloadMetadataSignatureMismatch          Code = 26
-	DownloadOperationHashVerificationError     Code = 27
-	DownloadOperationExecutionError            Code = 28
-	DownloadOperationHashMismatch              Code = 29
-	OmahaRequestEmptyResponseError             Code = 30
-	OmahaRequestXMLParseError                  Code = 31
-	DownloadInvalidMetadataSize                Code = 32
-	DownloadInvalidMetadataSignature           Code = 33
-	OmahaResponseInvalid                       Code = 34
-	OmahaUpdateIgnoredPerPolicy                Code = 35
-	OmahaUpdateDeferredPerPolicy               Code = 36
-	OmahaErrorInHTTPResponse                   Code = 37
-	DownloadOperationHashMissingError          Code = 38
-	DownloadMetadataSignatureMissingError      Code = 39
-	OmahaUpdateDeferredForBackoff              Code = 40
-	PostinstallPowerwashError                  Code = 41
-	NewPCRPolicyVerificationError              Code = 42
-	NewPCRPolicyHTTPError                      Code = 43
-	RollbackError                              Code = 44
-	DownloadIncomplete                         Code = 100
-	// OmahaRequestHTTPResponseBase + HTTP status (clamped to 999).
-	OmahaRequestHTTPResponseBase Code = 2000
-)
-
-var codeNames = map[Code]string{
-	Success:                                    "Success",
-	Error:                                      "Error",
-	OmahaRequestError:                          "OmahaRequestError",
-	OmahaResponseHandlerError:                  "OmahaResponseHandlerError",
-	FilesystemCopierError:                      "FilesystemCopierError",
-	PostinstallRunnerError:                     "PostinstallRunnerError",
-	SetBootableFlagError:                       "SetBootableFlagError",
-	InstallDeviceOpenError:                     "InstallDeviceOpenError",
-	KernelDeviceOpenError:                      "KernelDeviceOpenError",
-	DownloadTransferError:                      "DownloadTransferError",
-	PayloadHashMismatchError:                   "PayloadHashMismatchError",
-	PayloadSizeMismatchError:                   "PayloadSizeMismatchError",
-	DownloadPayloadVerificationError:           "DownloadPayloadVerificationError",
-	DownloadNewPartitionInfoError:              "DownloadNewPartitionInfoError",
-	DownloadWriteError:                         "DownloadWriteError",
-	NewRootfsVerificationError:                 "NewRootfsVerificationError",
-	NewKernelVerificationError:                 "NewKernelVerificationError",
-	SignedDeltaPayloadExpectedError:            "SignedDeltaPayloadExpectedError",
-	DownloadPayloadPubKeyVerificationError:     "DownloadPayloadPubKeyVerificationError",
-	PostinstallBootedFromFirmwareB:             "PostinstallBootedFromFirmwareB",
-	DownloadStateInitializationError:           "DownloadStateInitializationError",
-	DownloadInvalidMetadataMagicString:         "DownloadInvalidMetadataMagicString",
-	DownloadSignatureMissingInManifest:         "DownloadSignatureMissingInManifest",
-	DownloadManifestParseError:                 "DownloadManifestParseError",
-	DownloadMetadataSignatureError:             "DownloadMetadataSignatureError",
-	DownloadMetadataSignatureVerificationError: "DownloadMetadataSignatureVerificationError",
-	DownloadMetadataSignatureMismatch:          "DownloadMetadataSignatureMismatch",
-	DownloadOperationHashVerificationError:     "DownloadOperationHashVerificationError",
-	DownloadOperationExecutionError:            "DownloadOperationExecutionError",
-	DownloadOperationHashMismatch:              "DownloadOperationHashMismatch",
-	OmahaRequestEmptyResponseError:             "OmahaRequestEmptyResponseError",
-	OmahaRequestXMLParseError:                  "OmahaRequestXMLParseError",
-	DownloadInvalidMetadataSize:                "DownloadInvalidMetadataSize",
-	DownloadInvalidMetadataSignature:           "DownloadInvalidMetadataSignature",
-	OmahaResponseInvalid:                       "OmahaResponseInvalid",
-	OmahaUpdateIgnoredPerPolicy:                "OmahaUpdateIgnoredPerPolicy",
-	OmahaUpdateDeferredPerPolicy:               "OmahaUpdateDeferredPerPolicy",
-	OmahaErrorInHTTPResponse:                   "OmahaErrorInHTTPResponse",
-	DownloadOperationHashMissingError:          "DownloadOperationHashMissingError",
-	DownloadMetadataSignatureMissingError:      "DownloadMetadataSignatureMissingError",
-	OmahaUpdateDeferredForBackoff:              "OmahaUpdateDeferredForBackoff",
-	PostinstallPowerwashError:                  "PostinstallPowerwashError",
-	NewPCRPolicyVerificationError:              "NewPCRPolicyVerificationError",
-	NewPCRPolicyHTTPError:                      "NewPCRPolicyHTTPError",
-	RollbackError:                              "RollbackError",
-	DownloadIncomplete:                         "DownloadIncomplete",
-}
-
-// Flag bits OR-ed into a reported code (FUE GetErrorCodeFlags).
-const (
-	FlagDevMode      Code = -1 << 31 // bit 31; defined, never set by Flatcar
-	FlagResumed      Code = 1 << 30  // the download was resumed
-	FlagTestImage    Code = 1 << 29  // non-official build
-	FlagTestOmahaURL Code = 1 << 28  // SERVER is not the public default
-
-	// CodeMask strips the flag bits.
-	CodeMask Code = 0x0FFFFFFF
-)
-
-// HTTPCode returns the code for an HTTP failure status: 2000 + status, with
-// the status clamped to 999.
-func HTTPCode(httpStatus int) Code {
-	if httpStatus < 0 {
-		httpStatus = 0
-	}
-	if httpStatus > 999 {
-		httpStatus = 999
-	}
-	return OmahaRequestHTTPResponseBase + Code(httpStatus)
-}
-
-// Base returns c without flag bits.
-func (c Code) Base() Code { return c & CodeMask }
-
-// Name is the name of c without flag bits, e.g. "DownloadTransferError",
-// "OmahaRequestHTTPResponse503", or "UnknownError".
-func (c Code) Name() string {
-	b := c.Base()
-	name, ok := codeNames[b]
-	switch {
-	case ok:
-	case b > OmahaRequestHTTPResponseBase && b <= OmahaRequestHTTPResponseBase+999:
-		name = fmt.Sprintf("OmahaRequestHTTPResponse%d", int32(b-OmahaRequestHTTPResponseBase))
-	default:
-		name = "UnknownError"
-	}
-	return name
-}
-
-// String names the code, e.g. "DownloadTransferError(9)" or
-// "DownloadTransferError(9)|Resumed".
-func (c Code) String() string {
-	s := fmt.Sprintf("%s(%d)", c.Name(), int32(c.Base()))
-	for _, f := range []struct {
-		bit  Code
-		name string
-	}{{FlagDevMode, "DevMode"}, {FlagResumed, "Resumed"}, {FlagTestImage, "TestImage"}, {FlagTestOmahaURL, "TestOmahaURL"}} {
-		if c&f.bit != 0 {
-			s += "|" + f.name
-		}
-	}
-	return s
-}
-
-// Error makes a Code usable as an error value.
-func (c Code) Error() string { return "update_engine: " + c.String() }
-
-// Is lets errors.Is(err, status.DownloadTransferError) match a wrapped
-// *CodeError or Code regardless of flag bits.
-func (c Code) Is(target error) bool {
-	t, ok := target.(Code)
-	return ok && t.Base() == c.Base()
-}
 
 // CodeError attaches a Code to the error that caused it.
 type CodeError struct {
-	Code Code
+	Code omaha.Code
 	Err  error
 }
 
 // WithCode wraps err with code. A nil err stays nil.
-func WithCode(code Code, err error) error {
+func WithCode(code omaha.Code, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -199,17 +38,17 @@ func (e *CodeError) Unwrap() []error { return []error{e.Err, e.Code} }
 
 // CodeOf returns the code carried by err: the outermost *CodeError or Code in
 // its chain, Success for nil, and Error for anything else.
-func CodeOf(err error) Code {
+func CodeOf(err error) omaha.Code {
 	if err == nil {
-		return Success
+		return omaha.Success
 	}
 	var ce *CodeError
 	if errors.As(err, &ce) {
 		return ce.Code
 	}
-	var c Code
+	var c omaha.Code
 	if errors.As(err, &c) {
 		return c
 	}
-	return Error
+	return omaha.Error
 }

@@ -4,74 +4,29 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
-
-func TestUpdateStrings(t *testing.T) {
-	tests := []struct {
-		u    Update
-		want string
-	}{
-		{Idle, "UPDATE_STATUS_IDLE"},
-		{Verifying, "UPDATE_STATUS_VERIFYING"},
-		{UpdatedNeedReboot, "UPDATE_STATUS_UPDATED_NEED_REBOOT"},
-		{ReportingErrorEvent, "UPDATE_STATUS_REPORTING_ERROR_EVENT"},
-		{Update(8), "unknown status"},
-		{Update(-1), "unknown status"},
-	}
-	for _, tt := range tests {
-		if got := tt.u.String(); got != tt.want {
-			t.Errorf("Update(%d).String() = %q, want %q", int(tt.u), got, tt.want)
-		}
-		if u, ok := ParseUpdate(tt.want); tt.want != UnknownStatus && (!ok || u != tt.u) {
-			t.Errorf("ParseUpdate(%q) = %v, %v", tt.want, u, ok)
-		}
-	}
-	if int(UpdatedNeedReboot) != 6 {
-		t.Errorf("UpdatedNeedReboot = %d, want 6 (Flatcar enum order)", int(UpdatedNeedReboot))
-	}
-}
-
-func TestCodes(t *testing.T) {
-	if got := HTTPCode(503); got != 2503 {
-		t.Errorf("HTTPCode(503) = %d", got)
-	}
-	if got := HTTPCode(1234); got != 2999 {
-		t.Errorf("HTTPCode(1234) = %d, want clamped 2999", got)
-	}
-	c := DownloadTransferError | FlagTestOmahaURL
-	if int32(c) != 268435465 {
-		t.Errorf("9|TestOmahaURL = %d, want 268435465 (SPEC example)", int32(c))
-	}
-	if c.Base() != DownloadTransferError {
-		t.Errorf("Base() = %v", c.Base())
-	}
-	if got, want := c.String(), "DownloadTransferError(9)|TestOmahaURL"; got != want {
-		t.Errorf("String() = %q, want %q", got, want)
-	}
-	if got, want := HTTPCode(404).String(), "OmahaRequestHTTPResponse404(2404)"; got != want {
-		t.Errorf("String() = %q, want %q", got, want)
-	}
-}
 
 func TestCodeOf(t *testing.T) {
 	base := errors.New("connection reset")
-	err := fmt.Errorf("download: %w", WithCode(DownloadTransferError, base))
-	if got := CodeOf(err); got != DownloadTransferError {
+	err := fmt.Errorf("download: %w", WithCode(omaha.DownloadTransferError, base))
+	if got := CodeOf(err); got != omaha.DownloadTransferError {
 		t.Errorf("CodeOf = %v", got)
 	}
 	if !errors.Is(err, base) {
 		t.Error("cause lost")
 	}
-	if !errors.Is(err, DownloadTransferError) {
+	if !errors.Is(err, omaha.DownloadTransferError) {
 		t.Error("errors.Is(err, DownloadTransferError) = false")
 	}
-	if errors.Is(err, PayloadHashMismatchError) {
+	if errors.Is(err, omaha.PayloadHashMismatchError) {
 		t.Error("errors.Is matched the wrong code")
 	}
-	if CodeOf(nil) != Success || CodeOf(base) != Error {
+	if CodeOf(nil) != omaha.Success || CodeOf(base) != omaha.Error {
 		t.Error("CodeOf(nil|plain) wrong")
 	}
-	if WithCode(Error, nil) != nil {
+	if WithCode(omaha.Error, nil) != nil {
 		t.Error("WithCode(nil) != nil")
 	}
 }

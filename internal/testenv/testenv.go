@@ -3,15 +3,18 @@
 // loudly, when the host cannot provide the part (not root, tool missing),
 // and registers its cleanup with t.Cleanup.
 //
-// Only tests import this package.
+// Only tests import this package, and its own cmd/mktestdata (make
+// testdata, the demo), which uses CreateDisk.
 package testenv
 
 import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // RequireRoot skips t unless the process runs as root.
@@ -39,6 +42,36 @@ func RequireTool(t testing.TB, names ...string) {
 func Bench(b testing.TB, name string, value float64, unit string) {
 	b.Helper()
 	fmt.Printf("bench %s %.4g %s load1=%s\n", name, value, unit, Load1())
+}
+
+// BenchAt is Bench for a figure measured earlier: load is the 1-minute
+// load average taken when its measurement ended (the highest of them when
+// the figure comes from several), not when the line is printed.
+func BenchAt(b testing.TB, name string, value float64, unit string, load float64) {
+	b.Helper()
+	fmt.Printf("bench %s %.4g %s load1=%.2f\n", name, value, unit, load)
+}
+
+// Load1Value is Load1 as a number (-1 when unreadable).
+func Load1Value() float64 {
+	v, err := strconv.ParseFloat(Load1(), 64)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// SettleLoad waits, up to limit, for the 1-minute load average to fall to
+// at most target, so one measurement's own load (a benchmark's writers and
+// readers count while they wait for the disk) is not carried into the
+// next. It logs how long it waited and where the load stood.
+func SettleLoad(b testing.TB, target float64, limit time.Duration) {
+	b.Helper()
+	t0 := time.Now()
+	for Load1Value() > target && time.Since(t0) < limit {
+		time.Sleep(2 * time.Second)
+	}
+	b.Logf("load1 %s after %v settling (target %.2f)", Load1(), time.Since(t0).Round(time.Second), target)
 }
 
 // Load1 is the 1-minute load average, as /proc/loadavg writes it.

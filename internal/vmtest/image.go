@@ -147,20 +147,42 @@ func Build(logf func(string, ...any), repo string) (*Artifacts, error) {
 	if err := b.buildBinaries(); err != nil {
 		return nil, err
 	}
+	key, err := b.imagesKey(rootfs, abi)
+	if err != nil {
+		return nil, err
+	}
+	a := newArtifacts(filepath.Join(b.cache, "build-"+key), kdir)
+	if _, err := os.Stat(filepath.Join(a.Dir, "done")); err == nil {
+		logf("vmtest: images cached in %s", a.Dir)
+		return a, nil
+	}
+	logf("vmtest: building images in %s", a.Dir)
+	if err := b.buildInCache(a.Dir, rootfs, kdir); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// imagesKey names the images built from rootfs, the kernel of abi, the
+// binaries in b.binDir and the guest files that go into the images.
+func (b *builder) imagesKey(rootfs, abi string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%s\n%s\n", builderVersion, filepath.Base(rootfs), abi)
 	if err := hashTree(h, b.binDir); err != nil {
-		return nil, err
+		return "", err
 	}
-	// The guest files that go into the images (guest/config travels on
-	// each scenario's config disk instead).
+	// guest/config travels on each scenario's config disk instead.
 	for _, d := range []string{"usr", "initrd"} {
 		if err := hashTree(h, filepath.Join(b.guest, d)); err != nil {
-			return nil, err
+			return "", err
 		}
 	}
-	key := hex.EncodeToString(h.Sum(nil))[:16]
-	dir := filepath.Join(b.cache, "build-"+key)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// newArtifacts names the artifacts of the build directory dir, with the
+// kernel from kdir.
+func newArtifacts(dir, kdir string) *Artifacts {
 	a := &Artifacts{
 		Dir: dir, Kernel: filepath.Join(kdir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"),
 		BaseDisk: filepath.Join(dir, "disk-base.img"), Bin: filepath.Join(dir, "bin"),
@@ -172,38 +194,39 @@ func Build(logf func(string, ...any), repo string) (*Artifacts, error) {
 	for _, p := range []string{"full-2.0.0", "delta-3.0.0", "delta-3.0.0-bad"} {
 		a.Payloads[p] = filepath.Join(dir, p+".payload")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "done")); err == nil {
-		logf("vmtest: images cached in %s", dir)
-		return a, nil
-	}
-	logf("vmtest: building images in %s", dir)
+	return a
+}
+
+// buildInCache builds every image into dir+".partial", marks it done and
+// renames it to dir, then removes the builds of other inputs (older
+// sources).
+func (b *builder) buildInCache(dir, rootfs, kdir string) error {
 	work := dir + ".partial"
 	os.RemoveAll(work)
 	if err := os.MkdirAll(work, 0o755); err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.Rename(b.binDir, filepath.Join(work, "bin")); err != nil {
-		return nil, err
+		return err
 	}
 	b.binDir = filepath.Join(work, "bin")
 	if err := b.buildAll(work, rootfs, kdir); err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(work, "done"), nil, 0o644); err != nil {
-		return nil, err
+		return err
 	}
 	os.RemoveAll(dir)
 	if err := os.Rename(work, dir); err != nil {
-		return nil, err
+		return err
 	}
-	// Images of other inputs (older sources) are not kept.
 	old, _ := filepath.Glob(filepath.Join(b.cache, "build-*"))
 	for _, o := range old {
 		if o != dir {
 			os.RemoveAll(o)
 		}
 	}
-	return a, nil
+	return nil
 }
 
 func hashTree(h io.Writer, root string) error {
@@ -247,7 +270,8 @@ func (b *builder) rootfs() (string, error) {
 	return out, os.Rename(tmp, out)
 }
 
-// kernel extracts the Debian cloud kernel and its virtio modules.
+// kernel extracts the Debian cloud kernel and all its modules, flat (the
+// initramfs takes the virtio ones), once per kernel ABI.
 func (b *builder) kernel() (dir, abi string, err error) {
 	deps, err := output("apt-cache", "depends", "linux-image-cloud-amd64")
 	if err != nil {
@@ -536,62 +560,107 @@ func dirSize(dir string) (int64, error) {
 // usrImage builds one version's /usr: the Debian /usr plus the update
 // engine installed as a Flatcar image has it, and the vmtest harness.
 func (b *builder) usrImage(out, tree string, im Image, pub string, size int64) error {
-	u := filepath.Join(b.tmp, "usr-"+im.name())
-	os.RemoveAll(u)
-	if err := run("cp", "-a", filepath.Join(tree, "usr"), u); err != nil {
+	u := fileTree(filepath.Join(b.tmp, "usr-"+im.name()))
+	os.RemoveAll(string(u))
+	if err := run("cp", "-a", filepath.Join(tree, "usr"), string(u)); err != nil {
 		return err
 	}
-	put := func(rel string, data []byte, mode os.FileMode) error {
-		p := filepath.Join(u, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := b.installEngine(u, im, pub); err != nil {
+		return err
+	}
+	if err := b.installHarness(u, im); err != nil {
+		return err
+	}
+	if im.Version != versionOne {
+		// Each release changes some content (the delta carries it).
+		if err := u.put("share/vmtest/release-data", releaseData(im), 0o644); err != nil {
 			return err
 		}
-		os.Remove(p)
-		return os.WriteFile(p, data, mode)
 	}
-	cp := func(rel, src string, mode os.FileMode) error {
-		data, err := os.ReadFile(src)
+	if err := mkfsUSR(out, string(u), size); err != nil {
+		return err
+	}
+	return os.RemoveAll(string(u))
+}
+
+// fileTree is a directory being filled for an image. Its methods replace
+// what is at rel, creating the parent directories.
+type fileTree string
+
+func (u fileTree) put(rel string, data []byte, mode os.FileMode) error {
+	p := filepath.Join(string(u), rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	os.Remove(p)
+	return os.WriteFile(p, data, mode)
+}
+
+func (u fileTree) copy(rel, src string, mode os.FileMode) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return u.put(rel, data, mode)
+}
+
+func (u fileTree) link(rel, target string) error {
+	p := filepath.Join(string(u), rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	os.Remove(p)
+	return os.Symlink(target, p)
+}
+
+// installEngine puts the update engine into /usr u as a Flatcar image has
+// it: binaries, units, D-Bus policy, the payload key, the release file,
+// the image's update.conf and the post-install hook.
+func (b *builder) installEngine(u fileTree, im Image, pub string) error {
+	dist := filepath.Join(b.repo, "dist")
+	return firstError(
+		u.copy("sbin/update_engine", filepath.Join(b.binDir, "update_engine"), 0o755),
+		u.copy("sbin/update_engine_reboot_manager", filepath.Join(b.binDir, "update_engine_reboot_manager"), 0o755),
+		u.copy("bin/update_engine_client", filepath.Join(b.binDir, "update_engine_client"), 0o755),
+		u.copy("bin/omaha_devserver", filepath.Join(b.binDir, "omaha_devserver"), 0o755),
+		u.copy("lib/systemd/system/update-engine.service", filepath.Join(dist, "update-engine.service"), 0o644),
+		u.copy("lib/systemd/system/update-engine-reboot-manager.service", filepath.Join(dist, "update-engine-reboot-manager.service"), 0o644),
+		u.link("lib/systemd/system/multi-user.target.wants/update-engine.service", "../update-engine.service"),
+		u.link("lib/systemd/system/multi-user.target.wants/update-engine-reboot-manager.service", "../update-engine-reboot-manager.service"),
+		u.copy("share/dbus-1/system.d/com.coreos.update1.conf", filepath.Join(dist, "com.coreos.update1.conf"), 0o644),
+		u.copy("lib/tmpfiles.d/update-engine.conf", filepath.Join(dist, "update-engine.tmpfiles.conf"), 0o644),
+		u.copy("share/update_engine/update-payload-key.pub.pem", pub, 0o644),
+		u.put("share/flatcar/release", []byte(fmt.Sprintf("FLATCAR_RELEASE_VERSION=%s\nFLATCAR_RELEASE_BOARD=amd64-usr\nFLATCAR_RELEASE_APPID=%s\n", im.Version, appID)), 0o644),
+		// The image's defaults: a short health gate that watches the
+		// application unit.
+		u.put("share/flatcar/update.conf", []byte("GROUP=stable\nUPDATE_ENGINE_HEALTH_DELAY=5s\nUPDATE_ENGINE_HEALTH_UNITS=vmtest-app.service\n"), 0o644),
+		// Flatcar's post-install hook at the image root, run from the new
+		// slot mounted read-only.
+		u.put("postinst", []byte("#!/bin/sh\necho \"VMTEST postinst target=$1 version=$NEW_VERSION\" >/dev/console\nsleep 8\nexit 0\n"), 0o755),
+		u.put("share/vmtest/version", []byte(im.name()+"\n"), 0o644),
+	)
+}
+
+// firstError is the first of errs that is not nil. Its arguments are the
+// steps of a list, all taken whatever their outcome.
+func firstError(errs ...error) error {
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
-		return put(rel, data, mode)
 	}
-	link := func(rel, target string) error {
-		p := filepath.Join(u, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		os.Remove(p)
-		return os.Symlink(target, p)
-	}
-	dist := filepath.Join(b.repo, "dist")
-	steps := []error{
-		cp("sbin/update_engine", filepath.Join(b.binDir, "update_engine"), 0o755),
-		cp("sbin/update_engine_reboot_manager", filepath.Join(b.binDir, "update_engine_reboot_manager"), 0o755),
-		cp("bin/update_engine_client", filepath.Join(b.binDir, "update_engine_client"), 0o755),
-		cp("bin/omaha_devserver", filepath.Join(b.binDir, "omaha_devserver"), 0o755),
-		cp("lib/systemd/system/update-engine.service", filepath.Join(dist, "update-engine.service"), 0o644),
-		cp("lib/systemd/system/update-engine-reboot-manager.service", filepath.Join(dist, "update-engine-reboot-manager.service"), 0o644),
-		link("lib/systemd/system/multi-user.target.wants/update-engine.service", "../update-engine.service"),
-		link("lib/systemd/system/multi-user.target.wants/update-engine-reboot-manager.service", "../update-engine-reboot-manager.service"),
-		cp("share/dbus-1/system.d/com.coreos.update1.conf", filepath.Join(dist, "com.coreos.update1.conf"), 0o644),
-		cp("lib/tmpfiles.d/update-engine.conf", filepath.Join(dist, "update-engine.tmpfiles.conf"), 0o644),
-		cp("share/update_engine/update-payload-key.pub.pem", pub, 0o644),
-		put("share/flatcar/release", []byte(fmt.Sprintf("FLATCAR_RELEASE_VERSION=%s\nFLATCAR_RELEASE_BOARD=amd64-usr\nFLATCAR_RELEASE_APPID=%s\n", im.Version, appID)), 0o644),
-		// The image's defaults: a short health gate that watches the
-		// application unit.
-		put("share/flatcar/update.conf", []byte("GROUP=stable\nUPDATE_ENGINE_HEALTH_DELAY=5s\nUPDATE_ENGINE_HEALTH_UNITS=vmtest-app.service\n"), 0o644),
-		// Flatcar's post-install hook at the image root, run from the new
-		// slot mounted read-only.
-		put("postinst", []byte("#!/bin/sh\necho \"VMTEST postinst target=$1 version=$NEW_VERSION\" >/dev/console\nsleep 8\nexit 0\n"), 0o755),
-		put("share/vmtest/version", []byte(im.name()+"\n"), 0o644),
-	}
-	// The harness units and scripts.
-	err := filepath.WalkDir(filepath.Join(b.guest, "usr"), func(p string, d fs.DirEntry, err error) error {
+	return nil
+}
+
+// installHarness puts the harness units and scripts of guest/usr into /usr
+// u, enabled; a bad image's application unit fails.
+func (b *builder) installHarness(u fileTree, im Image) error {
+	src := filepath.Join(b.guest, "usr")
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		rel, _ := filepath.Rel(filepath.Join(b.guest, "usr"), p)
+		rel, _ := filepath.Rel(src, p)
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
@@ -602,44 +671,51 @@ func (b *builder) usrImage(out, tree string, im Image, pub string, size int64) e
 		}
 		data = bytes.ReplaceAll(data, []byte("@APP_EXEC@"), []byte(exec))
 		info, _ := d.Info()
-		return put(rel, data, info.Mode().Perm())
+		return u.put(rel, data, info.Mode().Perm())
 	})
-	steps = append(steps, err)
+	steps := []error{err}
 	for _, unit := range []string{"vmtest-omaha.service", "vmtest-events.service", "vmtest-app.service", "vmtest-harness.service", "vmtest-early.service"} {
-		steps = append(steps, link("lib/systemd/system/multi-user.target.wants/"+unit, "../"+unit))
+		steps = append(steps, u.link("lib/systemd/system/multi-user.target.wants/"+unit, "../"+unit))
 	}
-	steps = append(steps, link("lib/systemd/system/sysinit.target.wants/vmtest-setup.service", "../vmtest-setup.service"))
-	if im.Version != versionOne {
-		// Each release changes some content (the delta carries it).
-		blob := make([]byte, 4*mib)
-		seed := sha256.Sum256([]byte(im.name()))
-		for i := 0; i < len(blob); i += 32 {
-			s := sha256.Sum256(append(seed[:], byte(i), byte(i>>8), byte(i>>16)))
-			copy(blob[i:], s[:])
-		}
-		steps = append(steps, put("share/vmtest/release-data", blob, 0o644))
+	steps = append(steps, u.link("lib/systemd/system/sysinit.target.wants/vmtest-setup.service", "../vmtest-setup.service"))
+	return firstError(steps...)
+}
+
+// releaseData is 4 MiB derived from the image's name, so that each release
+// differs from the others.
+func releaseData(im Image) []byte {
+	blob := make([]byte, 4*mib)
+	seed := sha256.Sum256([]byte(im.name()))
+	for i := 0; i < len(blob); i += 32 {
+		s := sha256.Sum256(append(seed[:], byte(i), byte(i>>8), byte(i>>16)))
+		copy(blob[i:], s[:])
 	}
-	for _, err := range steps {
-		if err != nil {
-			return err
-		}
-	}
-	// Deterministic ext4 (fixed UUID, hash seed and time), no journal: it
-	// is only ever mounted read-only.
-	if err := os.WriteFile(out, nil, 0o644); err != nil {
-		return err
-	}
-	if err := os.Truncate(out, size); err != nil {
+	return blob
+}
+
+// mkfsUSR makes out an ext4 image of size bytes holding dir: deterministic
+// (fixed UUID, hash seed and time) and without a journal, as it is only
+// ever mounted read-only.
+func mkfsUSR(out, dir string, size int64) error {
+	if err := emptyFile(out, size); err != nil {
 		return err
 	}
 	cmd := exec.Command("mkfs.ext4", "-q", "-F", "-L", "USR", "-O", "^has_journal", "-b", "4096", "-m", "0",
 		"-U", "8f3b3b2e-6f7a-4d55-9b1e-2c7f4c1c9a10", "-E", "hash_seed=1b4e28ba-2fa1-11d2-883f-0016d3cca427,root_owner=0:0",
-		"-d", u, out)
+		"-d", dir, out)
 	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1700000000")
 	if o, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("mkfs.ext4 %s: %v\n%s", out, err, o)
 	}
-	return os.RemoveAll(u)
+	return nil
+}
+
+// emptyFile makes path an empty (sparse) file of size bytes.
+func emptyFile(path string, size int64) error {
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		return err
+	}
+	return os.Truncate(path, size)
 }
 
 // rootImage builds ROOT: everything of the root file system but /usr (an
@@ -696,10 +772,7 @@ func (b *builder) rootImage(out, tree string) error {
 			return err
 		}
 	}
-	if err := os.WriteFile(out, nil, 0o644); err != nil {
-		return err
-	}
-	if err := os.Truncate(out, rootSize); err != nil {
+	if err := emptyFile(out, rootSize); err != nil {
 		return err
 	}
 	if err := run("mkfs.ext4", "-q", "-F", "-L", "ROOT", "-d", r, out); err != nil {
@@ -727,10 +800,7 @@ func (b *builder) disk(out, usrA, root string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(out, nil, 0o644); err != nil {
-		return err
-	}
-	if err := os.Truncate(out, size); err != nil {
+	if err := emptyFile(out, size); err != nil {
 		return err
 	}
 	d, err := gpt.Open(out, os.O_RDWR, 512)

@@ -9,8 +9,8 @@
 //     (major:minor of the disk, not of the partition: blk-throttle works on
 //     a disk's request queue). For /dev/loop3p4 that is loop3 (7:3), for
 //     /dev/sda4 it is sda (8:0).
-//   - Every WriteAt through Limiter.WriterAt runs on one dedicated OS thread
-//     (runtime.LockOSThread) owned by the Limiter.
+//   - Every WriteAt (and Sync) through Limiter.WriterAt runs on one
+//     dedicated OS thread (runtime.LockOSThread) owned by the Limiter.
 //   - cgroup v1 (also "hybrid" hosts, where blkio is a v1 hierarchy): only
 //     that thread is placed in the cgroup, by writing its TID to the group's
 //     "tasks" file. D-Bus handlers, prefs checkpoints and everything else
@@ -319,9 +319,9 @@ func (l *Limiter) Close() error {
 	return err
 }
 
-// cgroupOf returns the cgroup path of pid's task tid in the hierarchy that
-// has controller (v1) or the unified one (controller ""), from
-// /proc/<pid>/task/<tid>/cgroup.
+// cgroupOf returns the cgroup path that procFile (/proc/self/cgroup, or
+// /proc/self/task/<tid>/cgroup for one thread) lists for the hierarchy
+// that has controller (v1), or for the unified one (controller "").
 func cgroupOf(procFile, controller string) (string, error) {
 	b, err := os.ReadFile(procFile)
 	if err != nil {

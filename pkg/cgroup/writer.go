@@ -48,15 +48,15 @@ func (l *Limiter) run(f func()) error {
 }
 
 // Writer is the io.WriterAt returned by Limiter.WriterAt. Its methods may
-// be called from any goroutine; they run one at a time on the Limiter's
-// thread.
+// be called from any goroutine; WriteAt and Sync run one at a time on the
+// Limiter's thread, Close on the caller's.
 type Writer struct {
 	l *Limiter
 	w io.WriterAt
 }
 
-// WriterAt returns a writer whose WriteAt, Sync and Close run on the
-// Limiter's thread inside the cgroup. For the limit to hold on cgroup v1,
+// WriterAt returns a writer whose WriteAt and Sync run on the Limiter's
+// thread inside the cgroup. For the limit to hold on cgroup v1,
 // w must be a file opened with O_DIRECT (see the package doc). On a nil
 // Limiter the writer writes directly.
 func (l *Limiter) WriterAt(w io.WriterAt) *Writer {

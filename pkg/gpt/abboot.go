@@ -82,12 +82,9 @@ func (t *Table) MarkForTrial(index int) error {
 // successful=1, tries=0, then Prioritize (so a fallback slot that booted
 // becomes the preferred one).
 func (t *Table) MarkGood(index int) error {
-	e, err := t.used(index)
-	if err != nil {
+	if err := t.MarkSuccessful(index); err != nil {
 		return err
 	}
-	e.SetSuccessful(true)
-	_ = e.SetTries(0)
 	return t.Prioritize(index)
 }
 

@@ -36,8 +36,8 @@ func DetectSectorSize(r io.ReaderAt, size int64) int {
 
 // Update reads the GPT of rw (size bytes, logical sectorSize), repairs what
 // the Report shows wrong, then, when fn is not nil, applies fn to the table
-// and writes it. Every write goes through Table.Write, so a crash at any
-// point leaves a valid copy (see the package doc). The Report is the one of
+// and writes it. Every GPT write goes through Table.Write, so a crash at
+// any point leaves a valid copy (see the package doc). The Report is the one of
 // the initial read.
 func Update(rw ReadWriterAt, size int64, sectorSize int, fn func(*Table) error) (*Report, error) {
 	t, rep, err := Read(rw, size, sectorSize)
@@ -142,7 +142,8 @@ func (d *Disk) Close() error { return d.f.Close() }
 func (d *Disk) Read() (*Table, *Report, error) { return Read(d.f, d.size, d.ss) }
 
 // Update repairs the GPT if needed and applies fn (may be nil), as the
-// package-level Update does, then syncs. The disk must be open O_RDWR.
+// package-level Update does; Table.Write syncs the file after each copy.
+// The disk must be open O_RDWR.
 func (d *Disk) Update(fn func(*Table) error) (*Report, error) {
 	return Update(d.f, d.size, d.ss, fn)
 }

@@ -103,44 +103,75 @@ func Read(r io.ReaderAt, size int64, sectorSize int) (*Table, *Report, error) {
 		return nil, nil, fmt.Errorf("%w: disk of %d bytes is too small for a GPT with %d-byte sectors", ErrNoValidGPT, size, ss)
 	}
 	sectors := uint64(size) / uint64(ss)
-	last := sectors - 1
 	rep := &Report{}
+	pri, bak, err := readCopies(r, sectors-1, ss, rep)
+	if err != nil {
+		return nil, nil, err
+	}
+	t := tableFrom(pri, bak, rep, sectors, ss)
+	mbr := make([]byte, mbrSize)
+	if _, err := r.ReadAt(mbr, 0); err != nil {
+		return nil, nil, fmt.Errorf("%w: protective MBR: %w", ErrIO, err)
+	}
+	rep.PMBR = checkPMBR(mbr, sectors)
+	return t, rep, nil
+}
 
+// readCopies reads the primary copy and then the backup, and notes in rep
+// what is wrong with each, whether the backup has moved and whether the
+// two differ. A copy that rep.Primary or rep.Backup calls unusable may be
+// nil. It fails with ErrIO when r fails and with ErrNoValidGPT when
+// neither copy is valid.
+func readCopies(r io.ReaderAt, last uint64, ss int, rep *Report) (pri, bak *copyOf, err error) {
 	pri, perr := readCopy(r, 1, last, ss, "primary")
 	if errors.Is(perr, ErrIO) {
 		return nil, nil, perr
 	}
-	// Where the backup should be, and where a grown disk has it.
+	bak, movedBak, berr := readBackup(r, pri, last, ss)
+	if errors.Is(berr, ErrIO) {
+		return nil, nil, berr
+	}
+	if perr != nil && berr != nil {
+		return nil, nil, fmt.Errorf("%w: %s; %s", ErrNoValidGPT, bare(perr), bare(berr))
+	}
+	rep.Primary, rep.Backup = perr, berr
+	rep.BackupMoved = movedBak || (perr == nil && pri.h.altLBA != last)
+	if perr == nil && berr == nil {
+		rep.Mismatch = !sameCopy(&pri.h, &bak.h, rep.BackupMoved) || !bytes.Equal(pri.array, bak.array)
+	}
+	return pri, bak, nil
+}
+
+// readBackup reads the backup copy at the last LBA or, failing that, where
+// the primary's header says it is (a grown disk keeps it there; moved is
+// then true). Unless r fails (ErrIO), the error is the one about the last
+// LBA, and it is nil exactly when a valid backup was found.
+func readBackup(r io.ReaderAt, pri *copyOf, last uint64, ss int) (bak *copyOf, moved bool, err error) {
 	candidates := []uint64{last}
 	if pri != nil && pri.h.altLBA < last && pri.h.altLBA > 1 {
 		candidates = append(candidates, pri.h.altLBA)
 	}
-	var bak *copyOf
-	var berr error
 	for i, at := range candidates {
-		c, err := readCopy(r, at, last, ss, "backup")
-		if errors.Is(err, ErrIO) {
-			return nil, nil, err
+		c, cerr := readCopy(r, at, last, ss, "backup")
+		if errors.Is(cerr, ErrIO) {
+			return nil, false, cerr
 		}
-		if err == nil {
-			bak, berr = c, nil
-			rep.BackupMoved = i > 0
-			break
+		if cerr == nil {
+			return c, i > 0, nil
 		}
 		if i == 0 {
-			berr = err
+			err = cerr
 		}
 	}
-	if perr == nil && pri.h.altLBA != last {
-		rep.BackupMoved = true
-	}
-	if perr != nil && (bak == nil || berr != nil) {
-		return nil, nil, fmt.Errorf("%w: %s; %s", ErrNoValidGPT, bare(perr), bare(berr))
-	}
-	rep.Primary, rep.Backup = perr, berr
+	return nil, false, err
+}
 
+// tableFrom builds the table to write back from the valid copy, the
+// primary when it is: the geometry of a disk of sectors, the backup at its
+// end.
+func tableFrom(pri, bak *copyOf, rep *Report, sectors uint64, ss int) *Table {
 	base := pri
-	if perr != nil {
+	if rep.Primary != nil {
 		base = bak
 	}
 	t := &Table{
@@ -152,30 +183,21 @@ func Read(r io.ReaderAt, size int64, sectorSize int) (*Table, *Report, error) {
 		EntryLBA:       2,
 		EntrySize:      base.h.entrySize,
 	}
-	if perr == nil {
+	if rep.Primary == nil {
 		t.EntryLBA = pri.h.entriesLBA
 	}
 	n := arraySectors(base.h.arrayBytes(), ss)
 	if rep.BackupMoved { // as sgdisk -e: backup to the end, usable space up to it
-		t.LastUsableLBA = last - n - 1
+		t.LastUsableLBA = sectors - 1 - n - 1
 	}
 	if t.EntryLBA+n > t.FirstUsableLBA {
 		t.EntryLBA = 2 // primary rebuilt from a backup with a wider array
-	}
-	if perr == nil && berr == nil {
-		rep.Mismatch = !sameCopy(&pri.h, &bak.h, rep.BackupMoved) || !bytes.Equal(pri.array, bak.array)
 	}
 	for i := range base.h.numEntries {
 		off := int(i) * int(base.h.entrySize)
 		t.Entries = append(t.Entries, parseEntry(base.array[off:off+int(base.h.entrySize)]))
 	}
-
-	mbr := make([]byte, mbrSize)
-	if _, err := r.ReadAt(mbr, 0); err != nil {
-		return nil, nil, fmt.Errorf("%w: protective MBR: %w", ErrIO, err)
-	}
-	rep.PMBR = checkPMBR(mbr, sectors)
-	return t, rep, nil
+	return t
 }
 
 // bare is err's text without the package prefixes.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,7 @@ func TestCheckFaults(t *testing.T) {
 		{"500", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", 500) }, 0, ErrHTTPStatus, 500, 2500, true},
 		{"503", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "busy", 503) }, 0, ErrHTTPStatus, 503, 2503, true},
 		{"404 no backoff", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 0, ErrHTTPStatus, 404, 2404, false},
+		{"502 no backoff", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "bad gateway", 502) }, 0, ErrHTTPStatus, 502, 2502, false},
 		{"empty body", func(w http.ResponseWriter, r *http.Request) {}, 0, ErrEmptyResponse, -1, 0, false},
 		{"malformed XML", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<response><app>") }, 0, ErrXMLParse, -1, 0, false},
 		{"truncated body", func(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +70,7 @@ func TestCheckFaults(t *testing.T) {
 		}, 0, io.ErrUnexpectedEOF, 200, 2200, false},
 		{"100 MB body, chunked", func(w http.ResponseWriter, r *http.Request) { huge(w, r, false) }, 0, ErrResponseTooLarge, 200, 2200, false},
 		{"100 MB body, declared", func(w http.ResponseWriter, r *http.Request) { huge(w, r, true) }, 0, ErrResponseTooLarge, 200, 2200, false},
-		{"timeout", nil, 200 * time.Millisecond, nil, 0, 2000, true},
+		{"timeout", nil, 200 * time.Millisecond, nil, 0, 2000, false},
 		{"307 keeps the POST", func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != "/moved/" {
 				http.Redirect(w, r, "/moved/", http.StatusTemporaryRedirect)
@@ -95,7 +97,7 @@ func TestCheckFaults(t *testing.T) {
 		}, 0, nil, -1, 0, false},
 		{"redirect loop", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, r.URL.Path+"x", http.StatusTemporaryRedirect)
-		}, 0, nil, 0, 2000, true},
+		}, 0, nil, 0, 2000, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,14 +166,14 @@ func TestCheckConnectionRefused(t *testing.T) {
 	c := newTestClient(t, "http://"+addr+"/v1/update/")
 	_, err = c.Check(testCtx(t), specParams())
 	var he *HTTPError
-	if !errors.As(err, &he) || he.StatusCode != 0 || he.Code() != 2000 || !Backoff(err) {
+	if !errors.As(err, &he) || he.StatusCode != 0 || he.Code() != 2000 || Backoff(err) {
 		t.Fatalf("err = %v", err)
 	}
 }
 
-// 503 answers back off the schedule: 45 min, 90, 180, 240, and a good
-// answer returns to 45.
-func TestCheck503BacksOffSchedule(t *testing.T) {
+// 503 answers are the ones the scheduler backs off on (Backoff), and a
+// good answer is not.
+func TestCheck503BacksOff(t *testing.T) {
 	fail := true
 	s := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if fail {
@@ -181,25 +183,14 @@ func TestCheck503BacksOffSchedule(t *testing.T) {
 		io.WriteString(w, `<response><app><updatecheck status="noupdate"/></app></response>`)
 	})
 	c := newTestClient(t, s.URL+"/v1/update/")
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := fixedRand{"mid"}
-	_, sched := Schedule{}.First(now, r)
-	var got []time.Duration
+	var got []bool
 	for i := range 5 {
 		fail = i < 4
-		plan, err := c.Check(testCtx(t), specParams())
-		o := CheckOutcome{Backoff: Backoff(err)}
-		if plan != nil {
-			o.PollInterval = plan.PollInterval
-		}
-		_, sched = sched.Next(now, o, r)
-		got = append(got, sched.LastInterval)
+		_, err := c.Check(testCtx(t), specParams())
+		got = append(got, Backoff(err))
 	}
-	want := []time.Duration{45 * time.Minute, 90 * time.Minute, 180 * time.Minute, 4 * time.Hour, 45 * time.Minute}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("intervals %v, want %v", got, want)
-		}
+	if want := []bool{true, true, true, true, false}; !slices.Equal(got, want) {
+		t.Fatalf("Backoff per check %v, want %v", got, want)
 	}
 	if n := s.requests.Load(); n != 5 {
 		t.Errorf("%d requests", n)

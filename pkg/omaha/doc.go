@@ -2,8 +2,8 @@
 // update_engine does (SPEC.md section 3): it builds requests byte for byte
 // as FUE's omaha_request_action.cc emits them, parses responses with FUE's
 // rules into a plain Plan, sends events, downloads payloads with HTTP Range
-// resume and per-URL failover, and computes the check schedule as a pure
-// function of an injected random source.
+// resume and per-URL failover, and says which failures the check schedule
+// backs off on (Backoff). The schedule itself is internal/engine's.
 //
 // Parties: the client (this package, driven by internal/engine) POSTs
 // text/xml to SERVER (an Omaha server: Nebraska, go-omaha, or our dev

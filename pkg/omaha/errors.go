@@ -80,13 +80,14 @@ func (e *HTTPError) Code() int32 {
 	return int32(2000 + c)
 }
 
-// Backoff reports whether err calls for exponential check backoff: a 5xx
-// answer or a network failure (FUE backs off on 500 and 503 only; we include
-// every 5xx and failures without any answer).
+// Backoff reports whether err calls for the scheduler's doubling backoff:
+// an answer with HTTP 500 or 503, exactly as FUE's update_check_scheduler
+// (SPEC.md section 3). Other statuses, network failures and timeouts (no
+// answer at all) keep the regular interval.
 func Backoff(err error) bool {
 	var he *HTTPError
 	if !errors.As(err, &he) {
 		return false
 	}
-	return he.StatusCode == 0 || (he.StatusCode >= 500 && he.StatusCode <= 599)
+	return he.StatusCode == http.StatusInternalServerError || he.StatusCode == http.StatusServiceUnavailable
 }

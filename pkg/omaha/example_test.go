@@ -6,14 +6,14 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"time"
 
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
-// The engine's loop, reduced: schedule, check, report, download with
-// failover and resume, verify.
+// The engine's loop, reduced: check, report, download with failover and
+// resume, verify. (The engine schedules checks itself and backs off when
+// Backoff(err) says so.)
 func Example() {
 	ctx := context.TODO() // the engine passes its own ctx
 	hc, err := omaha.NewHTTPClient(omaha.TransportOptions{ConnectTimeout: 30 * time.Second})
@@ -24,12 +24,7 @@ func Example() {
 	p := omaha.Params{Version: "3815.2.0", Track: "stable", MachineID: "…", Board: "amd64-usr", Arch: "x86_64",
 		PreviousVersion: omaha.InitialPreviousVersion}
 
-	r := rand.New(rand.NewPCG(1, 2))
-	next, sched := omaha.Schedule{}.First(time.Now(), r)
-	_ = next // wait on the injected clock until next
-
 	plan, err := c.Check(ctx, p)
-	next, sched = sched.Next(time.Now(), omaha.CheckOutcome{Backoff: omaha.Backoff(err), PollInterval: pollOf(plan)}, r)
 	if err != nil || plan.NoUpdate {
 		return
 	}
@@ -56,11 +51,4 @@ func Example() {
 	}
 	c.SendEvent(ctx, p, omaha.EventDownloadFinished)
 	fmt.Println("applied", plan.Version)
-}
-
-func pollOf(p *omaha.Plan) time.Duration {
-	if p == nil {
-		return 0
-	}
-	return p.PollInterval
 }

@@ -54,7 +54,7 @@ type Params struct {
 
 // RollbackErrorCode is FUE's kActionCodeRollbackError, sent as 3/0 on the
 // first check after the new slot failed to boot.
-const RollbackErrorCode = 44
+const RollbackErrorCode = RollbackError
 
 // Event constructors for what Flatcar sends.
 var (

@@ -83,13 +83,37 @@ func ParseResponse(body []byte) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	invalid := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidResponse}, a...)...)
-	}
 	plan := &Plan{Raw: body}
+	if err := plan.readUpdateCheck(root); err != nil {
+		return nil, err
+	}
+	if plan.NoUpdate {
+		return plan, nil
+	}
+	manifests := root.xpath("response", "app", "updatecheck", "manifest")
+	if len(manifests) == 0 {
+		return nil, invalid("no manifest")
+	}
+	plan.Version = manifests[0].get("version")
+	for _, step := range []func(*node) error{plan.readURLs, plan.readPackages, plan.readPostinstall} {
+		if err := step(root); err != nil {
+			return nil, err
+		}
+	}
+	return plan, nil
+}
+
+// invalid is an ErrInvalidResponse saying what is wrong.
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidResponse}, a...)...)
+}
+
+// readUpdateCheck reads <updatecheck>: its PollInterval and status
+// (noupdate sets NoUpdate; anything but ok is invalid).
+func (plan *Plan) readUpdateCheck(root *node) error {
 	ucs := root.xpath("response", "app", "updatecheck")
 	if len(ucs) == 0 {
-		return nil, invalid("no /response/app/updatecheck")
+		return invalid("no /response/app/updatecheck")
 	}
 	uc := ucs[0]
 	if n, err := strconv.Atoi(uc.get("PollInterval")); err == nil && n > 0 {
@@ -98,42 +122,44 @@ func ParseResponse(body []byte) (*Plan, error) {
 	status, ok := uc.attr("status")
 	switch {
 	case !ok:
-		return nil, invalid("updatecheck has no status")
+		return invalid("updatecheck has no status")
 	case status == "noupdate":
 		plan.NoUpdate = true
-		return plan, nil
 	case status != "ok":
-		return nil, invalid("updatecheck status %q", status)
+		return invalid("updatecheck status %q", status)
 	}
+	return nil
+}
 
-	manifests := root.xpath("response", "app", "updatecheck", "manifest")
-	if len(manifests) == 0 {
-		return nil, invalid("no manifest")
-	}
-	plan.Version = manifests[0].get("version")
-
+// readURLs reads the codebases of <urls>.
+func (plan *Plan) readURLs(root *node) error {
 	urls := root.xpath("response", "app", "updatecheck", "urls", "url")
 	if len(urls) == 0 {
-		return nil, invalid("no urls")
+		return invalid("no urls")
 	}
 	for i, u := range urls {
 		cb := u.get("codebase")
 		if cb == "" {
-			return nil, invalid("url %d has an empty codebase", i)
+			return invalid("url %d has an empty codebase", i)
 		}
 		plan.URLs = append(plan.URLs, cb)
 	}
+	return nil
+}
 
+// readPackages reads the packages; the first is the payload, so its name
+// completes the URLs and its size is required.
+func (plan *Plan) readPackages(root *node) error {
 	pkgs := root.xpath("response", "app", "updatecheck", "manifest", "packages", "package")
 	if len(pkgs) == 0 {
-		return nil, invalid("no package")
+		return invalid("no package")
 	}
 	for _, pn := range pkgs {
 		plan.Packages = append(plan.Packages, packageInfo(pn))
 	}
 	plan.PackageName = pkgs[0].get("name")
 	if plan.PackageName == "" {
-		return nil, invalid("package has an empty name")
+		return invalid("package has an empty name")
 	}
 	for i, u := range plan.URLs {
 		if !strings.HasSuffix(u, "/") {
@@ -143,9 +169,14 @@ func ParseResponse(body []byte) (*Plan, error) {
 	}
 	plan.Size = parseCInt(pkgs[0].get("size"))
 	if plan.Size <= 0 {
-		return nil, invalid("package size %q", pkgs[0].get("size"))
+		return invalid("package size %q", pkgs[0].get("size"))
 	}
+	return nil
+}
 
+// readPostinstall reads the postinstall action: the payload's SHA-256
+// (required) and FUE's flags.
+func (plan *Plan) readPostinstall(root *node) error {
 	var pie *node
 	for _, a := range root.xpath("response", "app", "updatecheck", "manifest", "actions", "action") {
 		if a.get("event") == "postinstall" {
@@ -154,11 +185,11 @@ func ParseResponse(body []byte) (*Plan, error) {
 		}
 	}
 	if pie == nil {
-		return nil, invalid("no postinstall action")
+		return invalid("no postinstall action")
 	}
 	plan.SHA256 = pie.get("sha256")
 	if plan.SHA256 == "" {
-		return nil, invalid("postinstall action has an empty sha256")
+		return invalid("postinstall action has an empty sha256")
 	}
 	plan.MoreInfo = pie.get("MoreInfo")
 	plan.NeedsAdmin = pie.get("needsadmin") == "true"
@@ -170,7 +201,7 @@ func ParseResponse(body []byte) (*Plan, error) {
 	}
 	plan.IsDeltaPayload = pie.get("IsDeltaPayload") == "true"
 	plan.DisablePayloadBackoff = pie.get("DisablePayloadBackoff") == "true"
-	return plan, nil
+	return nil
 }
 
 func packageInfo(n *node) PackageInfo {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/clock"
 )
 
 // Retry-After bounds: how long one call waits on a 503 answer's
@@ -18,32 +20,13 @@ const (
 )
 
 // Clock is the time the client waits on (Retry-After); tests inject one.
-type Clock interface {
-	Now() time.Time
-	// Sleep waits d, or until ctx ends (then it returns ctx's error).
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
-func (realClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+type Clock = clock.Clock
 
 func (c *Client) clock() Clock {
 	if c.Clock != nil {
 		return c.Clock
 	}
-	return realClock{}
+	return clock.Real{}
 }
 
 // parseRetryAfter reads a Retry-After value (RFC 9110 10.2.3): delay
@@ -84,7 +67,7 @@ func withRetryAfter[T any](ctx context.Context, c Clock, limit time.Duration, do
 	if !ok || limit < 0 {
 		return v, err
 	}
-	if serr := c.Sleep(ctx, min(d, limit)); serr != nil {
+	if serr := clock.Sleep(ctx, c, min(d, limit)); serr != nil {
 		return v, err
 	}
 	return do()

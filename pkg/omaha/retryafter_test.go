@@ -25,15 +25,15 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+// After records d and moves the time at once.
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.slept = append(c.slept, d)
 	c.now = c.now.Add(d)
-	return nil
+	ch := make(chan time.Time, 1)
+	ch <- c.now
+	return ch
 }
 
 func (c *fakeClock) waits() []time.Duration {
@@ -145,10 +145,9 @@ type cancelClock struct{ cancel context.CancelFunc }
 
 func (cancelClock) Now() time.Time { return clockStart }
 
-func (c cancelClock) Sleep(ctx context.Context, d time.Duration) error {
+func (c cancelClock) After(d time.Duration) <-chan time.Time {
 	c.cancel()
-	<-ctx.Done()
-	return ctx.Err()
+	return nil // never fires: the wait ends with the context
 }
 
 // TestDownloadRetryAfter: a payload GET answered 503 with Retry-After

@@ -13,10 +13,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
-	"github.com/abupdate/update_engine/pkg/rebootmgr/fleetlock"
+	"github.com/godbus/dbus/v5"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/abupdate/update_engine/pkg/clock"
+	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
+	"github.com/abupdate/update_engine/pkg/rebootmgr/fleetlock"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 const usage = `usage: update_engine_reboot_manager <command> [flags]
@@ -254,122 +258,180 @@ var MachineIDFile = "/etc/machine-id"
 
 func mainLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	s := newSettings("lock", stderr)
-	bus := s.fs.String("bus", "", "D-Bus address for reboot and send-need-reboot (default: the system bus)")
-	idFlag := s.fs.String("machine-id", "", "this machine's id (default: contents of /etc/machine-id)")
-	staleAfter := s.fs.Duration("stale-after", DefaultStaleAfter, "status: call a slot held longer than this stale")
-	if err := s.fs.Parse(args); err != nil {
-		return helpOr2(err)
+	c, code := parseLock(s, args, stdout, stderr)
+	if c == nil {
+		return code
 	}
-	rest := s.fs.Args()
-	if wantsHelp(rest) {
-		fmt.Fprint(stdout, usage)
-		return 0
-	}
-	if len(rest) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	verb, operands := rest[0], rest[1:]
-	maxOperands := map[string]int{"status": 0, "lock": 1, "unlock": 1, "reboot": 0, "send-need-reboot": 0, "set-max": 1}
-	n, known := maxOperands[verb]
-	if !known || len(operands) > n || verb == "set-max" && len(operands) != 1 {
-		fmt.Fprintf(stderr, "bad lock command %q\n%s", strings.Join(rest, " "), usage)
-		return 2
-	}
-	if verb == "send-need-reboot" {
-		return sendNeedReboot(*bus, stderr)
-	}
-	if verb == "reboot" && os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "Must be root to initiate reboot.")
-		return 1
-	}
-	id := ""
-	switch {
-	case (verb == "lock" || verb == "unlock") && len(operands) == 1:
-		id = operands[0]
-	case verb == "lock" || verb == "unlock" || verb == "reboot":
-		var err error
-		if id, err = machineID(*idFlag, MachineIDFile); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-	}
-	max := 0
-	if verb == "set-max" {
-		var err error
-		if max, err = strconv.Atoi(operands[0]); err != nil || max < 0 {
-			fmt.Fprintf(stderr, "Invalid maximum value: %s\n", operands[0])
-			return 2
-		}
+	if c.verb == "send-need-reboot" {
+		return sendNeedReboot(c.bus, stderr)
 	}
 	cfg, err := s.config(stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	parent, timeout := ctx, lockCommandTimeout
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return c.run(ctx, cfg)
+}
+
+// lockCmd is one parsed `lock` command.
+type lockCmd struct {
+	verb           string // status, lock, unlock, reboot, send-need-reboot, set-max
+	id             string // the holder for lock, unlock and reboot
+	max            int    // for set-max
+	bus            string
+	staleAfter     time.Duration
+	stdout, stderr io.Writer
+}
+
+// parseLock reads the flags and operands of `lock`; a nil command means
+// exit with the code returned.
+func parseLock(s *settings, args []string, stdout, stderr io.Writer) (*lockCmd, int) {
+	c := &lockCmd{stdout: stdout, stderr: stderr}
+	s.fs.StringVar(&c.bus, "bus", "", "D-Bus address for reboot and send-need-reboot (default: the system bus)")
+	idFlag := s.fs.String("machine-id", "", "this machine's id (default: contents of /etc/machine-id)")
+	s.fs.DurationVar(&c.staleAfter, "stale-after", DefaultStaleAfter, "status: call a slot held longer than this stale")
+	if err := s.fs.Parse(args); err != nil {
+		return nil, helpOr2(err)
+	}
+	rest := s.fs.Args()
+	if wantsHelp(rest) {
+		fmt.Fprint(stdout, usage)
+		return nil, 0
+	}
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, usage)
+		return nil, 2
+	}
+	var operands []string
+	c.verb, operands = rest[0], rest[1:]
+	maxOperands := map[string]int{"status": 0, "lock": 1, "unlock": 1, "reboot": 0, "send-need-reboot": 0, "set-max": 1}
+	n, known := maxOperands[c.verb]
+	if !known || len(operands) > n || c.verb == "set-max" && len(operands) != 1 {
+		fmt.Fprintf(stderr, "bad lock command %q\n%s", strings.Join(rest, " "), usage)
+		return nil, 2
+	}
+	if c.verb == "send-need-reboot" {
+		return c, 0
+	}
+	if c.verb == "reboot" && os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "Must be root to initiate reboot.")
+		return nil, 1
+	}
+	if code := c.holder(operands, *idFlag); code != 0 {
+		return nil, code
+	}
+	if c.verb == "set-max" {
+		var err error
+		if c.max, err = strconv.Atoi(operands[0]); err != nil || c.max < 0 {
+			fmt.Fprintf(stderr, "Invalid maximum value: %s\n", operands[0])
+			return nil, 2
+		}
+	}
+	return c, 0
+}
+
+// holder sets the id lock, unlock and reboot act for: the operand, else
+// this machine's id. It returns a non-zero exit code on failure.
+func (c *lockCmd) holder(operands []string, idFlag string) int {
+	switch {
+	case (c.verb == "lock" || c.verb == "unlock") && len(operands) == 1:
+		c.id = operands[0]
+	case c.verb == "lock" || c.verb == "unlock" || c.verb == "reboot":
+		var err error
+		if c.id, err = machineID(idFlag, MachineIDFile); err != nil {
+			fmt.Fprintln(c.stderr, err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// run opens the semaphore and does the command within
+// lockCommandTimeout.
+func (c *lockCmd) run(parent context.Context, cfg Config) int {
+	timeout := lockCommandTimeout
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	// An etcd that refuses the connection (or our TLS) is said at once:
 	// the v3 client itself would keep retrying until the timeout.
 	probe := etcdProbe(cfg)
 	if err := probe(ctx); err != nil {
-		fmt.Fprintf(stderr, "rebootmgr: etcd %v (%s API) unreachable: %v\n", cfg.Endpoints, cfg.EtcdAPI, err)
+		fmt.Fprintf(c.stderr, "rebootmgr: etcd %v (%s API) unreachable: %v\n", cfg.Endpoints, cfg.EtcdAPI, err)
 		return 1
 	}
 	lc, closeLC, err := openSemaphores(cfg, time.Now)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(c.stderr, err)
 		return 1
 	}
 	defer closeLC()
-	fail := func(what string, err error) int {
-		fmt.Fprintf(stderr, "%s: %v\n", what, etcdTimeout(parent, ctx, timeout, err, probe))
+	if err := c.do(ctx, parent, lc); err != nil {
+		var what *lockError
+		if errors.As(err, &what) {
+			fmt.Fprintf(c.stderr, "%s: %v\n", what.what, etcdTimeout(parent, ctx, timeout, what.err, probe))
+		} else {
+			fmt.Fprintln(c.stderr, err)
+		}
 		return 1
 	}
+	return 0
+}
 
-	switch verb {
+// lockError is a failed semaphore call, reported as locksmithctl does
+// ("Error locking: …").
+type lockError struct {
+	what string
+	err  error
+}
+
+func (e *lockError) Error() string { return e.what + ": " + e.err.Error() }
+
+func failed(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &lockError{what: what, err: err}
+}
+
+// do runs the verb on lc. parent (without the command's timeout) bounds
+// the reboot call.
+func (c *lockCmd) do(ctx, parent context.Context, lc etcdlock.Semaphores) error {
+	switch c.verb {
 	case "status":
-		if err := lockStatus(ctx, lc, stdout, time.Now(), *staleAfter); err != nil {
-			return fail("Error getting value", err)
-		}
+		return failed("Error getting value", lockStatus(ctx, lc, c.stdout, time.Now(), c.staleAfter))
 	case "lock":
-		if err := lc.Lock(ctx, id); err != nil {
-			return fail("Error locking", err)
-		}
+		return failed("Error locking", lc.Lock(ctx, c.id))
 	case "unlock":
-		if err := lc.Unlock(ctx, id); err != nil {
-			return fail("Error unlocking", err)
-		}
+		return failed("Error unlocking", lc.Unlock(ctx, c.id))
 	case "set-max":
 		old, _, err := lc.Get(ctx)
 		if err != nil {
-			return fail("Error getting value", err)
+			return failed("Error getting value", err)
 		}
-		sem, err := lc.SetMax(ctx, max)
+		sem, err := lc.SetMax(ctx, c.max)
 		if err != nil {
-			return fail("Error setting value", err)
+			return failed("Error setting value", err)
 		}
-		fmt.Fprintf(stdout, "Old-Max: %d\nMax: %d\n", old.Max, sem.Max)
+		fmt.Fprintf(c.stdout, "Old-Max: %d\nMax: %d\n", old.Max, sem.Max)
 	case "reboot":
-		if err := lc.Lock(ctx, id); err != nil {
-			return fail("Error locking", err)
+		if err := lc.Lock(ctx, c.id); err != nil {
+			return failed("Error locking", err)
 		}
-		conn, err := Connect(*bus)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		defer conn.Close()
-		// As locksmithctl: the lock stays held; the manager (or the
-		// operator) releases it after the reboot.
-		l := &Logind{Conn: conn, Clock: SystemClock{}, Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }}
-		if err := l.Reboot(parent); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
+		return c.reboot(parent)
 	}
-	return 0
+	return nil
+}
+
+// reboot asks logind to reboot. As locksmithctl: the lock stays held; the
+// manager (or the operator) releases it after the reboot.
+func (c *lockCmd) reboot(ctx context.Context) error {
+	conn, err := Connect(c.bus)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	l := &Logind{Conn: conn, Clock: clock.Real{}, Logf: func(f string, a ...any) { fmt.Fprintf(c.stderr, f+"\n", a...) }}
+	return l.Reboot(ctx)
 }
 
 // DefaultStaleAfter is when `lock status` calls a held slot stale: far
@@ -435,8 +497,8 @@ func sendNeedReboot(bus string, stderr io.Writer) int {
 		return 1
 	}
 	defer conn.Close()
-	if err := conn.Emit(UpdateEnginePath, UpdateEngineInterface+"."+StatusUpdateSignal,
-		int64(0), float64(0), StatusNeedsReboot, "", int64(0)); err != nil {
+	if err := conn.Emit(dbus.ObjectPath(update1.Path), update1.Interface+"."+update1.SignalStatusUpdate,
+		int64(0), float64(0), update1.StatusUpdatedNeedReboot, "", int64(0)); err != nil {
 		fmt.Fprintln(stderr, "error emitting signal:", err)
 		return 1
 	}
@@ -445,96 +507,133 @@ func sendNeedReboot(bus string, stderr io.Writer) int {
 
 func mainRun(ctx context.Context, args []string, stderr io.Writer, o Options) int {
 	s := newSettings("run", stderr)
-	fs := s.fs
-	fs.StringVar(&s.strategy, "strategy", "", "reboot strategy: reboot, etcd-lock, fleetlock, off (update.conf REBOOT_STRATEGY)")
-	fs.StringVar(&s.windowStart, "window-start", "", "reboot window start, `HH:MM` or `Day HH:MM` (LOCKSMITHD_REBOOT_WINDOW_START)")
-	fs.StringVar(&s.length, "window-length", "", "reboot window length, a Go duration (LOCKSMITHD_REBOOT_WINDOW_LENGTH)")
-	fs.StringVar(&s.fleetLockURL, "fleetlock-url", "", "FleetLock server base URL (FLEETLOCK_URL)")
-	fs.DurationVar(&s.lockTTL, "lock-ttl", 0, "evict etcd holders that keep a slot longer than this; 0 = only `lock unlock` (REBOOT_LOCK_TTL)")
-	bus := fs.String("bus", "", "D-Bus address (default: the system bus)")
-	stateFile := fs.String("state-file", DefaultStateFile, "reboot intent file")
-	coordFile := fs.String("coordinator-file", DefaultCoordinatorConf, "coordinator status file")
-	idFlag := fs.String("machine-id", "", "lock holder id (default: contents of /etc/machine-id)")
-	warnDelay := fs.Duration("warn-delay", 5*time.Minute, "wait after warning logged-in users before rebooting")
-	utmp := fs.String("utmp", DefaultUtmp, "utmp file listing logged-in users")
-	inhibitRetry := fs.Duration("inhibitor-retry", time.Minute, "wait between checks while a shutdown inhibitor blocks the reboot")
-	retryMin := fs.Duration("retry-min", 5*time.Second, "first lock retry delay (doubles, jittered)")
-	retryMax := fs.Duration("retry-max", 5*time.Minute, "longest lock retry delay")
-	mf := addMetricsFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return helpOr2(err)
+	rf, code := parseRun(s, args, stderr)
+	if rf == nil {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "run: unexpected arguments %v\n", fs.Args())
-		return 2
-	}
-	// The manager and the status watcher log from their own goroutines.
-	var logMu sync.Mutex
-	logf := func(format string, a ...any) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		fmt.Fprintf(stderr, format+"\n", a...)
-	}
+	logf := lockedLogf(stderr)
 	cfg, err := s.config(stderr)
 	if err != nil {
 		logf("%v", err)
 		return 1
 	}
-	coord, err := OpenCoordinator(*coordFile, "update_engine_reboot_manager", cfg.Strategy.String())
+	coord, err := OpenCoordinator(rf.coordFile, "update_engine_reboot_manager", cfg.Strategy.String())
 	if err != nil {
 		logf("%v", err)
 		return 1
 	}
 	defer coord.Close()
-	clock := SystemClock{}
-	m := &Manager{
-		Strategy: cfg.Strategy, Window: cfg.Window, Clock: clock,
-		Backoff:     Backoff{Min: *retryMin, Max: *retryMax, Rand: jitter},
-		Warner:      Wall{Utmp: *utmp},
-		WarnDelay:   *warnDelay,
-		StateFile:   *stateFile,
-		Coordinator: coord,
-		Logf:        logf,
-	}
+	m := rf.manager(cfg, coord, logf)
 	if cfg.Strategy == StrategyOff {
 		return exitCode(m.Run(ctx), logf)
 	}
-	id := *idFlag
-	if cfg.Strategy.NeedsLock() {
-		if id, err = machineID(*idFlag, MachineIDFile); err != nil {
-			logf("%v", err)
-			return 1
-		}
+	closeLock, err := attachLock(m, cfg, rf.machineID, logf)
+	if err != nil {
+		logf("%v", err)
+		return 1
 	}
-	switch cfg.Strategy {
-	case StrategyEtcdLock:
-		lc, closeLC, err := openSemaphores(cfg, clock.Now)
-		if err != nil {
-			logf("%v", err)
-			return 1
-		}
-		defer closeLC()
-		m.Lock = EtcdLocker{ID: id, Client: lc, Probe: etcdProbe(cfg), Logf: logf}
-	case StrategyFleetLock:
-		if cfg.FleetLockURL == "" {
-			logf("%v: strategy fleetlock needs FLEETLOCK_URL or -fleetlock-url", ErrBadConfig)
-			return 1
-		}
-		m.Lock = &fleetlock.Client{BaseURL: cfg.FleetLockURL, ID: id, Group: cfg.Group,
-			HTTP: &http.Client{Timeout: 30 * time.Second}}
-	}
-	conn, err := Connect(*bus)
+	defer closeLock()
+	conn, err := Connect(rf.bus)
 	if err != nil {
 		logf("%v", err)
 		return 1
 	}
 	defer conn.Close()
-	ue := NewUpdateEngine(conn)
+	ue := update1.NewClient(conn)
 	ue.Logf = logf
 	m.Status = ue
-	m.Rebooter = &Logind{Conn: conn, Clock: clock, Retry: *inhibitRetry, Logf: logf}
+	m.Rebooter = &Logind{Conn: conn, Clock: m.Clock, Retry: rf.inhibitRetry, Logf: logf}
 	logf("update_engine_reboot_manager: strategy %v, window %v", cfg.Strategy, windowString(cfg.Window))
-	return exitCode(mf.run(ctx, m, o, logf), logf)
+	return exitCode(rf.metrics.run(ctx, m, o, logf), logf)
+}
+
+// runFlags are the flags of `run` that are not update.conf keys.
+type runFlags struct {
+	bus, stateFile, coordFile, machineID, utmp  string
+	warnDelay, inhibitRetry, retryMin, retryMax time.Duration
+	metrics                                     metricsFlags
+}
+
+// parseRun reads the flags of `run`; a nil result means exit with the
+// code returned.
+func parseRun(s *settings, args []string, stderr io.Writer) (*runFlags, int) {
+	fs, rf := s.fs, &runFlags{}
+	fs.StringVar(&s.strategy, "strategy", "", "reboot strategy: reboot, etcd-lock, fleetlock, off (update.conf REBOOT_STRATEGY)")
+	fs.StringVar(&s.windowStart, "window-start", "", "reboot window start, `HH:MM` or `Day HH:MM` (LOCKSMITHD_REBOOT_WINDOW_START)")
+	fs.StringVar(&s.length, "window-length", "", "reboot window length, a Go duration (LOCKSMITHD_REBOOT_WINDOW_LENGTH)")
+	fs.StringVar(&s.fleetLockURL, "fleetlock-url", "", "FleetLock server base URL (FLEETLOCK_URL)")
+	fs.DurationVar(&s.lockTTL, "lock-ttl", 0, "evict etcd holders that keep a slot longer than this; 0 = only `lock unlock` (REBOOT_LOCK_TTL)")
+	fs.StringVar(&rf.bus, "bus", "", "D-Bus address (default: the system bus)")
+	fs.StringVar(&rf.stateFile, "state-file", DefaultStateFile, "reboot intent file")
+	fs.StringVar(&rf.coordFile, "coordinator-file", DefaultCoordinatorConf, "coordinator status file")
+	fs.StringVar(&rf.machineID, "machine-id", "", "lock holder id (default: contents of /etc/machine-id)")
+	fs.DurationVar(&rf.warnDelay, "warn-delay", 5*time.Minute, "wait after warning logged-in users before rebooting")
+	fs.StringVar(&rf.utmp, "utmp", DefaultUtmp, "utmp file listing logged-in users")
+	fs.DurationVar(&rf.inhibitRetry, "inhibitor-retry", time.Minute, "wait between checks while a shutdown inhibitor blocks the reboot")
+	fs.DurationVar(&rf.retryMin, "retry-min", 5*time.Second, "first lock retry delay (doubles, jittered)")
+	fs.DurationVar(&rf.retryMax, "retry-max", 5*time.Minute, "longest lock retry delay")
+	rf.metrics = addMetricsFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, helpOr2(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "run: unexpected arguments %v\n", fs.Args())
+		return nil, 2
+	}
+	return rf, 0
+}
+
+// lockedLogf logs a line to w at a time: the manager and the status
+// watcher log from their own goroutines.
+func lockedLogf(w io.Writer) func(format string, a ...any) {
+	var mu sync.Mutex
+	return func(format string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, format+"\n", a...)
+	}
+}
+
+// manager is the Manager the flags and cfg describe, without its lock,
+// status source and rebooter.
+func (rf *runFlags) manager(cfg Config, coord *Coordinator, logf func(string, ...any)) *Manager {
+	return &Manager{
+		Strategy: cfg.Strategy, Window: cfg.Window, Clock: clock.Real{},
+		Backoff:     clock.Backoff{Min: rf.retryMin, Max: rf.retryMax, Rand: clock.Jitter},
+		Warner:      Wall{Utmp: rf.utmp},
+		WarnDelay:   rf.warnDelay,
+		StateFile:   rf.stateFile,
+		Coordinator: coord,
+		Logf:        logf,
+	}
+}
+
+// attachLock gives m the lock its strategy needs, held as idFlag (or
+// this machine's id), and returns what closes it.
+func attachLock(m *Manager, cfg Config, idFlag string, logf func(string, ...any)) (func(), error) {
+	id := idFlag
+	if cfg.Strategy.NeedsLock() {
+		var err error
+		if id, err = machineID(idFlag, MachineIDFile); err != nil {
+			return nil, err
+		}
+	}
+	switch cfg.Strategy {
+	case StrategyEtcdLock:
+		lc, closeLC, err := openSemaphores(cfg, m.Clock.Now)
+		if err != nil {
+			return nil, err
+		}
+		m.Lock = EtcdLocker{ID: id, Client: lc, Probe: etcdProbe(cfg), Logf: logf}
+		return closeLC, nil
+	case StrategyFleetLock:
+		if cfg.FleetLockURL == "" {
+			return nil, fmt.Errorf("%w: strategy fleetlock needs FLEETLOCK_URL or -fleetlock-url", ErrBadConfig)
+		}
+		m.Lock = &fleetlock.Client{BaseURL: cfg.FleetLockURL, ID: id, Group: cfg.Group,
+			HTTP: &http.Client{Timeout: 30 * time.Second}}
+	}
+	return func() {}, nil
 }
 
 func windowString(w *Window) string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // syncBuffer is a bytes.Buffer safe for a goroutine writer and a test
@@ -125,7 +126,7 @@ func TestMainRecoversKilledHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	engine.set(t, StatusNeedsReboot)
+	engine.set(t, update1.StatusUpdatedNeedReboot)
 	coord := filepath.Join(dir, "coordinator.conf")
 	stderr, stopRun := startRun(ctx, dir, "-config", conf, "-strategy", "etcd-lock", "-endpoint", e.Endpoint,
 		"-bus", addr, "-machine-id", "alive")

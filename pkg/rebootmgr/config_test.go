@@ -86,46 +86,6 @@ func TestStrategyRoundTrip(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	b := Backoff{}
-	want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 5 * time.Minute, 5 * time.Minute}
-	for i, w := range want {
-		if got := b.Delay(i); got != w {
-			t.Errorf("Delay(%d) = %v, want %v", i, got, w)
-		}
-	}
-	j := Backoff{Rand: func() float64 { return 0.5 }}
-	if got := j.Delay(0); got != 3750*time.Millisecond {
-		t.Errorf("jittered Delay(0) = %v, want 3.75s", got)
-	}
-	if got := j.Delay(100); got < 150*time.Second || got >= 5*time.Minute {
-		t.Errorf("jittered Delay(100) = %v, want in [2.5m, 5m)", got)
-	}
-}
-
-func TestParseStatus(t *testing.T) {
-	tests := []struct {
-		name    string
-		body    []any
-		want    Status
-		wantErr error
-	}{
-		{name: "ok", body: []any{int64(1), 0.5, StatusNeedsReboot, "1.2.3", int64(99)}, want: Status{1, 0.5, StatusNeedsReboot, "1.2.3", 99}},
-		{name: "short", body: []any{int64(1)}, wantErr: ErrBadStatus},
-		{name: "int32 time", body: []any{int32(1), 0.5, "x", "y", int64(1)}, wantErr: ErrBadStatus},
-		{name: "string progress", body: []any{int64(1), "0.5", "x", "y", int64(1)}, wantErr: ErrBadStatus},
-		{name: "uint64 size", body: []any{int64(1), 0.5, "x", "y", uint64(1)}, wantErr: ErrBadStatus},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseStatus(tt.body)
-			if !errors.Is(err, tt.wantErr) || got != tt.want {
-				t.Fatalf("got %+v, %v; want %+v, %v", got, err, tt.want, tt.wantErr)
-			}
-		})
-	}
-}
-
 func TestEtcdTLS(t *testing.T) {
 	dir := t.TempDir()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)

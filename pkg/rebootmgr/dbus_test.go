@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/godbus/dbus/v5"
+
+	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // fakeLogind is exported as org.freedesktop.login1 on a private bus and
@@ -45,7 +47,7 @@ func (l *fakeLogind) counts() (lists, reboots int) {
 type fakeEngine struct {
 	conn *dbus.Conn
 	mu   sync.Mutex // guards st
-	st   Status
+	st   update1.Status
 }
 
 func (e *fakeEngine) GetStatus() (int64, float64, string, string, int64, *dbus.Error) {
@@ -60,7 +62,7 @@ func (e *fakeEngine) set(t *testing.T, op string) {
 	e.st.CurrentOperation = op
 	s := e.st
 	e.mu.Unlock()
-	if err := e.conn.Emit(UpdateEnginePath, UpdateEngineInterface+"."+StatusUpdateSignal,
+	if err := e.conn.Emit(dbus.ObjectPath(update1.Path), update1.Interface+"."+update1.SignalStatusUpdate,
 		s.LastCheckedTime, s.Progress, s.CurrentOperation, s.NewVersion, s.NewSize); err != nil {
 		t.Fatal(err)
 	}
@@ -77,16 +79,16 @@ func startServices(t *testing.T) (string, *fakeLogind, *fakeEngine) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	logind := &fakeLogind{}
-	engine := &fakeEngine{conn: conn, st: Status{LastCheckedTime: 1700000000, CurrentOperation: StatusIdle, NewVersion: "0.0.0"}}
+	engine := &fakeEngine{conn: conn, st: update1.Status{LastCheckedTime: 1700000000, CurrentOperation: update1.StatusIdle, NewVersion: "0.0.0"}}
 	if err := conn.ExportMethodTable(map[string]any{
 		"ListInhibitors": logind.ListInhibitors, "Reboot": logind.Reboot,
 	}, LogindPath, LogindInterface); err != nil {
 		t.Fatal(err)
 	}
-	if err := conn.ExportMethodTable(map[string]any{"GetStatus": engine.GetStatus}, UpdateEnginePath, UpdateEngineInterface); err != nil {
+	if err := conn.ExportMethodTable(map[string]any{"GetStatus": engine.GetStatus}, dbus.ObjectPath(update1.Path), update1.Interface); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{LogindName, UpdateEngineName} {
+	for _, name := range []string{LogindName, update1.Name} {
 		if r, err := conn.RequestName(name, dbus.NameFlagDoNotQueue); err != nil || r != dbus.RequestNameReplyPrimaryOwner {
 			t.Fatalf("RequestName %s: %v, %v", name, r, err)
 		}
@@ -138,7 +140,7 @@ func TestManagerRebootsOnStatusUpdateSignal(t *testing.T) {
 		m := &Manager{
 			Strategy:    StrategyReboot,
 			Window:      window,
-			Status:      NewUpdateEngine(conn),
+			Status:      update1.NewClient(conn),
 			Rebooter:    &Logind{Conn: conn, Clock: clock, Retry: time.Minute, Logf: testLogf(t, "logind: ")},
 			Clock:       clock,
 			StateFile:   statePath,
@@ -154,8 +156,8 @@ func TestManagerRebootsOnStatusUpdateSignal(t *testing.T) {
 	waitFor(t, "STATE=running", func() bool { return fileHas(coordPath, "STATE=running") })
 
 	// A malformed StatusUpdate (int32 time) saying NEED_REBOOT is skipped.
-	if err := engine.conn.Emit(UpdateEnginePath, UpdateEngineInterface+"."+StatusUpdateSignal,
-		int32(1), 1.0, StatusNeedsReboot, "2.0.0", int64(1)); err != nil {
+	if err := engine.conn.Emit(dbus.ObjectPath(update1.Path), update1.Interface+"."+update1.SignalStatusUpdate,
+		int32(1), 1.0, update1.StatusUpdatedNeedReboot, "2.0.0", int64(1)); err != nil {
 		t.Fatal(err)
 	}
 	// A shutdown block inhibitor holds the reboot back.
@@ -165,7 +167,7 @@ func TestManagerRebootsOnStatusUpdateSignal(t *testing.T) {
 		{What: "sleep:shutdown", Who: "backup", Why: "copying", Mode: "block", UID: 0, PID: 42},
 	}
 	logind.mu.Unlock()
-	engine.set(t, StatusNeedsReboot)
+	engine.set(t, update1.StatusUpdatedNeedReboot)
 	waitFor(t, "two inhibitor checks", func() bool { l, _ := logind.counts(); return l >= 2 })
 	if _, r := logind.counts(); r != 0 {
 		t.Fatalf("rebooted despite a shutdown block inhibitor")
@@ -199,7 +201,7 @@ func TestManagerRebootsOnStatusUpdateSignal(t *testing.T) {
 	closeM()
 
 	// After the reboot update_engine is idle: the intent is cleared.
-	engine.set(t, StatusIdle)
+	engine.set(t, update1.StatusIdle)
 	m, closeM = newManager(closed)
 	run = startManager(t, m)
 	waitFor(t, "intent cleared", func() bool { return fileHas(statePath, `"phase":""`) })
@@ -207,10 +209,10 @@ func TestManagerRebootsOnStatusUpdateSignal(t *testing.T) {
 
 	// A new update outside the window waits for it (6 h = 21.6 s at
 	// scale 1000 is too long to wait: check it only plans).
-	engine.set(t, StatusNeedsReboot)
+	engine.set(t, update1.StatusUpdatedNeedReboot)
 	waitFor(t, "STATE=reboot-planned", func() bool { return fileHas(coordPath, "STATE=reboot-planned") })
 	// ResetStatus by an operator cancels the plan.
-	engine.set(t, StatusIdle)
+	engine.set(t, update1.StatusIdle)
 	waitFor(t, "STATE=running after cancel", func() bool { return fileHas(coordPath, "STATE=running") })
 	if _, r := logind.counts(); r != 2 {
 		t.Fatalf("reboots = %d, want 2", r)
@@ -220,7 +222,7 @@ func TestManagerRebootsOnStatusUpdateSignal(t *testing.T) {
 }
 
 func TestManagerWaitsForWindow(t *testing.T) {
-	src := newMemSource(StatusNeedsReboot)
+	src := newMemSource(update1.StatusUpdatedNeedReboot)
 	// Window opens 2 min after the clock's start: 120 ms at scale 1000.
 	base := time.Date(2026, 11, 26, 3, 58, 0, 0, time.UTC)
 	clock := newFastClock(base, 1000)
@@ -255,7 +257,7 @@ func TestManagerExitsWhenBusIsLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer coord.Close()
-	m := &Manager{Strategy: StrategyReboot, Status: NewUpdateEngine(conn), Clock: clock, Coordinator: coord,
+	m := &Manager{Strategy: StrategyReboot, Status: update1.NewClient(conn), Clock: clock, Coordinator: coord,
 		Rebooter: &Logind{Conn: conn, Clock: clock}}
 	run := startManager(t, m)
 	waitFor(t, "STATE=running", func() bool { return fileHas(coordPath, "STATE=running") })
@@ -289,7 +291,7 @@ func TestManagerResumesOnlyInSameBoot(t *testing.T) {
 			w, _ := ParseWindow("18:00", "1h") // 6 h away: 21.6 s at scale 1000
 			rebooted := make(chan struct{}, 1)
 			m := &Manager{
-				Strategy: StrategyReboot, Window: w, Status: newMemSource(StatusNeedsReboot), Clock: clock,
+				Strategy: StrategyReboot, Window: w, Status: newMemSource(update1.StatusUpdatedNeedReboot), Clock: clock,
 				StateFile: state, BootID: func() string { return "boot-1" },
 				Rebooter: funcRebooter(func(ctx context.Context) error { rebooted <- struct{}{}; return nil }),
 			}

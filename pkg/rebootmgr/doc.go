@@ -7,7 +7,10 @@
 //     and the StatusUpdate signal, both (int64 last_checked_time, float64
 //     progress, string current_operation, string new_version, int64
 //     new_size). Every field is type-checked; a malformed body is skipped.
-//     Only the current owner of the name is believed (UpdateEngine.Watch):
+//     The names, the status tuple and the client are pkg/update1's, shared
+//     with the daemon and update_engine_client; callers use them from
+//     there (update1.Client, update1.Status).
+//     Only the current owner of the name is believed (update1.Client.Watch):
 //     StatusUpdate from any other connection is dropped, the owner is
 //     followed through the bus driver's NameOwnerChanged, and
 //     UPDATED_NEED_REBOOT is acted on only once the owner's GetStatus says
@@ -50,5 +53,6 @@
 // Config keys beyond locksmith's: FLEETLOCK_URL (FleetLock base URL; the
 // group is LOCKSMITHD_GROUP, default "default") and REBOOT_LOCK_TTL.
 //
-// Time comes from an injected Clock; nothing here sleeps on the wall clock.
+// Time comes from an injected clock.Clock (pkg/clock, as are clock.Backoff
+// and the wait); nothing here sleeps on the wall clock.
 package rebootmgr

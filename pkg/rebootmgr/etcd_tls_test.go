@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/clock"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // tlsTestConfig writes env as an update.conf and reads it back through
@@ -228,9 +230,9 @@ func TestManagerReportsRefusedEtcdTLS(t *testing.T) {
 	m := &Manager{
 		Strategy: cfg.Strategy,
 		Lock:     EtcdLocker{ID: "host", Client: &etcdlock.Client{KV: cli}, Timeout: 300 * time.Millisecond},
-		Status:   newMemSource(StatusIdle),
-		Clock:    SystemClock{},
-		Backoff:  Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+		Status:   newMemSource(update1.StatusIdle),
+		Clock:    clock.Real{},
+		Backoff:  clock.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond},
 		Logf:     func(f string, a ...any) { fmt.Fprintf(&log, f+"\n", a...) },
 	}
 	r := startManager(t, m)

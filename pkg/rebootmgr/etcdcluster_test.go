@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/testenv"
-	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/clock"
+	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // The fleet of the cluster test: n in-process reboot managers, each with
@@ -159,7 +162,7 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 		defer rngMu.Unlock()
 		return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
 	}
-	clock := newFastClock(time.Now(), o.scale)
+	fast := newFastClock(time.Now(), o.scale)
 	toReal := func(d time.Duration) time.Duration { return time.Duration(float64(d) / o.scale) }
 	dir := t.TempDir()
 	eps := c.Endpoints()
@@ -238,11 +241,11 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 					return nil
 				}
 				cc := countingClient{cli: cli, h: h}
-				lc := &etcdlock.Client{KV: cc, Watch: cc, After: clock.After, Recheck: o.lockRetry}
-				backoff := Backoff{Min: time.Second, Max: 10 * time.Second, Rand: rand.Float64}
+				lc := &etcdlock.Client{KV: cc, Watch: cc, After: fast.After, Recheck: o.lockRetry}
+				backoff := clock.Backoff{Min: time.Second, Max: 10 * time.Second, Rand: rand.Float64}
 				if o.poll {
 					lc.Watch = nil
-					backoff = Backoff{Rand: rand.Float64}
+					backoff = clock.Backoff{Rand: rand.Float64}
 				}
 				h.mu.Lock()
 				bootID := fmt.Sprintf("boot-%d", h.boot)
@@ -252,7 +255,7 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 					Lock: timedLocker{h: h, first: first, since: new(time.Time), Locker: EtcdLocker{Client: lc, ID: h.id,
 						Timeout: toReal(o.lockTimeout)}},
 					Status:  newMemSource(status),
-					Clock:   clock,
+					Clock:   fast,
 					Backoff: backoff,
 					Rebooter: funcRebooter(func(ctx context.Context) error {
 						h.mu.Lock()
@@ -285,7 +288,7 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 				return r
 			}
 			down := func(r *running) { r.cancel(); <-r.done; r.cli.Close() }
-			r := boot(StatusNeedsReboot, true)
+			r := boot(update1.StatusUpdatedNeedReboot, true)
 			for r != nil {
 				select {
 				case <-h.rebootReq:
@@ -309,7 +312,7 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 					h.boot++
 					h.booted++
 					h.mu.Unlock()
-					r = boot(StatusIdle, false)
+					r = boot(update1.StatusIdle, false)
 					if r == nil {
 						return
 					}
@@ -340,7 +343,7 @@ func runEtcdFleet(t testing.TB, c *testenv.EtcdCluster, o fleetOpts) *fleetResul
 					h.mu.Lock()
 					h.resumed = in.Phase
 					h.mu.Unlock()
-					r = boot(StatusNeedsReboot, false)
+					r = boot(update1.StatusUpdatedNeedReboot, false)
 				case fateNeverBack:
 					down(r)
 					return

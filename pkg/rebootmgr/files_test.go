@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 func TestCoordinatorFile(t *testing.T) {
@@ -121,7 +123,7 @@ func TestManagerWarnsUsersThenWaits(t *testing.T) {
 	}
 	rebooted := make(chan event, 1)
 	m := &Manager{
-		Strategy: StrategyReboot, Status: newMemSource(StatusNeedsReboot), Clock: clock,
+		Strategy: StrategyReboot, Status: newMemSource(update1.StatusUpdatedNeedReboot), Clock: clock,
 		Warner: Wall{Utmp: utmpPath, DevDir: dev}, WarnDelay: 5 * time.Minute,
 		Rebooter: funcRebooter(func(ctx context.Context) error {
 			rebooted <- event{clock.Now(), fileHas(tty, "System reboot in 5 minutes!")}

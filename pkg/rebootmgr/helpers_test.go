@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // fastClock runs scale times faster than the wall clock, starting at base:
@@ -31,21 +33,21 @@ func (c *fastClock) After(d time.Duration) <-chan time.Time {
 // memSource is an in-process update_engine status for simulated hosts.
 type memSource struct {
 	mu sync.Mutex // guards st
-	st Status
-	ch chan Status
+	st update1.Status
+	ch chan update1.Status
 }
 
 func newMemSource(op string) *memSource {
-	return &memSource{st: Status{CurrentOperation: op, NewVersion: "2.0.0"}, ch: make(chan Status, 8)}
+	return &memSource{st: update1.Status{CurrentOperation: op, NewVersion: "2.0.0"}, ch: make(chan update1.Status, 8)}
 }
 
-func (m *memSource) GetStatus(ctx context.Context) (Status, error) {
+func (m *memSource) GetStatus(ctx context.Context) (update1.Status, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.st, nil
 }
 
-func (m *memSource) Watch(ctx context.Context) (<-chan Status, error) { return m.ch, nil }
+func (m *memSource) Watch(ctx context.Context) (<-chan update1.Status, error) { return m.ch, nil }
 
 func (m *memSource) set(op string) {
 	m.mu.Lock()

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/atomicfile"
 )
 
 // DefaultStateFile is where the reboot intent is kept across restarts.
@@ -50,39 +52,17 @@ func LoadIntent(path string) (Intent, error) {
 	return in, nil
 }
 
-// SaveIntent writes in atomically: temp file in the same directory, fsync,
-// rename, fsync the directory.
+// SaveIntent writes in atomically and durably (pkg/atomicfile).
 func SaveIntent(path string, in Intent) error {
 	b, err := json.Marshal(in)
 	if err != nil {
 		return fmt.Errorf("rebootmgr: %w", err)
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("rebootmgr: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".reboot-intent-*")
-	if err != nil {
-		return fmt.Errorf("rebootmgr: %w", err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("rebootmgr: save state %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/abupdate/update_engine/internal/testenv"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // clearEnviron blanks every environment variable the reboot manager reads,
@@ -252,7 +253,7 @@ func TestLockVerbs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := conn.AddMatchSignal(dbus.WithMatchInterface(UpdateEngineInterface), dbus.WithMatchMember(StatusUpdateSignal)); err != nil {
+	if err := conn.AddMatchSignal(dbus.WithMatchInterface(update1.Interface), dbus.WithMatchMember(update1.SignalStatusUpdate)); err != nil {
 		t.Fatal(err)
 	}
 	sigs := make(chan *dbus.Signal, 4)
@@ -262,8 +263,8 @@ func TestLockVerbs(t *testing.T) {
 	}
 	select {
 	case sig := <-sigs:
-		st, err := ParseStatus(sig.Body)
-		if err != nil || !st.NeedsReboot() || sig.Path != UpdateEnginePath {
+		st, err := update1.ParseStatus(sig.Body)
+		if err != nil || !st.NeedsReboot() || sig.Path != dbus.ObjectPath(update1.Path) {
 			t.Fatalf("signal %+v: %+v, %v", sig, st, err)
 		}
 	case <-time.After(20 * time.Second):
@@ -310,7 +311,7 @@ func TestMainRunV2WaitsForLocksmithd(t *testing.T) {
 	dir := t.TempDir()
 	conf := writeConf(t, "REBOOT_STRATEGY=etcd-lock\nLOCKSMITHD_ENDPOINT="+e.Endpoint+"\n")
 	t.Setenv("LOCKSMITHD_ETCD_API", "v2") // as a systemd Environment= line would
-	engine.set(t, StatusNeedsReboot)
+	engine.set(t, update1.StatusUpdatedNeedReboot)
 	stderr, stop := startRun(t.Context(), dir, "-config", conf, "-bus", addr, "-machine-id", "ours")
 	defer stop()
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/abupdate/update_engine/pkg/clock"
 )
 
 // logind's D-Bus names.
@@ -39,7 +41,7 @@ func (i Inhibitor) BlocksShutdown() bool {
 // inhibitor is held.
 type Logind struct {
 	Conn  *dbus.Conn
-	Clock Clock
+	Clock clock.Clock
 	// Retry is the wait between inhibitor checks (default 1 min).
 	Retry time.Duration
 	Logf  func(format string, args ...any)
@@ -100,7 +102,7 @@ func (l *Logind) Reboot(ctx context.Context) error {
 		if l.Logf != nil {
 			l.Logf("reboot blocked by inhibitors %s; retrying in %v", strings.Join(blocking, ", "), retry)
 		}
-		if err := sleep(ctx, l.Clock, retry); err != nil {
+		if err := clock.Sleep(ctx, l.Clock, retry); err != nil {
 			return err
 		}
 	}

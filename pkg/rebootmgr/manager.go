@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/clock"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // Rebooter reboots the machine (Logind in production).
@@ -14,9 +17,9 @@ type Rebooter interface {
 
 // StatusSource is update_engine's status (UpdateEngine in production).
 type StatusSource interface {
-	GetStatus(ctx context.Context) (Status, error)
+	GetStatus(ctx context.Context) (update1.Status, error)
 	// Watch delivers StatusUpdate signals until ctx is done.
-	Watch(ctx context.Context) (<-chan Status, error)
+	Watch(ctx context.Context) (<-chan update1.Status, error)
 }
 
 // Warner warns logged-in users (Wall in production) and returns how many
@@ -37,8 +40,8 @@ type Manager struct {
 	Lock     Locker  // required when Strategy.NeedsLock()
 	Rebooter Rebooter
 	Status   StatusSource
-	Clock    Clock
-	Backoff  Backoff
+	Clock    clock.Clock
+	Backoff  clock.Backoff
 	// Warner and WarnDelay: warn users, then wait WarnDelay if anyone was
 	// warned (locksmith: 5 min). nil Warner = no warning.
 	Warner    Warner
@@ -94,7 +97,7 @@ func (m *Manager) retry(ctx context.Context, what string, f func(context.Context
 		}
 		d := m.Backoff.Delay(attempt)
 		m.logf("%s: %v; retrying in %v", what, err, d.Round(time.Millisecond))
-		if err := sleep(ctx, m.Clock, d); err != nil {
+		if err := clock.Sleep(ctx, m.Clock, d); err != nil {
 			return err
 		}
 	}
@@ -124,7 +127,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var st Status
+	var st update1.Status
 	if err := m.retry(ctx, "GetStatus", func(ctx context.Context) error {
 		var err error
 		st, err = m.Status.GetStatus(ctx)
@@ -137,87 +140,115 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.logf("%v; starting without a saved intent", err)
 	}
 	m.setState(StateRunning)
-
-	// The loop goroutine owns planning state: plan, cancelPlan, intent.
-	var (
-		planDone   chan error
-		cancelPlan context.CancelFunc
-		rebooted   bool
-	)
-	startPlan := func(s Status) {
-		pctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		planDone, cancelPlan = done, cancel
-		resume := intent.Phase == PhaseRebooting && intent.BootID == m.bootID()
-		go func() { done <- m.plan(pctx, s, resume) }()
-	}
-	settle := func(s Status) {
-		// Not (or no longer) needing a reboot: release what we hold.
-		if m.Lock != nil {
-			if intent.Phase != PhaseNone {
-				m.logf("update_engine reports %s after %s reboot for %q; releasing the reboot lock",
-					s.CurrentOperation, intent.Phase, intent.Version)
-			}
-			if err := m.retry(ctx, "release reboot lock", m.Lock.Unlock); err != nil {
-				return
-			}
-		}
-		if intent.Phase != PhaseNone {
-			intent = Intent{}
-			m.saveIntent(intent)
-		}
-		m.setState(StateRunning)
-	}
-
+	r := &runState{m: m, ctx: ctx, intent: intent}
 	if st.NeedsReboot() {
-		startPlan(st)
+		r.startPlan(st)
 	} else {
-		settle(st)
+		r.settle(st)
 	}
+	return r.loop(statuses)
+}
+
+// runState is Run's planning state, owned by Run's goroutine: the plan in
+// flight (planDone, cancelPlan; nil when none) and the intent.
+type runState struct {
+	m          *Manager
+	ctx        context.Context
+	intent     Intent
+	planDone   chan error
+	cancelPlan context.CancelFunc
+	rebooted   bool // a reboot was requested: ignore further statuses
+}
+
+// loop follows statuses and the plan until ctx is done or the status
+// stream ends.
+func (r *runState) loop(statuses <-chan update1.Status) error {
 	for {
 		select {
-		case <-ctx.Done():
-			if cancelPlan != nil {
-				cancelPlan()
-				<-planDone
-			}
+		case <-r.ctx.Done():
+			r.stopPlan()
 			return nil
-		case err := <-planDone:
-			cancelPlan()
-			planDone, cancelPlan = nil, nil
-			if err == nil {
-				rebooted = true
-				m.logf("reboot requested; waiting for shutdown")
-			} else if ctx.Err() == nil {
-				// Canceled because update_engine left NEED_REBOOT.
-				if in, lerr := m.loadIntent(); lerr == nil {
-					intent = in
-				}
-				settle(Status{CurrentOperation: "(plan canceled)"})
-			}
+		case err := <-r.planDone:
+			r.planFinished(err)
 		case s, ok := <-statuses:
 			if !ok {
-				if cancelPlan != nil {
-					cancelPlan()
-					<-planDone
-				}
-				if ctx.Err() != nil {
+				r.stopPlan()
+				if r.ctx.Err() != nil {
 					return nil
 				}
 				return ErrStatusLost
 			}
-			switch {
-			case rebooted:
-			case s.NeedsReboot() && planDone == nil:
-				startPlan(s)
-			case !s.NeedsReboot() && planDone != nil:
-				m.logf("update_engine left %s (%s); canceling the reboot plan", StatusNeedsReboot, s.CurrentOperation)
-				cancelPlan()
-			case !s.NeedsReboot() && planDone == nil && intent.Phase != PhaseNone:
-				settle(s)
-			}
+			r.follow(s)
 		}
 	}
+}
+
+// follow starts or cancels the plan as update_engine's status changes.
+func (r *runState) follow(s update1.Status) {
+	switch {
+	case r.rebooted:
+	case s.NeedsReboot() && r.planDone == nil:
+		r.startPlan(s)
+	case !s.NeedsReboot() && r.planDone != nil:
+		r.m.logf("update_engine left %s (%s); canceling the reboot plan", update1.StatusUpdatedNeedReboot, s.CurrentOperation)
+		r.cancelPlan()
+	case !s.NeedsReboot() && r.planDone == nil && r.intent.Phase != PhaseNone:
+		r.settle(s)
+	}
+}
+
+func (r *runState) startPlan(s update1.Status) {
+	pctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan error, 1)
+	r.planDone, r.cancelPlan = done, cancel
+	resume := r.intent.Phase == PhaseRebooting && r.intent.BootID == r.m.bootID()
+	go func() { done <- r.m.plan(pctx, s, resume) }()
+}
+
+// stopPlan cancels the plan in flight, if any, and waits for it.
+func (r *runState) stopPlan() {
+	if r.cancelPlan != nil {
+		r.cancelPlan()
+		<-r.planDone
+	}
+}
+
+// planFinished handles the plan's end: a requested reboot, or a plan
+// canceled because update_engine left NEED_REBOOT.
+func (r *runState) planFinished(err error) {
+	r.cancelPlan()
+	r.planDone, r.cancelPlan = nil, nil
+	if err == nil {
+		r.rebooted = true
+		r.m.logf("reboot requested; waiting for shutdown")
+		return
+	}
+	if r.ctx.Err() != nil {
+		return
+	}
+	if in, lerr := r.m.loadIntent(); lerr == nil {
+		r.intent = in
+	}
+	r.settle(update1.Status{CurrentOperation: "(plan canceled)"})
+}
+
+// settle: not (or no longer) needing a reboot, release what we hold.
+func (r *runState) settle(s update1.Status) {
+	m, intent := r.m, r.intent
+	if m.Lock != nil {
+		if intent.Phase != PhaseNone {
+			m.logf("update_engine reports %s after %s reboot for %q; releasing the reboot lock",
+				s.CurrentOperation, intent.Phase, intent.Version)
+		}
+		if err := m.retry(r.ctx, "release reboot lock", m.Lock.Unlock); err != nil {
+			return
+		}
+	}
+	if intent.Phase != PhaseNone {
+		r.intent = Intent{}
+		m.saveIntent(r.intent)
+	}
+	m.setState(StateRunning)
 }
 
 func (m *Manager) loadIntent() (Intent, error) {
@@ -229,7 +260,7 @@ func (m *Manager) loadIntent() (Intent, error) {
 
 // plan waits for the window, takes the lock, warns users and reboots.
 // resume skips the window wait (the host had already committed).
-func (m *Manager) plan(ctx context.Context, s Status, resume bool) error {
+func (m *Manager) plan(ctx context.Context, s update1.Status, resume bool) error {
 	m.setState(StateRebootPlanned)
 	m.logf("update %q needs a reboot (strategy %v)", s.NewVersion, m.Strategy)
 	for {
@@ -243,7 +274,7 @@ func (m *Manager) plan(ctx context.Context, s Status, resume bool) error {
 					}
 				}
 				m.logf("waiting %v for the reboot window (%v)", d, m.Window)
-				if err := sleep(ctx, m.Clock, d); err != nil {
+				if err := clock.Sleep(ctx, m.Clock, d); err != nil {
 					return err
 				}
 			}
@@ -274,7 +305,7 @@ func (m *Manager) plan(ctx context.Context, s Status, resume bool) error {
 		}
 		if n > 0 && m.WarnDelay > 0 {
 			m.logf("warned %d logged-in users; rebooting in %v", n, m.WarnDelay)
-			if err := sleep(ctx, m.Clock, m.WarnDelay); err != nil {
+			if err := clock.Sleep(ctx, m.Clock, m.WarnDelay); err != nil {
 				return err
 			}
 		}

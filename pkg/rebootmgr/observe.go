@@ -6,6 +6,8 @@ import (
 	"flag"
 	"sync"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/clock"
 )
 
 // Observer hears what the reboot manager does, for metrics (as Zincati
@@ -93,7 +95,7 @@ func Observe(m *Manager, obs Observer) {
 type observedLocker struct {
 	Locker
 	obs   Observer
-	clock Clock
+	clock clock.Clock
 
 	mu    sync.Mutex
 	since time.Time // first attempt of the current wait; zero = not waiting

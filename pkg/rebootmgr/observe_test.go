@@ -7,6 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/abupdate/update_engine/pkg/clock"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // stepClock is a manual clock: After advances it by d and fires at once,
@@ -75,13 +78,13 @@ func (l *failingLocker) Unlock(context.Context) error { return nil }
 // held), waits 5 s + 10 s of backoff for it on the clock (two refusals),
 // holds it, and asks logind to reboot, in that order.
 func TestObserve(t *testing.T) {
-	clock := &stepClock{t: time.Date(2026, 1, 1, 3, 0, 0, 0, time.UTC)}
+	clk := &stepClock{t: time.Date(2026, 1, 1, 3, 0, 0, 0, time.UTC)}
 	obs := &recObserver{}
 	rebooted := make(chan struct{}, 1)
-	src := newMemSource(StatusNeedsReboot)
+	src := newMemSource(update1.StatusUpdatedNeedReboot)
 	m := &Manager{
-		Strategy: StrategyEtcdLock, Clock: clock, Status: src,
-		Backoff: Backoff{Min: 5 * time.Second, Max: time.Minute},
+		Strategy: StrategyEtcdLock, Clock: clk, Status: src,
+		Backoff: clock.Backoff{Min: 5 * time.Second, Max: time.Minute},
 		Lock:    &failingLocker{fails: 2},
 		Rebooter: funcRebooter(func(context.Context) error {
 			rebooted <- struct{}{}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/abupdate/update_engine/internal/dbusapi"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // Tests of issue 13 item 1: StatusUpdate is trusted only from the current
@@ -30,15 +31,15 @@ import (
 // stubEngine is an update_engine stuck in one status.
 type stubEngine struct {
 	mu sync.Mutex // guards st
-	st dbusapi.Status
+	st update1.Status
 }
 
-func (e *stubEngine) Status() dbusapi.Status {
+func (e *stubEngine) Status() update1.Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.st
 }
-func (e *stubEngine) Detail() dbusapi.Detail { return dbusapi.Detail{Status: e.Status()} }
+func (e *stubEngine) Detail() update1.Detail { return update1.Detail{Status: e.Status()} }
 func (e *stubEngine) AttemptUpdate(context.Context, dbusapi.UpdateRequest) error {
 	return errors.New("stub: no updates")
 }
@@ -51,7 +52,7 @@ func (e *stubEngine) SetChannel(context.Context, string) error { return errors.N
 func (e *stubEngine) set(op, version string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.st = dbusapi.Status{LastCheckedTime: 1700000000, CurrentOperation: op, NewVersion: version}
+	e.st = update1.Status{LastCheckedTime: 1700000000, CurrentOperation: op, NewVersion: version}
 }
 
 // logindPolicy lets root own org.freedesktop.login1 and anyone call it, as
@@ -124,7 +125,7 @@ func (b *policyBus) serve(t *testing.T, conn *dbus.Conn, op, version string) (*d
 // has routed it.
 func (b *policyBus) emit(t *testing.T, conn *dbus.Conn, op, version string) {
 	t.Helper()
-	if err := conn.Emit(UpdateEnginePath, UpdateEngineInterface+"."+StatusUpdateSignal,
+	if err := conn.Emit(dbus.ObjectPath(update1.Path), update1.Interface+"."+update1.SignalStatusUpdate,
 		int64(1700000000), 0.0, op, version, int64(0)); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func (b *policyBus) emit(t *testing.T, conn *dbus.Conn, op, version string) {
 // broadcast (dest "") or unicast to dest. It returns the forger's name.
 func (b *policyBus) forge(t *testing.T, dest, op, version string) string {
 	t.Helper()
-	return b.mon.EmitAs(t, "nobody", b.addr, dest, UpdateEnginePath, UpdateEngineInterface, StatusUpdateSignal,
+	return b.mon.EmitAs(t, "nobody", b.addr, dest, dbus.ObjectPath(update1.Path), update1.Interface, update1.SignalStatusUpdate,
 		"xdssx", "1700000000", "0", op, version, "1")
 }
 
@@ -147,7 +148,7 @@ func (b *policyBus) waitOwnerGone(t *testing.T, name string) {
 	t.Helper()
 	b.mon.Wait(t, "NameOwnerChanged "+name+" → none", func(m *dbus.Message) bool {
 		return m.Type == dbus.TypeSignal && len(m.Body) == 3 &&
-			m.Body[0] == UpdateEngineName && m.Body[1] == name && m.Body[2] == ""
+			m.Body[0] == update1.Name && m.Body[1] == name && m.Body[2] == ""
 	})
 }
 
@@ -193,15 +194,15 @@ func startManagerOnBus(t *testing.T, b *policyBus) (name, statePath string, log 
 func TestManagerIgnoresForgedStatusUpdate(t *testing.T) {
 	b := startPolicyBus(t)
 	ownerConn := b.connect(t)
-	_, eng := b.serve(t, ownerConn, StatusIdle, "1.0.0")
+	_, eng := b.serve(t, ownerConn, update1.StatusIdle, "1.0.0")
 	me, statePath, log := startManagerOnBus(t, b)
 
-	b.forge(t, "", StatusNeedsReboot, "9999.0.0")
-	b.forge(t, me, StatusNeedsReboot, "9999.0.1")
-	b.emit(t, ownerConn, StatusNeedsReboot, "1.0.1") // GetStatus still says IDLE
+	b.forge(t, "", update1.StatusUpdatedNeedReboot, "9999.0.0")
+	b.forge(t, me, update1.StatusUpdatedNeedReboot, "9999.0.1")
+	b.emit(t, ownerConn, update1.StatusUpdatedNeedReboot, "1.0.1") // GetStatus still says IDLE
 	waitFor(t, "the unconfirmed NEED_REBOOT to be handled", func() bool {
 		_, r := b.logind.counts()
-		return r > 0 || strings.Contains(log.String(), "GetStatus says "+StatusIdle)
+		return r > 0 || strings.Contains(log.String(), "GetStatus says "+update1.StatusIdle)
 	})
 	if _, r := b.logind.counts(); r != 0 || strings.Contains(log.String(), "needs a reboot") {
 		in, _ := LoadIntent(statePath)
@@ -211,8 +212,8 @@ func TestManagerIgnoresForgedStatusUpdate(t *testing.T) {
 		t.Errorf("the forged unicast StatusUpdate was not reported as ignored")
 	}
 
-	eng.set(StatusNeedsReboot, "2.0.0")
-	b.emit(t, ownerConn, StatusNeedsReboot, "2.0.0")
+	eng.set(update1.StatusUpdatedNeedReboot, "2.0.0")
+	b.emit(t, ownerConn, update1.StatusUpdatedNeedReboot, "2.0.0")
 	b.waitReboot(t, statePath, "2.0.0")
 }
 
@@ -232,15 +233,15 @@ func (b *policyBus) waitReboot(t *testing.T, statePath, version string) {
 func TestManagerFollowsNewOwner(t *testing.T) {
 	b := startPolicyBus(t)
 	oldConn := b.connect(t)
-	b.serve(t, oldConn, StatusIdle, "1.0.0")
+	b.serve(t, oldConn, update1.StatusIdle, "1.0.0")
 	_, statePath, _ := startManagerOnBus(t, b)
 
 	oldName := oldConn.Names()[0]
 	oldConn.Close()
 	b.waitOwnerGone(t, oldName)
 	newConn := b.connect(t)
-	b.emit(t, newConn, StatusNeedsReboot, "3.0.0-early") // not the owner yet
-	b.serve(t, newConn, StatusNeedsReboot, "3.0.0")
+	b.emit(t, newConn, update1.StatusUpdatedNeedReboot, "3.0.0-early") // not the owner yet
+	b.serve(t, newConn, update1.StatusUpdatedNeedReboot, "3.0.0")
 	b.waitReboot(t, statePath, "3.0.0") // from the new owner's GetStatus
 }
 
@@ -254,10 +255,10 @@ func TestManagerFollowsNewOwner(t *testing.T) {
 func TestWatchFollowsOwner(t *testing.T) {
 	b := startPolicyBus(t)
 	aConn := b.connect(t)
-	aSrv, _ := b.serve(t, aConn, StatusIdle, "1.0.0")
+	aSrv, _ := b.serve(t, aConn, update1.StatusIdle, "1.0.0")
 	conn := b.connect(t)
 	var log syncBuffer
-	ue := NewUpdateEngine(conn)
+	ue := update1.NewClient(conn)
 	ue.Queue = 64
 	ue.Logf = func(format string, args ...any) { fmt.Fprintf(&log, format+"\n", args...) }
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -284,7 +285,7 @@ func TestWatchFollowsOwner(t *testing.T) {
 	// A forged NameOwnerChanged handing the name to the next forger (the
 	// bus numbers connections in order), then a signal from that forger.
 	noc := b.mon.EmitAs(t, "nobody", b.addr, me, "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged",
-		"sss", UpdateEngineName, aConn.Names()[0], nextName(t, b.addr))
+		"sss", update1.Name, aConn.Names()[0], nextName(t, b.addr))
 	if next := b.forge(t, me, "UPDATE_STATUS_DOWNLOADING", "forged-3"); next != nextNameAfter(t, noc) {
 		t.Fatalf("forger got %s, want %s as the forged NameOwnerChanged said", next, nextNameAfter(t, noc))
 	}
@@ -305,11 +306,11 @@ func TestWatchFollowsOwner(t *testing.T) {
 
 	// The owner's NEED_REBOOT signal is replaced by its GetStatus answer.
 	bEng.set("UPDATE_STATUS_FINALIZING", "b-2-get")
-	b.emit(t, bConn, StatusNeedsReboot, "b-2")
+	b.emit(t, bConn, update1.StatusUpdatedNeedReboot, "b-2")
 	want("UPDATE_STATUS_FINALIZING", "b-2-get")
-	bEng.set(StatusNeedsReboot, "b-3")
-	b.emit(t, bConn, StatusNeedsReboot, "b-3")
-	want(StatusNeedsReboot, "b-3")
+	bEng.set(update1.StatusUpdatedNeedReboot, "b-3")
+	b.emit(t, bConn, update1.StatusUpdatedNeedReboot, "b-3")
+	want(update1.StatusUpdatedNeedReboot, "b-3")
 	// Broadcasts from others never reach us (the match rule names the
 	// owner); unicast ones do and are dropped in process.
 	for _, v := range []string{"forged-2", "forged-3"} {

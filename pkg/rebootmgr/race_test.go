@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/pkg/clock"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/etcdlock"
 	"github.com/abupdate/update_engine/pkg/rebootmgr/fleetlock"
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"github.com/abupdate/update_engine/pkg/update1"
 )
 
 // simulateFleet runs n hosts that all need a reboot. Each host's manager
@@ -25,7 +28,7 @@ import (
 func simulateFleet(t *testing.T, n int, strategy Strategy, newLocker func(id string) Locker) []string {
 	t.Helper()
 	dir := t.TempDir()
-	clock := newFastClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), 1000)
+	fast := newFastClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC), 1000)
 	var mu sync.Mutex // guards order
 	var order []string
 	var wg sync.WaitGroup
@@ -35,12 +38,12 @@ func simulateFleet(t *testing.T, n int, strategy Strategy, newLocker func(id str
 			state := filepath.Join(dir, id+".json")
 			newManager := func(src *memSource, reboot Rebooter) *Manager {
 				return &Manager{
-					Strategy: strategy, Lock: newLocker(id), Status: src, Clock: clock,
-					Backoff: Backoff{Rand: rand.Float64}, Rebooter: reboot, StateFile: state,
+					Strategy: strategy, Lock: newLocker(id), Status: src, Clock: fast,
+					Backoff: clock.Backoff{Rand: rand.Float64}, Rebooter: reboot, StateFile: state,
 				}
 			}
 			rebooted := make(chan struct{}, 1)
-			before := startManager(t, newManager(newMemSource(StatusNeedsReboot), funcRebooter(func(ctx context.Context) error {
+			before := startManager(t, newManager(newMemSource(update1.StatusUpdatedNeedReboot), funcRebooter(func(ctx context.Context) error {
 				mu.Lock()
 				order = append(order, id)
 				mu.Unlock()
@@ -56,7 +59,7 @@ func simulateFleet(t *testing.T, n int, strategy Strategy, newLocker func(id str
 			// The machine goes down; it is back 10–40 ms later.
 			before.stop(t)
 			time.Sleep(time.Duration(10+rand.IntN(30)) * time.Millisecond)
-			after := startManager(t, newManager(newMemSource(StatusIdle), funcRebooter(func(ctx context.Context) error {
+			after := startManager(t, newManager(newMemSource(update1.StatusIdle), funcRebooter(func(ctx context.Context) error {
 				t.Errorf("%s rebooted again", id)
 				return nil
 			})))

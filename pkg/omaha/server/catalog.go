@@ -8,12 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/abupdate/update_engine/pkg/semver"
 )
 
 // Metadata is one payload's OUT.json as payload_generator writes it
-// (RULES.md "Shared contracts").
+// (cmd/payload_generator's Metadata; docs/man/payload_generator.1.md).
 type Metadata struct {
 	File          string `json:"file"`           // basename of the payload, next to the .json
 	Version       string `json:"version"`        // target version
@@ -103,57 +104,6 @@ func normalizeAppID(id string) string {
 	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(id), "{"), "}"))
 }
 
-// CompareVersions compares dotted versions numerically field by field
-// (semver-ish: "3815.2.0" < "3850.0.0"; a missing field counts as 0; a
-// "+build" suffix is ignored; a field that is not a number compares as a
-// string after all numeric fields). Returns -1, 0 or 1.
-func CompareVersions(a, b string) int {
-	a, _, _ = strings.Cut(a, "+")
-	b, _, _ = strings.Cut(b, "+")
-	af, bf := strings.Split(a, "."), strings.Split(b, ".")
-	for i := 0; i < len(af) || i < len(bf); i++ {
-		x, y := "0", "0"
-		if i < len(af) {
-			x = af[i]
-		}
-		if i < len(bf) {
-			y = bf[i]
-		}
-		if c := compareField(x, y); c != 0 {
-			return c
-		}
-	}
-	return 0
-}
-
-func compareField(x, y string) int {
-	// Split a leading number from a suffix ("0-rc1").
-	xn, xs := splitNum(x)
-	yn, ys := splitNum(y)
-	if xn != yn {
-		if xn < yn {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case xs == ys:
-		return 0
-	case xs == "": // 1.0 > 1.0-rc1
-		return 1
-	case ys == "":
-		return -1
-	case xs < ys:
-		return -1
-	}
-	return 1
-}
-
-func splitNum(s string) (uint64, string) {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	n, _ := strconv.ParseUint(s[:i], 10, 64)
-	return n, s[i:]
-}
+// CompareVersions orders two versions by pkg/semver's rules (the
+// anti-rollback floor's too). Returns -1, 0 or 1.
+func CompareVersions(a, b string) int { return semver.Compare(a, b) }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
@@ -51,7 +50,7 @@ func seedFleet(t *testing.T, h *Handler, n int) {
 			rec.Track, rec.Version = "beta", "3850.0.0"
 		}
 		if i%500 == 0 {
-			code := int64(status.DownloadTransferError | status.FlagTestOmahaURL)
+			code := int64(omaha.DownloadTransferError | omaha.FlagTestOmahaURL)
 			rec.Events = []RecordedEvent{{MachineID: id, Type: omaha.EventTypeUpdateComplete, Result: omaha.EventResultError, ErrorCode: &code}}
 		}
 		recs = append(recs, rec)
@@ -74,7 +73,7 @@ func TestFleetPageChromium(t *testing.T) {
 	writePayloads(t, dir, payload{file: "stable.gz", version: "3850.0.0", track: "stable"},
 		payload{file: "beta.gz", version: "3900.0.0", track: "beta"})
 	h, err := New(Config{Dir: dir, Now: fixedNow, AdminToken: "0123456789abcdef-token",
-		CodeName: func(c int64) string { return status.Code(int32(c)).String() }})
+		CodeName: func(c int64) string { return omaha.Code(int32(c)).String() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +111,7 @@ func TestFleetPageChromium(t *testing.T) {
 		"Group beta", "3000 hosts", "Newest version 3900.0.0: 0 hosts on it", "Rollout 100%, paused",
 		"Group stable", "7000 hosts", "Newest version 3850.0.0: 2000 hosts on it", "Rollout 10%, running",
 		"3815.2.0 5000", "3850.0.0 2000", "3850.0.0 3000",
-		fmt.Sprint(int64(status.DownloadTransferError | status.FlagTestOmahaURL)), "DownloadTransferError(9)|TestOmahaURL",
+		fmt.Sprint(int64(omaha.DownloadTransferError | omaha.FlagTestOmahaURL)), "DownloadTransferError(9)|TestOmahaURL",
 		"Set rollout",
 	} {
 		if !strings.Contains(text, want) {

@@ -67,24 +67,42 @@ func (h *Handler) Fleet() Fleet {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	f := Fleet{Time: h.cfg.Now(), Hosts: len(h.hosts), Default: h.def, Controls: h.cfg.AdminToken != "", Groups: []FleetGroup{}}
-	type acc struct {
-		g        *FleetGroup
-		versions map[string]int
-		errs     []*Host
+	for k, a := range h.fleetGroupsLocked(metas) {
+		f.Groups = append(f.Groups, h.summariseLocked(k, a, metas))
 	}
-	groups := map[string]*acc{}
-	group := func(appID, track string) *acc {
-		k := GroupKey(appID, track)
-		a := groups[k]
-		if a == nil {
-			a = &acc{g: &FleetGroup{Name: k, AppID: normalizeAppID(appID), Track: track,
-				Versions: []VersionCount{}, LastErrors: []FleetError{}}, versions: map[string]int{}}
-			groups[k] = a
-		}
-		return a
+	slices.SortFunc(f.Groups, func(x, y FleetGroup) int { return strings.Compare(x.Name, y.Name) })
+	return f
+}
+
+// fleetAcc gathers one group's hosts for Fleet.
+type fleetAcc struct {
+	g        *FleetGroup
+	versions map[string]int // version → hosts
+	errs     []*Host        // hosts with a last error
+}
+
+// fleetAccs is the groups of Fleet by key.
+type fleetAccs map[string]*fleetAcc
+
+// group returns the group of appID and track, adding it when new.
+func (groups fleetAccs) group(appID, track string) *fleetAcc {
+	k := GroupKey(appID, track)
+	a := groups[k]
+	if a == nil {
+		a = &fleetAcc{g: &FleetGroup{Name: k, AppID: normalizeAppID(appID), Track: track,
+			Versions: []VersionCount{}, LastErrors: []FleetError{}}, versions: map[string]int{}}
+		groups[k] = a
 	}
+	return a
+}
+
+// fleetGroupsLocked lists every group a host reports from, a full payload
+// names a track of, or that has settings of its own, and counts the hosts
+// of each by version.
+func (h *Handler) fleetGroupsLocked(metas []Metadata) fleetAccs {
+	groups := fleetAccs{}
 	for _, host := range h.hosts {
-		a := group(host.AppID, host.Track)
+		a := groups.group(host.AppID, host.Track)
 		a.g.Hosts++
 		a.versions[host.Version]++
 		if host.LastError != nil {
@@ -93,7 +111,7 @@ func (h *Handler) Fleet() Fleet {
 	}
 	for _, m := range metas {
 		if m.Track != "" && !m.Delta {
-			group(appIDOrDefault(m.AppID), m.Track)
+			groups.group(appIDOrDefault(m.AppID), m.Track)
 		}
 	}
 	for k := range h.groups {
@@ -104,47 +122,65 @@ func (h *Handler) Fleet() Fleet {
 			if !found || len(app) != 36 {
 				app, track = "", k
 			}
-			group(app, track)
+			groups.group(app, track)
 		}
 	}
-	for k, a := range groups {
-		g := a.g
-		s, own := h.settingsLocked(k)
-		g.Rollout, g.Paused, g.OwnSettings = s.Rollout, s.Paused, own
-		g.Latest = latestFull(metas, g.AppID, g.Track)
-		for v, n := range a.versions {
-			g.Versions = append(g.Versions, VersionCount{v, n})
-		}
-		slices.SortFunc(g.Versions, func(x, y VersionCount) int { return CompareVersions(y.Version, x.Version) })
-		if g.Latest != "" {
-			for _, host := range h.hosts {
-				if host.AppID != g.AppID || host.Track != g.Track {
-					continue
-				}
-				if CompareVersions(host.Version, g.Latest) >= 0 {
-					g.OnLatest++
-				} else if inRollout(RolloutBucket(host.MachineID, k, g.Latest), s.Rollout) {
-					g.InRollout++
-				}
-			}
-		}
-		slices.SortFunc(a.errs, func(x, y *Host) int {
-			if c := y.LastError.Time.Compare(x.LastError.Time); c != 0 {
-				return c
-			}
-			return strings.Compare(x.MachineID, y.MachineID)
-		})
-		for _, host := range a.errs[:min(len(a.errs), maxFleetErrors)] {
-			e := FleetError{MachineID: host.MachineID, Code: host.LastError.Code, Time: host.LastError.Time, Version: host.LastError.Version}
-			if h.cfg.CodeName != nil {
-				e.Name = h.cfg.CodeName(e.Code)
-			}
-			g.LastErrors = append(g.LastErrors, e)
-		}
-		f.Groups = append(f.Groups, *g)
+	return groups
+}
+
+// summariseLocked completes group k: its settings, its latest payload and
+// who runs it or is in the rollout for it, its versions newest first and
+// its last errors.
+func (h *Handler) summariseLocked(k string, a *fleetAcc, metas []Metadata) FleetGroup {
+	g := a.g
+	s, own := h.settingsLocked(k)
+	g.Rollout, g.Paused, g.OwnSettings = s.Rollout, s.Paused, own
+	g.Latest = latestFull(metas, g.AppID, g.Track)
+	for v, n := range a.versions {
+		g.Versions = append(g.Versions, VersionCount{v, n})
 	}
-	slices.SortFunc(f.Groups, func(x, y FleetGroup) int { return strings.Compare(x.Name, y.Name) })
-	return f
+	slices.SortFunc(g.Versions, func(x, y VersionCount) int { return CompareVersions(y.Version, x.Version) })
+	if g.Latest != "" {
+		g.OnLatest, g.InRollout = h.latestCountsLocked(k, g, s.Rollout)
+	}
+	g.LastErrors = append(g.LastErrors, h.lastErrors(a.errs)...)
+	return *g
+}
+
+// latestCountsLocked counts the hosts of group k that run g.Latest (or
+// newer), and those that do not but are in a rollout of percent for it.
+func (h *Handler) latestCountsLocked(k string, g *FleetGroup, percent int) (current, rolling int) {
+	for _, host := range h.hosts {
+		if host.AppID != g.AppID || host.Track != g.Track {
+			continue
+		}
+		if CompareVersions(host.Version, g.Latest) >= 0 {
+			current++
+		} else if inRollout(RolloutBucket(host.MachineID, k, g.Latest), percent) {
+			rolling++
+		}
+	}
+	return current, rolling
+}
+
+// lastErrors is the last error of each host in errs, newest first, at most
+// maxFleetErrors.
+func (h *Handler) lastErrors(errs []*Host) []FleetError {
+	slices.SortFunc(errs, func(x, y *Host) int {
+		if c := y.LastError.Time.Compare(x.LastError.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(x.MachineID, y.MachineID)
+	})
+	var out []FleetError
+	for _, host := range errs[:min(len(errs), maxFleetErrors)] {
+		e := FleetError{MachineID: host.MachineID, Code: host.LastError.Code, Time: host.LastError.Time, Version: host.LastError.Version}
+		if h.cfg.CodeName != nil {
+			e.Name = h.cfg.CodeName(e.Code)
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func appIDOrDefault(id string) string {

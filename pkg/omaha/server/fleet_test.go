@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/abupdate/update_engine/internal/status"
-	"github.com/abupdate/update_engine/pkg/omaha"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 var fixedNow = func() time.Time { return time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC) }
@@ -171,7 +171,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	writePayloads(t, dir, payload{file: "new.gz", version: "2.0.0"}, payload{file: "beta.gz", version: "2.1.0", track: "beta"})
 	state := filepath.Join(t.TempDir(), "state.db")
 	h, s, c := startServer(t, Config{Dir: dir, State: state, Now: fixedNow})
-	checkIn(t, c, "aaaa", "stable", "1.0.0", omaha.ErrorEvent(int32(status.DownloadTransferError|status.FlagTestOmahaURL)))
+	checkIn(t, c, "aaaa", "stable", "1.0.0", omaha.ErrorEvent(int32(omaha.DownloadTransferError|omaha.FlagTestOmahaURL)))
 	checkIn(t, c, "bbbb", "stable", "2.0.0")
 	checkIn(t, c, "cccc", "beta", "1.0.0", omaha.EventDownloadStarted)
 	if err := h.SetGroupPaused("beta", true); err != nil {
@@ -202,7 +202,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	beta, stable := after.Groups[0], after.Groups[1]
 	if !beta.Paused || beta.Latest != "2.1.0" || stable.Rollout != 37 || stable.Paused || len(stable.LastErrors) != 1 ||
-		stable.LastErrors[0].Code != int64(status.DownloadTransferError|status.FlagTestOmahaURL) || stable.LastErrors[0].MachineID != "aaaa" {
+		stable.LastErrors[0].Code != int64(omaha.DownloadTransferError|omaha.FlagTestOmahaURL) || stable.LastErrors[0].MachineID != "aaaa" {
 		t.Errorf("after the restart: %s", b2)
 	}
 	// The paused group is still paused for its hosts.
@@ -255,8 +255,8 @@ func TestFleetControls(t *testing.T) {
 
 	const token = "0123456789abcdef-token"
 	h, _, c := startServer(t, Config{Dir: dir, AdminToken: token, Now: fixedNow,
-		CodeName: func(c int64) string { return status.Code(int32(c)).String() }})
-	checkIn(t, c, "aaaa", "stable", "1.0.0", omaha.ErrorEvent(int32(status.PayloadHashMismatchError)))
+		CodeName: func(c int64) string { return omaha.Code(int32(c)).String() }})
+	checkIn(t, c, "aaaa", "stable", "1.0.0", omaha.ErrorEvent(int32(omaha.PayloadHashMismatchError)))
 	refused := []struct {
 		name, path string
 		form       url.Values

@@ -92,8 +92,9 @@ type Config struct {
 	// Name is the response's server attribute (default "omaha_devserver").
 	Name string
 	// ErrorLog receives a line when a metadata file added to Dir while
-	// serving is broken, and one for every use of the fleet controls
-	// (nil = the log package's standard logger). Such a file is left out
+	// serving is broken, one for every use of the fleet controls and one
+	// when the fleet page fails to render (nil = the log package's
+	// standard logger). Such a file is left out
 	// and the others are still served: one half-copied file must not stop
 	// every update check.
 	ErrorLog *log.Logger
@@ -435,11 +436,7 @@ func (h *Handler) decide(metas []Metadata, app *omaha.App, base string, rec *Rec
 	var cands []Metadata
 	appKnown := false
 	for _, m := range metas {
-		id := m.AppID
-		if id == "" {
-			id = omaha.DefaultAppID
-		}
-		if normalizeAppID(id) != want {
+		if appIDOrDefault(m.AppID) != want {
 			continue
 		}
 		appKnown = true
@@ -475,12 +472,13 @@ func (h *Handler) decide(metas []Metadata, app *omaha.App, base string, rec *Rec
 		rec.Result = ResultNoUpdate
 		return uc
 	}
-	gs, _ := h.settings(GroupKey(app.ID, app.Track))
+	group := GroupKey(app.ID, app.Track)
+	gs, _ := h.settings(group)
 	switch {
 	case gs.Paused:
 		rec.Result = ResultPaused
 		return uc
-	case !inRollout(RolloutBucket(app.MachineID, GroupKey(app.ID, app.Track), pick.Version), gs.Rollout):
+	case !inRollout(RolloutBucket(app.MachineID, group, pick.Version), gs.Rollout):
 		rec.Result = ResultHeldBack
 		return uc
 	}

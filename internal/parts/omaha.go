@@ -1,10 +1,9 @@
-package engine
+package parts
 
 import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,22 +12,13 @@ import (
 
 	"github.com/abupdate/update_engine/internal/prefs"
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/update"
 	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
-// ServerDisabled is the SERVER value that turns updates off
-// (flatcar-update --disable-afterwards writes it). Flatcar's update_engine
-// has no special case: its requests fail to reach a host named
-// "disabled". OmahaChecker makes no request at all and returns
-// ErrUpdatesDisabled.
-const ServerDisabled = "disabled"
-
-// ErrUpdatesDisabled is returned for every request while SERVER=disabled.
-// It carries OmahaUpdateIgnoredPerPolicy (35): the engine reports the
-// check as refused by policy, which it is.
-var ErrUpdatesDisabled = status.WithCode(status.OmahaUpdateIgnoredPerPolicy, errors.New("engine: updates are disabled (SERVER=disabled)"))
-
-// OmahaChecker adapts *omaha.Client to Checker.
+// OmahaChecker adapts *omaha.Client to the engine's Checker. While the
+// server is update.ServerDisabled it makes no request and returns
+// update.ErrUpdatesDisabled.
 //
 // Every request of an attempt carries the same app attributes, as
 // Flatcar's do (its OmahaRequestParams are set once per attempt): the
@@ -44,8 +34,10 @@ type OmahaChecker struct {
 	// pref, as FUE does (omaha_request_action.cc): flatcar-postinst reads
 	// it to fetch the OEM and system extensions the response names. A
 	// failed write is logged, as in FUE.
-	Prefs Prefs
-	Log   *slog.Logger // nil = discard
+	Prefs interface {
+		Set(key string, value []byte) error
+	}
+	Log *slog.Logger // nil = discard
 	// Track, when set, gives the current track for events sent before
 	// any check (nil = Params.Track).
 	Track func() string
@@ -58,8 +50,8 @@ func (c *OmahaChecker) client(server string) (*omaha.Client, error) {
 	if server == "" {
 		server = c.Client.Server
 	}
-	if server == ServerDisabled {
-		return nil, ErrUpdatesDisabled
+	if server == update.ServerDisabled {
+		return nil, update.ErrUpdatesDisabled
 	}
 	if server == c.Client.Server {
 		return c.Client, nil
@@ -73,8 +65,9 @@ func (c *OmahaChecker) client(server string) (*omaha.Client, error) {
 	}, nil
 }
 
-// Check implements Checker.
-func (c *OmahaChecker) Check(ctx context.Context, req CheckRequest) (*Plan, error) {
+// Check sends an update check (or a ping) and returns the offered plan,
+// or nil when there is no update or for a ping.
+func (c *OmahaChecker) Check(ctx context.Context, req update.CheckRequest) (*update.Plan, error) {
 	p := c.Params
 	p.Track = req.Track
 	p.Interactive = req.InstallSource == "ondemandupdate"
@@ -111,13 +104,14 @@ func (c *OmahaChecker) Check(ctx context.Context, req CheckRequest) (*Plan, erro
 		}
 	}
 	if op.NoUpdate {
-		return nil, nil
+		// The schedule still follows the answer's PollInterval.
+		return &update.Plan{NoUpdate: true, PollInterval: op.PollInterval}, nil
 	}
 	sum, err := decodeSHA256(op.SHA256)
 	if err != nil {
-		return nil, status.WithCode(status.OmahaResponseInvalid, err)
+		return nil, status.WithCode(omaha.OmahaResponseInvalid, err)
 	}
-	return &Plan{
+	return &update.Plan{
 		Version: op.Version, URLs: op.URLs, Size: op.Size, SHA256: sum,
 		Delta: op.IsDeltaPayload, PollInterval: op.PollInterval,
 	}, nil
@@ -135,8 +129,8 @@ func decodeSHA256(s string) ([]byte, error) {
 	return nil, fmt.Errorf("engine: postinstall sha256 %q is neither base64 nor hex SHA-256", s)
 }
 
-// SendEvent implements Checker.
-func (c *OmahaChecker) SendEvent(ctx context.Context, server string, ev Event) error {
+// SendEvent reports one event; server "" means the configured one.
+func (c *OmahaChecker) SendEvent(ctx context.Context, server string, ev omaha.Event) error {
 	cl, err := c.client(server)
 	if err != nil {
 		return err
@@ -149,18 +143,11 @@ func (c *OmahaChecker) SendEvent(ctx context.Context, server string, ev Event) e
 		p.Track = c.Track()
 	}
 	c.mu.Unlock()
-	var oe omaha.Event
-	if ev.Result == 1 {
-		oe = omaha.Event{Type: omaha.EventType(ev.Type), Result: omaha.EventResult(ev.Result)}
-	} else {
-		oe = omaha.ErrorEvent(int32(ev.ErrorCode))
-		oe.Type = omaha.EventType(ev.Type)
-	}
-	return cl.SendEvent(ctx, p, oe)
+	return cl.SendEvent(ctx, p, ev)
 }
 
-// OmahaDownloader adapts *omaha.Client to Downloader with URL failover
-// kept per payload across attempts.
+// OmahaDownloader adapts *omaha.Client to the engine's Downloader, with
+// URL failover kept per payload across attempts.
 type OmahaDownloader struct {
 	Client *omaha.Client
 
@@ -169,8 +156,9 @@ type OmahaDownloader struct {
 	sha      string
 }
 
-// Open implements Downloader.
-func (d *OmahaDownloader) Open(ctx context.Context, plan *Plan, offset int64) (io.ReadCloser, error) {
+// Open opens the payload body at offset (an HTTP Range request when
+// offset > 0), failing over between plan.URLs.
+func (d *OmahaDownloader) Open(ctx context.Context, plan *update.Plan, offset int64) (io.ReadCloser, error) {
 	d.mu.Lock()
 	key := string(plan.SHA256)
 	if d.failover == nil || d.sha != key {

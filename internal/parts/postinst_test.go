@@ -1,4 +1,4 @@
-package engine
+package parts
 
 import (
 	"errors"
@@ -14,6 +14,8 @@ import (
 
 	"github.com/abupdate/update_engine/internal/status"
 	"github.com/abupdate/update_engine/internal/testenv"
+	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // TestSlotPostinst (root): the new image's /postinst runs from the
@@ -29,13 +31,13 @@ func TestSlotPostinst(t *testing.T) {
 		script  string // "" = no /postinst in the image
 		raw     bool   // not a file system at all
 		wantRan bool
-		wantErr status.Code
+		wantErr omaha.Code
 	}{
-		{"runs", "#!/bin/sh\necho \"$1 $NEW_VERSION\" > " + out + "\n", false, true, status.Success},
-		{"exit 3", "#!/bin/sh\necho \"$1\" > " + out + "\nexit 3\n", false, true, status.PostinstallBootedFromFirmwareB},
-		{"fails", "#!/bin/sh\necho \"$1\" > " + out + "\nexit 1\n", false, true, status.PostinstallRunnerError},
-		{"no program", "", false, false, status.PostinstallRunnerError},
-		{"not a file system", "", true, false, status.PostinstallRunnerError},
+		{"runs", "#!/bin/sh\necho \"$1 $NEW_VERSION\" > " + out + "\n", false, true, omaha.Success},
+		{"exit 3", "#!/bin/sh\necho \"$1\" > " + out + "\nexit 3\n", false, true, omaha.PostinstallBootedFromFirmwareB},
+		{"fails", "#!/bin/sh\necho \"$1\" > " + out + "\nexit 1\n", false, true, omaha.PostinstallRunnerError},
+		{"no program", "", false, false, omaha.PostinstallRunnerError},
+		{"not a file system", "", true, false, omaha.PostinstallRunnerError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,7 +63,7 @@ func TestSlotPostinst(t *testing.T) {
 				}
 			}
 			dev := testenv.LoopDevice(t, img)
-			err := SlotPostinst{}.Run(t.Context(), dev, &Plan{Version: "2.0.0"})
+			err := SlotPostinst{}.Run(t.Context(), dev, &update.Plan{Version: "2.0.0"})
 			if got := status.CodeOf(err); got.Base() != tt.wantErr {
 				t.Fatalf("Run = %v (code %v), want code %v", err, got, tt.wantErr)
 			}
@@ -88,7 +90,7 @@ func TestSlotPostinstImageFile(t *testing.T) {
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := (SlotPostinst{}).Run(t.Context(), img, nil); status.CodeOf(err) != status.PostinstallRunnerError {
+	if err := (SlotPostinst{}).Run(t.Context(), img, nil); status.CodeOf(err) != omaha.PostinstallRunnerError {
 		t.Fatalf("image file: %v, want code 5 (nothing to mount)", err)
 	}
 	if err := (SlotPostinst{}).Run(t.Context(), filepath.Join(t.TempDir(), "missing"), nil); !errors.Is(err, os.ErrNotExist) {
@@ -153,7 +155,7 @@ func TestPostinstChild(t *testing.T) {
 	if dev == "" {
 		t.Skip("started by TestSlotPostinstKilled")
 	}
-	_ = SlotPostinst{}.Run(t.Context(), dev, &Plan{Version: "2.0.0"})
+	_ = SlotPostinst{}.Run(t.Context(), dev, &update.Plan{Version: "2.0.0"})
 }
 
 // TestSlotPostinstKilled (root): the new image is mounted only in a

@@ -1,4 +1,4 @@
-package engine
+package parts
 
 import (
 	"cmp"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -16,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/abupdate/update_engine/internal/status"
+	"github.com/abupdate/update_engine/internal/update"
+	"github.com/abupdate/update_engine/pkg/omaha"
 )
 
 // SlotPostinst runs the post-install program the new image carries, as
@@ -43,8 +46,8 @@ type SlotPostinst struct {
 // mountPrefix names the mount points' directories in os.TempDir().
 const mountPrefix = "update_engine-postinst-"
 
-// Run implements Postinstaller.
-func (p SlotPostinst) Run(ctx context.Context, device string, plan *Plan) error {
+// Run mounts device read-only and runs the image's program on it.
+func (p SlotPostinst) Run(ctx context.Context, device string, plan *update.Plan) error {
 	log := p.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -54,7 +57,7 @@ func (p SlotPostinst) Run(ctx context.Context, device string, plan *Plan) error 
 		return fmt.Errorf("post-install: %w", err)
 	}
 	if fi.Mode()&os.ModeDevice == 0 {
-		return status.WithCode(status.PostinstallRunnerError, fmt.Errorf("post-install: %s is not a block device: the new image cannot be mounted (run with --postinst - when images have no post-install step)", device))
+		return status.WithCode(omaha.PostinstallRunnerError, fmt.Errorf("post-install: %s is not a block device: the new image cannot be mounted (run with --postinst - when images have no post-install step)", device))
 	}
 	mnt, err := os.MkdirTemp("", mountPrefix)
 	if err != nil {
@@ -73,8 +76,8 @@ func (p SlotPostinst) Run(ctx context.Context, device string, plan *Plan) error 
 
 // runPrivate runs on a locked OS thread: it moves the thread into a
 // private mount namespace, mounts the image there, and runs the program.
-func (p SlotPostinst) runPrivate(ctx context.Context, log *slog.Logger, device, mnt string, plan *Plan) error {
-	fail := func(err error) error { return status.WithCode(status.PostinstallRunnerError, err) }
+func (p SlotPostinst) runPrivate(ctx context.Context, log *slog.Logger, device, mnt string, plan *update.Plan) error {
+	fail := func(err error) error { return status.WithCode(omaha.PostinstallRunnerError, err) }
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fail(fmt.Errorf("post-install: private mount namespace: %w", err))
 	}
@@ -98,7 +101,7 @@ func (p SlotPostinst) runPrivate(ctx context.Context, log *slog.Logger, device, 
 	return ExecPostinst{Path: prog, Timeout: p.Timeout}.Run(ctx, device, plan)
 }
 
-// Cleanup implements Postinstaller: it detaches what an older engine, or
+// Cleanup detaches what an older engine, or
 // one that could not make a private namespace, left mounted (mount points
 // named mountPrefix*, or the device itself mounted anywhere under the
 // temporary directory) and removes the empty mount points.
@@ -158,13 +161,13 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// NoPostinst is the Postinstaller of a host without a post-install step.
+// NoPostinst is the post-install step of a host without one.
 type NoPostinst struct{}
 
-// Run implements Postinstaller.
-func (NoPostinst) Run(context.Context, string, *Plan) error { return nil }
+// Run does nothing.
+func (NoPostinst) Run(context.Context, string, *update.Plan) error { return nil }
 
-// Cleanup implements Postinstaller.
+// Cleanup does nothing.
 func (NoPostinst) Cleanup(string) error { return nil }
 
 // mountReadOnly tries the file systems an OS image is commonly built
@@ -180,3 +183,56 @@ func mountReadOnly(device, mnt string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ExecPostinst runs a post-install program as flatcar-postinst is run:
+// `Path <target-device> [KERNEL=<path>] [PCR_POLICY=<path>]` (the files
+// the payload installed, Plan.PostinstArgs), with the proxy environment
+// passed on and a timeout. Exit status 3 maps to code 19
+// (PostinstallBootedFromFirmwareB; FUE then carries on as if the update
+// succeeded, this engine fails the update with it); any other failure to
+// code 5.
+type ExecPostinst struct {
+	Path    string
+	Timeout time.Duration // 0 = 10 min
+}
+
+// Run runs the program with device. A missing program fails with code 5,
+// as any other post-install failure.
+func (p ExecPostinst) Run(ctx context.Context, device string, plan *update.Plan) error {
+	if _, err := os.Stat(p.Path); err != nil {
+		return status.WithCode(omaha.PostinstallRunnerError, fmt.Errorf("postinst: %w", err))
+	}
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Minute
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	args := []string{device}
+	if plan != nil {
+		args = append(args, plan.PostinstArgs...)
+	}
+	cmd := exec.CommandContext(cctx, p.Path, args...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	for _, k := range []string{"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY"} {
+		if v, ok := os.LookupEnv(k); ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	if plan != nil {
+		cmd.Env = append(cmd.Env, "NEW_VERSION="+plan.Version)
+	}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ee) && ee.ExitCode() == 3:
+		return status.WithCode(omaha.PostinstallBootedFromFirmwareB, fmt.Errorf("postinst %s exited 3: %s", p.Path, out))
+	default:
+		return status.WithCode(omaha.PostinstallRunnerError, fmt.Errorf("postinst %s: %v: %s", p.Path, err, out))
+	}
+}
+
+// Cleanup does nothing: an ExecPostinst mounts nothing.
+func (ExecPostinst) Cleanup(string) error { return nil }

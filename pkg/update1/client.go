@@ -1,4 +1,4 @@
-package dbusapi
+package update1
 
 import (
 	"context"
@@ -10,10 +10,31 @@ import (
 	"github.com/godbus/dbus/v5"
 )
 
-// Client talks to a running update_engine over D-Bus.
+// Client errors.
+var (
+	// ErrNoBus means the bus itself could not be reached.
+	ErrNoBus = errors.New("update1: cannot connect to the D-Bus bus")
+	// ErrNotRunning means nobody owns com.coreos.update1 on the bus.
+	ErrNotRunning = errors.New("update1: update_engine is not running (nobody owns " + Name + ")")
+	// ErrFailed is a call the daemon refused (ErrorFailed); the wrapping
+	// error carries the daemon's message.
+	ErrFailed = errors.New("update1: the daemon refused the call")
+	// ErrAccessDenied is a call the bus or daemon did not allow.
+	ErrAccessDenied = errors.New("update1: access denied")
+)
+
+// Client talks to a running update_engine over D-Bus. Set Queue and
+// Logf before Watch.
 type Client struct {
-	conn *dbus.Conn
-	obj  dbus.BusObject
+	conn  *dbus.Conn
+	owned bool // Close closes conn
+	// Queue is how many statuses Watch keeps for a reader that lags,
+	// dropping the oldest first. 0 keeps only the latest (the reboot
+	// manager acts on the current status, never a stale one);
+	// update_engine_client, printing every signal, keeps more.
+	Queue int
+	// Logf, if set, reports the signals Watch ignores.
+	Logf func(format string, args ...any)
 }
 
 // SystemBusAddress returns the system bus address: DBUS_SYSTEM_BUS_ADDRESS
@@ -36,21 +57,27 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w at %s: %v", ErrNoBus, addr, err)
 	}
-	return &Client{conn: conn, obj: conn.Object(CoreOSName, CoreOSPath)}, nil
+	return &Client{conn: conn, owned: true}, nil
 }
 
-// Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+// NewClient returns a client on conn, which the caller keeps and closes.
+func NewClient(conn *dbus.Conn) *Client { return &Client{conn: conn} }
 
-// Conn is the client's connection, for watching StatusUpdate with
-// pkg/rebootmgr's UpdateEngine.Watch, which believes only the owner of
-// com.coreos.update1 (any local user can send the signal).
+// Close closes the connection Dial opened (not one given to NewClient).
+func (c *Client) Close() error {
+	if !c.owned {
+		return nil
+	}
+	return c.conn.Close()
+}
+
+// Conn is the client's connection.
 func (c *Client) Conn() *dbus.Conn { return c.conn }
 
-// call invokes iface.method and maps the well-known D-Bus errors onto this
-// package's sentinels.
-func (c *Client) call(ctx context.Context, iface, method string, args ...any) *dbus.Call {
-	call := c.obj.CallWithContext(ctx, iface+"."+method, 0, args...)
+// call invokes iface.method on dest's object at path and maps the
+// well-known D-Bus errors onto this package's sentinels.
+func (c *Client) call(ctx context.Context, dest, path, iface, method string, args ...any) *dbus.Call {
+	call := c.conn.Object(dest, dbus.ObjectPath(path)).CallWithContext(ctx, iface+"."+method, 0, args...)
 	call.Err = mapErr(method, call.Err)
 	return call
 }
@@ -63,7 +90,7 @@ func mapErr(method string, err error) error {
 	if errors.As(err, &de) {
 		msg := de.Error()
 		switch de.Name {
-		case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
+		case "org.freedesktop.DBus.Error.ServiceUnknown", errNameHasNoOwner:
 			return fmt.Errorf("%s: %w", method, ErrNotRunning)
 		case ErrorFailed:
 			return fmt.Errorf("%s: %w: %s", method, ErrFailed, msg)
@@ -77,14 +104,25 @@ func mapErr(method string, err error) error {
 
 // GetStatus calls com.coreos.update1.Manager.GetStatus.
 func (c *Client) GetStatus(ctx context.Context) (Status, error) {
-	var st Status
-	err := c.call(ctx, CoreOSInterface, "GetStatus").Store(&st.LastCheckedTime, &st.Progress, &st.CurrentOperation, &st.NewVersion, &st.NewSize)
-	return st, err
+	return c.getStatus(ctx, Name)
+}
+
+// getStatus calls GetStatus on dest, a bus name (Watch asks the owner's
+// unique name, so that a new owner cannot answer for the old one).
+func (c *Client) getStatus(ctx context.Context, dest string) (Status, error) {
+	call := c.call(ctx, dest, Path, Interface, MethodGetStatus)
+	if call.Err != nil && dest != Name {
+		return Status{}, fmt.Errorf("update1: asking %s: %w", dest, call.Err)
+	}
+	if call.Err != nil {
+		return Status{}, call.Err
+	}
+	return ParseStatus(call.Body)
 }
 
 // AttemptUpdate calls com.coreos.update1.Manager.AttemptUpdate.
 func (c *Client) AttemptUpdate(ctx context.Context) error {
-	return c.call(ctx, CoreOSInterface, "AttemptUpdate").Err
+	return c.call(ctx, Name, Path, Interface, MethodAttemptUpdate).Err
 }
 
 // AttemptUpdateWith calls the ChromeOS AttemptUpdate(s app_version, s
@@ -92,19 +130,18 @@ func (c *Client) AttemptUpdate(ctx context.Context) error {
 // daemon): an interactive check that asks for appVersion and uses
 // omahaURL instead of the configured server, when the daemon allows it.
 func (c *Client) AttemptUpdateWith(ctx context.Context, appVersion, omahaURL string) error {
-	call := c.conn.Object(CoreOSName, ChromeOSPath).CallWithContext(ctx, ChromeOSInterface+".AttemptUpdate", 0, appVersion, omahaURL)
-	return mapErr("AttemptUpdate", call.Err)
+	return c.call(ctx, Name, ChromeOSPath, ChromeOSInterface, MethodAttemptUpdate, appVersion, omahaURL).Err
 }
 
 // ResetStatus calls com.coreos.update1.Manager.ResetStatus.
 func (c *Client) ResetStatus(ctx context.Context) error {
-	return c.call(ctx, CoreOSInterface, "ResetStatus").Err
+	return c.call(ctx, Name, Path, Interface, MethodResetStatus).Err
 }
 
 // Detail calls GetStatusJSON on our own interface.
 func (c *Client) Detail(ctx context.Context) (Detail, error) {
-	var s string
-	if err := c.call(ctx, Interface, "GetStatusJSON").Store(&s); err != nil {
+	s, err := c.StatusJSON(ctx)
+	if err != nil {
 		return Detail{}, err
 	}
 	var d Detail
@@ -117,16 +154,16 @@ func (c *Client) Detail(ctx context.Context) (Detail, error) {
 // StatusJSON returns GetStatusJSON's string unchanged.
 func (c *Client) StatusJSON(ctx context.Context) (string, error) {
 	var s string
-	err := c.call(ctx, Interface, "GetStatusJSON").Store(&s)
+	err := c.call(ctx, Name, Path, OwnInterface, "GetStatusJSON").Store(&s)
 	return s, err
 }
 
 // AttemptRollback asks the daemon to boot the other slot next.
 func (c *Client) AttemptRollback(ctx context.Context, powerwash bool) error {
-	return c.call(ctx, Interface, "AttemptRollback", powerwash).Err
+	return c.call(ctx, Name, Path, OwnInterface, "AttemptRollback", powerwash).Err
 }
 
 // SetChannel sets the Omaha track.
 func (c *Client) SetChannel(ctx context.Context, channel string) error {
-	return c.call(ctx, Interface, "SetChannel", channel).Err
+	return c.call(ctx, Name, Path, OwnInterface, "SetChannel", channel).Err
 }

@@ -1,4 +1,4 @@
-package rebootmgr
+package update1
 
 import (
 	"context"
@@ -43,7 +43,7 @@ const (
 // reorders a channel's signals only once it is full); a second one makes
 // the calls and keeps Queue statuses for the reader. Match rules stay
 // until the connection closes.
-func (u *UpdateEngine) Watch(ctx context.Context) (<-chan Status, error) {
+func (u *Client) Watch(ctx context.Context) (<-chan Status, error) {
 	in := make(chan *dbus.Signal, 64)
 	u.conn.Signal(in)
 	owner, err := u.subscribe(ctx)
@@ -102,7 +102,7 @@ func relay[I, O any](ctx context.Context, in <-chan I, out chan<- O, keep int, f
 	}
 }
 
-func (u *UpdateEngine) logf(format string, args ...any) {
+func (u *Client) logf(format string, args ...any) {
 	if u.Logf != nil {
 		u.Logf(format, args...)
 	}
@@ -111,22 +111,22 @@ func (u *UpdateEngine) logf(format string, args ...any) {
 // subscribe follows NameOwnerChanged for com.coreos.update1, then asks for
 // the owner and subscribes to its StatusUpdate. In that order, a change
 // after GetNameOwner still arrives as a signal.
-func (u *UpdateEngine) subscribe(ctx context.Context) (string, error) {
+func (u *Client) subscribe(ctx context.Context) (string, error) {
 	if err := u.conn.AddMatchSignalContext(ctx, ownerChangedRule()...); err != nil {
-		return "", fmt.Errorf("rebootmgr: AddMatch NameOwnerChanged: %w", err)
+		return "", fmt.Errorf("update1: AddMatch NameOwnerChanged: %w", err)
 	}
 	var owner string
-	err := u.conn.BusObject().CallWithContext(ctx, busDriverName+".GetNameOwner", 0, UpdateEngineName).Store(&owner)
+	err := u.conn.BusObject().CallWithContext(ctx, busDriverName+".GetNameOwner", 0, Name).Store(&owner)
 	var derr dbus.Error
 	if errors.As(err, &derr) && derr.Name == errNameHasNoOwner {
 		owner, err = "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("rebootmgr: GetNameOwner %s: %w", UpdateEngineName, err)
+		return "", fmt.Errorf("update1: GetNameOwner %s: %w", Name, err)
 	}
 	if owner != "" {
 		if err := u.conn.AddMatchSignalContext(ctx, statusRule(owner)...); err != nil {
-			return "", fmt.Errorf("rebootmgr: AddMatch StatusUpdate from %s: %w", owner, err)
+			return "", fmt.Errorf("update1: AddMatch StatusUpdate from %s: %w", owner, err)
 		}
 	}
 	return owner, nil
@@ -138,7 +138,7 @@ func ownerChangedRule() []dbus.MatchOption {
 		dbus.WithMatchObjectPath(busDriverPath),
 		dbus.WithMatchInterface(busDriverName),
 		dbus.WithMatchMember("NameOwnerChanged"),
-		dbus.WithMatchArg(0, UpdateEngineName),
+		dbus.WithMatchArg(0, Name),
 	}
 }
 
@@ -146,9 +146,9 @@ func ownerChangedRule() []dbus.MatchOption {
 func statusRule(owner string) []dbus.MatchOption {
 	return []dbus.MatchOption{
 		dbus.WithMatchSender(owner),
-		dbus.WithMatchObjectPath(UpdateEnginePath),
-		dbus.WithMatchInterface(UpdateEngineInterface),
-		dbus.WithMatchMember(StatusUpdateSignal),
+		dbus.WithMatchObjectPath(dbus.ObjectPath(Path)),
+		dbus.WithMatchInterface(Interface),
+		dbus.WithMatchMember(SignalStatusUpdate),
 	}
 }
 
@@ -177,13 +177,13 @@ func (f *signalFilter) check(sig *dbus.Signal) (watchEvent, bool) {
 		}
 		name, _ := sig.Body[0].(string)
 		newOwner, ok := sig.Body[2].(string)
-		if name != UpdateEngineName || !ok || newOwner == f.owner {
+		if name != Name || !ok || newOwner == f.owner {
 			return watchEvent{}, false
 		}
 		f.owner = newOwner
 		return watchEvent{owner: newOwner}, true
-	case UpdateEngineInterface + "." + StatusUpdateSignal:
-		if f.owner == "" || sig.Sender != f.owner || sig.Path != UpdateEnginePath {
+	case Interface + "." + SignalStatusUpdate:
+		if f.owner == "" || sig.Sender != f.owner || sig.Path != dbus.ObjectPath(Path) {
 			f.ignore(sig)
 			return watchEvent{}, false
 		}
@@ -212,49 +212,49 @@ func (f *signalFilter) ignore(sig *dbus.Signal) {
 		body = body[:100] + "…"
 	}
 	f.logf("ignored StatusUpdate %q from %s on %s (%d ignored so far): %s is owned by %s",
-		body, sig.Sender, sig.Path, f.ignored, UpdateEngineName, owner)
+		body, sig.Sender, sig.Path, f.ignored, Name, owner)
 }
 
 // followOwner moves the StatusUpdate match rule from *matched to owner and
 // returns the new owner's status.
-func (u *UpdateEngine) followOwner(ctx context.Context, matched *string, owner string) (Status, bool) {
+func (u *Client) followOwner(ctx context.Context, matched *string, owner string) (Status, bool) {
 	if *matched != "" {
 		if err := u.conn.RemoveMatchSignalContext(ctx, statusRule(*matched)...); err != nil {
-			u.logf("rebootmgr: RemoveMatch StatusUpdate from %s: %v", *matched, err)
+			u.logf("update1: RemoveMatch StatusUpdate from %s: %v", *matched, err)
 		}
 		*matched = ""
 	}
 	if owner == "" {
-		u.logf("%s has no owner: ignoring StatusUpdate until it has one", UpdateEngineName)
+		u.logf("%s has no owner: ignoring StatusUpdate until it has one", Name)
 		return Status{}, false
 	}
 	if err := u.conn.AddMatchSignalContext(ctx, statusRule(owner)...); err != nil {
-		u.logf("rebootmgr: AddMatch StatusUpdate from %s: %v", owner, err)
+		u.logf("update1: AddMatch StatusUpdate from %s: %v", owner, err)
 	} else {
 		*matched = owner
 	}
-	st, err := getStatus(ctx, u.conn, owner)
+	st, err := u.getStatus(ctx, owner)
 	if err != nil {
-		u.logf("%s is owned by %s now, but %v", UpdateEngineName, owner, err)
+		u.logf("%s is owned by %s now, but %v", Name, owner, err)
 		return Status{}, false
 	}
-	u.logf("%s is owned by %s now: %s", UpdateEngineName, owner, st.CurrentOperation)
+	u.logf("%s is owned by %s now: %s", Name, owner, st.CurrentOperation)
 	return st, true
 }
 
 // confirm returns st, or for UPDATED_NEED_REBOOT what owner's GetStatus
 // says instead.
-func (u *UpdateEngine) confirm(ctx context.Context, owner string, st Status) (Status, bool) {
+func (u *Client) confirm(ctx context.Context, owner string, st Status) (Status, bool) {
 	if !st.NeedsReboot() {
 		return st, true
 	}
-	got, err := getStatus(ctx, u.conn, owner)
+	got, err := u.getStatus(ctx, owner)
 	if err != nil {
-		u.logf("StatusUpdate from %s says %s, but %v: not acting on it", owner, StatusNeedsReboot, err)
+		u.logf("StatusUpdate from %s says %s, but %v: not acting on it", owner, StatusUpdatedNeedReboot, err)
 		return Status{}, false
 	}
 	if !got.NeedsReboot() {
-		u.logf("StatusUpdate from %s says %s, but GetStatus says %s", owner, StatusNeedsReboot, got.CurrentOperation)
+		u.logf("StatusUpdate from %s says %s, but GetStatus says %s", owner, StatusUpdatedNeedReboot, got.CurrentOperation)
 	}
 	return got, true
 }

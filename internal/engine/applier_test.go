@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/abupdate/update_engine/internal/parts"
+	"github.com/abupdate/update_engine/pkg/omaha"
+	"github.com/abupdate/update_engine/pkg/payload"
+)
+
+// TestPayloadApplierKeys: the key source is consulted at every apply; no
+// key (or a key that cannot be read) refuses the payload with code 18 and
+// nothing written, unless the insecure switch is on and no key exists; the
+// plan's version must be the one signed in the payload (code 12).
+func TestPayloadApplierKeys(t *testing.T) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := bytes.Repeat([]byte("update engine\n"), 20000)
+	var buf bytes.Buffer
+	if _, err := payload.Generate(t.Context(), &buf, payload.GenerateOptions{New: bytes.NewReader(img), NewSize: int64(len(img)),
+		Keys: []*rsa.PrivateKey{k}, Version: "2.0.0", TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	p := buf.Bytes()
+	sum := sha256.Sum256(p)
+	calls := 0
+	key := func() ([]*rsa.PublicKey, error) { calls++; return []*rsa.PublicKey{&k.PublicKey}, nil }
+	none := func() ([]*rsa.PublicKey, error) { calls++; return nil, nil }
+	broken := func() ([]*rsa.PublicKey, error) { calls++; return nil, errors.New("key file unreadable") }
+	for _, tc := range []struct {
+		name    string
+		a       parts.PayloadApplier
+		version string
+		want    omaha.Code // 0: applied
+	}{
+		{"key", parts.PayloadApplier{Keys: key}, "2.0.0", 0},
+		{"nil key source", parts.PayloadApplier{}, "2.0.0", omaha.DownloadPayloadPubKeyVerificationError},
+		{"no key", parts.PayloadApplier{Keys: none}, "2.0.0", omaha.DownloadPayloadPubKeyVerificationError},
+		{"unreadable key", parts.PayloadApplier{Keys: broken}, "2.0.0", omaha.DownloadPayloadPubKeyVerificationError},
+		{"unreadable key, insecure", parts.PayloadApplier{Keys: broken, InsecureAllowUnsigned: true}, "2.0.0", omaha.DownloadPayloadPubKeyVerificationError},
+		{"no key, insecure", parts.PayloadApplier{Keys: none, InsecureAllowUnsigned: true}, "2.0.0", 0},
+		{"offered as another version", parts.PayloadApplier{Keys: key}, "4.0.0", omaha.DownloadPayloadVerificationError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := os.Create(filepath.Join(t.TempDir(), "slot"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			before := calls
+			plan := &Plan{Version: tc.version, Size: int64(len(p)), SHA256: sum[:]}
+			_, err = tc.a.Apply(t.Context(), plan, bytes.NewReader(p), nil, fileTarget{f}, nil, nil, func(Checkpoint) error { return nil })
+			if got := mapError(err); got != tc.want && !(tc.want == 0 && err == nil) {
+				t.Fatalf("code %v (%v), want %v", got, err, tc.want)
+			}
+			if tc.a.Keys != nil && calls != before+1 {
+				t.Fatalf("key source called %d times", calls-before)
+			}
+			st, _ := f.Stat()
+			if tc.want != 0 && st.Size() != 0 {
+				t.Fatalf("%d bytes written before %v", st.Size(), err)
+			}
+			if tc.want == 0 && st.Size() < int64(len(img)) {
+				t.Fatalf("slot has %d bytes", st.Size())
+			}
+		})
+	}
+}
