@@ -27,7 +27,7 @@ import (
 
 const usage = `usage:
   payload_generator generate --new IMAGE [--old IMAGE [--source-version V]] --key KEY.pem|--unsigned [--version V]
-                             [--compression xz|zstd|bzip2|none] [--xz-command xz|builtin] [--chunk-size N] [--major 1|2] [--partition NAME]
+                             [--compression xz|zstd|bzip2|none] [--xz-command xz|builtin] [--zstd-command zstd|builtin] [--chunk-size N] [--major 1|2] [--partition NAME]
                              [--kernel FILE] [--pcr-policy FILE] (--major 1) -o OUT
   payload_generator show PAYLOAD
   payload_generator verify PAYLOAD [--key PUB.pem] [--version V] [--source FILE|DEV [--scratch DIR]] [--target DEV]
@@ -134,100 +134,169 @@ type Metadata struct {
 	Track         string `json:"track"`
 }
 
+// generateFlags is generate's command line.
+type generateFlags struct {
+	newImg, oldImg, version, srcVersion, comp, xzCmd, zstdCmd string
+	keys                                                      multiFlag
+	unsigned                                                  bool
+	chunkSize                                                 int
+	major                                                     uint64
+	part, appid, track, out, kernel, pcrPolicy                string
+	outHash, outMetaHash, sigSizes                            string
+}
+
+func (g *generateFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.newImg, "new", "", "new image")
+	fs.StringVar(&g.oldImg, "old", "", "old image (delta)")
+	fs.Var(&g.keys, "key", "private key PEM (repeat, or several keys in one file, for key rotation)")
+	fs.BoolVar(&g.unsigned, "unsigned", false, "write an unsigned payload (without --key): clients with a key refuse it")
+	fs.StringVar(&g.version, "version", "", "version of the new image, signed inside the payload")
+	fs.StringVar(&g.srcVersion, "source-version", "", "version of the old image (delta), for OUT.json")
+	fs.StringVar(&g.srcVersion, "old-version", "", "same as --source-version")
+	fs.StringVar(&g.comp, "compression", "", "xz (default for --major 2), zstd (project extension), bzip2 (default for --major 1) or none")
+	fs.StringVar(&g.xzCmd, "xz-command", defaultCommand("xz"), `compress REPLACE_XZ data with this xz program (default "xz" when in PATH: ~15% smaller payloads than the built-in encoder); "builtin" for the built-in encoder`)
+	fs.StringVar(&g.zstdCmd, "zstd-command", defaultCommand("zstd"), `compress REPLACE_ZSTD data with this zstd program at --ultra -22, window ≤ 8 MiB (default "zstd" when in PATH: smaller payloads than the built-in encoder); "builtin" for the built-in encoder`)
+	fs.IntVar(&g.chunkSize, "chunk-size", 0, "bytes per full-payload operation, a multiple of 4096 (default 32 MiB for xz, 8 MiB for zstd, else 2 MiB)")
+	fs.Uint64Var(&g.major, "major", 2, "payload major version, 1 (Flatcar) or 2")
+	fs.StringVar(&g.part, "partition", "root", "v2 partition name")
+	fs.StringVar(&g.appid, "appid", "", "Omaha app id for OUT.json")
+	fs.StringVar(&g.track, "track", "", "Omaha track for OUT.json")
+	fs.StringVar(&g.out, "o", "", "output payload")
+	fs.StringVar(&g.kernel, "kernel", "", "kernel the new image boots with: a KERNEL install procedure (--major 1; Flatcar installs it as /boot/flatcar/vmlinuz-a|b)")
+	fs.StringVar(&g.pcrPolicy, "pcr-policy", "", "TPM PCR policy zip: a PCR_POLICY install procedure (--major 1)")
+	fs.StringVar(&g.outHash, "out-hash", "", "sign later: reserve zeroed signatures and write the SHA-256 digest the payload signatures sign (32 raw bytes) here")
+	fs.StringVar(&g.outMetaHash, "out-metadata-hash", "", "with --out-hash, --major 2: write the digest the metadata signatures sign here")
+	fs.StringVar(&g.sigSizes, "signature-size", "256", "with --out-hash: the size in bytes of each signature to reserve, colon-separated, oldest key first (256 = RSA-2048, 512 = RSA-4096)")
+}
+
 func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	newImg := fs.String("new", "", "new image")
-	oldImg := fs.String("old", "", "old image (delta)")
-	var keys multiFlag
-	fs.Var(&keys, "key", "private key PEM (repeat, or several keys in one file, for key rotation)")
-	unsigned := fs.Bool("unsigned", false, "write an unsigned payload (without --key): clients with a key refuse it")
-	version := fs.String("version", "", "version of the new image, signed inside the payload")
-	srcVersion := fs.String("source-version", "", "version of the old image (delta), for OUT.json")
-	fs.StringVar(srcVersion, "old-version", "", "same as --source-version")
-	comp := fs.String("compression", "", "xz (default for --major 2), zstd (project extension), bzip2 (default for --major 1) or none")
-	xzCmd := fs.String("xz-command", defaultXZCommand(), `compress REPLACE_XZ data with this xz program (default "xz" when in PATH: ~15% smaller payloads than the built-in encoder); "builtin" for the built-in encoder`)
-	chunkSize := fs.Int("chunk-size", 0, "bytes per full-payload operation, a multiple of 4096 (default 16 MiB for xz, 8 MiB for zstd, else 2 MiB)")
-	major := fs.Uint64("major", 2, "payload major version, 1 (Flatcar) or 2")
-	part := fs.String("partition", "root", "v2 partition name")
-	appid := fs.String("appid", "", "Omaha app id for OUT.json")
-	track := fs.String("track", "", "Omaha track for OUT.json")
-	out := fs.String("o", "", "output payload")
-	kernel := fs.String("kernel", "", "kernel the new image boots with: a KERNEL install procedure (--major 1; Flatcar installs it as /boot/flatcar/vmlinuz-a|b)")
-	pcrPolicy := fs.String("pcr-policy", "", "TPM PCR policy zip: a PCR_POLICY install procedure (--major 1)")
-	outHash := fs.String("out-hash", "", "sign later: reserve zeroed signatures and write the SHA-256 digest the payload signatures sign (32 raw bytes) here")
-	outMetaHash := fs.String("out-metadata-hash", "", "with --out-hash, --major 2: write the digest the metadata signatures sign here")
-	sigSizes := fs.String("signature-size", "256", "with --out-hash: the size in bytes of each signature to reserve, colon-separated, oldest key first (256 = RSA-2048, 512 = RSA-4096)")
+	var g generateFlags
+	g.register(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if *newImg == "" || *out == "" || len(pos) > 0 {
+	if g.newImg == "" || g.out == "" || len(pos) > 0 {
 		return fmt.Errorf("%w: need --new and -o", errUsage)
 	}
-	sizes, err := generateSigning(len(keys) > 0, *unsigned, *outHash, *outMetaHash, *major, *sigSizes, fs)
+	sizes, err := generateSigning(len(g.keys) > 0, g.unsigned, g.outHash, g.outMetaHash, g.major, g.sigSizes, fs)
 	if err != nil {
 		return err
 	}
-	if *xzCmd == "builtin" {
-		*xzCmd = ""
+	if g.xzCmd == "builtin" {
+		g.xzCmd = ""
 	}
-	o := payload.GenerateOptions{Compression: *comp, Major: *major, Partition: *part, Version: *version,
-		XZCommand: *xzCmd, ChunkSize: *chunkSize, TempDir: filepath.Dir(*out), SignatureSizes: sizes}
-	for _, k := range keys {
-		b, err := os.ReadFile(k)
-		if err != nil {
-			return err
-		}
-		ks, err := payload.ParsePrivateKeys(b)
-		if err != nil {
-			return fmt.Errorf("%s: %w", k, err)
-		}
-		o.Keys = append(o.Keys, ks...)
+	if g.zstdCmd == "builtin" {
+		g.zstdCmd = ""
 	}
-	nf, err := os.Open(*newImg)
+	o := payload.GenerateOptions{Compression: g.comp, Major: g.major, Partition: g.part, Version: g.version,
+		XZCommand: g.xzCmd, ZstdCommand: g.zstdCmd, ChunkSize: g.chunkSize, TempDir: filepath.Dir(g.out), SignatureSizes: sizes}
+	if o.Keys, err = loadPrivateKeys(g.keys); err != nil {
+		return err
+	}
+	closeInputs, err := g.openInputs(&o)
+	defer closeInputs()
 	if err != nil {
 		return err
 	}
-	defer nf.Close()
-	if o.NewSize, err = sizeOf(nf); err != nil {
-		return err
-	}
-	o.New = nf
-	for _, pf := range []struct {
-		path string
-		typ  metadata.InstallProcedure_Type
-	}{{*kernel, metadata.InstallProcedure_KERNEL}, {*pcrPolicy, metadata.InstallProcedure_PCR_POLICY}} {
-		if pf.path == "" {
-			continue
-		}
-		f, err := os.Open(pf.path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		size, err := sizeOf(f)
-		if err != nil {
-			return err
-		}
-		o.Procedures = append(o.Procedures, payload.ProcedureFile{Type: pf.typ, Data: f, Size: size})
-	}
-	if *oldImg != "" {
-		of, err := os.Open(*oldImg)
-		if err != nil {
-			return err
-		}
-		defer of.Close()
-		if o.OldSize, err = sizeOf(of); err != nil {
-			return err
-		}
-		o.Old = of
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(*out), ".payload-*")
+	tmp, err := os.CreateTemp(filepath.Dir(g.out), ".payload-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
+	res, h256, h1, err := generateTo(ctx, tmp, o, stderr)
+	if err != nil {
+		return err
+	}
+	if err := g.writeDigests(res.Digests); err != nil {
+		return err
+	}
+	md := Metadata{File: filepath.Base(g.out), Version: g.version, SourceVersion: g.srcVersion, Delta: res.Delta,
+		Size: res.Size, SHA256: base64.StdEncoding.EncodeToString(h256), SHA1: base64.StdEncoding.EncodeToString(h1),
+		AppID: g.appid, Track: g.track}
+	if err := publish(tmp, g.out, &md); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %d bytes, sha256 %s, ops %s\n", g.out, res.Size, md.SHA256, countsString(res.OpCounts))
+	if g.outHash != "" {
+		fmt.Fprintf(stdout, "%s: NOT SIGNED YET: %d signature(s) reserved; sign %s", g.out, len(sizes), g.outHash)
+		if g.outMetaHash != "" {
+			fmt.Fprintf(stdout, " and %s", g.outMetaHash)
+		}
+		fmt.Fprintf(stdout, " and run payload_generator sign\n")
+	}
+	return nil
+}
+
+// loadPrivateKeys reads every key of every file, in order.
+func loadPrivateKeys(files []string) ([]*rsa.PrivateKey, error) {
+	var keys []*rsa.PrivateKey
+	for _, k := range files {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			return nil, err
+		}
+		ks, err := payload.ParsePrivateKeys(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		keys = append(keys, ks...)
+	}
+	return keys, nil
+}
+
+// openInputs opens the new image, the install procedures' files and the
+// old image into o. The returned function closes what was opened, also
+// after an error.
+func (g *generateFlags) openInputs(o *payload.GenerateOptions) (func(), error) {
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	open := func(path string) (*os.File, int64, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, 0, err
+		}
+		files = append(files, f)
+		size, err := sizeOf(f)
+		return f, size, err
+	}
+	nf, size, err := open(g.newImg)
+	if err != nil {
+		return closeAll, err
+	}
+	o.New, o.NewSize = nf, size
+	for _, pf := range []struct {
+		path string
+		typ  metadata.InstallProcedure_Type
+	}{{g.kernel, metadata.InstallProcedure_KERNEL}, {g.pcrPolicy, metadata.InstallProcedure_PCR_POLICY}} {
+		if pf.path == "" {
+			continue
+		}
+		f, size, err := open(pf.path)
+		if err != nil {
+			return closeAll, err
+		}
+		o.Procedures = append(o.Procedures, payload.ProcedureFile{Type: pf.typ, Data: f, Size: size})
+	}
+	if g.oldImg != "" {
+		of, size, err := open(g.oldImg)
+		if err != nil {
+			return closeAll, err
+		}
+		o.Old, o.OldSize = of, size
+	}
+	return closeAll, nil
+}
+
+// generateTo writes the payload of o to tmp, with a progress line on
+// stderr when it is a terminal, and returns its SHA-256 and SHA-1.
+func generateTo(ctx context.Context, tmp io.Writer, o payload.GenerateOptions, stderr io.Writer) (*payload.GenerateResult, []byte, []byte, error) {
 	var prog *progress
 	if isTerminal(stderr) {
 		total := o.NewSize
@@ -243,33 +312,23 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		prog.finish()
 	}
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	return res, h256.Sum(nil), h1.Sum(nil), nil
+}
+
+// writeDigests writes the digests to sign (--out-hash,
+// --out-metadata-hash) before the payload is published: a payload with
+// placeholders is useless without them.
+func (g *generateFlags) writeDigests(d *payload.Digests) error {
+	if g.outHash == "" {
+		return nil
+	}
+	if err := atomicfile.WriteFile(g.outHash, d.Payload, 0o644); err != nil {
 		return err
 	}
-	if *outHash != "" {
-		// The digests before the payload: a payload with placeholders is
-		// useless without them.
-		if err := atomicfile.WriteFile(*outHash, res.Digests.Payload, 0o644); err != nil {
-			return err
-		}
-		if *outMetaHash != "" {
-			if err := atomicfile.WriteFile(*outMetaHash, res.Digests.Metadata, 0o644); err != nil {
-				return err
-			}
-		}
-	}
-	md := Metadata{File: filepath.Base(*out), Version: *version, SourceVersion: *srcVersion, Delta: res.Delta,
-		Size: res.Size, SHA256: base64.StdEncoding.EncodeToString(h256.Sum(nil)),
-		SHA1: base64.StdEncoding.EncodeToString(h1.Sum(nil)), AppID: *appid, Track: *track}
-	if err := publish(tmp, *out, &md); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: %d bytes, sha256 %s, ops %s\n", *out, res.Size, md.SHA256, countsString(res.OpCounts))
-	if *outHash != "" {
-		fmt.Fprintf(stdout, "%s: NOT SIGNED YET: %d signature(s) reserved; sign %s", *out, len(sizes), *outHash)
-		if *outMetaHash != "" {
-			fmt.Fprintf(stdout, " and %s", *outMetaHash)
-		}
-		fmt.Fprintf(stdout, " and run payload_generator sign\n")
+	if g.outMetaHash != "" {
+		return atomicfile.WriteFile(g.outMetaHash, d.Metadata, 0o644)
 	}
 	return nil
 }
@@ -613,12 +672,12 @@ func cmdKeygen(_ context.Context, args []string, _ io.Reader, stdout io.Writer) 
 	return nil
 }
 
-// defaultXZCommand is "xz" when it is in PATH: liblzma's encoder makes
-// REPLACE_XZ payloads ~15% smaller than the built-in one (README "Payload
+// defaultCommand is program when it is in PATH: liblzma's and libzstd's
+// encoders make smaller payloads than the built-in ones (README "Payload
 // size"); else "" (the built-in encoder).
-func defaultXZCommand() string {
-	if _, err := exec.LookPath("xz"); err == nil {
-		return "xz"
+func defaultCommand(program string) string {
+	if _, err := exec.LookPath(program); err == nil {
+		return program
 	}
 	return ""
 }

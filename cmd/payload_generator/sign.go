@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
@@ -67,22 +68,11 @@ func cmdSign(_ context.Context, args []string, _ io.Reader, stdout io.Writer) er
 	if len(pos) != 1 || len(sigs) == 0 {
 		return fmt.Errorf("%w: need PAYLOAD and --signature", errUsage)
 	}
-	readAll := func(files []string) ([][]byte, error) {
-		var out [][]byte
-		for _, f := range files {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, b)
-		}
-		return out, nil
-	}
-	ps, err := readAll(sigs)
+	ps, err := readFiles(sigs)
 	if err != nil {
 		return err
 	}
-	ms, err := readAll(metaSigs)
+	ms, err := readFiles(metaSigs)
 	if err != nil {
 		return err
 	}
@@ -102,33 +92,17 @@ func cmdSign(_ context.Context, args []string, _ io.Reader, stdout io.Writer) er
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	size, err := io.Copy(tmp, src)
+	size, err := copySigned(tmp, src, ps, ms, pk)
 	if err != nil {
-		return err
-	}
-	if _, err := payload.InsertSignatures(tmp, size, ps, ms, pk); err != nil {
 		return err
 	}
 	h256, h1 := sha256.New(), sha1.New()
 	if _, err := io.Copy(io.MultiWriter(h256, h1), io.NewSectionReader(tmp, 0, size)); err != nil {
 		return err
 	}
-	// OUT.json, if there is one, must describe the signed payload; it is
-	// read and checked before the payload is replaced.
-	var md *Metadata
-	jb, err := os.ReadFile(name + ".json")
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
+	md, err := signedMetadata(name, size, h256.Sum(nil), h1.Sum(nil))
+	if err != nil {
 		return err
-	default:
-		md = &Metadata{}
-		if err := json.Unmarshal(jb, md); err != nil {
-			return fmt.Errorf("%s.json: %w", name, err)
-		}
-		md.Size = size
-		md.SHA256 = base64.StdEncoding.EncodeToString(h256.Sum(nil))
-		md.SHA1 = base64.StdEncoding.EncodeToString(h1.Sum(nil))
 	}
 	if err := publish(tmp, name, md); err != nil {
 		return err
@@ -140,4 +114,51 @@ func cmdSign(_ context.Context, args []string, _ io.Reader, stdout io.Writer) er
 	fmt.Fprintf(stdout, "%s: %d payload and %d metadata signature(s) inserted, %s; sha256 %s\n",
 		name, len(ps), len(ms), checked, base64.StdEncoding.EncodeToString(h256.Sum(nil)))
 	return nil
+}
+
+// readFiles reads each file whole.
+func readFiles(files []string) ([][]byte, error) {
+	var out [][]byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// copySigned copies the payload src to tmp and puts the signatures into
+// the copy (checked with pk, when given); it returns the copy's size.
+func copySigned(tmp *os.File, src io.Reader, ps, ms [][]byte, pk []*rsa.PublicKey) (int64, error) {
+	size, err := io.Copy(tmp, src)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := payload.InsertSignatures(tmp, size, ps, ms, pk); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// signedMetadata is name.json, if there is one, made to describe the
+// signed payload (nil when there is none). It is read and checked before
+// the payload is replaced.
+func signedMetadata(name string, size int64, h256, h1 []byte) (*Metadata, error) {
+	jb, err := os.ReadFile(name + ".json")
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	md := &Metadata{}
+	if err := json.Unmarshal(jb, md); err != nil {
+		return nil, fmt.Errorf("%s.json: %w", name, err)
+	}
+	md.Size = size
+	md.SHA256 = base64.StdEncoding.EncodeToString(h256)
+	md.SHA1 = base64.StdEncoding.EncodeToString(h1)
+	return md, nil
 }

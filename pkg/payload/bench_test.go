@@ -70,27 +70,14 @@ func benchApply(b *testing.B, bin string, mb int) {
 	key, pub := benchKey(b, cache)
 	payloads := map[string]string{}
 	for _, c := range []string{CompressNone, CompressXZ, CompressZstd} {
-		// v2: 16 MiB xz operations made by the xz program, 8 MiB zstd ones.
-		p := filepath.Join(cache, fmt.Sprintf("ext4-%d-%s-v2.payload", mb, c))
-		if _, err := os.Stat(p); err != nil {
-			b.Logf("generating %s", p)
-			cmd := exec.Command(bin, "generate", "--new", img, "--key", key, "--compression", c, "-o", p)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("generate: %v\n%s", err, out)
-			}
-		}
-		payloads[c] = p
+		// v3: xz and zstd operations made by the xz and zstd programs.
+		payloads[c] = benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-%s-v3.payload", mb, c), img, key, "--compression", c)
 	}
-	// REPLACE_XZ made by the built-in encoder instead of the xz program
-	// (the default when installed), for its size.
-	builtin := filepath.Join(cache, fmt.Sprintf("ext4-%d-xz-builtin-v2.payload", mb))
-	if _, err := os.Stat(builtin); err != nil {
-		b.Logf("generating %s", builtin)
-		cmd := exec.Command(bin, "generate", "--new", img, "--key", key, "--xz-command", "builtin", "-o", builtin)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("generate: %v\n%s", err, out)
-		}
-	}
+	// REPLACE_XZ and REPLACE_ZSTD made by the built-in encoders instead of
+	// the programs (the defaults when installed), for their sizes.
+	builtin := benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-xz-builtin-v3.payload", mb), img, key, "--xz-command", "builtin")
+	zbuiltin := benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-zstd-builtin-v3.payload", mb), img, key,
+		"--compression", CompressZstd, "--zstd-command", "builtin")
 	xzFile := filepath.Join(cache, fmt.Sprintf("ext4-%d.img.xz", mb))
 	if _, err := os.Stat(xzFile); err != nil {
 		sh(b, fmt.Sprintf("xz -T1 -6 -c %s > %s.tmp && mv %s.tmp %s", img, xzFile, xzFile, xzFile))
@@ -131,6 +118,7 @@ func benchApply(b *testing.B, bin string, mb int) {
 	testenv.Bench(b, name+"_zstd_payload_size", float64(zstSize)/(1<<20), "MiB")
 	testenv.Bench(b, name+"_zstd_19_file_size", float64(fileSize(b, zstFile))/(1<<20), "MiB")
 	testenv.Bench(b, name+"_zstd_payload_size_vs_zstd19_stream", float64(zstSize)/float64(fileSize(b, zstFile)), "x")
+	testenv.Bench(b, name+"_zstd_builtin_payload_size_vs_default", float64(fileSize(b, zbuiltin))/float64(zstSize), "x")
 	for _, c := range []string{CompressNone, CompressXZ, CompressZstd} {
 		var rss int64
 		d := best(func() time.Duration {
@@ -169,6 +157,21 @@ func benchApply(b *testing.B, bin string, mb int) {
 	if want := sha(b, img); got != want {
 		b.Fatalf("target %s after the last apply, want %s", got, want)
 	}
+}
+
+// benchPayload returns the cached payload name in cache, generated from
+// img with the extra generate flags when missing.
+func benchPayload(b *testing.B, bin, cache, name, img, key string, flags ...string) string {
+	p := filepath.Join(cache, name)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	b.Logf("generating %s", p)
+	args := append([]string{"generate", "--new", img, "--key", key, "-o", p}, flags...)
+	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+		b.Fatalf("generate: %v\n%s", err, out)
+	}
+	return p
 }
 
 // throttledBPS is a disk slower than the verification bound, as most real

@@ -133,23 +133,15 @@ func runSourceBsdiff(d *decoder, op *metadata.InstallOperation, data, out []byte
 	return readAllInto(r, out, op.GetType().String())
 }
 
-// verifySource checks the source partition against the applied
-// partition's old_partition_info (when the payload has source operations
-// and an old hash): a streaming SHA-256 of its first size bytes. Called
-// before the first write.
+// verifySource checks the source partition, when one is given, against
+// the applied partition's old_partition_info (when it has a hash): a
+// streaming SHA-256 of its first size bytes. Called before the first
+// write. A delta whose operations read no source block (all new data) is
+// checked too: it was made for that source, and a host on another one
+// should fall back to a full payload as for any other delta.
 func verifySource(ctx context.Context, p *plan, src io.ReaderAt) error {
 	oi := p.m.Partitions[p.part].OldInfo
 	if src == nil || oi == nil || len(oi.GetHash()) == 0 {
-		return nil
-	}
-	usesSource := false
-	for _, s := range p.steps {
-		if s.write && s.kind.source {
-			usesSource = true
-			break
-		}
-	}
-	if !usesSource {
 		return nil
 	}
 	h := sha256.New()

@@ -94,8 +94,14 @@ func opCounts(t testing.TB, p []byte) (map[metadata.InstallOperation_Type]int, *
 		for _, e := range op.DstExtents {
 			n += e.GetNumBlocks()
 		}
-		if n > deltaOpBlocks && m.MinorVersion != 0 { // a delta's ops
-			t.Errorf("op %v has %d dst blocks (> %d)", op.GetType(), n, deltaOpBlocks)
+		// A delta's ops: new data (REPLACE_XZ, REPLACE) in operations of
+		// up to novelBlk, the rest of up to deltaOpBlocks.
+		limit := uint64(deltaOpBlocks)
+		if t := op.GetType(); t == OpReplaceXZ || t == OpReplace {
+			limit = novelBlk
+		}
+		if n > limit && m.MinorVersion != 0 {
+			t.Errorf("op %v has %d dst blocks (> %d)", op.GetType(), n, limit)
 		}
 	}
 	return c, m
@@ -395,5 +401,67 @@ func TestDeltaResume(t *testing.T) {
 		if !bytes.Equal(readAll(t, f, len(img)), img) {
 			t.Fatalf("checkpoint %d: target differs", i)
 		}
+	}
+}
+
+// TestDeltaNewDataInLargeOps: data with nothing like it in the old image
+// (an added file) goes into REPLACE_XZ operations larger than a diff's,
+// whose dictionary spans more of it, and the delta still applies.
+func TestDeltaNewDataInLargeOps(t *testing.T) {
+	old := testImage(2<<20, 11)
+	img := append(append([]byte(nil), old...), testImage(4<<20, 12)...)
+	p, _ := genDelta(t, old, img, GenerateOptions{Keys: keys(t, 1)})
+	_, m := opCounts(t, p)
+	var most uint64
+	for _, op := range m.Partitions[0].Ops {
+		if op.GetType() != OpReplaceXZ {
+			continue
+		}
+		var n uint64
+		for _, e := range op.DstExtents {
+			n += e.GetNumBlocks()
+		}
+		most = max(most, n)
+	}
+	if most <= deltaOpBlocks {
+		t.Errorf("largest REPLACE_XZ op %d blocks, want > %d (new data in one large op)", most, deltaOpBlocks)
+	}
+	got, err := applyDelta(t, p, old, len(img), len(img), Options{Keys: pubs(keys(t, 1)...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, img) {
+		t.Fatal("target differs from the new image")
+	}
+}
+
+// TestDeltaWithoutSourceOpsChecksSource: a delta whose operations read no
+// source block (the new image shares nothing with the old) is still
+// refused, before a write, on a source other than the one it was made
+// from; given none, it applies.
+func TestDeltaWithoutSourceOpsChecksSource(t *testing.T) {
+	old, img := testImage(1<<20, 51), make([]byte, 1<<20)
+	r := rand.New(rand.NewPCG(52, 1)) // random: nothing for a diff to find
+	for i := range img {
+		img[i] = byte(r.Uint32())
+	}
+	p, _ := genDelta(t, old, img, GenerateOptions{})
+	_, m := opCounts(t, p)
+	for _, op := range m.Partitions[0].Ops {
+		if len(op.SrcExtents) > 0 {
+			t.Fatalf("op %v reads the source: the test needs a delta without source operations", op.GetType())
+		}
+	}
+	wrong := append([]byte(nil), old...)
+	wrong[0] ^= 1
+	got, err := applyDelta(t, p, wrong, len(img), len(img), Options{})
+	if !errors.Is(err, ErrSourceMismatch) {
+		t.Fatalf("wrong source: %v, want ErrSourceMismatch", err)
+	}
+	if !bytes.Equal(got, bytes.Repeat([]byte{0xEE}, len(img))) {
+		t.Fatal("target was written")
+	}
+	if got, err := applyDelta(t, p, nil, len(img), len(img), Options{}); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("no source: %v (target equal: %v)", err, bytes.Equal(got, img))
 	}
 }

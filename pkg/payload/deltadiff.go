@@ -99,23 +99,24 @@ func (c *deltaWorker) sourceBlocks(j *deltaJob, nw []byte) []uint32 {
 	return out
 }
 
-// diff produces the smallest operation for a changed run.
-func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, op *metadata.InstallOperation) (*metadata.InstallOperation, []byte, error) {
-	g := c.g
-	nw, err := c.readNew(j)
-	if err != nil {
-		return nil, nil, err
-	}
-	// REPLACE_XZ is always a candidate.
-	if err := compressXZ(ctx, &c.xb, nw, len(nw), g.o.XZCommand); err != nil {
-		return nil, nil, err
+// replace makes op the REPLACE_XZ of the new data nw, or REPLACE when xz
+// does not shorten it, and returns its data (in the worker's buffers).
+func (c *deltaWorker) replace(ctx context.Context, nw []byte, op *metadata.InstallOperation) ([]byte, error) {
+	if err := compressXZ(ctx, &c.xb, nw, len(nw), c.g.o.XZCommand); err != nil {
+		return nil, err
 	}
 	op.Type = OpReplaceXZ.Enum()
 	best := c.xb.Bytes()
 	if len(nw) <= len(best) {
 		op.Type, best = OpReplace.Enum(), nw
 	}
+	return best, nil
+}
 
+// diff turns op, the replacement of a changed run (data best), into a
+// bsdiff against old blocks when that is smaller.
+func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *metadata.InstallOperation, best []byte) (*metadata.InstallOperation, []byte, error) {
+	g := c.g
 	src := c.sourceBlocks(j, nw)
 	if len(src) == 0 {
 		return op, bytes.Clone(best), nil

@@ -55,7 +55,12 @@ type GenerateOptions struct {
 	// makes payloads about 15% smaller. The output is then as deterministic
 	// as that program's version.
 	XZCommand string
-	Version   string
+	// ZstdCommand, if set, is a zstd program (e.g. "zstd") that compresses
+	// REPLACE_ZSTD data instead of the built-in encoder, at level 19 with
+	// the window held to the operation size (at most 8 MiB, what deployed
+	// clients accept). Its output is checked like XZCommand's.
+	ZstdCommand string
+	Version     string
 	// ChunkSize: bytes per operation, a multiple of 4096; 0 =
 	// XZChunkSize, ZstdChunkSize or DefaultChunkSize.
 	ChunkSize int
@@ -98,12 +103,14 @@ const blockSize = 4096
 // operation is a separate stream whose dictionary starts empty, so the
 // operation size sets how much a compressor can find: see the README's
 // "Payload size" for the measurements. An applier holds an operation's
-// output in memory, so larger operations cost its memory, not only time.
-// zstd stays at 8 MiB: its window is the operation size, and deployed
-// clients take windows up to 8 MiB.
+// output in memory, so larger operations cost its memory, not only time:
+// 32 MiB xz operations (dictionary 32 MiB, larger than one `xz -6`
+// stream's 8 MiB) are what an apply within 64 MiB can hold, one at a
+// time. zstd stays at 8 MiB: its window is the operation size, and
+// deployed clients take windows up to 8 MiB.
 const (
 	DefaultChunkSize = 2 << 20  // REPLACE and REPLACE_BZ
-	XZChunkSize      = 16 << 20 // REPLACE_XZ
+	XZChunkSize      = 32 << 20 // REPLACE_XZ
 	ZstdChunkSize    = 8 << 20  // REPLACE_ZSTD
 )
 
@@ -353,6 +360,13 @@ func (c *chunker) chunk(ctx context.Context, o GenerateOptions, i, chunk int) (*
 		}
 		alt, altType = c.xbuf.Bytes(), OpReplaceXZ
 	case CompressZstd:
+		if o.ZstdCommand != "" {
+			if err := compressZstdCommand(ctx, &c.xbuf, b, chunk, o.ZstdCommand); err != nil {
+				return nil, nil, err
+			}
+			alt, altType = c.xbuf.Bytes(), OpReplaceZstd
+			break
+		}
 		if c.zenc == nil {
 			z, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 				zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(chunkWindow(chunk)), zstd.WithZeroFrames(true),
@@ -391,16 +405,10 @@ func compressXZ(ctx context.Context, buf *bytes.Buffer, b []byte, dict int, comm
 	if command != "" {
 		// -6 with the dictionary cut to the data, as the built-in encoder
 		// does: a decoder then needs no more memory than the output.
-		cmd := exec.CommandContext(ctx, command, "--format=xz", "--check=crc32", "--lzma2=preset=6,dict="+strconv.Itoa(max(dict, 4096)),
-			"--threads=1", "--stdout", "--compress", "-")
-		cmd.Stdin, cmd.Stdout = bytes.NewReader(b), buf
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("%w: %s: %v: %s", ErrGenerate, command, err, bytes.TrimSpace(stderr.Bytes()))
+		args := []string{"--format=xz", "--check=crc32", "--lzma2=preset=6,dict=" + strconv.Itoa(max(dict, 4096)),
+			"--threads=1", "--stdout", "--compress", "-"}
+		if err := runCompressor(ctx, buf, b, command, args); err != nil {
+			return err
 		}
 		// Another program's output is checked the way a client will use
 		// it: decoded into the op's extents, it must give b back.
@@ -420,10 +428,61 @@ func compressXZ(ctx context.Context, buf *bytes.Buffer, b []byte, dict int, comm
 	return xw.Close()
 }
 
-// chunkWindow is the zstd window: the smallest power of two ≥ chunk.
+// maxZstdWindow is the largest zstd window deployed clients (and runZstd)
+// accept.
+const maxZstdWindow = 8 << 20
+
+// zstdCommandArgs are the zstd program's settings: level 19 (--ultra -22
+// with the same window made 8 MiB operations 0.01% smaller, 3x slower)
+// with the window log cut to the operation's (at most 23: 8 MiB, the
+// window deployed clients accept), the size known in advance (written
+// into the frame header), no XXH64 (the op's SHA-256 covers the data).
+func zstdCommandArgs(size, chunk int) []string {
+	wlog := 10
+	for 1<<wlog < chunk && wlog < 23 {
+		wlog++
+	}
+	return []string{"-q", "-T1", "-19", "--zstd=wlog=" + strconv.Itoa(wlog), "--no-check",
+		"--stream-size=" + strconv.Itoa(size), "-c", "-"}
+}
+
+// compressZstdCommand replaces buf's contents with b as one zstd frame
+// made by the zstd program command (killed when ctx ends), checked by
+// decoding it as a client will.
+func compressZstdCommand(ctx context.Context, buf *bytes.Buffer, b []byte, chunk int, command string) error {
+	buf.Reset()
+	if err := runCompressor(ctx, buf, b, command, zstdCommandArgs(len(b), chunk)); err != nil {
+		return err
+	}
+	out := make([]byte, len(b))
+	if err := runZstd(&decoder{}, nil, buf.Bytes(), out); err != nil || !bytes.Equal(out, b) {
+		return fmt.Errorf("%w: %s: its output does not decode to its input (%v)", ErrGenerate, command, err)
+	}
+	return nil
+}
+
+// runCompressor runs command args with b on its stdin and its stdout into
+// buf.
+func runCompressor(ctx context.Context, buf *bytes.Buffer, b []byte, command string, args []string) error {
+	cmd := exec.CommandContext(ctx, command, args...)
+	cmd.Stdin, cmd.Stdout = bytes.NewReader(b), buf
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %s: %v: %s", ErrGenerate, command, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return nil
+}
+
+// chunkWindow is the zstd window: the smallest power of two ≥ chunk, at
+// most maxZstdWindow (larger --chunk-size operations would otherwise get
+// a window the appliers refuse).
 func chunkWindow(chunk int) int {
 	w := zstd.MinWindowSize
-	for w < chunk && w < zstd.MaxWindowSize {
+	for w < chunk && w < maxZstdWindow {
 		w <<= 1
 	}
 	return w

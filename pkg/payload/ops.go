@@ -122,7 +122,7 @@ func runXZ(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 func runZstd(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 	if d.zstd == nil {
 		z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(8<<20))
+			zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return err
 		}

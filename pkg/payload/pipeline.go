@@ -126,7 +126,8 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 
 // Default memory budget: 16 MiB, raised (up to maxAutoBudget) so that
 // two of the payload's largest operations fit, which lets two cores
-// decode 16 MiB xz operations (XZChunkSize) side by side.
+// decode 16 MiB xz operations side by side; one 32 MiB xz operation
+// (XZChunkSize) and its data fit alone.
 const (
 	minAutoBudget = 16 << 20
 	maxAutoBudget = 48 << 20
@@ -158,97 +159,142 @@ func (s *step) memNeed() int64 {
 
 // read is the reader goroutine: it reads each operation's data, hashes the
 // stream and hands jobs to the workers and, in order, to the writer.
-func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, order, jobs chan<- *job) (t tail) {
-	ckpt := a.o.Checkpoint != nil
-	// v2 signed payloads hash the data twice (signed bytes, whole payload):
-	// the whole-payload hash gets its own goroutine.
-	var wq chan *job
-	wdone := make(chan struct{})
-	if a.signed != nil {
-		wq = make(chan *job, cap(order)+1)
-		go func(wq <-chan *job) {
-			defer close(wdone)
-			for j := range wq {
-				a.whole.Write(j.buf[:j.s.op.GetDataLength()])
-				if ckpt {
-					j.wholeState = marshalHash(a.whole)
-				}
-				close(j.hashed)
-			}
-		}(wq)
-	} else {
-		close(wdone)
-	}
-	stopHasher := func() {
-		if wq != nil {
-			close(wq)
-			wq = nil
-		}
-		<-wdone
-	}
-	defer stopHasher()
+func (a *applier) read(ctx context.Context, r io.Reader, start int, bud budget, order, jobs chan<- *job) tail {
+	h := a.startWholeHasher(cap(order) + 1)
+	defer h.stop()
 	for i := start; i < len(a.p.steps); i++ {
 		if err := ctx.Err(); err != nil {
 			return tail{err: err}
 		}
-		s := &a.p.steps[i]
-		j := &job{idx: i, s: s, done: make(chan struct{}), hashed: closedChan}
-		dl := int64(s.op.GetDataLength())
-		var err error
-		if j.tokens, err = bud.acquire(ctx, s.memNeed()); err != nil {
+		j, err := a.readOp(ctx, r, i, bud, h)
+		if err != nil {
 			return tail{err: err}
 		}
-		if dl > 0 {
-			n := dl
-			if s.emits() && s.kind.inPlace {
-				n = int64(s.dstBytes)
-			}
-			j.buf = a.pool.get(int(n))
-			if _, err := io.ReadFull(r, j.buf[:dl]); err != nil {
-				j.err = fmt.Errorf("%w: op %d data at offset %d: %v", ErrTruncated, i, a.off, err)
-				close(j.done)
-				select {
-				case order <- j:
-				case <-ctx.Done():
-				}
-				return tail{}
-			}
-			if a.signed != nil {
-				a.signed.Write(j.buf[:dl])
-				if ckpt {
-					j.signedState = marshalHash(a.signed)
-				}
-				j.hashed = make(chan struct{})
-				wq <- j // the hasher never waits on anything else
-			} else {
-				a.whole.Write(j.buf[:dl])
-			}
-			a.off += dl
-		}
-		j.end = a.off
-		if dl == 0 {
-			j.hashed = nil // the hash states are those after the previous op
-		} else if ckpt && a.signed == nil {
-			j.wholeState = marshalHash(a.whole)
-		}
-		select {
-		case order <- j:
-		case <-ctx.Done():
-			return tail{err: ctx.Err()}
-		}
-		if dl > 0 || (s.emits() && !s.kind.noOutput) {
+		if j.err != nil { // a short read: the writer reports it in order
 			select {
-			case jobs <- j:
+			case order <- j:
 			case <-ctx.Done():
-				j.err = ctx.Err()
-				close(j.done)
-				return tail{err: ctx.Err()}
 			}
-		} else {
-			close(j.done)
+			return tail{}
+		}
+		if err := a.dispatch(ctx, j, order, jobs); err != nil {
+			return tail{err: err}
 		}
 	}
-	stopHasher()
+	h.stop()
+	return a.readTail(r)
+}
+
+// wholeHasher is the goroutine that hashes a v2 signed payload's data for
+// the whole-payload hash (the reader hashes the signed bytes): the data is
+// hashed twice, on two cores. Without a signed hash the reader does it.
+type wholeHasher struct {
+	q    chan *job
+	done chan struct{}
+}
+
+func (a *applier) startWholeHasher(queue int) *wholeHasher {
+	h := &wholeHasher{done: make(chan struct{})}
+	if a.signed == nil {
+		close(h.done)
+		return h
+	}
+	ckpt := a.o.Checkpoint != nil
+	h.q = make(chan *job, queue)
+	go func(q <-chan *job) {
+		defer close(h.done)
+		for j := range q {
+			a.whole.Write(j.buf[:j.s.op.GetDataLength()])
+			if ckpt {
+				j.wholeState = marshalHash(a.whole)
+			}
+			close(j.hashed)
+		}
+	}(h.q)
+	return h
+}
+
+// stop waits for the hasher to finish what it was given; it may be called
+// twice.
+func (h *wholeHasher) stop() {
+	if h.q != nil {
+		close(h.q)
+		h.q = nil
+	}
+	<-h.done
+}
+
+// readOp makes step i's job: it takes the step's memory from bud, reads
+// its data and hashes it. A short read gives a job whose err is set and
+// done closed.
+func (a *applier) readOp(ctx context.Context, r io.Reader, i int, bud budget, h *wholeHasher) (*job, error) {
+	ckpt := a.o.Checkpoint != nil
+	s := &a.p.steps[i]
+	j := &job{idx: i, s: s, done: make(chan struct{}), hashed: closedChan}
+	dl := int64(s.op.GetDataLength())
+	var err error
+	if j.tokens, err = bud.acquire(ctx, s.memNeed()); err != nil {
+		return nil, err
+	}
+	if dl > 0 {
+		n := dl
+		if s.emits() && s.kind.inPlace {
+			n = int64(s.dstBytes)
+		}
+		j.buf = a.pool.get(int(n))
+		if _, err := io.ReadFull(r, j.buf[:dl]); err != nil {
+			j.err = fmt.Errorf("%w: op %d data at offset %d: %v", ErrTruncated, i, a.off, err)
+			close(j.done)
+			return j, nil
+		}
+		if a.signed != nil {
+			a.signed.Write(j.buf[:dl])
+			if ckpt {
+				j.signedState = marshalHash(a.signed)
+			}
+			j.hashed = make(chan struct{})
+			h.q <- j // the hasher never waits on anything else
+		} else {
+			a.whole.Write(j.buf[:dl])
+		}
+		a.off += dl
+	}
+	j.end = a.off
+	if dl == 0 {
+		j.hashed = nil // the hash states are those after the previous op
+	} else if ckpt && a.signed == nil {
+		j.wholeState = marshalHash(a.whole)
+	}
+	return j, nil
+}
+
+// dispatch hands j to the writer (in order) and, when it has data to
+// check or output to make, to the workers.
+func (a *applier) dispatch(ctx context.Context, j *job, order, jobs chan<- *job) error {
+	select {
+	case order <- j:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s := j.s
+	if s.op.GetDataLength() == 0 && (!s.emits() || s.kind.noOutput) {
+		close(j.done)
+		return nil
+	}
+	select {
+	case jobs <- j:
+		return nil
+	case <-ctx.Done():
+		j.err = ctx.Err()
+		close(j.done)
+		return ctx.Err()
+	}
+}
+
+// readTail reads what follows the operations' data: the signature blob
+// and then nothing.
+func (a *applier) readTail(r io.Reader) tail {
+	var t tail
 	if a.signed != nil {
 		t.signedDigest = a.signed.Sum(nil)
 	} else {

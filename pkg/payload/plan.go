@@ -48,6 +48,47 @@ const MaxOpBytes = 64 << 20
 // write.
 func newPlan(m *Metadata, o *Options) (*plan, error) {
 	p := &plan{m: m, bs: uint64(m.BlockSize), part: -1}
+	limit, err := p.choosePartition(o)
+	if err != nil {
+		return nil, err
+	}
+	var dsts []extent
+	var pos uint64 // blob offset of the next op's data
+	for pi, pt := range m.Partitions {
+		for i, op := range pt.Ops {
+			where := fmt.Sprintf("partition %q op %d", pt.Name, i)
+			s, err := p.newStep(op, pi == p.part, limit, where, o)
+			if err != nil {
+				return nil, err
+			}
+			if err := p.placeData(&s, &pos, where); err != nil {
+				return nil, err
+			}
+			if err := p.checkSource(&s, where, o); err != nil {
+				return nil, err
+			}
+			if s.write {
+				dsts = appendDsts(dsts, op)
+			}
+			p.steps = append(p.steps, s)
+		}
+	}
+	p.dataEnd = pos
+	p.firstFile = len(p.steps)
+	if err := p.checkTail(o); err != nil {
+		return nil, err
+	}
+	if err := checkOverlaps(dsts); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// choosePartition finds the applied partition (Options.Partition, else
+// "root" or the only one), checks it against the options and returns the
+// target's size in blocks (no limit when unknown).
+func (p *plan) choosePartition(o *Options) (uint64, error) {
+	m := p.m
 	want := o.Partition
 	for i, pt := range m.Partitions {
 		if (want == "" && (pt.Name == "root" || len(m.Partitions) == 1)) || (want != "" && pt.Name == want) {
@@ -56,13 +97,13 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 		}
 	}
 	if p.part < 0 {
-		return nil, fmt.Errorf("%w: no partition %q in payload", ErrInvalidManifest, want)
+		return 0, fmt.Errorf("%w: no partition %q in payload", ErrInvalidManifest, want)
 	}
 	if err := checkVersion(m.Partitions[p.part], o); err != nil {
-		return nil, err
+		return 0, err
 	}
 	if o.Direct && p.bs%4096 != 0 {
-		return nil, fmt.Errorf("%w: block size %d cannot be written with O_DIRECT", ErrInvalidManifest, p.bs)
+		return 0, fmt.Errorf("%w: block size %d cannot be written with O_DIRECT", ErrInvalidManifest, p.bs)
 	}
 	limit := ^uint64(0)
 	if o.TargetSize > 0 {
@@ -70,96 +111,123 @@ func newPlan(m *Metadata, o *Options) (*plan, error) {
 	}
 	p.newInfo = m.Partitions[p.part].NewInfo
 	if p.newInfo != nil && o.TargetSize > 0 && p.newInfo.GetSize() > uint64(o.TargetSize) {
-		return nil, fmt.Errorf("%w: new partition size %d > target size %d", ErrInvalidManifest, p.newInfo.GetSize(), o.TargetSize)
+		return 0, fmt.Errorf("%w: new partition size %d > target size %d", ErrInvalidManifest, p.newInfo.GetSize(), o.TargetSize)
 	}
-	var dsts []extent
-	var pos uint64
-	for pi, pt := range m.Partitions {
-		for i, op := range pt.Ops {
-			where := fmt.Sprintf("partition %q op %d", pt.Name, i)
-			k := opKinds[op.GetType()]
-			if k == nil || (k.extension && o.Strict) {
-				return nil, fmt.Errorf("%w: %s: %v", ErrUnknownOperation, where, op.GetType())
-			}
-			s := step{op: op, kind: k, write: pi == p.part, file: -1}
-			for _, e := range op.DstExtents {
-				n := e.GetNumBlocks()
-				if n == 0 || n > 1<<40 {
-					return nil, fmt.Errorf("%w: %s: dst extent of %d blocks", ErrInvalidManifest, where, n)
-				}
-				s.dstBytes += n * p.bs
-				if e.GetStartBlock() == SparseHole {
-					continue
-				}
-				end := e.GetStartBlock() + n
-				if end < n || (s.write && end > limit) {
-					return nil, fmt.Errorf("%w: %s: dst extent [%d,+%d) outside the partition (%d blocks)", ErrInvalidManifest, where, e.GetStartBlock(), n, limit)
-				}
-				if s.write {
-					dsts = append(dsts, extent{e.GetStartBlock(), end})
-				}
-			}
-			if s.dstBytes == 0 || (s.write && s.dstBytes > MaxOpBytes) {
-				return nil, fmt.Errorf("%w: %s: %d dst bytes", ErrInvalidManifest, where, s.dstBytes)
-			}
-			if op.DstLength != nil && op.GetDstLength() > s.dstBytes {
-				return nil, fmt.Errorf("%w: %s: dst_length %d > extents %d", ErrInvalidManifest, where, op.GetDstLength(), s.dstBytes)
-			}
-			dl := op.GetDataLength()
-			switch {
-			case k.data && dl == 0:
-				return nil, fmt.Errorf("%w: %s: %v without data", ErrInvalidManifest, where, op.GetType())
-			case !k.data && dl != 0:
-				return nil, fmt.Errorf("%w: %s: %v with %d data bytes", ErrInvalidManifest, where, op.GetType(), dl)
-			case k.inPlace && (dl > s.dstBytes || s.dstBytes-dl >= p.bs):
-				return nil, fmt.Errorf("%w: %s: %d data bytes for %d dst bytes", ErrInvalidManifest, where, dl, s.dstBytes)
-			case k.data && dl > MaxOpBytes:
-				return nil, fmt.Errorf("%w: %s: %d data bytes", ErrInvalidManifest, where, dl)
-			}
-			if dl > 0 {
-				if op.GetDataOffset() != pos {
-					return nil, fmt.Errorf("%w: %s: data_offset %d, expected %d (not sequential)", ErrInvalidManifest, where, op.GetDataOffset(), pos)
-				}
-				if len(op.GetDataSha256Hash()) == 0 {
-					return nil, fmt.Errorf("%w: %s", ErrOperationHashMissing, where)
-				}
-				s.dataPos = m.DataStart() + pos
-				pos += dl
-			}
-			if k.source {
-				var sb uint64
-				for _, e := range op.SrcExtents {
-					sb += e.GetNumBlocks() * p.bs
-				}
-				if sb != s.dstBytes && op.GetType() == OpSourceCopy {
-					return nil, fmt.Errorf("%w: %s: %d source bytes for %d dst bytes", ErrInvalidManifest, where, sb, s.dstBytes)
-				}
-				if s.write && o.Source == nil {
-					return nil, fmt.Errorf("%w: %s", ErrNoSource, where)
-				}
-			}
-			p.steps = append(p.steps, s)
+	return limit, nil
+}
+
+// newStep checks one operation on its own: its type, its dst extents
+// (inside limit blocks when write) and its data length.
+func (p *plan) newStep(op *metadata.InstallOperation, write bool, limit uint64, where string, o *Options) (step, error) {
+	k := opKinds[op.GetType()]
+	if k == nil || (k.extension && o.Strict) {
+		return step{}, fmt.Errorf("%w: %s: %v", ErrUnknownOperation, where, op.GetType())
+	}
+	s := step{op: op, kind: k, write: write, file: -1}
+	for _, e := range op.DstExtents {
+		n := e.GetNumBlocks()
+		if n == 0 || n > 1<<40 {
+			return s, fmt.Errorf("%w: %s: dst extent of %d blocks", ErrInvalidManifest, where, n)
+		}
+		s.dstBytes += n * p.bs
+		if e.GetStartBlock() == SparseHole {
+			continue
+		}
+		if end := e.GetStartBlock() + n; end < n || (s.write && end > limit) {
+			return s, fmt.Errorf("%w: %s: dst extent [%d,+%d) outside the partition (%d blocks)", ErrInvalidManifest, where, e.GetStartBlock(), n, limit)
 		}
 	}
-	p.dataEnd = pos
-	p.firstFile = len(p.steps)
+	if s.dstBytes == 0 || (s.write && s.dstBytes > MaxOpBytes) {
+		return s, fmt.Errorf("%w: %s: %d dst bytes", ErrInvalidManifest, where, s.dstBytes)
+	}
+	if op.DstLength != nil && op.GetDstLength() > s.dstBytes {
+		return s, fmt.Errorf("%w: %s: dst_length %d > extents %d", ErrInvalidManifest, where, op.GetDstLength(), s.dstBytes)
+	}
+	return s, p.checkDataLength(&s, where)
+}
+
+// checkDataLength checks that the op carries data exactly when its type
+// does, and no more than its type allows.
+func (p *plan) checkDataLength(s *step, where string) error {
+	k, dl := s.kind, s.op.GetDataLength()
+	switch {
+	case k.data && dl == 0:
+		return fmt.Errorf("%w: %s: %v without data", ErrInvalidManifest, where, s.op.GetType())
+	case !k.data && dl != 0:
+		return fmt.Errorf("%w: %s: %v with %d data bytes", ErrInvalidManifest, where, s.op.GetType(), dl)
+	case k.inPlace && (dl > s.dstBytes || s.dstBytes-dl >= p.bs):
+		return fmt.Errorf("%w: %s: %d data bytes for %d dst bytes", ErrInvalidManifest, where, dl, s.dstBytes)
+	case k.data && dl > MaxOpBytes:
+		return fmt.Errorf("%w: %s: %d data bytes", ErrInvalidManifest, where, dl)
+	}
+	return nil
+}
+
+// checkSource checks a source op: SOURCE_COPY reads as many bytes as it
+// writes, and the applied partition's source ops need Options.Source.
+func (p *plan) checkSource(s *step, where string, o *Options) error {
+	if !s.kind.source {
+		return nil
+	}
+	var sb uint64
+	for _, e := range s.op.SrcExtents {
+		sb += e.GetNumBlocks() * p.bs
+	}
+	if sb != s.dstBytes && s.op.GetType() == OpSourceCopy {
+		return fmt.Errorf("%w: %s: %d source bytes for %d dst bytes", ErrInvalidManifest, where, sb, s.dstBytes)
+	}
+	if s.write && o.Source == nil {
+		return fmt.Errorf("%w: %s", ErrNoSource, where)
+	}
+	return nil
+}
+
+// placeData checks that the op's data follows the previous op's (*pos)
+// with a hash, and places it.
+func (p *plan) placeData(s *step, pos *uint64, where string) error {
+	dl := s.op.GetDataLength()
+	if dl == 0 {
+		return nil
+	}
+	if s.op.GetDataOffset() != *pos {
+		return fmt.Errorf("%w: %s: data_offset %d, expected %d (not sequential)", ErrInvalidManifest, where, s.op.GetDataOffset(), *pos)
+	}
+	if len(s.op.GetDataSha256Hash()) == 0 {
+		return fmt.Errorf("%w: %s", ErrOperationHashMissing, where)
+	}
+	s.dataPos = p.m.DataStart() + *pos
+	*pos += dl
+	return nil
+}
+
+// appendDsts adds op's dst extents (not sparse holes) to dsts.
+func appendDsts(dsts []extent, op *metadata.InstallOperation) []extent {
+	for _, e := range op.DstExtents {
+		if e.GetStartBlock() != SparseHole {
+			dsts = append(dsts, extent{e.GetStartBlock(), e.GetStartBlock() + e.GetNumBlocks()})
+		}
+	}
+	return dsts
+}
+
+// checkTail checks what follows the data: the signatures' place and
+// size, and the payload's size against Options.ExpectedSize.
+func (p *plan) checkTail(o *Options) error {
+	m, pos := p.m, p.dataEnd
 	if m.SignaturesSize > 0 && m.SignaturesOffset != pos {
-		return nil, fmt.Errorf("%w: signatures_offset %d, data ends at %d", ErrInvalidManifest, m.SignaturesOffset, pos)
+		return fmt.Errorf("%w: signatures_offset %d, data ends at %d", ErrInvalidManifest, m.SignaturesOffset, pos)
 	}
 	if m.SignaturesSize > 1<<20 {
-		return nil, fmt.Errorf("%w: signatures_size %d", ErrInvalidManifest, m.SignaturesSize)
+		return fmt.Errorf("%w: signatures_size %d", ErrInvalidManifest, m.SignaturesSize)
 	}
 	if len(o.Keys) > 0 && m.SignaturesSize == 0 {
-		return nil, ErrSignatureMissing
+		return ErrSignatureMissing
 	}
 	p.signedEnd = m.DataStart() + pos
 	if o.ExpectedSize > 0 && m.Size() != uint64(o.ExpectedSize) {
-		return nil, fmt.Errorf("%w: manifest declares %d bytes, expected %d", ErrTruncated, m.Size(), o.ExpectedSize)
+		return fmt.Errorf("%w: manifest declares %d bytes, expected %d", ErrTruncated, m.Size(), o.ExpectedSize)
 	}
-	if err := checkOverlaps(dsts); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return nil
 }
 
 // checkVersion compares the version the payload carries for the applied

@@ -1,6 +1,7 @@
 package payload
 
 import (
+	"cmp"
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
@@ -46,23 +47,9 @@ func WritePayload(w io.Writer, spec *Spec, blobs io.Reader, keys []*rsa.PrivateK
 // writePayload is WritePayload with the signatures sg makes (signed, or
 // placeholders), returning the digests they sign (nil when unsigned).
 func writePayload(w io.Writer, spec *Spec, blobs io.Reader, sg signer) (int64, *Digests, error) {
-	major := spec.Major
-	if major == 0 {
-		major = 2
-	}
-	bs := spec.BlockSize
-	if bs == 0 {
-		bs = 4096
-	}
-	var blobSize uint64 // not validated here: tests write bad payloads
-	for _, op := range spec.Ops {
-		blobSize += op.GetDataLength()
-	}
-	for _, pr := range spec.Procedures {
-		for _, op := range pr.Operations {
-			blobSize += op.GetDataLength()
-		}
-	}
+	major := cmp.Or(spec.Major, 2)
+	bs := cmp.Or(spec.BlockSize, 4096)
+	blobSize := spec.blobSize() // not validated here: tests write bad payloads
 	if len(spec.Procedures) > 0 && major != 1 {
 		return 0, nil, fmt.Errorf("%w: install procedures in a major %d payload", ErrSpec, major)
 	}
@@ -74,50 +61,9 @@ func writePayload(w io.Writer, spec *Spec, blobs io.Reader, sg signer) (int64, *
 	var manifest proto.Message
 	switch major {
 	case 1:
-		fm := &metadata.FlatcarManifest{
-			PartitionOperations: spec.Ops,
-			BlockSize:           proto.Uint32(bs),
-			OldPartitionInfo:    spec.OldInfo,
-			NewPartitionInfo:    spec.NewInfo,
-			Procedures:          spec.Procedures,
-		}
-		if spec.Version != "" {
-			fm.NewImageInfo = &metadata.ImageInfo{Version: proto.String(spec.Version)}
-		}
-		if sigSize > 0 {
-			fm.SignaturesOffset, fm.SignaturesSize = proto.Uint64(blobSize), proto.Uint64(sigSize)
-			fm.NoopOperations = []*metadata.InstallOperation{{
-				Type:       metadata.InstallOperation_REPLACE.Enum(),
-				DataOffset: proto.Uint64(blobSize), DataLength: proto.Uint64(sigSize),
-				DstExtents: []*metadata.Extent{{StartBlock: proto.Uint64(SparseHole),
-					NumBlocks: proto.Uint64((sigSize + uint64(bs) - 1) / uint64(bs))}},
-			}}
-		}
-		manifest = fm
+		manifest = spec.v1Manifest(bs, blobSize, sigSize)
 	case 2:
-		name := spec.Partition
-		if name == "" {
-			name = "root"
-		}
-		pu := &metadata.PartitionUpdate{
-			PartitionName:    proto.String(name),
-			OldPartitionInfo: spec.OldInfo,
-			NewPartitionInfo: spec.NewInfo,
-			Operations:       spec.Ops,
-		}
-		dm := &metadata.DeltaArchiveManifest{
-			BlockSize:    proto.Uint32(bs),
-			MinorVersion: proto.Uint32(spec.MinorVersion),
-			Partitions:   []*metadata.PartitionUpdate{pu},
-		}
-		if spec.Version != "" {
-			pu.Version = proto.String(spec.Version)
-			dm.NewImageInfo = &metadata.ImageInfo{Version: proto.String(spec.Version)}
-		}
-		if sigSize > 0 {
-			dm.SignaturesOffset, dm.SignaturesSize = proto.Uint64(blobSize), proto.Uint64(sigSize)
-		}
-		manifest = dm
+		manifest = spec.v2Manifest(bs, blobSize, sigSize)
 	default:
 		return 0, nil, fmt.Errorf("%w: major version %d", ErrSpec, major)
 	}
@@ -130,27 +76,16 @@ func writePayload(w io.Writer, spec *Spec, blobs io.Reader, sg signer) (int64, *
 		h.MetadataSignatureSize = uint32(sigSize)
 	}
 	meta := append(h.marshal(), mb...)
-	signed := sha256.New()
-	signed.Write(meta)
-	cw := &countWriter{w: w}
-	if _, err := cw.Write(meta); err != nil {
-		return cw.n, nil, err
-	}
 	var digests *Digests
 	if sigSize > 0 {
 		digests = &Digests{}
 	}
-	if h.MetadataSignatureSize > 0 {
-		d := sha256.Sum256(meta)
-		digests.Metadata = d[:]
-		ms, err := sg.blob(d[:])
-		if err != nil {
-			return cw.n, nil, err
-		}
-		if _, err := cw.Write(ms); err != nil {
-			return cw.n, nil, err
-		}
+	cw := &countWriter{w: w}
+	if err := writeMetadata(cw, meta, h.MetadataSignatureSize > 0, sg, digests); err != nil {
+		return cw.n, nil, err
 	}
+	signed := sha256.New()
+	signed.Write(meta)
 	n, err := io.CopyN(io.MultiWriter(cw, signed), blobs, int64(blobSize))
 	if err != nil {
 		return cw.n, nil, fmt.Errorf("payload: copy blobs (%d of %d bytes): %w", n, blobSize, err)
@@ -166,6 +101,88 @@ func writePayload(w io.Writer, spec *Spec, blobs io.Reader, sg signer) (int64, *
 		}
 	}
 	return cw.n, digests, nil
+}
+
+// blobSize is the sum of all operations' data lengths.
+func (spec *Spec) blobSize() uint64 {
+	var n uint64
+	for _, op := range spec.Ops {
+		n += op.GetDataLength()
+	}
+	for _, pr := range spec.Procedures {
+		for _, op := range pr.Operations {
+			n += op.GetDataLength()
+		}
+	}
+	return n
+}
+
+// v1Manifest is Flatcar's manifest for spec; a signed one ends with the
+// noop operation that covers the signature blob, as Flatcar's generator
+// writes it.
+func (spec *Spec) v1Manifest(bs uint32, blobSize, sigSize uint64) *metadata.FlatcarManifest {
+	fm := &metadata.FlatcarManifest{
+		PartitionOperations: spec.Ops,
+		BlockSize:           proto.Uint32(bs),
+		OldPartitionInfo:    spec.OldInfo,
+		NewPartitionInfo:    spec.NewInfo,
+		Procedures:          spec.Procedures,
+	}
+	if spec.Version != "" {
+		fm.NewImageInfo = &metadata.ImageInfo{Version: proto.String(spec.Version)}
+	}
+	if sigSize > 0 {
+		fm.SignaturesOffset, fm.SignaturesSize = proto.Uint64(blobSize), proto.Uint64(sigSize)
+		fm.NoopOperations = []*metadata.InstallOperation{{
+			Type:       metadata.InstallOperation_REPLACE.Enum(),
+			DataOffset: proto.Uint64(blobSize), DataLength: proto.Uint64(sigSize),
+			DstExtents: []*metadata.Extent{{StartBlock: proto.Uint64(SparseHole),
+				NumBlocks: proto.Uint64((sigSize + uint64(bs) - 1) / uint64(bs))}},
+		}}
+	}
+	return fm
+}
+
+// v2Manifest is the DeltaArchiveManifest of spec's one partition.
+func (spec *Spec) v2Manifest(bs uint32, blobSize, sigSize uint64) *metadata.DeltaArchiveManifest {
+	pu := &metadata.PartitionUpdate{
+		PartitionName:    proto.String(cmp.Or(spec.Partition, "root")),
+		OldPartitionInfo: spec.OldInfo,
+		NewPartitionInfo: spec.NewInfo,
+		Operations:       spec.Ops,
+	}
+	dm := &metadata.DeltaArchiveManifest{
+		BlockSize:    proto.Uint32(bs),
+		MinorVersion: proto.Uint32(spec.MinorVersion),
+		Partitions:   []*metadata.PartitionUpdate{pu},
+	}
+	if spec.Version != "" {
+		pu.Version = proto.String(spec.Version)
+		dm.NewImageInfo = &metadata.ImageInfo{Version: proto.String(spec.Version)}
+	}
+	if sigSize > 0 {
+		dm.SignaturesOffset, dm.SignaturesSize = proto.Uint64(blobSize), proto.Uint64(sigSize)
+	}
+	return dm
+}
+
+// writeMetadata writes the header and manifest (meta) and, when sign, the
+// metadata signature of their digest, which goes into digests.
+func writeMetadata(w io.Writer, meta []byte, sign bool, sg signer, digests *Digests) error {
+	if _, err := w.Write(meta); err != nil {
+		return err
+	}
+	if !sign {
+		return nil
+	}
+	d := sha256.Sum256(meta)
+	digests.Metadata = d[:]
+	ms, err := sg.blob(d[:])
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(ms)
+	return err
 }
 
 type countWriter struct {
