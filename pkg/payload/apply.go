@@ -73,7 +73,7 @@ type Options struct {
 	// MemoryBudget bounds operation data in flight (bytes); 0 = 16 MiB,
 	// or up to 48 MiB when two of the payload's largest operations need
 	// more (so that two cores decode 16 MiB operations side by side; a
-	// 32 MiB one is decoded alone).
+	// 24 MiB one, XZChunkSize, with its data fits the largest budget).
 	MemoryBudget int64
 	// Progress, if set, is called from one goroutine after each operation
 	// with the payload bytes consumed so far.

@@ -43,8 +43,8 @@ import (
 // the block hashes (~84 bytes per block) and, per worker, one operation's
 // old (≤ 8 MiB) and new (≤ 2 MiB) data with bsdiff's suffix array, or
 // 16 MiB of new data and the xz program compressing it (~190 MiB with
-// its 16 MiB dictionary; 32 MiB operations, as full payloads have, would
-// double that on each core). The output is deterministic: the workers'
+// its 16 MiB dictionary; 24 MiB operations, as full payloads have, would
+// take half as much again on each core). The output is deterministic: the workers'
 // results are assembled in order and every choice breaks ties by
 // position.
 

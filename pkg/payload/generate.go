@@ -104,13 +104,14 @@ const blockSize = 4096
 // operation size sets how much a compressor can find: see the README's
 // "Payload size" for the measurements. An applier holds an operation's
 // output in memory, so larger operations cost its memory, not only time:
-// 32 MiB xz operations (dictionary 32 MiB, larger than one `xz -6`
-// stream's 8 MiB) are what an apply within 64 MiB can hold, one at a
-// time. zstd stays at 8 MiB: its window is the operation size, and
+// 24 MiB xz operations (dictionary 24 MiB, larger than one `xz -6`
+// stream's 8 MiB) make a payload smaller than that stream while the
+// apply stays under 48 MiB (32 MiB ones were no smaller and took the
+// apply to 64 MiB). zstd stays at 8 MiB: its window is the operation size, and
 // deployed clients take windows up to 8 MiB.
 const (
 	DefaultChunkSize = 2 << 20  // REPLACE and REPLACE_BZ
-	XZChunkSize      = 32 << 20 // REPLACE_XZ
+	XZChunkSize      = 24 << 20 // REPLACE_XZ
 	ZstdChunkSize    = 8 << 20  // REPLACE_ZSTD
 )
 

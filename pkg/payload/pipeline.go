@@ -126,8 +126,8 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 
 // Default memory budget: 16 MiB, raised (up to maxAutoBudget) so that
 // two of the payload's largest operations fit, which lets two cores
-// decode 16 MiB xz operations side by side; one 32 MiB xz operation
-// (XZChunkSize) and its data fit alone.
+// decode 16 MiB xz operations side by side; a 24 MiB xz operation
+// (XZChunkSize) and its data fit.
 const (
 	minAutoBudget = 16 << 20
 	maxAutoBudget = 48 << 20
