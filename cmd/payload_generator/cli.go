@@ -155,7 +155,7 @@ func (g *generateFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.srcVersion, "old-version", "", "same as --source-version")
 	fs.StringVar(&g.comp, "compression", "", "xz (default for --major 2), zstd (project extension), bzip2 (default for --major 1) or none")
 	fs.StringVar(&g.xzCmd, "xz-command", defaultCommand("xz"), `compress REPLACE_XZ data with this xz program (default "xz" when in PATH: ~15% smaller payloads than the built-in encoder); "builtin" for the built-in encoder`)
-	fs.StringVar(&g.zstdCmd, "zstd-command", defaultCommand("zstd"), `compress REPLACE_ZSTD data with this zstd program at --ultra -22, window ≤ 8 MiB (default "zstd" when in PATH: smaller payloads than the built-in encoder); "builtin" for the built-in encoder`)
+	fs.StringVar(&g.zstdCmd, "zstd-command", defaultCommand("zstd"), `compress REPLACE_ZSTD data with this zstd program at -19, window ≤ 8 MiB (default "zstd" when in PATH: smaller payloads than the built-in encoder); "builtin" for the built-in encoder`)
 	fs.IntVar(&g.chunkSize, "chunk-size", 0, "bytes per full-payload operation, a multiple of 4096 (default 24 MiB for xz, 8 MiB for zstd, else 2 MiB)")
 	fs.Uint64Var(&g.major, "major", 2, "payload major version, 1 (Flatcar) or 2")
 	fs.StringVar(&g.part, "partition", "root", "v2 partition name")
