@@ -127,8 +127,13 @@ func (w *wiring) openDisk(ctx context.Context) error {
 
 // openIOLimit sets up the passive slot's write limit (openIOLimit); one
 // that cannot be applied is kept as limitErr for the detailed status.
+// The limit is the whole disk's (a partition maps to its disk), so it is
+// named by the disk, which stays put: udev re-reads the partition table
+// when a writer of the whole disk closes it (on a disk with no partition
+// in use, such as a second disk or a loop device), and the passive
+// partition's node is missing for that moment.
 func (w *wiring) openIOLimit(ctx context.Context) {
-	w.limiter, w.adaptive, w.limitErr = openIOLimit(ctx, w.cfg, w.disk.PassiveDevice(), w.log, "/proc", "/sys/fs/cgroup")
+	w.limiter, w.adaptive, w.limitErr = openIOLimit(ctx, w.cfg, w.disk.Path(), w.log, "/proc", "/sys/fs/cgroup")
 	if w.limiter != nil {
 		w.onClose(func() { closeIOLimit(w.limiter, w.log) })
 	}
