@@ -33,6 +33,9 @@ type opKind struct {
 	extension bool // project extension: refused by strict readers
 	inPlace   bool // the data blob is the output (REPLACE): read it into the output buffer
 	noOutput  bool // writes zeros without a decoded buffer (ZERO, DISCARD)
+	// progressive: run reports its output's final prefix (decoder.progress),
+	// so the writer writes and hashes it while the rest decodes.
+	progressive bool
 	// run decodes the operation into out (len = dst bytes). data is the
 	// verified blob.
 	run func(d *decoder, op *metadata.InstallOperation, data, out []byte) error
@@ -41,7 +44,7 @@ type opKind struct {
 var opKinds = map[metadata.InstallOperation_Type]*opKind{
 	OpReplace:     {data: true, inPlace: true, run: runReplace},
 	OpReplaceBZ:   {data: true, run: runBZ},
-	OpReplaceXZ:   {data: true, run: runXZ},
+	OpReplaceXZ:   {data: true, progressive: true, run: runXZ},
 	OpReplaceZstd: {data: true, extension: true, run: runZstd},
 	OpZero:        {noOutput: true},
 	OpDiscard:     {noOutput: true}, // written as zeros: deterministic partition hash
@@ -54,6 +57,9 @@ type decoder struct {
 	bs   uint64
 	zstd *zstd.Decoder
 	xz   *xzdec.Decoder
+	// progress, set while a progressive run decodes, takes the length of
+	// the output's final prefix.
+	progress func(n int)
 }
 
 func (d *decoder) close() {
@@ -102,7 +108,7 @@ func runXZ(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 	if d.xz == nil {
 		d.xz = new(xzdec.Decoder)
 	}
-	n, err := d.xz.Decode(data, out)
+	n, err := d.xz.DecodeProgress(data, out, d.progress)
 	switch {
 	case err == nil:
 		return fill(out, n, "REPLACE_XZ")

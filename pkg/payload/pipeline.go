@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,9 +18,10 @@ import (
 //
 // read owns the stream, the signed hash and the memory budget's acquiring
 // side; the whole hasher owns a.whole (read owns it when there is no
-// hasher); write owns the target's writes; finish owns the partition hash,
-// buffer release, progress and checkpoints. A job's buffers are released
-// by finish after the whole hasher closed job.hashed.
+// hasher); write owns the target's writes and the partition hash (a
+// progressive job's output is written while its worker still decodes
+// the rest); finish owns buffer release, progress and checkpoints. A job's
+// buffers are released by finish after the whole hasher closed job.hashed.
 
 // job is one operation in flight.
 type job struct {
@@ -32,9 +34,42 @@ type job struct {
 	dur    time.Duration // worker and writer time, when Options.OpDuration is set
 	err    error
 	done   chan struct{} // closed by a worker (or read) when err/out are final
+	prog   *progress     // set for progressive ops that are written
 	hashed chan struct{} // closed when the whole-payload hash has the data
 
 	wholeState, signedState []byte // hash states at end, for checkpoints
+	part                    partState
+}
+
+// partState is the partition hash after a job, kept by the writer (which
+// hashes what it writes) for finish's checkpoints.
+type partState struct {
+	streaming bool
+	hashed    uint64
+	state     []byte // the hash's state, when streaming and checkpointing
+}
+
+// progress is how much of a job's output its worker has finished: the
+// writer writes and hashes that much while the rest decodes, so a large
+// operation's write and hash overlap its decoding instead of following it.
+type progress struct {
+	n    atomic.Int64
+	wake chan struct{} // capacity 1: "n moved"
+}
+
+// progressPiece is the least the writer writes of a decoding job at once,
+// to keep direct writes large.
+const progressPiece = 2 << 20
+
+func newProgress() *progress { return &progress{wake: make(chan struct{}, 1)} }
+
+// set runs in the worker.
+func (p *progress) set(n int) {
+	p.n.Store(int64(n))
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 }
 
 // tail is what the reader learned after the last operation.
@@ -231,6 +266,9 @@ func (a *applier) readOp(ctx context.Context, r io.Reader, i int, bud budget, h 
 	ckpt := a.o.Checkpoint != nil
 	s := &a.p.steps[i]
 	j := &job{idx: i, s: s, done: make(chan struct{}), hashed: closedChan}
+	if s.kind.progressive && s.emits() {
+		j.prog = newProgress()
+	}
 	dl := int64(s.op.GetDataLength())
 	var err error
 	if j.tokens, err = bud.acquire(ctx, s.memNeed()); err != nil {
@@ -342,6 +380,10 @@ func (a *applier) exec(d *decoder, j *job) error {
 	if j.buf != nil {
 		data = j.buf[:s.op.GetDataLength()]
 	}
+	if j.prog != nil {
+		d.progress = j.prog.set
+		defer func() { d.progress = nil }()
+	}
 	if err := s.kind.run(d, s.op, data, j.out); err != nil {
 		if errors.Is(err, ErrOperationHashMismatch) || errors.Is(err, ErrNoSource) {
 			return fmt.Errorf("op %d: %w", j.idx, err)
@@ -351,17 +393,12 @@ func (a *applier) exec(d *decoder, j *job) error {
 	return nil
 }
 
-// write is the writer: it takes jobs in order and writes them. It stops at
-// the first failed job, so nothing after it is written.
+// write is the writer: it takes jobs in order, writes them and feeds the
+// partition hash. It stops at the first failed job, so nothing after it is
+// written (of that job, only what its verified data decoded to).
 func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *job, fin chan<- *job) error {
+	ckpt := a.o.Checkpoint != nil
 	for j := range order {
-		<-j.done
-		if j.err != nil {
-			return j.err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		var w io.WriterAt
 		switch {
 		case j.s.write:
@@ -369,60 +406,116 @@ func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *j
 		case j.s.file >= 0:
 			w = a.files[j.s.file].t
 		}
-		if w != nil {
-			var t0 time.Time
-			if a.o.OpDuration != nil {
-				t0 = time.Now()
-			}
-			if err := a.writeOp(w, j); err != nil {
-				return err
-			}
-			if a.o.OpDuration != nil {
-				j.dur += time.Since(t0)
-			}
+		if err := a.writeJob(ctx, w, j); err != nil {
+			return err
+		}
+		j.part = partState{streaming: a.pstream, hashed: a.phashed}
+		if ckpt && a.pstream {
+			j.part.state = marshalHash(a.phash)
 		}
 		fin <- j // never blocks for long: finish drains it
 	}
 	return nil
 }
 
-// writeOp writes a job's output to w, the target or a file.
-func (a *applier) writeOp(w io.WriterAt, j *job) error {
+// writeJob writes j's output to w (nil: j writes nothing) once its worker
+// is done with it or, for a progressive job, piece by piece as it decodes.
+func (a *applier) writeJob(ctx context.Context, w io.WriterAt, j *job) error {
+	var written uint64
+	if j.prog != nil && w != nil {
+		for decoding := true; decoding; {
+			select {
+			case <-j.done:
+				decoding = false
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-j.prog.wake:
+				n := uint64(j.prog.n.Load()) &^ (align - 1)
+				if n-written >= progressPiece {
+					if err := a.emitTimed(w, j, written, n); err != nil {
+						return err
+					}
+					written = n
+				}
+			}
+		}
+	} else {
+		<-j.done
+	}
+	if j.err != nil {
+		return j.err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if w == nil {
+		return nil
+	}
+	return a.emitTimed(w, j, written, j.s.dstBytes)
+}
+
+// emitTimed is emit, its time added to the job's when Options.OpDuration
+// is set.
+func (a *applier) emitTimed(w io.WriterAt, j *job, from, to uint64) error {
+	if a.o.OpDuration != nil {
+		t0 := time.Now()
+		defer func() { j.dur += time.Since(t0) }()
+	}
+	return a.emit(w, j, from, to)
+}
+
+// emit writes bytes [from, to) of j's output where its destination
+// extents put them (zeros for ZERO and DISCARD) and feeds what lands in
+// the partition to its hash.
+func (a *applier) emit(w io.WriterAt, j *job, from, to uint64) error {
 	bs := a.p.bs
 	var off uint64
 	for _, e := range j.s.op.DstExtents {
 		n := e.GetNumBlocks() * bs
-		if e.GetStartBlock() == SparseHole {
-			off += n
-			continue
-		}
-		pos := e.GetStartBlock() * bs
-		if j.s.kind.noOutput {
-			for k := uint64(0); k < n; {
-				c := min(n-k, uint64(len(a.zeros)))
-				if _, err := w.WriteAt(a.zeros[:c], int64(pos+k)); err != nil {
-					return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
-				}
-				k += c
+		lo, hi := max(off, from), min(off+n, to)
+		if lo < hi && e.GetStartBlock() != SparseHole {
+			pos := e.GetStartBlock()*bs + lo - off
+			if err := a.emitRange(w, j, pos, lo, hi); err != nil {
+				return err
 			}
-		} else if _, err := w.WriteAt(j.out[off:off+n], int64(pos)); err != nil {
-			return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
 		}
 		off += n
 	}
 	return nil
 }
 
-// finishJobs runs after the writer, in order: partition hash, buffer
-// release, progress and checkpoints. After an error it only releases.
+// emitRange puts output bytes [lo, hi) at partition offset pos.
+func (a *applier) emitRange(w io.WriterAt, j *job, pos, lo, hi uint64) error {
+	if !j.s.kind.noOutput {
+		return a.put(w, j, pos, j.out[lo:hi])
+	}
+	for k := uint64(0); k < hi-lo; {
+		c := min(hi-lo-k, uint64(len(a.zeros)))
+		if err := a.put(w, j, pos+k, a.zeros[:c]); err != nil {
+			return err
+		}
+		k += c
+	}
+	return nil
+}
+
+func (a *applier) put(w io.WriterAt, j *job, pos uint64, b []byte) error {
+	if _, err := w.WriteAt(b, int64(pos)); err != nil {
+		return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
+	}
+	if j.s.write {
+		a.hashPartition(pos, b)
+	}
+	return nil
+}
+
+// finishJobs runs after the writer, in order: buffer release, progress
+// and checkpoints. After an error it only releases.
 func (a *applier) finishJobs(ctx context.Context, target io.WriterAt, fin <-chan *job, bud budget) error {
 	var lastCP int64 = -1
 	wholeState, signedState := a.initStates()
 	var err error
 	for j := range fin {
-		if err == nil && j.s.write {
-			a.hashOp(j)
-		}
 		if j.hashed != nil {
 			<-j.hashed
 			wholeState, signedState = j.wholeState, j.signedState
@@ -449,10 +542,7 @@ func (a *applier) finishJobs(ctx context.Context, target io.WriterAt, fin <-chan
 			}
 			cp := &Checkpoint{NextOp: j.idx + 1, Offset: j.end, Metadata: a.p.m.Raw,
 				PayloadHash: wholeState, SignedHash: signedState,
-				PartitionStreaming: a.pstream, PartitionHashed: a.phashed}
-			if a.pstream {
-				cp.PartitionHash = marshalHash(a.phash)
-			}
+				PartitionStreaming: j.part.streaming, PartitionHashed: j.part.hashed, PartitionHash: j.part.state}
 			if e := a.o.Checkpoint(cp); e != nil {
 				err = fmt.Errorf("payload: checkpoint: %w", e)
 				continue
@@ -474,29 +564,8 @@ func (a *applier) release(j *job, bud budget) {
 	bud.release(j.tokens)
 }
 
-// hashOp feeds the partition hash while the operations write the partition
-// front to back; otherwise finish reads the partition back.
-func (a *applier) hashOp(j *job) {
-	bs := a.p.bs
-	var off uint64
-	for _, e := range j.s.op.DstExtents {
-		n := e.GetNumBlocks() * bs
-		if e.GetStartBlock() != SparseHole {
-			pos := e.GetStartBlock() * bs
-			if j.s.kind.noOutput {
-				for k := uint64(0); k < n; {
-					c := min(n-k, uint64(len(a.zeros)))
-					a.hashPartition(pos+k, a.zeros[:c])
-					k += c
-				}
-			} else {
-				a.hashPartition(pos, j.out[off:off+n])
-			}
-		}
-		off += n
-	}
-}
-
+// hashPartition feeds the partition hash while the operations write the
+// partition front to back; otherwise finish reads the partition back.
 func (a *applier) hashPartition(pos uint64, b []byte) {
 	ni := a.p.newInfo
 	if !a.pstream || ni == nil || pos >= ni.GetSize() {

@@ -44,6 +44,12 @@ type decoder struct {
 
 	dictStart int // out index of the last dictionary reset
 
+	// progress, when set, is called after each chunk with the bytes of
+	// the whole output that are final; base is where this block's output
+	// starts in it.
+	progress func(n int)
+	base     int
+
 	buf [chunkBuf]byte // the current chunk's packed bytes
 }
 
@@ -130,6 +136,7 @@ func (d *decoder) lzma2(in, out []byte) (int, int, error) {
 			copy(out[n:], in[p:p+size])
 			p += size
 			n += size
+			d.report(n)
 		case c >= 0x80:
 			if p+4 > len(in) {
 				return 0, 0, ErrCorrupt
@@ -169,9 +176,18 @@ func (d *decoder) lzma2(in, out []byte) (int, int, error) {
 			}
 			p += psize
 			n += usize
+			d.report(n)
 		default:
 			return 0, 0, ErrCorrupt
 		}
+	}
+}
+
+// report tells the progress callback that the block's first n bytes are
+// final: later chunks only read them (as history).
+func (d *decoder) report(n int) {
+	if d.progress != nil {
+		d.progress(d.base + n)
 	}
 }
 

@@ -59,7 +59,19 @@ func Decode(in, out []byte) (int, error) {
 // Decode decodes the single xz stream in into out and returns the number of
 // bytes written.
 func (x *Decoder) Decode(in, out []byte) (int, error) {
+	return x.DecodeProgress(in, out, nil)
+}
+
+// DecodeProgress is Decode that calls progress (when not nil), from the
+// calling goroutine, each time more of out is final, with the length of
+// its final prefix: out[:n] is not written again, so another goroutine may
+// read it while decoding goes on. The block checks are verified only at
+// each block's end, so the caller must have checked the input otherwise
+// (a payload operation's data hash) before it uses that prefix.
+func (x *Decoder) DecodeProgress(in, out []byte, progress func(n int)) (int, error) {
 	d := &x.d
+	d.progress = progress
+	defer func() { d.progress = nil }()
 	if len(in) < 12+12 || !bytes.Equal(in[:6], []byte{0xFD, '7', 'z', 'X', 'Z', 0}) {
 		return 0, ErrCorrupt
 	}
@@ -97,6 +109,7 @@ func (x *Decoder) Decode(in, out []byte) (int, error) {
 		}
 		p += hs
 		start := n
+		d.base = n
 		used, m, err := d.lzma2(in[p:], out[n:])
 		if err != nil {
 			return 0, err

@@ -2,6 +2,7 @@ package xzdec
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -153,4 +154,41 @@ func BenchmarkDecode(b *testing.B) {
 			io.ReadFull(r, out)
 		}
 	})
+}
+
+// TestDecodeProgress: the prefixes DecodeProgress reports grow, end at the
+// decoded length, and are final when reported (later decoding leaves them
+// as they were), over multi-block streams with stored and LZMA chunks.
+func TestDecodeProgress(t *testing.T) {
+	data := sample(3<<20, 11)
+	for _, args := range [][]string{{"-6"}, {"-0", "--block-size=700000", "-T1"}} {
+		enc := liblzma(t, data, args...)
+		out := make([]byte, len(data))
+		type report struct {
+			n   int
+			sum [32]byte
+		}
+		var reports []report
+		var x Decoder
+		n, err := x.DecodeProgress(enc, out, func(k int) {
+			reports = append(reports, report{k, sha256.Sum256(out[:k])})
+		})
+		if err != nil || !bytes.Equal(out[:n], data) {
+			t.Fatalf("xz %v: %v", args, err)
+		}
+		if len(reports) < 2 || reports[len(reports)-1].n != n {
+			t.Fatalf("xz %v: %d reports, last %v, want several ending at %d", args, len(reports), reports[len(reports)-1].n, n)
+		}
+		for i, r := range reports {
+			if i > 0 && r.n < reports[i-1].n {
+				t.Fatalf("xz %v: report %d went back from %d to %d", args, i, reports[i-1].n, r.n)
+			}
+			if sha256.Sum256(out[:r.n]) != r.sum {
+				t.Fatalf("xz %v: the first %d bytes changed after they were reported", args, r.n)
+			}
+		}
+		if _, err := x.Decode(enc, out); err != nil { // no callback left behind
+			t.Fatal(err)
+		}
+	}
 }
