@@ -71,13 +71,13 @@ func benchApply(b *testing.B, bin string, mb int) {
 	payloads := map[string]string{}
 	for _, c := range []string{CompressNone, CompressXZ, CompressZstd} {
 		// v3: xz and zstd operations made by the xz and zstd programs;
-		// the name carries the xz operation size, which sets the payload.
-		payloads[c] = benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-%s-v3-xz%d.payload", mb, c, XZChunkSize>>20), img, key, "--compression", c)
+		// the name carries the operation sizes, which set the payload.
+		payloads[c] = benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-%s-v3-xz%d-zstd%d.payload", mb, c, XZChunkSize>>20, ZstdChunkSize>>20), img, key, "--compression", c)
 	}
 	// REPLACE_XZ and REPLACE_ZSTD made by the built-in encoders instead of
 	// the programs (the defaults when installed), for their sizes.
 	builtin := benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-xz-builtin-v3-xz%d.payload", mb, XZChunkSize>>20), img, key, "--xz-command", "builtin")
-	zbuiltin := benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-zstd-builtin-v3.payload", mb), img, key,
+	zbuiltin := benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-zstd-builtin-v3-zstd%d.payload", mb, ZstdChunkSize>>20), img, key,
 		"--compression", CompressZstd, "--zstd-command", "builtin")
 	xzFile := filepath.Join(cache, fmt.Sprintf("ext4-%d.img.xz", mb))
 	if _, err := os.Stat(xzFile); err != nil {

@@ -128,13 +128,14 @@ func runXZ(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 func runZstd(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 	if d.zstd == nil {
 		z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(maxZstdWindow))
+			zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			return err
 		}
 		d.zstd = z
 	}
-	res, err := d.zstd.DecodeAll(data, out[:0])
+	// Into out, never past it (the cap limit): out is also the history.
+	res, err := d.zstd.DecodeAll(data, out[:0:len(out)])
 	if err != nil {
 		return fmt.Errorf("REPLACE_ZSTD: %w", err)
 	}

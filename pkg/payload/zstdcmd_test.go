@@ -15,9 +15,8 @@ import (
 )
 
 // TestZstdCommand: REPLACE_ZSTD data made by the zstd program applies like
-// the built-in encoder's, with a window the clients accept (8 MiB at
-// most), is smaller, and a program whose output is wrong is caught at
-// generation.
+// the built-in encoder's, with the operation's window (32 MiB at most), is
+// smaller, and a program whose output is wrong is caught at generation.
 func TestZstdCommand(t *testing.T) {
 	testenv.RequireTool(t, "zstd")
 	img := testImage(4<<20, 14)
@@ -39,8 +38,13 @@ func TestZstdCommand(t *testing.T) {
 	if got := readAll(t, f, len(img)); !bytes.Equal(got, img) {
 		t.Fatal("target differs from the image")
 	}
-	if args := strings.Join(zstdCommandArgs(32<<20, 32<<20), " "); !strings.Contains(args, "wlog=23") {
-		t.Errorf("zstd arguments for 32 MiB operations %q: want the window held to 8 MiB (wlog=23)", args)
+	for _, c := range []struct {
+		chunk int
+		wlog  string
+	}{{8 << 20, "wlog=23"}, {ZstdChunkSize, "wlog=25"}, {64 << 20, "wlog=25"}} {
+		if args := strings.Join(zstdCommandArgs(c.chunk, c.chunk), " "); !strings.Contains(args, c.wlog) {
+			t.Errorf("zstd arguments for %d MiB operations %q: want %s", c.chunk>>20, args, c.wlog)
+		}
 	}
 
 	bad := filepath.Join(t.TempDir(), "bad-zstd")
@@ -54,23 +58,37 @@ func TestZstdCommand(t *testing.T) {
 	}
 }
 
-// TestZstdLargeOps: zstd operations larger than 8 MiB (--chunk-size) keep
-// an 8 MiB window, from either encoder, and so apply.
+// TestZstdLargeOps: zstd operations larger than maxZstdWindow
+// (--chunk-size) keep a 32 MiB window, from either encoder, and so apply;
+// a frame whose window is larger is refused.
 func TestZstdLargeOps(t *testing.T) {
-	img := bytes.Repeat([]byte("compressible text of a filesystem image\n"), (9<<20)/40)
+	img := bytes.Repeat([]byte("compressible text of a filesystem image\n"), (40<<20)/40)
 	img = img[:len(img)/blockSize*blockSize]
 	cmds := []string{""}
 	if _, err := exec.LookPath("zstd"); err == nil {
 		cmds = append(cmds, "zstd")
 	}
 	for _, c := range cmds {
-		p := generate(t, img, GenerateOptions{Compression: CompressZstd, ZstdCommand: c, ChunkSize: 12 << 20})
+		p := generate(t, img, GenerateOptions{Compression: CompressZstd, ZstdCommand: c, ChunkSize: 40 << 20})
 		f := targetFile(t, len(img))
 		if _, err := Apply(context.Background(), bytes.NewReader(p), f, Options{}); err != nil {
-			t.Fatalf("zstd command %q, 12 MiB operations: %v", c, err)
+			t.Fatalf("zstd command %q, 40 MiB operations: %v", c, err)
 		}
 		if !bytes.Equal(readAll(t, f, len(img)), img) {
 			t.Fatalf("zstd command %q: target differs from the image", c)
 		}
+	}
+	if len(cmds) < 2 {
+		return
+	}
+	// A 64 MiB window (no size known in advance: not single-segment).
+	cmd := exec.Command("zstd", "-q", "-3", "--zstd=wlog=26", "--no-check", "-c")
+	cmd.Stdin = bytes.NewReader(img)
+	big, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runZstd(&decoder{}, nil, big, make([]byte, len(img))); err == nil || !strings.Contains(err.Error(), "window") {
+		t.Fatalf("64 MiB window: %v, want refused", err)
 	}
 }
