@@ -14,7 +14,7 @@ const (
 	matchMinLen      = 2
 )
 
-type prob = uint32 // 11 bits used; uint32 keeps bit() inlinable
+type prob = uint32 // 11 bits used; uint32 makes bit's update cheapest
 
 type lenCoder struct {
 	choice, choice2 prob
@@ -193,7 +193,11 @@ func (d *decoder) report(n int) {
 
 // rc is the range decoder over one LZMA chunk's bytes, followed by
 // padding so that normalize needs no end check: reading past the chunk is
-// found at its end (p > the chunk length).
+// found at its end (p > the chunk length). Its methods take and return it
+// by value: chunk's rc then never has its address taken, and the compiler
+// keeps rng, code and p in registers instead of reloading them from memory
+// for every bit (4% less CPU per byte than pointer methods, measured with
+// the decoder's CPU bench; a branchy bit as liblzma's was 80% slower).
 type rc struct {
 	rng, code uint32
 	p         uint32
@@ -205,15 +209,16 @@ type rc struct {
 // bounds; chunk reports corruption when p passed the packed size.
 const chunkBuf = 1 << 17
 
-func (r *rc) normalize() {
+func (r rc) normalize() rc {
 	r.rng <<= 8
 	r.code = r.code<<8 | uint32(r.in[r.p&(chunkBuf-1)])
 	r.p++
+	return r
 }
 
-func (r *rc) bit(p *prob) uint32 {
+func (r rc) bit(p *prob) (rc, uint32) {
 	if r.rng < 1<<24 {
-		r.normalize()
+		r = r.normalize()
 	}
 	v := int32(*p)
 	bound := (r.rng >> 11) * uint32(v)
@@ -224,32 +229,35 @@ func (r *rc) bit(p *prob) uint32 {
 	r.code -= bound & m
 	r.rng = bound + (r.rng-2*bound)&m
 	*p = uint32(v - (v-int32(^m&2017))>>5)
-	return m & 1
+	return r, m & 1
 }
 
-func (r *rc) tree(p []prob, bits uint) uint32 {
+func (r rc) tree(p []prob, bits uint) (rc, uint32) {
 	m := uint32(1)
 	for i := uint(0); i < bits; i++ {
-		m = m<<1 | r.bit(&p[m])
+		var b uint32
+		r, b = r.bit(&p[m])
+		m = m<<1 | b
 	}
-	return m - 1<<bits
+	return r, m - 1<<bits
 }
 
-func (r *rc) reverse(p []prob, bits uint) uint32 {
+func (r rc) reverse(p []prob, bits uint) (rc, uint32) {
 	m, sym := uint32(1), uint32(0)
 	for i := uint(0); i < bits; i++ {
-		b := r.bit(&p[m])
+		var b uint32
+		r, b = r.bit(&p[m])
 		m = m<<1 | b
 		sym |= b << i
 	}
-	return sym
+	return r, sym
 }
 
-func (r *rc) direct(bits uint) uint32 {
+func (r rc) direct(bits uint) (rc, uint32) {
 	var res uint32
 	for ; bits > 0; bits-- {
 		if r.rng < 1<<24 {
-			r.normalize()
+			r = r.normalize()
 		}
 		r.rng >>= 1
 		r.code -= r.rng
@@ -257,17 +265,21 @@ func (r *rc) direct(bits uint) uint32 {
 		r.code += r.rng & t
 		res = res<<1 + t + 1
 	}
-	return res
+	return r, res
 }
 
-func (r *rc) length(l *lenCoder, posState uint32) uint32 {
-	if r.bit(&l.choice) == 0 {
-		return r.tree(l.low[posState][:], 3)
+func (r rc) length(l *lenCoder, posState uint32) (rc, uint32) {
+	var b, v uint32
+	if r, b = r.bit(&l.choice); b == 0 {
+		r, v = r.tree(l.low[posState][:], 3)
+		return r, v
 	}
-	if r.bit(&l.choice2) == 0 {
-		return 8 + r.tree(l.mid[posState][:], 3)
+	if r, b = r.bit(&l.choice2); b == 0 {
+		r, v = r.tree(l.mid[posState][:], 3)
+		return r, 8 + v
 	}
-	return 16 + r.tree(l.high[:], 8)
+	r, v = r.tree(l.high[:], 8)
+	return r, 16 + v
 }
 
 // chunk decodes one LZMA chunk from in, writing out[pos:len(out)].
@@ -282,9 +294,10 @@ func (d *decoder) chunk(in, out []byte, pos int) error {
 	lpMask := 1<<d.lp - 1
 	lc := d.lc
 	state, rep0, rep1, rep2, rep3 := d.state, d.rep0, d.rep1, d.rep2, d.rep3
+	var b uint32
 	for pos < end {
 		posState := uint32(pos) & pbMask
-		if r.bit(&d.isMatch[state<<4+posState]) == 0 {
+		if r, b = r.bit(&d.isMatch[state<<4+posState]); b == 0 {
 			var prev uint32
 			if pos > d.dictStart {
 				prev = uint32(out[pos-1])
@@ -300,7 +313,7 @@ func (d *decoder) chunk(in, out []byte, pos int) error {
 				for sym < 0x100 {
 					mb := (match >> 7) & 1
 					match <<= 1
-					b := r.bit(&probs[(1+mb)<<8+sym])
+					r, b = r.bit(&probs[(1+mb)<<8+sym])
 					sym = sym<<1 | b
 					if mb != b {
 						break
@@ -308,7 +321,8 @@ func (d *decoder) chunk(in, out []byte, pos int) error {
 				}
 			}
 			for sym < 0x100 {
-				sym = sym<<1 | r.bit(&probs[sym])
+				r, b = r.bit(&probs[sym])
+				sym = sym<<1 | b
 			}
 			out[pos] = byte(sym)
 			pos++
@@ -323,12 +337,12 @@ func (d *decoder) chunk(in, out []byte, pos int) error {
 			continue
 		}
 		var length uint32
-		if r.bit(&d.isRep[state]) != 0 {
+		if r, b = r.bit(&d.isRep[state]); b != 0 {
 			if pos == d.dictStart {
 				return ErrCorrupt
 			}
-			if r.bit(&d.isRepG0[state]) == 0 {
-				if r.bit(&d.isRep0Long[state<<4+posState]) == 0 {
+			if r, b = r.bit(&d.isRepG0[state]); b == 0 {
+				if r, b = r.bit(&d.isRep0Long[state<<4+posState]); b == 0 {
 					mp := pos - int(rep0) - 1
 					if mp < d.dictStart {
 						return ErrCorrupt
@@ -344,10 +358,10 @@ func (d *decoder) chunk(in, out []byte, pos int) error {
 				}
 			} else {
 				var dist uint32
-				if r.bit(&d.isRepG1[state]) == 0 {
+				if r, b = r.bit(&d.isRepG1[state]); b == 0 {
 					dist = rep1
 				} else {
-					if r.bit(&d.isRepG2[state]) == 0 {
+					if r, b = r.bit(&d.isRepG2[state]); b == 0 {
 						dist = rep2
 					} else {
 						dist = rep3
@@ -358,7 +372,7 @@ func (d *decoder) chunk(in, out []byte, pos int) error {
 				rep1 = rep0
 				rep0 = dist
 			}
-			length = r.length(&d.repLenDec, posState)
+			r, length = r.length(&d.repLenDec, posState)
 			if state < 7 {
 				state = 8
 			} else {
@@ -366,24 +380,28 @@ func (d *decoder) chunk(in, out []byte, pos int) error {
 			}
 		} else {
 			rep3, rep2, rep1 = rep2, rep1, rep0
-			length = r.length(&d.lenDec, posState)
+			r, length = r.length(&d.lenDec, posState)
 			if state < 7 {
 				state = 7
 			} else {
 				state = 10
 			}
 			lenState := min(length, lenToPosStates-1)
-			slot := r.tree(d.posSlot[lenState][:], 6)
+			var slot uint32
+			r, slot = r.tree(d.posSlot[lenState][:], 6)
 			if slot < 4 {
 				rep0 = slot
 			} else {
 				nd := uint(slot>>1) - 1
 				dist := (2 | slot&1) << nd
 				if slot < endPosModelIndex {
-					dist += r.reverse(d.posDec[dist-slot:], nd)
+					r, b = r.reverse(d.posDec[dist-slot:], nd)
+					dist += b
 				} else {
-					dist += r.direct(nd-4) << 4
-					dist += r.reverse(d.align[:], 4)
+					r, b = r.direct(nd - 4)
+					dist += b << 4
+					r, b = r.reverse(d.align[:], 4)
+					dist += b
 				}
 				rep0 = dist
 			}
@@ -416,7 +434,7 @@ func (d *decoder) chunk(in, out []byte, pos int) error {
 	}
 	d.state, d.rep0, d.rep1, d.rep2, d.rep3 = state, rep0, rep1, rep2, rep3
 	if r.rng < 1<<24 {
-		r.normalize()
+		r = r.normalize()
 	}
 	if r.p != uint32(len(in)) || r.code != 0 {
 		return ErrCorrupt
