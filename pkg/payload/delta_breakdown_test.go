@@ -1,0 +1,148 @@
+package payload
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/abupdate/update_engine/internal/testenv"
+)
+
+var classNames = [numClasses]string{"zero", "copy", "diff", "novel"}
+
+// deltaBreakdown explains a delta payload: it classifies the new blocks as
+// the generator does (in-process, the same code), attributes every
+// operation's data to the class of its first dst block, and compresses
+// each class's new blocks alone the way the references would: `xz -9e`
+// and `zstd -19 --long=31` (with and without --patch-from the old image).
+// prefix names the bench lines.
+func deltaBreakdown(b *testing.B, prefix, oldImg, newImg, payloadPath string) {
+	b.Helper()
+	class := deltaClasses(b, oldImg, newImg)
+	pf, err := os.Open(payloadPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pf.Close()
+	m, err := ReadMetadata(pf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	type key struct {
+		c  opClass
+		op string
+	}
+	type agg struct{ ops, blocks, bytes int64 }
+	sum := map[key]*agg{}
+	var perClass [numClasses]agg
+	for _, op := range m.Partitions[0].Ops {
+		dst := op.GetDstExtents()
+		k := key{class[dst[0].GetStartBlock()], op.GetType().String()}
+		if sum[k] == nil {
+			sum[k] = &agg{}
+		}
+		a := sum[k]
+		a.ops++
+		for _, e := range dst {
+			a.blocks += int64(e.GetNumBlocks())
+		}
+		a.bytes += int64(op.GetDataLength())
+		perClass[k.c].bytes += int64(op.GetDataLength())
+	}
+	keys := make([]key, 0, len(sum))
+	for k := range sum {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y key) int {
+		if x.c != y.c {
+			return int(x.c) - int(y.c)
+		}
+		return strings.Compare(x.op, y.op)
+	})
+	for _, k := range keys {
+		a := sum[k]
+		b.Logf("%s breakdown: class %-5s %-14s %5d ops %8d blocks %10d B", prefix, classNames[k.c], k.op, a.ops, a.blocks, a.bytes)
+	}
+	for c := range numClasses {
+		n := 0
+		for _, x := range class {
+			if x == c {
+				n++
+			}
+		}
+		testenv.Bench(b, fmt.Sprintf("%s_%s_blocks", prefix, classNames[c]), float64(n), "blocks")
+		if c >= classDiff {
+			testenv.Bench(b, fmt.Sprintf("%s_%s_bytes", prefix, classNames[c]), float64(perClass[c].bytes), "B")
+			deltaClassReferences(b, prefix+"_"+classNames[c], oldImg, newImg, class, c)
+		}
+	}
+}
+
+// deltaClasses runs the generator's scan and classification on the pair.
+func deltaClasses(b *testing.B, oldImg, newImg string) []opClass {
+	b.Helper()
+	of, err := os.Open(oldImg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer of.Close()
+	nf, err := os.Open(newImg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nf.Close()
+	o := GenerateOptions{Old: of, OldSize: deltaFileSize(b, oldImg), New: nf, NewSize: deltaFileSize(b, newImg)}
+	g := &deltaGen{o: o, oldBlks: int(o.OldSize / blockSize), newBlks: int((o.NewSize + blockSize - 1) / blockSize),
+		chunkBlk: deltaOpBlocks}
+	ctx := context.Background()
+	if err := g.scan(ctx); err != nil {
+		b.Fatal(err)
+	}
+	class, _ := g.classify()
+	if err := g.markNovel(ctx, class); err != nil {
+		b.Fatal(err)
+	}
+	return class
+}
+
+// deltaClassReferences writes the new blocks of class c, concatenated, to a
+// file and reports what xz -9e and zstd -19 make of them.
+func deltaClassReferences(b *testing.B, prefix, oldImg, newImg string, class []opClass, c opClass) {
+	b.Helper()
+	src, err := os.ReadFile(newImg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var data []byte
+	for i, x := range class {
+		if x == c {
+			data = append(data, src[i*blockSize:min((i+1)*blockSize, len(src))]...)
+		}
+	}
+	src = nil
+	if len(data) == 0 {
+		return
+	}
+	dir := b.TempDir()
+	raw := filepath.Join(dir, "blocks")
+	if err := os.WriteFile(raw, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	testenv.Bench(b, prefix+"_raw", float64(len(data)), "B")
+	for _, r := range []struct {
+		name string
+		args []string
+	}{
+		{"xz9e", []string{"xz", "-9e", "-k", "-c", raw}},
+		{"zstd19", []string{"zstd", "-19", "--long=31", "-c", raw}},
+		{"zstd19_patch", []string{"zstd", "-19", "--long=31", "--patch-from=" + oldImg, "-c", raw}},
+	} {
+		out := filepath.Join(dir, r.name)
+		deltaRunCmd(b, "sh", "-c", strings.Join(r.args, " ")+" > "+out)
+		testenv.Bench(b, prefix+"_"+r.name, float64(deltaFileSize(b, out)), "B")
+	}
+}
