@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,7 +21,7 @@ var classNames = [numClasses]string{"zero", "copy", "diff", "novel"}
 // each class's new blocks alone the way the references would: `xz -9e`
 // and `zstd -19 --long=31` (with and without --patch-from the old image).
 // prefix names the bench lines.
-func deltaBreakdown(b *testing.B, prefix, oldImg, newImg, payloadPath string) {
+func deltaBreakdown(b testing.TB, prefix, oldImg, newImg, payloadPath string, refs bool) {
 	b.Helper()
 	class := deltaClasses(b, oldImg, newImg)
 	pf, err := os.Open(payloadPath)
@@ -67,6 +68,9 @@ func deltaBreakdown(b *testing.B, prefix, oldImg, newImg, payloadPath string) {
 		a := sum[k]
 		b.Logf("%s breakdown: class %-5s %-14s %5d ops %8d blocks %10d B", prefix, classNames[k.c], k.op, a.ops, a.blocks, a.bytes)
 	}
+	if _, err := exec.LookPath("debugfs"); err == nil {
+		deltaFileReport(b, oldImg, newImg, class, m.Partitions[0].Ops)
+	}
 	for c := range numClasses {
 		n := 0
 		for _, x := range class {
@@ -77,13 +81,15 @@ func deltaBreakdown(b *testing.B, prefix, oldImg, newImg, payloadPath string) {
 		testenv.Bench(b, fmt.Sprintf("%s_%s_blocks", prefix, classNames[c]), float64(n), "blocks")
 		if c >= classDiff {
 			testenv.Bench(b, fmt.Sprintf("%s_%s_bytes", prefix, classNames[c]), float64(perClass[c].bytes), "B")
+		}
+		if c >= classDiff && refs {
 			deltaClassReferences(b, prefix+"_"+classNames[c], oldImg, newImg, class, c)
 		}
 	}
 }
 
 // deltaClasses runs the generator's scan and classification on the pair.
-func deltaClasses(b *testing.B, oldImg, newImg string) []opClass {
+func deltaClasses(b testing.TB, oldImg, newImg string) []opClass {
 	b.Helper()
 	of, err := os.Open(oldImg)
 	if err != nil {
@@ -111,7 +117,7 @@ func deltaClasses(b *testing.B, oldImg, newImg string) []opClass {
 
 // deltaClassReferences writes the new blocks of class c, concatenated, to a
 // file and reports what xz -9e and zstd -19 make of them.
-func deltaClassReferences(b *testing.B, prefix, oldImg, newImg string, class []opClass, c opClass) {
+func deltaClassReferences(b testing.TB, prefix, oldImg, newImg string, class []opClass, c opClass) {
 	b.Helper()
 	src, err := os.ReadFile(newImg)
 	if err != nil {
@@ -145,4 +151,16 @@ func deltaClassReferences(b *testing.B, prefix, oldImg, newImg string, class []o
 		deltaRunCmd(b, "sh", "-c", strings.Join(r.args, " ")+" > "+out)
 		testenv.Bench(b, prefix+"_"+r.name, float64(deltaFileSize(b, out)), "B")
 	}
+}
+
+// TestDeltaBreakdownFiles is deltaBreakdown on a pair and a delta made
+// outside the test: DELTA_OLD, DELTA_NEW, DELTA_PAYLOAD (skipped unless
+// all three are set).
+func TestDeltaBreakdownFiles(t *testing.T) {
+	oldImg, newImg, p := os.Getenv("DELTA_OLD"), os.Getenv("DELTA_NEW"), os.Getenv("DELTA_PAYLOAD")
+	if oldImg == "" || newImg == "" || p == "" {
+		t.Skip("SKIP: set DELTA_OLD, DELTA_NEW and DELTA_PAYLOAD")
+	}
+	testenv.RequireTool(t, "xz", "zstd")
+	deltaBreakdown(t, "breakdown", oldImg, newImg, p, os.Getenv("DELTA_REFS") != "")
 }
