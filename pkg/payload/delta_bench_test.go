@@ -105,7 +105,7 @@ func benchDeltaPair(b *testing.B, prefix, dir, oldImg, newImg string, withBsdiff
 		benchDebianBsdiff(b, prefix, work, oldImg, newImg, deltaSize)
 	}
 	if os.Getenv("BENCH_DELTA_BREAKDOWN") != "" {
-		deltaBreakdown(b, prefix, oldImg, newImg, delta, true)
+		deltaBreakdown(b, prefix, oldImg, newImg, delta, false)
 	}
 }
 

@@ -36,24 +36,25 @@ import (
 //     to 8 MiB of old blocks around the best ones (plus the old blocks at
 //     the same offset) become the operation's src extents, in old order.
 //  6. The runs that no diff shortened join the new data, and all of it,
-//     in block order, goes into REPLACE_XZ operations of up to 16 MiB
-//     (its xz dictionary then spans many added files: the bench's 128 MiB
-//     pair's delta is 5% smaller than with 2 MiB runs). These operations
-//     come last in the manifest.
+//     in block order, goes into REPLACE_XZ operations of up to 8 MiB (its
+//     xz dictionary then spans many added files; on the 1 GiB bench pair
+//     the delta went from 2 752 582 to 2 492 148 B). These operations come
+//     last in the manifest. 8 MiB, not more, for the applier's memory: it
+//     decodes two operations at a time, and on that pair its peak RSS was
+//     52 MiB with 8 MiB operations, 64 MiB with 10 and 68 MiB with 12.
 //
 // Memory: the index (16 bytes per anchor, ~32 MiB per GiB of old image),
 // the block hashes (~84 bytes per block) and, per worker, one operation's
 // old (≤ 8 MiB) and new (≤ 2 MiB) data with bsdiff's suffix array, or
-// 16 MiB of new data and the xz program compressing it (~190 MiB with
-// its 16 MiB dictionary; 24 MiB operations, as full payloads have, would
-// take half as much again on each core). The output is deterministic: the workers'
+// 8 MiB of new data and the xz program compressing it (~100 MiB with its
+// 8 MiB dictionary). The output is deterministic: the workers'
 // results are assembled in order and every choice breaks ties by
 // position.
 
 const (
 	deltaOpBlocks  = 512  // dst blocks per operation (2 MiB)
 	deltaSrcBlocks = 2048 // source blocks per bsdiff operation (8 MiB)
-	novelBlk       = 4096 // dst blocks per operation of new data (16 MiB)
+	novelBlk       = 2048 // dst blocks per operation of new data (8 MiB)
 	anchorBits     = 9    // one anchor per 2^9 bytes on average
 	anchorMinGap   = 64   // bytes between anchors, against repetitive data
 	anchorMaxFreq  = 16   // anchors occurring more often in old are ignored
