@@ -39,9 +39,9 @@ import (
 //     in block order, goes into REPLACE_XZ operations of up to 8 MiB (its
 //     xz dictionary then spans many added files; on the 1 GiB bench pair
 //     the delta went from 2 752 582 to 2 492 148 B). These operations come
-//     last in the manifest. 8 MiB, not more, for the applier's memory: it
-//     decodes two operations at a time, and on that pair its peak RSS was
-//     52 MiB with 8 MiB operations, 64 MiB with 10 and 68 MiB with 12.
+//     last in the manifest. 8 MiB, not more, for the applier's memory
+//     (it grows by more than one operation's size): on that pair its peak
+//     RSS was 52 MiB with 8 MiB operations, 64 MiB with 10, 68 with 12.
 //
 // Memory: the index (16 bytes per anchor, ~32 MiB per GiB of old image),
 // the block hashes (~84 bytes per block) and, per worker, one operation's
