@@ -215,6 +215,7 @@ type deltaJob struct {
 type deltaGen struct {
 	o        GenerateOptions
 	old, nw  *imageScan
+	files    map[uint32]fileRef // changed new blocks in files with an old version (deltafiles.go)
 	oldBlks  int
 	newBlks  int
 	chunkBlk int
@@ -336,12 +337,16 @@ func (g *deltaGen) plan(ctx context.Context) ([]*deltaJob, []uint32, error) {
 	if err := g.markNovel(ctx, class); err != nil {
 		return nil, nil, err
 	}
-	var novel []uint32
+	var novel, changed []uint32
 	for i, c := range class {
-		if c == classNovel {
+		switch c {
+		case classNovel:
 			novel = append(novel, uint32(i))
+		case classDiff:
+			changed = append(changed, uint32(i))
 		}
 	}
+	g.files = g.fileMap(ctx, changed)
 	return g.cutJobs(class, src), novel, nil
 }
 
