@@ -331,22 +331,29 @@ func (g *deltaGen) scan(ctx context.Context) error {
 }
 
 // plan classifies the new blocks and cuts runs into jobs; the blocks of
-// new data are returned apart, in order.
+// new data are returned apart, in order. A changed block of a file with an
+// old version (deltafiles.go) is diffed even without an anchor near it.
 func (g *deltaGen) plan(ctx context.Context) ([]*deltaJob, []uint32, error) {
 	class, src := g.classify()
 	if err := g.markNovel(ctx, class); err != nil {
 		return nil, nil, err
 	}
-	var novel, changed []uint32
+	var changed []uint32
 	for i, c := range class {
-		switch c {
-		case classNovel:
-			novel = append(novel, uint32(i))
-		case classDiff:
+		if c >= classDiff {
 			changed = append(changed, uint32(i))
 		}
 	}
 	g.files = g.fileMap(ctx, changed)
+	var novel []uint32
+	for _, b := range changed {
+		if _, ok := g.files[b]; ok {
+			class[b] = classDiff
+		}
+		if class[b] == classNovel {
+			novel = append(novel, b)
+		}
+	}
 	return g.cutJobs(class, src), novel, nil
 }
 
