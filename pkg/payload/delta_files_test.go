@@ -1,10 +1,8 @@
 package payload
 
 import (
+	"context"
 	"maps"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,55 +11,18 @@ import (
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
 )
 
-// debugfsRun runs debugfs's commands (one a line) on img and returns the
-// output of each command (what follows its echoed "debugfs: " line).
-func debugfsRun(t testing.TB, img string, cmds []string) []string {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "cmds")
-	if err := os.WriteFile(f, []byte(strings.Join(cmds, "\n")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("debugfs", "-f", f, img).Output()
-	if err != nil {
-		t.Fatalf("debugfs %s: %v", img, err)
-	}
-	var res []string
-	for _, part := range strings.Split(string(out), "debugfs: ")[1:] {
-		_, body, _ := strings.Cut(part, "\n")
-		res = append(res, body)
-	}
-	if len(res) != len(cmds) {
-		t.Fatalf("debugfs %s: %d answers to %d commands", img, len(res), len(cmds))
-	}
-	return res
-}
-
-// debugfsBatch runs "cmd arg..." for args in lines of at most 256 (the
-// length of a debugfs line is bounded) and returns the outputs' lines.
-func debugfsBatch(t testing.TB, img, cmd string, args []string) []string {
-	t.Helper()
-	var cmds []string
-	for i := 0; i < len(args); i += 256 {
-		cmds = append(cmds, cmd+" "+strings.Join(args[i:min(i+256, len(args))], " "))
-	}
-	var lines []string
-	for _, out := range debugfsRun(t, img, cmds) {
-		lines = append(lines, strings.Split(out, "\n")...)
-	}
-	return lines
-}
-
 // blockOwners maps blocks of img to the path of the file holding them
-// ("" for blocks of no regular file: metadata, directories, the journal).
+// ("" for blocks of no file: metadata, the journal).
 func blockOwners(t testing.TB, img string, blocks []uint32) map[uint32]string {
 	t.Helper()
 	args := make([]string, len(blocks))
 	for i, b := range blocks {
 		args[i] = strconv.Itoa(int(b))
 	}
+	ctx := context.Background()
 	inodeOf := map[uint32]string{}
-	inodes := map[string]bool{}
-	for _, l := range debugfsBatch(t, img, "icheck", args) {
+	var inodes []string
+	for _, l := range debugfsLines(ctx, img, "icheck", args) {
 		f := strings.Fields(l)
 		if len(f) != 2 {
 			continue
@@ -69,15 +30,10 @@ func blockOwners(t testing.TB, img string, blocks []uint32) map[uint32]string {
 		b, err := strconv.Atoi(f[0])
 		if _, ierr := strconv.Atoi(f[1]); err == nil && ierr == nil {
 			inodeOf[uint32(b)] = f[1]
-			inodes[f[1]] = true
+			inodes = append(inodes, f[1])
 		}
 	}
-	path := map[string]string{}
-	for _, l := range debugfsBatch(t, img, "ncheck", slices.Sorted(maps.Keys(inodes))) {
-		if f := strings.Fields(l); len(f) == 2 {
-			path[f[0]] = f[1]
-		}
-	}
+	path := inodePaths(ctx, img, inodes)
 	owner := map[uint32]string{}
 	for b, ino := range inodeOf {
 		owner[b] = path[ino]
@@ -89,21 +45,13 @@ func blockOwners(t testing.TB, img string, blocks []uint32) map[uint32]string {
 // path is absent).
 func fileBlocks(t testing.TB, img string, paths []string) map[string][]uint32 {
 	t.Helper()
-	cmds := make([]string, len(paths))
-	for i, p := range paths {
-		cmds[i] = "blocks " + p
+	lists, err := debugfsBlocks(context.Background(), img, paths)
+	if err != nil {
+		t.Fatal(err)
 	}
 	res := map[string][]uint32{}
-	for i, out := range debugfsRun(t, img, cmds) {
-		var bl []uint32
-		for _, f := range strings.Fields(out) {
-			if b, err := strconv.Atoi(f); err == nil {
-				bl = append(bl, uint32(b))
-			} else {
-				break
-			}
-		}
-		res[paths[i]] = bl
+	for i, p := range paths {
+		res[p] = lists[i]
 	}
 	return res
 }
