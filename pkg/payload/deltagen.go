@@ -25,13 +25,17 @@ import (
 //     preferring the block after the previous copy's source, then the same
 //     offset, then the lowest), or changed.
 //  3. Changed blocks with no old anchor within novelSpan/2 blocks are new
-//     data (added files): nothing in the old image shortens them.
+//     data (added files): nothing in the old image shortens them. Unless
+//     the images are ext4 files that debugfs reads and the block belongs
+//     to a file with an old version (same path): then it is diffed against
+//     that version (deltafiles.go).
 //  4. Runs of one class (but new data) become operations of at most
 //     2 MiB of dst.
 //  5. Workers (all cores) turn each changed run into the smallest of
 //     REPLACE_XZ, SOURCE_BSDIFF (BSDF2, bzip2) and BROTLI_BSDIFF. The
-//     bsdiff source is found by content, so a file that moved and changed
-//     is diffed against its old version: the run's anchors are looked up
+//     bsdiff source is the old version of the blocks' files (step 3), and
+//     is found by content too, so a file that moved and changed is diffed
+//     against its old version: the run's anchors are looked up
 //     in the old index, the old blocks they hit are ranked by hits, and up
 //     to 8 MiB of old blocks around the best ones (plus the old blocks at
 //     the same offset) become the operation's src extents, in old order.
