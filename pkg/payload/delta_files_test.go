@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -15,24 +14,8 @@ import (
 // ("" for blocks of no file: metadata, the journal).
 func blockOwners(t testing.TB, img string, blocks []uint32) map[uint32]string {
 	t.Helper()
-	args := make([]string, len(blocks))
-	for i, b := range blocks {
-		args[i] = strconv.Itoa(int(b))
-	}
 	ctx := context.Background()
-	inodeOf := map[uint32]string{}
-	var inodes []string
-	for _, l := range debugfsLines(ctx, img, "icheck", args) {
-		f := strings.Fields(l)
-		if len(f) != 2 {
-			continue
-		}
-		b, err := strconv.Atoi(f[0])
-		if _, ierr := strconv.Atoi(f[1]); err == nil && ierr == nil {
-			inodeOf[uint32(b)] = f[1]
-			inodes = append(inodes, f[1])
-		}
-	}
+	inodeOf, inodes := blockInodes(ctx, img, blocks)
 	path := inodePaths(ctx, img, inodes)
 	owner := map[uint32]string{}
 	for b, ino := range inodeOf {

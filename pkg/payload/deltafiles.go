@@ -68,26 +68,7 @@ func (g *deltaGen) fileMap(ctx context.Context, blocks []uint32) map[uint32]file
 }
 
 func buildFileMap(ctx context.Context, oldPath, newPath string, blocks []uint32) (map[uint32]fileRef, error) {
-	args := make([]string, len(blocks))
-	for i, b := range blocks {
-		args[i] = strconv.FormatUint(uint64(b), 10)
-	}
-	inodeOf := map[uint32]string{}
-	var inodes []string
-	for _, l := range debugfsLines(ctx, newPath, "icheck", args) {
-		f := strings.Fields(l)
-		if len(f) != 2 {
-			continue
-		}
-		b, err := strconv.ParseUint(f[0], 10, 32)
-		if _, ierr := strconv.ParseUint(f[1], 10, 32); err != nil || ierr != nil {
-			continue
-		}
-		if _, seen := inodeOf[uint32(b)]; !seen {
-			inodeOf[uint32(b)] = f[1]
-		}
-		inodes = append(inodes, f[1])
-	}
+	inodeOf, inodes := blockInodes(ctx, newPath, blocks)
 	if len(inodeOf) == 0 {
 		return nil, fmt.Errorf("payload: debugfs icheck of %s found no files", newPath)
 	}
@@ -118,6 +99,32 @@ func buildFileMap(ctx context.Context, oldPath, newPath string, blocks []uint32)
 		}
 	}
 	return m, nil
+}
+
+// blockInodes maps blocks of img to the inodes that hold them (debugfs
+// icheck) and lists those inodes.
+func blockInodes(ctx context.Context, img string, blocks []uint32) (map[uint32]string, []string) {
+	args := make([]string, len(blocks))
+	for i, b := range blocks {
+		args[i] = strconv.FormatUint(uint64(b), 10)
+	}
+	inodeOf := map[uint32]string{}
+	var inodes []string
+	for _, l := range debugfsLines(ctx, img, "icheck", args) {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		b, err := strconv.ParseUint(f[0], 10, 32)
+		if _, ierr := strconv.ParseUint(f[1], 10, 32); err != nil || ierr != nil {
+			continue
+		}
+		if _, seen := inodeOf[uint32(b)]; !seen {
+			inodeOf[uint32(b)] = f[1]
+			inodes = append(inodes, f[1])
+		}
+	}
+	return inodeOf, inodes
 }
 
 func inodeSpecs(inos []string) []string {
