@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/abupdate/update_engine/internal/testenv"
 )
@@ -173,4 +174,22 @@ func TestDeltaBreakdownFiles(t *testing.T) {
 	}
 	testenv.RequireTool(t, "xz", "zstd")
 	deltaBreakdown(t, "breakdown", oldImg, newImg, p, os.Getenv("DELTA_REFS") != "")
+}
+
+// TestDeltaCachedRun: the bench's reference figures come back from the
+// cache as they were measured, without running the reference again.
+func TestDeltaCachedRun(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "ref")
+	want := measured{wall: 3 * time.Second, cpu: 2500 * time.Millisecond, rss: 7 << 20}
+	runs := 0
+	run := func() (int64, measured) { runs++; return 1234, want }
+	for range 2 {
+		size, m := deltaCachedRun(t, name, run)
+		if size != 1234 || m != want {
+			t.Fatalf("got %d %+v, want 1234 %+v", size, m, want)
+		}
+	}
+	if runs != 1 {
+		t.Fatalf("the reference ran %d times, want 1", runs)
+	}
 }
