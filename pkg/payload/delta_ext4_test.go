@@ -2,6 +2,7 @@ package payload
 
 import (
 	"bytes"
+	"context"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -119,4 +120,98 @@ func TestDeltaExt4(t *testing.T) {
 	if !bytes.Equal(got, img) {
 		t.Fatal("target differs from the new image")
 	}
+}
+
+// TestDeltaExt4Files: with the images as files, the generator maps the
+// changed blocks of rewritten files to their old versions through debugfs
+// (deltafiles.go). Many near-copies of each file (as generated code has)
+// mislead content anchors; the file map must not make the delta larger
+// and the delta must apply exactly.
+func TestDeltaExt4Files(t *testing.T) {
+	testenv.RequireTool(t, "mkfs.ext4", "debugfs")
+	dir := t.TempDir()
+	seed := uint64(7)
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	oldTree, newTree := filepath.Join(dir, "old"), filepath.Join(dir, "new")
+	var rewritten []string
+	for i := range 240 {
+		name := filepath.Join("usr", "lib", "api"+strconv.Itoa(i%12), "v"+strconv.Itoa(i))
+		// Near-copies: 12 families of one base each, lightly edited.
+		b := mutate(testImage(8<<10+r.IntN(24<<10), uint64(i%12)), r, 8)
+		writeTreeFile(t, oldTree, name, b)
+		if i%8 == 3 {
+			b = mutate(b, r, 1+len(b)/2048)
+			rewritten = append(rewritten, "/"+name)
+		}
+		writeTreeFile(t, newTree, name, b)
+	}
+	oldImg, newImg := filepath.Join(dir, "old.img"), filepath.Join(dir, "new.img")
+	mkfsExt4(t, oldTree, oldImg, 32)
+	mkfsExt4(t, newTree, newImg, 32)
+	oldData, err := os.ReadFile(oldImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newData, err := os.ReadFile(newImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	of, err := os.Open(oldImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer of.Close()
+	nf, err := os.Open(newImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nf.Close()
+
+	size := int64(len(newData))
+	g := &deltaGen{o: GenerateOptions{Old: of, OldSize: size, New: nf, NewSize: size}}
+	rw := blocksOf(t, newImg, rewritten)
+	m := g.fileMap(context.Background(), rw)
+	if len(m)*10 < len(rw)*9 {
+		t.Fatalf("debugfs placed %d of the rewritten files' %d blocks in their files", len(m), len(rw))
+	}
+	withFiles := deltaOf(t, GenerateOptions{Old: of, OldSize: size, New: nf, NewSize: size})
+	anchorsOnly, _ := genDelta(t, oldData, newData, GenerateOptions{})
+	t.Logf("delta with the file map %d B, with anchors only %d B", len(withFiles), len(anchorsOnly))
+	if len(withFiles) > len(anchorsOnly) {
+		t.Errorf("the file map made the delta larger: %d > %d B", len(withFiles), len(anchorsOnly))
+	}
+	got, err := applyDelta(t, withFiles, oldData, len(newData), len(newData), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, newData) {
+		t.Fatal("target differs from the new image")
+	}
+}
+
+// blocksOf lists the blocks of the given files of img.
+func blocksOf(t *testing.T, img string, paths []string) []uint32 {
+	t.Helper()
+	lists, err := debugfsBlocks(context.Background(), img, paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []uint32
+	for i, l := range lists {
+		if len(l) == 0 {
+			t.Fatalf("debugfs: no blocks for %s", paths[i])
+		}
+		all = append(all, l...)
+	}
+	return all
+}
+
+func deltaOf(t *testing.T, o GenerateOptions) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := GenerateDelta(context.Background(), &buf, o); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -39,14 +39,25 @@ func (c *deltaWorker) readNew(j *deltaJob) ([]byte, error) {
 	return b, nil
 }
 
-// sourceBlocks picks the old blocks a changed job is diffed against. For
-// each run of consecutive dst blocks: the old blocks hit by the run's
-// anchors, most hits first, each with up to hitRadius blocks of context,
-// then the old blocks at the run's own offset, up to 4 blocks per dst
-// block plus 16. The union, at most deltaSrcBlocks, in old order.
+// sourceBlocks picks the old blocks a changed job is diffed against:
+// first, for dst blocks of files with an old version, the matching part of
+// that version (deltafiles.go); then, for each run of consecutive dst
+// blocks, the old blocks hit by the run's anchors, most hits first, each
+// with up to hitRadius blocks of context, then the old blocks at the
+// run's own offset, up to 4 blocks per dst block plus 16. The union, at
+// most deltaSrcBlocks, in old order.
 func (c *deltaWorker) sourceBlocks(j *deltaJob, nw []byte) []uint32 {
 	g := c.g
 	chosen := map[uint32]bool{}
+	for _, b := range j.dst {
+		if f, ok := g.files[b]; ok {
+			for _, ob := range f.oldAround() {
+				if len(chosen) < deltaSrcBlocks && int(ob) < g.oldBlks {
+					chosen[ob] = true
+				}
+			}
+		}
+	}
 	type hit struct {
 		b uint32
 		n int

@@ -1,0 +1,138 @@
+package payload
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/abupdate/update_engine/pkg/payload/metadata"
+)
+
+// blockOwners maps blocks of img to the path of the file holding them
+// ("" for blocks of no file: metadata, the journal).
+func blockOwners(t testing.TB, img string, blocks []uint32) map[uint32]string {
+	t.Helper()
+	ctx := context.Background()
+	inodeOf, inodes := blockInodes(ctx, img, blocks)
+	path := inodePaths(ctx, img, inodes)
+	owner := map[uint32]string{}
+	for b, ino := range inodeOf {
+		owner[b] = path[ino]
+	}
+	return owner
+}
+
+// fileBlocks returns the data blocks of each path in img (nil when the
+// path is absent).
+func fileBlocks(t testing.TB, img string, paths []string) map[string][]uint32 {
+	t.Helper()
+	lists, err := debugfsBlocks(context.Background(), img, paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[string][]uint32{}
+	for i, p := range paths {
+		res[p] = lists[i]
+	}
+	return res
+}
+
+// deltaFileReport explains the changed blocks (diff and novel) of a delta
+// by the files that hold them: blocks of files present in both images
+// (rewritten) or only in the new one (added), whether the old version of
+// a rewritten file was among the source blocks of the bsdiff operations
+// that wrote it, and how much of it is deflate data (gzip, zip, png).
+func deltaFileReport(t testing.TB, oldImg, newImg string, class []opClass, ops []*metadata.InstallOperation) {
+	t.Helper()
+	var changed []uint32
+	for i, c := range class {
+		if c >= classDiff {
+			changed = append(changed, uint32(i))
+		}
+	}
+	owner := blockOwners(t, newImg, changed)
+	var paths []string
+	seen := map[string]bool{}
+	for _, p := range owner {
+		if p != "" && !seen[p] {
+			seen[p] = true
+			paths = append(paths, p)
+		}
+	}
+	oldBlocks := fileBlocks(t, oldImg, paths)
+	// srcOf: for each dst block of a diff op, the op's source blocks.
+	srcOf := map[uint32]map[uint32]bool{}
+	for _, op := range ops {
+		if len(op.GetSrcExtents()) == 0 || op.GetType() == OpSourceCopy {
+			continue
+		}
+		src := map[uint32]bool{}
+		for _, e := range op.GetSrcExtents() {
+			for b := e.GetStartBlock(); b < e.GetStartBlock()+e.GetNumBlocks(); b++ {
+				src[uint32(b)] = true
+			}
+		}
+		for _, e := range op.GetDstExtents() {
+			for b := e.GetStartBlock(); b < e.GetStartBlock()+e.GetNumBlocks(); b++ {
+				srcOf[uint32(b)] = src
+			}
+		}
+	}
+	var cnt struct{ meta, added, rewritten, covered, uncovered, deflate [2]int }
+	perFile := map[string]int{} // changed blocks per kind, class and path
+	example := func(kind string, k int, p string) {
+		perFile[kind+", class "+classNames[classDiff+opClass(k)]+": "+p]++
+	}
+	for _, b := range changed {
+		k := 0
+		if class[b] == classNovel {
+			k = 1
+		}
+		p := owner[b]
+		switch {
+		case p == "":
+			cnt.meta[k]++
+			continue
+		case oldBlocks[p] == nil:
+			cnt.added[k]++
+			example("added", k, p)
+		default:
+			cnt.rewritten[k]++
+			src := srcOf[b]
+			in := 0
+			for _, ob := range oldBlocks[p] {
+				if src[ob] {
+					in++
+				}
+			}
+			if src != nil && in*10 >= len(oldBlocks[p])*9 {
+				cnt.covered[k]++
+			} else {
+				cnt.uncovered[k]++
+				example("rewritten, old version not in the source", k, p)
+			}
+		}
+		if isDeflateFile(p) {
+			cnt.deflate[k]++
+		}
+	}
+	top := slices.SortedFunc(maps.Keys(perFile), func(x, y string) int { return perFile[y] - perFile[x] })
+	for _, k := range top[:min(12, len(top))] {
+		t.Logf("changed blocks of %s: %d", k, perFile[k])
+	}
+	t.Logf("changed blocks [diff novel]: metadata %v, added files %v, rewritten files %v "+
+		"(old version >=90%% in the op's source %v, not %v), of files holding deflate data %v",
+		cnt.meta, cnt.added, cnt.rewritten, cnt.covered, cnt.uncovered, cnt.deflate)
+}
+
+// isDeflateFile says by its name whether a file holds deflate data.
+func isDeflateFile(p string) bool {
+	for _, ext := range []string{".gz", ".tgz", ".zip", ".jar", ".png", ".whl", ".egg", ".apk"} {
+		if strings.HasSuffix(p, ext) {
+			return true
+		}
+	}
+	return false
+}
