@@ -41,7 +41,7 @@ func TestZstdCommand(t *testing.T) {
 	for _, c := range []struct {
 		chunk int
 		wlog  string
-	}{{8 << 20, "wlog=23"}, {ZstdChunkSize, "wlog=25"}, {64 << 20, "wlog=25"}} {
+	}{{8 << 20, "wlog=23"}, {24 << 20, "wlog=25"}, {64 << 20, "wlog=25"}} {
 		if args := strings.Join(zstdCommandArgs(c.chunk, c.chunk), " "); !strings.Contains(args, c.wlog) {
 			t.Errorf("zstd arguments for %d MiB operations %q: want %s", c.chunk>>20, args, c.wlog)
 		}
