@@ -238,8 +238,8 @@ func marshalHash(h hash.Hash) []byte {
 }
 
 // applier is the state of one Apply/Resume run. The reader goroutine owns
-// whole, signed and off; the writer (the calling goroutine) owns phash,
-// phashed, pstream and target.
+// whole, signed and off; the writer (the calling goroutine) owns the
+// target's writes; finish owns phash, phashed and pstream.
 type applier struct {
 	p      *plan
 	o      *Options

@@ -18,10 +18,11 @@ import (
 //
 // read owns the stream, the signed hash and the memory budget's acquiring
 // side; the whole hasher owns a.whole (read owns it when there is no
-// hasher); write owns the target's writes and the partition hash (a
-// progressive job's output is written while its worker still decodes
-// the rest); finish owns buffer release, progress and checkpoints. A job's
-// buffers are released by finish after the whole hasher closed job.hashed.
+// hasher); write owns the target's writes (a progressive job's output is
+// written while its worker still decodes the rest); finish owns the
+// partition hash (of what was written, so hashing overlaps the next
+// write), buffer release, progress and checkpoints. A job's buffers are
+// released by finish after the whole hasher closed job.hashed.
 
 // job is one operation in flight.
 type job struct {
@@ -38,15 +39,14 @@ type job struct {
 	hashed chan struct{} // closed when the whole-payload hash has the data
 
 	wholeState, signedState []byte // hash states at end, for checkpoints
-	part                    partState
 }
 
-// partState is the partition hash after a job, kept by the writer (which
-// hashes what it writes) for finish's checkpoints.
-type partState struct {
-	streaming bool
-	hashed    uint64
-	state     []byte // the hash's state, when streaming and checkpointing
+// written is a part of a job's output that the writer wrote: finish
+// hashes it, and ends the job after its last part.
+type written struct {
+	j        *job
+	from, to uint64 // output bytes
+	last     bool
 }
 
 // progress is how much of a job's output its worker has finished: the
@@ -103,7 +103,7 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 	q := 2*workers + 2
 	order := make(chan *job, q)
 	jobs := make(chan *job, q)
-	fin := make(chan *job, q)
+	fin := make(chan written, 4*q)
 	tailc := make(chan tail, 1)
 	workersDone := make(chan struct{})
 	for w := 0; w < workers; w++ {
@@ -393,11 +393,10 @@ func (a *applier) exec(d *decoder, j *job) error {
 	return nil
 }
 
-// write is the writer: it takes jobs in order, writes them and feeds the
-// partition hash. It stops at the first failed job, so nothing after it is
-// written (of that job, only what its verified data decoded to).
-func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *job, fin chan<- *job) error {
-	ckpt := a.o.Checkpoint != nil
+// write is the writer: it takes jobs in order, writes them and hands what
+// it wrote to finish. It stops at the first failed job, so nothing after
+// it is written (of that job, only what its verified data decoded to).
+func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *job, fin chan<- written) error {
 	for j := range order {
 		var w io.WriterAt
 		switch {
@@ -406,22 +405,17 @@ func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *j
 		case j.s.file >= 0:
 			w = a.files[j.s.file].t
 		}
-		if err := a.writeJob(ctx, w, j); err != nil {
+		if err := a.writeJob(ctx, w, j, fin); err != nil {
 			return err
 		}
-		j.part = partState{streaming: a.pstream, hashed: a.phashed}
-		if ckpt && a.pstream {
-			j.part.state = marshalHash(a.phash)
-		}
-		fin <- j // never blocks for long: finish drains it
 	}
 	return nil
 }
 
 // writeJob writes j's output to w (nil: j writes nothing) once its worker
 // is done with it or, for a progressive job, piece by piece as it decodes.
-func (a *applier) writeJob(ctx context.Context, w io.WriterAt, j *job) error {
-	var written uint64
+func (a *applier) writeJob(ctx context.Context, w io.WriterAt, j *job, fin chan<- written) error {
+	var done uint64
 	if j.prog != nil && w != nil {
 		for decoding := true; decoding; {
 			select {
@@ -431,11 +425,12 @@ func (a *applier) writeJob(ctx context.Context, w io.WriterAt, j *job) error {
 				return ctx.Err()
 			case <-j.prog.wake:
 				n := uint64(j.prog.n.Load()) &^ (align - 1)
-				if n-written >= progressPiece {
-					if err := a.emitTimed(w, j, written, n); err != nil {
+				if n-done >= progressPiece {
+					if err := a.emitTimed(w, j, done, n); err != nil {
 						return err
 					}
-					written = n
+					fin <- written{j: j, from: done, to: n}
+					done = n
 				}
 			}
 		}
@@ -448,10 +443,15 @@ func (a *applier) writeJob(ctx context.Context, w io.WriterAt, j *job) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if w == nil {
-		return nil
+	end := done
+	if w != nil {
+		end = j.s.dstBytes
+		if err := a.emitTimed(w, j, done, end); err != nil {
+			return err
+		}
 	}
-	return a.emitTimed(w, j, written, j.s.dstBytes)
+	fin <- written{j: j, from: done, to: end, last: true} // finish drains it
+	return nil
 }
 
 // emitTimed is emit, its time added to the job's when Options.OpDuration
@@ -461,13 +461,18 @@ func (a *applier) emitTimed(w io.WriterAt, j *job, from, to uint64) error {
 		t0 := time.Now()
 		defer func() { j.dur += time.Since(t0) }()
 	}
-	return a.emit(w, j, from, to)
+	return a.eachOut(j, from, to, func(pos uint64, b []byte) error {
+		if _, err := w.WriteAt(b, int64(pos)); err != nil {
+			return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
+		}
+		return nil
+	})
 }
 
-// emit writes bytes [from, to) of j's output where its destination
-// extents put them (zeros for ZERO and DISCARD) and feeds what lands in
-// the partition to its hash.
-func (a *applier) emit(w io.WriterAt, j *job, from, to uint64) error {
+// eachOut calls f with bytes [from, to) of j's output and where its
+// destination extents put them in the partition (zeros, at most 1 MiB at a
+// time, for ZERO and DISCARD).
+func (a *applier) eachOut(j *job, from, to uint64, f func(pos uint64, b []byte) error) error {
 	bs := a.p.bs
 	var off uint64
 	for _, e := range j.s.op.DstExtents {
@@ -475,7 +480,7 @@ func (a *applier) emit(w io.WriterAt, j *job, from, to uint64) error {
 		lo, hi := max(off, from), min(off+n, to)
 		if lo < hi && e.GetStartBlock() != SparseHole {
 			pos := e.GetStartBlock()*bs + lo - off
-			if err := a.emitRange(w, j, pos, lo, hi); err != nil {
+			if err := a.outRange(j, pos, lo, hi, f); err != nil {
 				return err
 			}
 		}
@@ -484,14 +489,14 @@ func (a *applier) emit(w io.WriterAt, j *job, from, to uint64) error {
 	return nil
 }
 
-// emitRange puts output bytes [lo, hi) at partition offset pos.
-func (a *applier) emitRange(w io.WriterAt, j *job, pos, lo, hi uint64) error {
+// outRange calls f with output bytes [lo, hi) at partition offset pos.
+func (a *applier) outRange(j *job, pos, lo, hi uint64, f func(pos uint64, b []byte) error) error {
 	if !j.s.kind.noOutput {
-		return a.put(w, j, pos, j.out[lo:hi])
+		return f(pos, j.out[lo:hi])
 	}
 	for k := uint64(0); k < hi-lo; {
 		c := min(hi-lo-k, uint64(len(a.zeros)))
-		if err := a.put(w, j, pos+k, a.zeros[:c]); err != nil {
+		if err := f(pos+k, a.zeros[:c]); err != nil {
 			return err
 		}
 		k += c
@@ -499,23 +504,23 @@ func (a *applier) emitRange(w io.WriterAt, j *job, pos, lo, hi uint64) error {
 	return nil
 }
 
-func (a *applier) put(w io.WriterAt, j *job, pos uint64, b []byte) error {
-	if _, err := w.WriteAt(b, int64(pos)); err != nil {
-		return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
-	}
-	if j.s.write {
-		a.hashPartition(pos, b)
-	}
-	return nil
-}
-
-// finishJobs runs after the writer, in order: buffer release, progress
-// and checkpoints. After an error it only releases.
-func (a *applier) finishJobs(ctx context.Context, target io.WriterAt, fin <-chan *job, bud budget) error {
+// finishJobs runs after the writer, in order: partition hash, buffer
+// release, progress and checkpoints. After an error it only releases.
+func (a *applier) finishJobs(ctx context.Context, target io.WriterAt, fin <-chan written, bud budget) error {
 	var lastCP int64 = -1
 	wholeState, signedState := a.initStates()
 	var err error
-	for j := range fin {
+	for wr := range fin {
+		j := wr.j
+		if err == nil && j.s.write {
+			a.eachOut(j, wr.from, wr.to, func(pos uint64, b []byte) error {
+				a.hashPartition(pos, b)
+				return nil
+			})
+		}
+		if !wr.last {
+			continue
+		}
 		if j.hashed != nil {
 			<-j.hashed
 			wholeState, signedState = j.wholeState, j.signedState
@@ -542,7 +547,10 @@ func (a *applier) finishJobs(ctx context.Context, target io.WriterAt, fin <-chan
 			}
 			cp := &Checkpoint{NextOp: j.idx + 1, Offset: j.end, Metadata: a.p.m.Raw,
 				PayloadHash: wholeState, SignedHash: signedState,
-				PartitionStreaming: j.part.streaming, PartitionHashed: j.part.hashed, PartitionHash: j.part.state}
+				PartitionStreaming: a.pstream, PartitionHashed: a.phashed}
+			if a.pstream {
+				cp.PartitionHash = marshalHash(a.phash)
+			}
 			if e := a.o.Checkpoint(cp); e != nil {
 				err = fmt.Errorf("payload: checkpoint: %w", e)
 				continue

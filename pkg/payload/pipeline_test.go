@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"testing"
 	"time"
 
@@ -39,8 +40,8 @@ func (w *writeLog) WriteAt(b []byte, off int64) (int, error) {
 // operation with two destination extents, and checks what the writer
 // does with its progress: it writes each final prefix once it is at least
 // progressPiece past what it wrote (cut at the extent boundary), waits
-// below that, writes the rest when the worker is done, and feeds the
-// partition hash in order.
+// below that, writes the rest when the worker is done, and hands each
+// part to finish, which hashes the partition in order.
 func TestProgressiveWrite(t *testing.T) {
 	const mib = 1 << 20
 	out := testImage(6*mib, 21)
@@ -50,8 +51,9 @@ func TestProgressiveWrite(t *testing.T) {
 	a := &applier{p: &plan{bs: 4096, newInfo: info(out)}, o: &Options{}, phash: sha256.New(), pstream: true}
 	j := &job{s: s, out: out, done: make(chan struct{}), prog: newProgress()}
 	target := &writeLog{writes: make(chan [2]int64, 16)}
+	fin := make(chan written, 16)
 	errc := make(chan error, 1)
-	go func() { errc <- a.writeJob(context.Background(), target, j) }()
+	go func() { errc <- a.writeJob(context.Background(), target, j, fin) }()
 
 	expect := func(want ...[2]int64) {
 		t.Helper()
@@ -79,6 +81,17 @@ func TestProgressiveWrite(t *testing.T) {
 	if !bytes.Equal(target.mem.b, out) {
 		t.Fatal("target differs from the output")
 	}
+	close(fin)
+	var parts [][3]uint64
+	for wr := range fin {
+		parts = append(parts, [3]uint64{wr.from, wr.to, map[bool]uint64{true: 1}[wr.last]})
+		if err := a.finishJobs(context.Background(), target, chanOf(wr), newBudget(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := [][3]uint64{{0, 3 * mib, 0}, {3 * mib, 5.5 * mib, 0}, {5.5 * mib, 6 * mib, 1}}; fmt.Sprint(parts) != fmt.Sprint(want) {
+		t.Fatalf("parts handed to finish %v, want %v", parts, want)
+	}
 	if sum := sha256.Sum256(out); !a.pstream || a.phashed != 6*mib || !bytes.Equal(a.phash.Sum(nil), sum[:]) {
 		t.Fatalf("partition hash: streaming %v, %d bytes hashed", a.pstream, a.phashed)
 	}
@@ -95,8 +108,9 @@ func TestProgressiveWriteFailedDecode(t *testing.T) {
 	a := &applier{p: &plan{bs: 4096}, o: &Options{}, phash: sha256.New(), pstream: true}
 	j := &job{s: s, out: out, done: make(chan struct{}), prog: newProgress()}
 	target := &writeLog{writes: make(chan [2]int64, 16)}
+	fin := make(chan written, 16)
 	errc := make(chan error, 1)
-	go func() { errc <- a.writeJob(context.Background(), target, j) }()
+	go func() { errc <- a.writeJob(context.Background(), target, j, fin) }()
 	j.prog.set(2 * mib)
 	if got := target.next(t); got != [2]int64{0, 2 * mib} {
 		t.Fatalf("write %v, want [0, 2 MiB)", got)
@@ -109,4 +123,15 @@ func TestProgressiveWriteFailedDecode(t *testing.T) {
 	if len(target.writes) != 0 {
 		t.Fatal("wrote after the failed decode")
 	}
+	if len(fin) != 1 || (<-fin).last {
+		t.Fatal("finish got more than the written part, or the job's end")
+	}
+}
+
+// chanOf is a closed channel holding wr.
+func chanOf(wr written) <-chan written {
+	c := make(chan written, 1)
+	c <- wr
+	close(c)
+	return c
 }
