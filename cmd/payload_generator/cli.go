@@ -220,6 +220,9 @@ func cmdGenerate(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: %d bytes, sha256 %s, ops %s\n", g.out, res.Size, md.SHA256, countsString(res.OpCounts))
+	if res.NoFileMap != nil {
+		fmt.Fprintf(stderr, "payload_generator: note: sources by content alone (%v): the delta is correct, only larger\n", res.NoFileMap)
+	}
 	if g.outHash != "" {
 		fmt.Fprintf(stdout, "%s: NOT SIGNED YET: %d signature(s) reserved; sign %s", g.out, len(sizes), g.outHash)
 		if g.outMetaHash != "" {

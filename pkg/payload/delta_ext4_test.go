@@ -171,12 +171,18 @@ func TestDeltaExt4Files(t *testing.T) {
 	size := int64(len(newData))
 	g := &deltaGen{o: GenerateOptions{Old: of, OldSize: size, New: nf, NewSize: size}}
 	rw := blocksOf(t, newImg, rewritten)
-	m := g.fileMap(context.Background(), rw)
+	m, err := g.fileMap(context.Background(), rw)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(m)*10 < len(rw)*9 {
 		t.Fatalf("debugfs placed %d of the rewritten files' %d blocks in their files", len(m), len(rw))
 	}
 	withFiles := deltaOf(t, GenerateOptions{Old: of, OldSize: size, New: nf, NewSize: size})
-	anchorsOnly, _ := genDelta(t, oldData, newData, GenerateOptions{})
+	anchorsOnly, res := genDelta(t, oldData, newData, GenerateOptions{})
+	if res.NoFileMap == nil { // images in memory: debugfs cannot read them
+		t.Error("a delta of images in memory says nothing of its missing file map")
+	}
 	t.Logf("delta with the file map %d B, with anchors only %d B", len(withFiles), len(anchorsOnly))
 	if len(withFiles) > len(anchorsOnly) {
 		t.Errorf("the file map made the delta larger: %d > %d B", len(withFiles), len(anchorsOnly))
@@ -207,11 +213,16 @@ func blocksOf(t *testing.T, img string, paths []string) []uint32 {
 	return all
 }
 
+// deltaOf is a delta of two image files, made with their file map.
 func deltaOf(t *testing.T, o GenerateOptions) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := GenerateDelta(context.Background(), &buf, o); err != nil {
+	res, err := GenerateDelta(context.Background(), &buf, o)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if res.NoFileMap != nil {
+		t.Fatalf("no file map for image files: %v", res.NoFileMap)
 	}
 	return buf.Bytes()
 }

@@ -3,6 +3,7 @@ package payload
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -50,21 +51,20 @@ func imagePath(r any) string {
 	return ""
 }
 
-// fileMap maps the given new blocks to their files (see fileRef); nil when
-// debugfs is absent or cannot read either image.
-func (g *deltaGen) fileMap(ctx context.Context, blocks []uint32) map[uint32]fileRef {
+// fileMap maps the given new blocks to their files (see fileRef). Without
+// a map (nil) the anchors alone choose; the error says why there is none.
+func (g *deltaGen) fileMap(ctx context.Context, blocks []uint32) (map[uint32]fileRef, error) {
+	if len(blocks) == 0 {
+		return nil, nil
+	}
 	oldPath, newPath := imagePath(g.o.Old), imagePath(g.o.New)
-	if oldPath == "" || newPath == "" || len(blocks) == 0 {
-		return nil
+	if oldPath == "" || newPath == "" {
+		return nil, errors.New("payload: the images are not files: no file-aware sources")
 	}
 	if _, err := exec.LookPath("debugfs"); err != nil {
-		return nil
+		return nil, fmt.Errorf("payload: no file-aware sources: %w", err)
 	}
-	m, err := buildFileMap(ctx, oldPath, newPath, blocks)
-	if err != nil {
-		return nil
-	}
-	return m
+	return buildFileMap(ctx, oldPath, newPath, blocks)
 }
 
 func buildFileMap(ctx context.Context, oldPath, newPath string, blocks []uint32) (map[uint32]fileRef, error) {

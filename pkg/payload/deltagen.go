@@ -220,6 +220,7 @@ type deltaGen struct {
 	o        GenerateOptions
 	old, nw  *imageScan
 	files    map[uint32]fileRef // changed new blocks in files with an old version (deltafiles.go)
+	filesErr error              // why files is nil
 	oldBlks  int
 	newBlks  int
 	chunkBlk int
@@ -268,7 +269,7 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 	spec := &Spec{Major: 2, Partition: o.Partition, Version: o.Version,
 		NewInfo: &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.NewSize)), Hash: g.nw.hash},
 		OldInfo: &metadata.PartitionInfo{Size: proto.Uint64(uint64(o.OldSize)), Hash: g.old.hash}}
-	res := &GenerateResult{OpCounts: map[string]int{}, Delta: true}
+	res := &GenerateResult{OpCounts: map[string]int{}, Delta: true, NoFileMap: g.filesErr}
 	emit := func(j *deltaJob) error {
 		if err := sink.add(res, j.op, j.data); err != nil {
 			return err
@@ -348,7 +349,7 @@ func (g *deltaGen) plan(ctx context.Context) ([]*deltaJob, []uint32, error) {
 			changed = append(changed, uint32(i))
 		}
 	}
-	g.files = g.fileMap(ctx, changed)
+	g.files, g.filesErr = g.fileMap(ctx, changed)
 	var novel []uint32
 	for _, b := range changed {
 		if _, ok := g.files[b]; ok {

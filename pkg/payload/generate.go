@@ -95,6 +95,10 @@ type GenerateResult struct {
 	// Digests are what the signatures sign (nil when unsigned): with
 	// SignatureSizes, the digests to sign elsewhere.
 	Digests *Digests
+	// NoFileMap is, for a delta, why its sources were chosen by content
+	// anchors alone (no debugfs, images that are not files, debugfs
+	// failing): the delta is correct, only larger. Nil otherwise.
+	NoFileMap error
 }
 
 const blockSize = 4096

@@ -34,7 +34,7 @@ type opKind struct {
 	inPlace   bool // the data blob is the output (REPLACE): read it into the output buffer
 	noOutput  bool // writes zeros without a decoded buffer (ZERO, DISCARD)
 	// progressive: run reports its output's final prefix (decoder.progress),
-	// so the writer writes and hashes it while the rest decodes.
+	// so the writer writes it (and finish hashes it) while the rest decodes.
 	progressive bool
 	// run decodes the operation into out (len = dst bytes). data is the
 	// verified blob.
