@@ -443,13 +443,12 @@ func compressXZ(ctx context.Context, buf *bytes.Buffer, b []byte, dict int, comm
 // whole output and decodes into it, the output being the window's
 // history, so a window no larger than the operation costs it no memory.
 // Engines before 2026-12 accepted 8 MiB (RFC 8878's recommended decoder
-// minimum); for fleets that still run one, `--chunk-size 8388608` makes
-// 8 MiB operations with 8 MiB windows.
+// minimum), which the default 8 MiB operations keep to.
 const maxZstdWindow = 32 << 20
 
 // zstdCommandArgs are the zstd program's settings: level 19 (--ultra -22
-// with the same window made 24 MiB operations 0.3% smaller, at several
-// times the time) with the window log the operation's (at most
+// with the same window made 24 MiB operations 0.3% smaller, and slower)
+// with the window log the operation's (at most
 // maxZstdWindow's), the size known in advance (written into the frame
 // header), no XXH64 (the op's SHA-256 covers the data).
 func zstdCommandArgs(size, chunk int) []string {
