@@ -256,6 +256,9 @@ type applier struct {
 	pool  bufPool
 	zeros []byte // 1 MiB of zeros, read-only
 
+	zs   *zstdStream   // the run's stream decoder, when it has streamed ops
+	turn chan struct{} // the reader's: the last streamed op's turnDone
+
 	states [2][]byte // whole and signed hash states at the start of run
 }
 

@@ -438,7 +438,7 @@ func compressXZ(ctx context.Context, buf *bytes.Buffer, b []byte, dict int, comm
 	return xw.Close()
 }
 
-// maxZstdWindow is the largest zstd window runZstd accepts: 32 MiB, the
+// maxZstdWindow is the largest zstd window the applier accepts: 32 MiB, the
 // window of a 24 MiB operation. An applier holds an operation's
 // whole output and decodes into it, the output being the window's
 // history, so a window no larger than the operation costs it no memory.
@@ -469,7 +469,7 @@ func compressZstdCommand(ctx context.Context, buf *bytes.Buffer, b []byte, chunk
 		return err
 	}
 	out := make([]byte, len(b))
-	if err := runZstd(&decoder{}, nil, buf.Bytes(), out); err != nil || !bytes.Equal(out, b) {
+	if err := decodeZstd(buf.Bytes(), out); err != nil || !bytes.Equal(out, b) {
 		return fmt.Errorf("%w: %s: its output does not decode to its input (%v)", ErrGenerate, command, err)
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 
 	"github.com/abupdate/update_engine/pkg/payload/internal/xzdec"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
-	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
 
@@ -36,6 +35,10 @@ type opKind struct {
 	// progressive: run reports its output's final prefix (decoder.progress),
 	// so the writer writes it (and finish hashes it) while the rest decodes.
 	progressive bool
+	// streamed: decoded by the run's one stream decoder, in pieces that
+	// are written and hashed while the rest decodes, with no buffer of the
+	// output's size (zstd.go); run is nil.
+	streamed bool
 	// run decodes the operation into out (len = dst bytes). data is the
 	// verified blob.
 	run func(d *decoder, op *metadata.InstallOperation, data, out []byte) error
@@ -45,7 +48,7 @@ var opKinds = map[metadata.InstallOperation_Type]*opKind{
 	OpReplace:     {data: true, inPlace: true, run: runReplace},
 	OpReplaceBZ:   {data: true, run: runBZ},
 	OpReplaceXZ:   {data: true, progressive: true, run: runXZ},
-	OpReplaceZstd: {data: true, extension: true, run: runZstd},
+	OpReplaceZstd: {data: true, extension: true, streamed: true},
 	OpZero:        {noOutput: true},
 	OpDiscard:     {noOutput: true}, // written as zeros: deterministic partition hash
 	OpSourceCopy:  {source: true, run: runSourceCopy},
@@ -55,17 +58,10 @@ var opKinds = map[metadata.InstallOperation_Type]*opKind{
 type decoder struct {
 	src  io.ReaderAt
 	bs   uint64
-	zstd *zstd.Decoder
 	xz   *xzdec.Decoder
 	// progress, set while a progressive run decodes, takes the length of
 	// the output's final prefix.
 	progress func(n int)
-}
-
-func (d *decoder) close() {
-	if d.zstd != nil {
-		d.zstd.Close()
-	}
 }
 
 // fill checks a decoded length n against the output and zero-pads the last
@@ -123,26 +119,6 @@ func runXZ(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 		return fmt.Errorf("REPLACE_XZ: %w", err)
 	}
 	return readAllInto(r, out, "REPLACE_XZ")
-}
-
-func runZstd(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
-	if d.zstd == nil {
-		z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecodeAllCapLimit(true))
-		if err != nil {
-			return err
-		}
-		d.zstd = z
-	}
-	// Into out, never past it (the cap limit): out is also the history.
-	res, err := d.zstd.DecodeAll(data, out[:0:len(out)])
-	if err != nil {
-		return fmt.Errorf("REPLACE_ZSTD: %w", err)
-	}
-	if len(res) > len(out) || (len(res) > 0 && &res[0] != &out[0]) {
-		return fmt.Errorf("REPLACE_ZSTD decodes to more than %d bytes", len(out))
-	}
-	return fill(out, len(res), "REPLACE_ZSTD")
 }
 
 // readExtents reads the source extents of op into out and checks

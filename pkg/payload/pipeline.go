@@ -38,6 +38,12 @@ type job struct {
 	prog   *progress     // set for progressive ops that are written
 	hashed chan struct{} // closed when the whole-payload hash has the data
 
+	// A streamed op's output, in pieces (closed by its worker), and its
+	// turn at the run's stream decoder: it waits for turn (the previous
+	// streamed op's turnDone) and closes turnDone when done with it.
+	pieces         chan piece
+	turn, turnDone chan struct{}
+
 	wholeState, signedState []byte // hash states at end, for checkpoints
 }
 
@@ -47,6 +53,15 @@ type written struct {
 	j        *job
 	from, to uint64 // output bytes
 	last     bool
+	piece    []byte // a streamed op's bytes [from, to); else they are in j.out
+}
+
+// bytes returns output bytes [lo, hi) of wr's job (within wr's).
+func (wr written) bytes(lo, hi uint64) []byte {
+	if wr.piece != nil {
+		return wr.piece[lo-wr.from : hi-wr.from]
+	}
+	return wr.j.out[lo:hi]
 }
 
 // progress is how much of a job's output its worker has finished: the
@@ -99,7 +114,16 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 	if mem <= 0 {
 		mem = a.p.defaultBudget()
 	}
-	bud := newBudget(mem)
+	if d := a.p.maxStreamDst(); d > 0 {
+		zs, err := newZstdStream(&a.pool)
+		if err != nil {
+			return nil, err
+		}
+		defer zs.close()
+		a.zs, a.turn = zs, closedChan
+		mem -= streamReserve(d)
+	}
+	bud := newBudget(max(budgetUnit, mem))
 	q := 2*workers + 2
 	order := make(chan *job, q)
 	jobs := make(chan *job, q)
@@ -113,9 +137,8 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 				a.o.WorkerInit()
 			}
 			d := &decoder{src: a.o.Source, bs: a.p.bs}
-			defer d.close()
 			for j := range jobs {
-				j.err = a.exec(d, j)
+				j.err = a.exec(ctx, d, j)
 				close(j.done)
 			}
 		}()
@@ -168,20 +191,39 @@ const (
 	maxAutoBudget = 48 << 20
 )
 
+// A plan with streamed operations adds its stream's reserve, keeping the
+// minimum for the operations' data.
 func (p *plan) defaultBudget() int64 {
 	var most int64
 	for i := range p.steps {
 		s := &p.steps[i]
 		most = max(most, s.memNeed())
 	}
-	return min(maxAutoBudget, max(minAutoBudget, 2*most))
+	b := min(maxAutoBudget, max(minAutoBudget, 2*most))
+	if d := p.maxStreamDst(); d > 0 {
+		b = max(b, streamReserve(d)+minAutoBudget)
+	}
+	return b
 }
 
-// memNeed is the bytes a step holds in flight: its data and its output.
+// maxStreamDst is the largest output of the plan's streamed operations
+// that are applied (0: none).
+func (p *plan) maxStreamDst() uint64 {
+	var most uint64
+	for i := range p.steps {
+		if s := &p.steps[i]; s.kind.streamed && s.emits() {
+			most = max(most, s.dstBytes)
+		}
+	}
+	return most
+}
+
+// memNeed is the bytes a step holds in flight: its data and its output (a
+// streamed op's output is in the run's stream reserve).
 func (s *step) memNeed() int64 {
 	dl := int64(s.op.GetDataLength())
 	need := dl
-	if s.emits() && !s.kind.noOutput {
+	if s.emits() && !s.kind.noOutput && !s.kind.streamed {
 		if s.kind.inPlace {
 			need = max(dl, int64(s.dstBytes))
 		} else {
@@ -298,6 +340,11 @@ func (a *applier) readOp(ctx context.Context, r io.Reader, i int, bud budget, h 
 		a.off += dl
 	}
 	j.end = a.off
+	if s.kind.streamed && s.emits() {
+		j.pieces = make(chan piece, streamPieces)
+		j.turn, j.turnDone = a.turn, make(chan struct{})
+		a.turn = j.turnDone
+	}
 	if dl == 0 {
 		j.hashed = nil // the hash states are those after the previous op
 	} else if ckpt && a.signed == nil {
@@ -356,10 +403,15 @@ func (a *applier) readTail(r io.Reader) tail {
 }
 
 // exec runs in a worker: verify the data hash, then decode.
-func (a *applier) exec(d *decoder, j *job) error {
+func (a *applier) exec(ctx context.Context, d *decoder, j *job) error {
 	if a.o.OpDuration != nil {
 		t0 := time.Now()
 		defer func() { j.dur += time.Since(t0) }()
+	}
+	if j.pieces != nil {
+		defer close(j.pieces)
+		// The next streamed op goes after this one's turn, taken or not.
+		defer func() { <-j.turn; close(j.turnDone) }()
 	}
 	s := j.s
 	if dl := s.op.GetDataLength(); dl > 0 {
@@ -369,6 +421,16 @@ func (a *applier) exec(d *decoder, j *job) error {
 		}
 	}
 	if !s.emits() || s.kind.noOutput {
+		return nil
+	}
+	if s.kind.streamed {
+		<-j.turn
+		if err := a.zs.decode(ctx, j.buf[:s.op.GetDataLength()], s.dstBytes, j.pieces); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: op %d (%v): %v", ErrOperationExecution, j.idx, s.op.GetType(), err)
+		}
 		return nil
 	}
 	if s.kind.inPlace {
@@ -415,6 +477,9 @@ func (a *applier) write(ctx context.Context, target io.WriterAt, order <-chan *j
 // writeJob writes j's output to w (nil: j writes nothing) once its worker
 // is done with it or, for a progressive job, piece by piece as it decodes.
 func (a *applier) writeJob(ctx context.Context, w io.WriterAt, j *job, fin chan<- written) error {
+	if j.pieces != nil {
+		return a.writePieces(ctx, w, j, fin)
+	}
 	var done uint64
 	if j.prog != nil && w != nil {
 		for decoding := true; decoding; {
@@ -426,10 +491,11 @@ func (a *applier) writeJob(ctx context.Context, w io.WriterAt, j *job, fin chan<
 			case <-j.prog.wake:
 				n := uint64(j.prog.n.Load()) &^ (align - 1)
 				if n-done >= progressPiece {
-					if err := a.emitTimed(w, j, done, n); err != nil {
+					wr := written{j: j, from: done, to: n}
+					if err := a.emitTimed(w, wr); err != nil {
 						return err
 					}
-					fin <- written{j: j, from: done, to: n}
+					fin <- wr
 					done = n
 				}
 			}
@@ -443,44 +509,73 @@ func (a *applier) writeJob(ctx context.Context, w io.WriterAt, j *job, fin chan<
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	end := done
+	wr := written{j: j, from: done, to: done, last: true}
 	if w != nil {
-		end = j.s.dstBytes
-		if err := a.emitTimed(w, j, done, end); err != nil {
+		wr.to = j.s.dstBytes
+		if err := a.emitTimed(w, wr); err != nil {
 			return err
 		}
 	}
-	fin <- written{j: j, from: done, to: end, last: true} // finish drains it
+	fin <- wr // finish drains it
 	return nil
 }
 
-// emitTimed is emit, its time added to the job's when Options.OpDuration
-// is set.
-func (a *applier) emitTimed(w io.WriterAt, j *job, from, to uint64) error {
+// writePieces writes a streamed job's pieces as its worker decodes them
+// and hands each to finish, which hashes it and gives it back to the
+// stream. A failed job's pieces so far were decoded from verified data.
+func (a *applier) writePieces(ctx context.Context, w io.WriterAt, j *job, fin chan<- written) error {
+	for {
+		var p piece
+		var ok bool
+		select {
+		case p, ok = <-j.pieces:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !ok {
+			break
+		}
+		wr := written{j: j, from: p.from, to: p.from + uint64(len(p.b)), piece: p.b}
+		if err := a.emitTimed(w, wr); err != nil {
+			return err
+		}
+		fin <- wr
+	}
+	<-j.done
+	if j.err != nil {
+		return j.err
+	}
+	fin <- written{j: j, from: j.s.dstBytes, to: j.s.dstBytes, last: true}
+	return nil
+}
+
+// emitTimed writes wr's bytes to w, its time added to the job's when
+// Options.OpDuration is set.
+func (a *applier) emitTimed(w io.WriterAt, wr written) error {
 	if a.o.OpDuration != nil {
 		t0 := time.Now()
-		defer func() { j.dur += time.Since(t0) }()
+		defer func() { wr.j.dur += time.Since(t0) }()
 	}
-	return a.eachOut(j, from, to, func(pos uint64, b []byte) error {
+	return a.eachOut(wr, func(pos uint64, b []byte) error {
 		if _, err := w.WriteAt(b, int64(pos)); err != nil {
-			return fmt.Errorf("%w: op %d: %v", ErrWrite, j.idx, err)
+			return fmt.Errorf("%w: op %d: %v", ErrWrite, wr.j.idx, err)
 		}
 		return nil
 	})
 }
 
-// eachOut calls f with bytes [from, to) of j's output and where its
-// destination extents put them in the partition (zeros, at most 1 MiB at a
-// time, for ZERO and DISCARD).
-func (a *applier) eachOut(j *job, from, to uint64, f func(pos uint64, b []byte) error) error {
+// eachOut calls f with wr's bytes and where its job's destination extents
+// put them in the partition (zeros, at most 1 MiB at a time, for ZERO and
+// DISCARD).
+func (a *applier) eachOut(wr written, f func(pos uint64, b []byte) error) error {
 	bs := a.p.bs
 	var off uint64
-	for _, e := range j.s.op.DstExtents {
+	for _, e := range wr.j.s.op.DstExtents {
 		n := e.GetNumBlocks() * bs
-		lo, hi := max(off, from), min(off+n, to)
+		lo, hi := max(off, wr.from), min(off+n, wr.to)
 		if lo < hi && e.GetStartBlock() != SparseHole {
 			pos := e.GetStartBlock()*bs + lo - off
-			if err := a.outRange(j, pos, lo, hi, f); err != nil {
+			if err := a.outRange(wr, pos, lo, hi, f); err != nil {
 				return err
 			}
 		}
@@ -490,9 +585,9 @@ func (a *applier) eachOut(j *job, from, to uint64, f func(pos uint64, b []byte) 
 }
 
 // outRange calls f with output bytes [lo, hi) at partition offset pos.
-func (a *applier) outRange(j *job, pos, lo, hi uint64, f func(pos uint64, b []byte) error) error {
-	if !j.s.kind.noOutput {
-		return f(pos, j.out[lo:hi])
+func (a *applier) outRange(wr written, pos, lo, hi uint64, f func(pos uint64, b []byte) error) error {
+	if !wr.j.s.kind.noOutput {
+		return f(pos, wr.bytes(lo, hi))
 	}
 	for k := uint64(0); k < hi-lo; {
 		c := min(hi-lo-k, uint64(len(a.zeros)))
@@ -513,10 +608,13 @@ func (a *applier) finishJobs(ctx context.Context, target io.WriterAt, fin <-chan
 	for wr := range fin {
 		j := wr.j
 		if err == nil && j.s.write {
-			a.eachOut(j, wr.from, wr.to, func(pos uint64, b []byte) error {
+			a.eachOut(wr, func(pos uint64, b []byte) error {
 				a.hashPartition(pos, b)
 				return nil
 			})
+		}
+		if wr.piece != nil {
+			a.zs.free <- wr.piece // room for every piece: never blocks
 		}
 		if !wr.last {
 			continue
