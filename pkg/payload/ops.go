@@ -56,9 +56,9 @@ var opKinds = map[metadata.InstallOperation_Type]*opKind{
 
 // decoder is one worker's reusable decoding state; not shared.
 type decoder struct {
-	src  io.ReaderAt
-	bs   uint64
-	xz   *xzdec.Decoder
+	src io.ReaderAt
+	bs  uint64
+	xz  *xzdec.Decoder
 	// progress, set while a progressive run decodes, takes the length of
 	// the output's final prefix.
 	progress func(n int)
