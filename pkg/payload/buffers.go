@@ -10,12 +10,15 @@ import (
 const align = 4096
 
 // bufPool recycles 4096-aligned buffers, in one free list per size class
-// (capacities 1 MiB << k): a buffer serves only requests of its class, so
-// an operation's small data buffer never takes (and pins) a large output
-// buffer, nor does a large request drop small ones. The lists are not
-// emptied by the garbage collector (as a sync.Pool is, which made an apply
-// reallocate its buffers after every collection), so an apply allocates no
-// more buffers than it ever has in flight, which the budget bounds.
+// (capacities 1 MiB << k). A request takes a free buffer of its class or,
+// when there is none, of the class above: data of varying sizes (a zstd
+// operation's: 3 to 9 MiB) then reuses the buffers it already has instead
+// of adding one per class, each of which would stay. No further up, so a
+// small request never pins a much larger buffer.
+// The lists are not emptied by the garbage collector (as a sync.Pool is,
+// which made an apply reallocate its buffers after every collection), so
+// an apply allocates no more buffers than it ever has in flight, which
+// the budget bounds.
 type bufPool struct {
 	mu   sync.Mutex
 	free [poolClasses][][]byte
@@ -41,16 +44,8 @@ func (bp *bufPool) get(n int) []byte {
 	c := poolMin << k
 	if n > c { // larger than any class: not pooled
 		c = n
-	} else {
-		bp.mu.Lock()
-		l := bp.free[k]
-		if len(l) > 0 {
-			b := l[len(l)-1]
-			bp.free[k] = l[:len(l)-1]
-			bp.mu.Unlock()
-			return b[:n]
-		}
-		bp.mu.Unlock()
+	} else if b := bp.take(k); b != nil {
+		return b[:n]
 	}
 	raw := make([]byte, c+align)
 	off := int(uintptr(unsafe.Pointer(&raw[0])) & (align - 1))
@@ -58,6 +53,20 @@ func (bp *bufPool) get(n int) []byte {
 		off = align - off
 	}
 	return raw[off : off+n : off+c]
+}
+
+// take removes and returns a free buffer of class k or, if none, of class
+// k+1 (nil: none).
+func (bp *bufPool) take(k int) []byte {
+	bp.mu.Lock()
+	defer bp.mu.Unlock()
+	for top := min(k+1, poolClasses-1); k <= top; k++ {
+		if l := bp.free[k]; len(l) > 0 {
+			bp.free[k] = l[:len(l)-1]
+			return l[len(l)-1]
+		}
+	}
+	return nil
 }
 
 func (bp *bufPool) put(b []byte) {

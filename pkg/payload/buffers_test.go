@@ -9,8 +9,9 @@ import (
 )
 
 // TestBufPoolClasses: a buffer goes back to its size class only, so a
-// large request never gets a small buffer (nor a small one a large
-// buffer), and a returned buffer is reused by its class.
+// large request never gets a small buffer, nor a small one a buffer more
+// than one class larger; a returned buffer is reused by its class, and by
+// the class below when that has none.
 func TestBufPoolClasses(t *testing.T) {
 	var bp bufPool
 	small := bp.get(3 << 20)
@@ -33,6 +34,10 @@ func TestBufPoolClasses(t *testing.T) {
 	tiny := bp.get(100)
 	if cap(tiny) != poolMin || &tiny[0] == &big[0] {
 		t.Fatalf("100-byte request: cap %d", cap(tiny))
+	}
+	bp.put(again)
+	if half := bp.get(3 << 19); &half[0] != &small[0] || len(half) != 3<<19 {
+		t.Fatal("1.5 MiB request with no 2 MiB buffer free did not take the free 4 MiB one")
 	}
 	bp.put(make([]byte, 3<<20)) // not a class size: dropped
 	for k, l := range bp.free {

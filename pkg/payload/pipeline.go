@@ -189,10 +189,12 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 const (
 	minAutoBudget = 16 << 20
 	maxAutoBudget = 48 << 20
+	streamData    = 12 << 20
 )
 
-// A plan with streamed operations adds its stream's reserve, keeping the
-// minimum for the operations' data.
+// A plan with streamed operations has its stream's reserve and at least
+// streamData for the operations' data: the data of the one decoding and
+// of the next (24 MiB zstd operations of an OS image carry ~5 MiB each).
 func (p *plan) defaultBudget() int64 {
 	var most int64
 	for i := range p.steps {
@@ -201,7 +203,7 @@ func (p *plan) defaultBudget() int64 {
 	}
 	b := min(maxAutoBudget, max(minAutoBudget, 2*most))
 	if d := p.maxStreamDst(); d > 0 {
-		b = max(b, streamReserve(d)+minAutoBudget)
+		b = max(b, streamReserve(d)+streamData)
 	}
 	return b
 }

@@ -22,10 +22,10 @@ import (
 // once: the operations take it in payload order (job.turn).
 
 // Pieces of a streamed operation in flight: one decoding, one written,
-// one hashed, one spare.
+// one hashed.
 const (
-	streamPieces = 4
-	streamPiece  = progressPiece
+	streamPieces = 3
+	streamPiece  = 1 << 20
 )
 
 // zstdStream is a run's REPLACE_ZSTD decoder and its pieces.
