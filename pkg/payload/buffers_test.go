@@ -50,12 +50,20 @@ func TestBufPoolClasses(t *testing.T) {
 }
 
 // TestDefaultBudget: 16 MiB, or two of the largest operations' data and
-// output, at most 48 MiB.
+// output, at most 48 MiB; with zstd operations, at least their stream's
+// reserve (the largest output's window, or 8 MiB, and the pieces) and
+// 12 MiB of data, and a zstd operation's output counts there, not in its
+// own need.
 func TestDefaultBudget(t *testing.T) {
-	xzOp := func(dst, data uint64) step {
-		return step{op: &metadata.InstallOperation{Type: OpReplaceXZ.Enum(), DataLength: proto.Uint64(data)},
-			kind: opKinds[OpReplaceXZ], write: true, file: -1, dstBytes: dst}
+	op := func(typ metadata.InstallOperation_Type) func(dst, data uint64) step {
+		return func(dst, data uint64) step {
+			return step{op: &metadata.InstallOperation{Type: typ.Enum(), DataLength: proto.Uint64(data)},
+				kind: opKinds[typ], write: true, file: -1, dstBytes: dst}
+		}
 	}
+	xzOp, zstdOp := op(OpReplaceXZ), op(OpReplaceZstd)
+	const pieces = streamPieces * streamPiece
+	const room = 2 * (128<<10 + 64)
 	for _, tc := range []struct {
 		steps []step
 		want  int64
@@ -63,6 +71,10 @@ func TestDefaultBudget(t *testing.T) {
 		{[]step{xzOp(2<<20, 1<<20)}, 16 << 20},
 		{[]step{xzOp(2<<20, 1<<20), xzOp(16<<20, 3<<20+1)}, 2 * (16 + 4) << 20},
 		{[]step{xzOp(64<<20, 20<<20)}, 48 << 20},
+		{[]step{zstdOp(2<<20, 1<<20)}, 8<<20 + room + pieces + 12<<20},
+		{[]step{zstdOp(24<<20, 7<<20), zstdOp(24<<20, 9<<20)}, 24<<20 + room + pieces + 12<<20},
+		{[]step{zstdOp(64<<20, 20<<20)}, 32<<20 + room + pieces + 12<<20},
+		{[]step{zstdOp(8<<20, 2<<20), xzOp(24<<20, 20<<20)}, 48 << 20},
 	} {
 		p := &plan{steps: tc.steps}
 		if got := p.defaultBudget(); got != tc.want {
