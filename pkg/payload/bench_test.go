@@ -74,6 +74,10 @@ func benchApply(b *testing.B, bin string, mb int) {
 		// the name carries the operation sizes, which set the payload.
 		payloads[c] = benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-%s-v3-xz%d-zstd%d.payload", mb, c, XZChunkSize>>20, ZstdChunkSize>>20), img, key, "--compression", c)
 	}
+	// REPLACE_ZSTD in 24 MiB operations with their own windows, for
+	// engines from 2026-12 on (older ones accept 8 MiB windows).
+	payloads[zstdLarge] = benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-zstd-v3-zstd24.payload", mb), img, key,
+		"--compression", CompressZstd, "--chunk-size", strconv.Itoa(24<<20))
 	// REPLACE_XZ and REPLACE_ZSTD made by the built-in encoders instead of
 	// the programs (the defaults when installed), for their sizes.
 	builtin := benchPayload(b, bin, cache, fmt.Sprintf("ext4-%d-xz-builtin-v3-xz%d.payload", mb, XZChunkSize>>20), img, key, "--xz-command", "builtin")
@@ -91,7 +95,7 @@ func benchApply(b *testing.B, bin string, mb int) {
 	target := benchTarget(b, mb)
 	size := float64(int64(mb) << 20)
 	name := fmt.Sprintf("payload_%dMiB", mb)
-	for _, f := range []string{img, xzFile, payloads[CompressNone], payloads[CompressXZ], payloads[CompressZstd]} {
+	for _, f := range []string{img, xzFile, payloads[CompressNone], payloads[CompressXZ], payloads[CompressZstd], payloads[zstdLarge]} {
 		sh(b, "cat "+f+" > /dev/null") // all inputs come from the page cache
 	}
 	best := func(f func() time.Duration) time.Duration {
@@ -120,7 +124,9 @@ func benchApply(b *testing.B, bin string, mb int) {
 	testenv.Bench(b, name+"_zstd_19_file_size", float64(fileSize(b, zstFile))/(1<<20), "MiB")
 	testenv.Bench(b, name+"_zstd_payload_size_vs_zstd19_stream", float64(zstSize)/float64(fileSize(b, zstFile)), "x")
 	testenv.Bench(b, name+"_zstd_builtin_payload_size_vs_default", float64(fileSize(b, zbuiltin))/float64(zstSize), "x")
-	for _, c := range []string{CompressNone, CompressXZ, CompressZstd} {
+	testenv.Bench(b, name+"_zstd24_payload_size_vs_zstd19_stream", float64(fileSize(b, payloads[zstdLarge]))/float64(fileSize(b, zstFile)), "x")
+	applied := map[string]time.Duration{}
+	for _, c := range []string{CompressNone, CompressXZ, CompressZstd, zstdLarge} {
 		var rss int64
 		d := best(func() time.Duration {
 			cmd := exec.Command(bin, "apply", "--direct", "--key", pub, "--target", target, payloads[c])
@@ -133,7 +139,8 @@ func benchApply(b *testing.B, bin string, mb int) {
 			rss = max(rss, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) // KiB
 			return d
 		})
-		n := name + "_" + map[string]string{CompressNone: "replace", CompressXZ: "xz", CompressZstd: "zstd"}[c]
+		n := name + "_" + map[string]string{CompressNone: "replace", CompressXZ: "xz", CompressZstd: "zstd", zstdLarge: "zstd24"}[c]
+		applied[c] = d
 		testenv.Bench(b, n+"_apply", mbps(d), "MB/s")
 		testenv.Bench(b, n+"_peak_rss", float64(rss)/1024, "MiB")
 		if c != CompressXZ {
@@ -142,13 +149,16 @@ func benchApply(b *testing.B, bin string, mb int) {
 			testenv.Bench(b, n+"_vs_verify_bound", mbps(d)/bound, "x")
 		}
 		switch c {
-		case CompressNone, CompressZstd:
+		case CompressNone, CompressZstd, zstdLarge:
 			testenv.Bench(b, n+"_vs_dd_direct", dd.Seconds()/d.Seconds(), "x")
 		case CompressXZ:
 			testenv.Bench(b, n+"_vs_xz_dc_dd", xzdd.Seconds()/d.Seconds(), "x")
 		}
 		if c == CompressZstd {
 			testenv.Bench(b, n+"_size_vs_xz", float64(fileSize(b, payloads[c]))/float64(xzSize), "x")
+		}
+		if c == zstdLarge {
+			testenv.Bench(b, n+"_apply_vs_zstd_default", applied[CompressZstd].Seconds()/d.Seconds(), "x")
 		}
 	}
 	if strings.HasPrefix(target, "/dev/") {
@@ -174,6 +184,9 @@ func benchPayload(b *testing.B, bin, cache, name, img, key string, flags ...stri
 	}
 	return p
 }
+
+// zstdLarge names the payload of 24 MiB REPLACE_ZSTD operations.
+const zstdLarge = "zstd24"
 
 // throttledBPS is a disk slower than the verification bound, as most real
 // disks are: a cloud volume or SATA SSD.
