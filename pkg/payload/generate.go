@@ -112,12 +112,13 @@ const blockSize = 4096
 // stream's 8 MiB) make a payload smaller than that stream while the
 // apply stays under 48 MiB (32 MiB ones were no smaller and took the
 // apply to 64 MiB). zstd operations stay at 8 MiB, windows their own
-// size: 24 MiB ones with 24 MiB windows make a payload 0.8% smaller than
-// one `zstd -19` stream of the image (8 MiB ones: 3.3% larger) but the
-// apply 0.57x as fast, since one 24 MiB output at a time fits the
-// applier's memory and zstd decodes faster than the output is written
-// and hashed, which then no longer overlap. `--chunk-size 25165824`
-// picks them.
+// size, because engines from before 2026-12 accept windows of 8 MiB only:
+// 24 MiB ones with 24 MiB windows (`--chunk-size 25165824`, for fleets
+// whose engines are newer) make a payload 0.8% smaller than one
+// `zstd -19` stream of the image, where 8 MiB ones are 3.3% larger and
+// 24 MiB ones with 8 MiB windows 1.0% larger (20 MiB ones with their own
+// windows: 1.2% larger). The applier streams zstd (zstd.go), so the
+// operation size does not set its memory.
 const (
 	DefaultChunkSize = 2 << 20  // REPLACE and REPLACE_BZ
 	XZChunkSize      = 24 << 20 // REPLACE_XZ
@@ -438,12 +439,11 @@ func compressXZ(ctx context.Context, buf *bytes.Buffer, b []byte, dict int, comm
 	return xw.Close()
 }
 
-// maxZstdWindow is the largest zstd window the applier accepts: 32 MiB, the
-// window of a 24 MiB operation. An applier holds an operation's
-// whole output and decodes into it, the output being the window's
-// history, so a window no larger than the operation costs it no memory.
-// Engines before 2026-12 accepted 8 MiB (RFC 8878's recommended decoder
-// minimum), which the default 8 MiB operations keep to.
+// maxZstdWindow is the largest zstd window the applier accepts: 32 MiB,
+// the window of a 24 MiB operation. The applier's stream decoder holds one
+// window of history (zstd.go). Engines before 2026-12 accepted 8 MiB
+// (RFC 8878's recommended decoder minimum), which the default 8 MiB
+// operations keep to.
 const maxZstdWindow = 32 << 20
 
 // zstdCommandArgs are the zstd program's settings: level 19 (--ultra -22
