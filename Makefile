@@ -79,7 +79,7 @@ RACE_PKGS = ./pkg/update1/... ./pkg/clock/... ./internal/engine/... ./internal/d
 # TestFullUpdate's (they run without -race above).
 RACE_SKIP = TestCrashAtEveryWrite|TestKillResume|TestDeltaFailsThenFull|TestRebootMarkGoodThenDelta|TestFlatcarKernel|TestLyingServerVersion|TestEventsKeepAppAttributes|TestTPMFloorAndPCR|TestFleetPageChromium|TestEtcdClusterFleetFaults
 # The payload pipeline's concurrent tests (the generators' are slow under -race).
-RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix|TestFile
+RACE_PAYLOAD = TestResume|TestCancel|TestWorkerInit|TestExpectedSizeAndHash|TestDeltaResume|TestSignatureRules|TestCorruptionMatrix|TestFile|TestZstdApplyOrder|TestWritePieces|TestProgressiveWrite
 
 test: deps
 	$(GO) vet ./...
