@@ -58,7 +58,7 @@ func TestPayloadApplierKeys(t *testing.T) {
 			defer f.Close()
 			before := calls
 			plan := &Plan{Version: tc.version, Size: int64(len(p)), SHA256: sum[:]}
-			_, err = tc.a.Apply(t.Context(), plan, bytes.NewReader(p), nil, fileTarget{f}, nil, nil, func(Checkpoint) error { return nil })
+			_, err = tc.a.Apply(t.Context(), plan, bytes.NewReader(p), nil, fileTarget{f, &fileSlots{}}, nil, nil, func(Checkpoint) error { return nil })
 			if got := mapError(err); got != tc.want && !(tc.want == 0 && err == nil) {
 				t.Fatalf("code %v (%v), want %v", got, err, tc.want)
 			}

@@ -474,15 +474,22 @@ func (e *Engine) recordDownload(ctx context.Context, plan *Plan, server string, 
 	return from, nil
 }
 
-// openSlots marks the passive slot unbootable, then opens it for writing
-// and the booted slot for reading (a delta's source).
+// openSlots opens the passive slot for writing, marks it unbootable
+// before anything is written to it, and opens the booted slot for reading
+// (a delta's source). The slot is opened first because the mark writes the
+// GPT through the whole disk: when that closes, udev has the kernel re-read
+// the partition table, which removes and re-adds the partition nodes of a
+// disk none of whose partitions is open. Opened after the mark, the
+// passive slot's node was sometimes not there (seen in the vmtest guest);
+// held open, it keeps the re-read from happening.
 func (e *Engine) openSlots(ctx context.Context) (src io.ReaderAt, dst Target, closeBoth func(), err error) {
-	if err := e.cfg.Slots.MarkPassiveUnbootable(ctx); err != nil {
-		return nil, nil, nil, withDefault(omaha.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
-	}
 	dst, err = e.cfg.Slots.OpenPassive(ctx)
 	if err != nil {
 		return nil, nil, nil, withDefault(omaha.InstallDeviceOpenError, fmt.Errorf("open passive slot %s: %w", e.cfg.Slots.Passive(), err))
+	}
+	if err := e.cfg.Slots.MarkPassiveUnbootable(ctx); err != nil {
+		dst.Close()
+		return nil, nil, nil, withDefault(omaha.InstallDeviceOpenError, fmt.Errorf("disable passive slot %s before writing: %w", e.cfg.Slots.Passive(), err))
 	}
 	src, srcCloser, err := e.cfg.Slots.Active()
 	if err != nil {

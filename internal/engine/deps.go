@@ -74,7 +74,7 @@ type Slots interface {
 	OpenPassive(ctx context.Context) (Target, error)
 	// MarkPassiveUnbootable clears the passive slot's priority, tries
 	// and successful bits before it is written, so a half-written slot
-	// never boots.
+	// never boots. The engine calls it with the slot open (openSlots).
 	MarkPassiveUnbootable(ctx context.Context) error
 	// MarkPassiveForTrial: highest priority, tries=1, successful=0.
 	MarkPassiveForTrial(ctx context.Context) error

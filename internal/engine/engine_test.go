@@ -75,6 +75,9 @@ func TestFullUpdateAndRestart(t *testing.T) {
 	if !fileEquals(t, filepath.Join(m.slots.dir, "B"), payload) {
 		t.Fatal("passive slot does not hold the payload")
 	}
+	if m.slots.markedClosed != 0 || m.slots.open != 0 {
+		t.Fatalf("passive slot marked unbootable %d times while not open (udev may remove its node then); %d writers left open", m.slots.markedClosed, m.slots.open)
+	}
 	if !fileEquals(t, filepath.Join(m.slots.dir, "A"), []byte("old image")) {
 		t.Fatal("active slot was modified")
 	}

@@ -81,7 +81,10 @@ type fileSlots struct {
 	dir    string
 	booted string
 
-	mu sync.Mutex // guards the state file
+	mu sync.Mutex // guards the state file and the counts below
+	// open counts the passive slot's open writers; markedClosed, how
+	// often it was marked unbootable with none (see openSlots).
+	open, markedClosed int
 }
 
 type slotAttrs struct {
@@ -132,14 +135,27 @@ func (s *fileSlots) OpenPassive(context.Context) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fileTarget{f}, nil
+	s.mu.Lock()
+	s.open++
+	s.mu.Unlock()
+	return fileTarget{f, s}, nil
 }
 
 // fileTarget is a slot image file as a Target, written through the page
 // cache.
-type fileTarget struct{ *os.File }
+type fileTarget struct {
+	*os.File
+	s *fileSlots
+}
 
 func (fileTarget) Direct() bool { return false }
+
+func (t fileTarget) Close() error {
+	t.s.mu.Lock()
+	t.s.open--
+	t.s.mu.Unlock()
+	return t.File.Close()
+}
 func (s *fileSlots) MarkPassiveForTrial(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,6 +193,9 @@ func (s *fileSlots) MarkBootedSuccessful(context.Context) error {
 func (s *fileSlots) MarkPassiveUnbootable(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.open == 0 {
+		s.markedClosed++
+	}
 	m := s.load()
 	m[s.Passive()] = slotAttrs{}
 	s.save(m)
