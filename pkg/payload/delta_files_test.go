@@ -136,3 +136,46 @@ func isDeflateFile(p string) bool {
 	}
 	return false
 }
+
+// TestCutJobsKeepsAddedFilesApart: the changed blocks of each added file
+// (no old version) make jobs of their own, apart from the blocks of
+// rewritten files and metadata interleaved with them in the new image,
+// and every changed block is in exactly one job.
+func TestCutJobsKeepsAddedFilesApart(t *testing.T) {
+	const n = 3000
+	g := &deltaGen{newBlks: n, chunkBlk: deltaOpBlocks, files: map[uint32]fileRef{}}
+	class := make([]opClass, n)
+	for i := range n {
+		class[i] = classDiff
+		switch (i / 3) % 3 {
+		case 0: // runs of three blocks of a rewritten file
+			g.files[uint32(i)] = fileRef{old: []uint32{uint32(i)}, n: 3, file: i / 3}
+		case 1: // an added file of three blocks
+			g.files[uint32(i)] = fileRef{n: 3, file: i / 3}
+		} // else metadata
+	}
+	seen := map[uint32]bool{}
+	for _, j := range g.cutJobs(class, make([]uint32, n)) {
+		first, ok := g.files[j.dst[0]]
+		added := ok && first.old == nil
+		if j.added != added {
+			t.Fatalf("job from block %d: added %v, its first block's file %+v", j.dst[0], j.added, first)
+		}
+		for _, b := range j.dst {
+			f, ok := g.files[b]
+			if added && (!ok || f.file != first.file) || !added && ok && f.old == nil {
+				t.Fatalf("job of %d blocks from %d mixes an added file with other blocks (block %d)", len(j.dst), j.dst[0], b)
+			}
+			if seen[b] {
+				t.Fatalf("block %d in two jobs", b)
+			}
+			seen[b] = true
+		}
+		if len(j.dst) > deltaOpBlocks {
+			t.Fatalf("job of %d blocks", len(j.dst))
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d blocks in jobs", len(seen), n)
+	}
+}

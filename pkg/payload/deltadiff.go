@@ -155,14 +155,20 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 	}
 	var patchType metadata.InstallOperation_Type
 	var patch []byte
+	limit := len(best)
+	if j.added {
+		// An added file's diff must beat xz by a margin: rejected, it
+		// joins the new data, where xz does better than on it alone.
+		limit = limit * addedDiffGain / 100
+	}
 	if bz, err := recompress(&c.bz, streams, bsdiffBZ2, len(nw)); err != nil {
 		return nil, nil, err
-	} else if len(bz) < len(best) {
+	} else if len(bz) < limit {
 		patchType, patch = OpSourceBsdiff, bz
 	}
 	if br, err := recompress(&c.br, streams, bsdiffBrotli, len(nw)); err != nil {
 		return nil, nil, err
-	} else if len(br) < len(best) && (patch == nil || len(br) < len(patch)) {
+	} else if len(br) < limit && (patch == nil || len(br) < len(patch)) {
 		patchType, patch = OpBrotliBsdiff, br
 	}
 	if patch == nil {
@@ -176,6 +182,10 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 	op.DstLength = u64(uint64(len(nw)))
 	return op, bytes.Clone(patch), nil
 }
+
+// addedDiffGain is the size, in percent of its xz, that an added file's
+// diff must stay under to be kept.
+var addedDiffGain = 80
 
 const (
 	bsdiffBZ2    = 1
@@ -214,7 +224,7 @@ func recompress(buf *bytes.Buffer, s [3][]byte, comp byte, newSize int) ([]byte,
 		before := buf.Len()
 		var w io.WriteCloser
 		if comp == bsdiffBZ2 {
-			w = bzip2.NewWriter(buf)
+			w, _ = bzip2.NewWriterLevel(buf, bzLevel(data))
 		} else {
 			lg := min(21, max(10, bits.Len(uint(len(data)))))
 			w = brotli.NewWriterOptions(buf, brotli.WriterOptions{Quality: 9, LGWin: lg})
@@ -232,4 +242,27 @@ func recompress(buf *bytes.Buffer, s [3][]byte, comp byte, newSize int) ([]byte,
 	binary.LittleEndian.PutUint64(b[16:], uint64(lens[1]))
 	binary.LittleEndian.PutUint64(b[24:], uint64(newSize))
 	return b, nil
+}
+
+// bzLevel is the smallest bzip2 level (block size) whose blocks hold data
+// as at level 9: a decoder allocates 400 KB per level and stream, and
+// an applier decodes a patch's three streams at once, for several
+// operations in flight. Blocks hold data after bzip2's first run-length
+// coding (a run of 4-255 equal bytes takes 5), which shrinks the diff
+// stream, mostly zeros, to a small part of its size.
+func bzLevel(data []byte) int {
+	n := 0
+	for i := 0; i < len(data); {
+		j := i + 1
+		for j < len(data) && j-i < 255 && data[j] == data[i] {
+			j++
+		}
+		if j-i >= 4 {
+			n += 5
+		} else {
+			n += j - i
+		}
+		i = j
+	}
+	return min(9, (n+19)/100000+1)
 }

@@ -25,11 +25,13 @@ import (
 // hashed into the operation, so a wrong map costs size, never
 // correctness).
 
-// fileRef places a new block in its file: the old version's blocks, and
-// the block's index among the new version's n blocks.
+// fileRef places a new block in its file: the old version's blocks (nil
+// for an added file), the block's index among the new version's n
+// blocks, and the file's number in the map.
 type fileRef struct {
 	old    []uint32
 	idx, n int
+	file   int
 }
 
 // fileSlack is how many old blocks either side of the proportional
@@ -86,15 +88,12 @@ func buildFileMap(ctx context.Context, oldPath, newPath string, blocks []uint32)
 	if err != nil {
 		return nil, err
 	}
-	// Each changed block of a file with an old version, placed in its file.
+	// Each changed block of a file, placed in its file.
 	m := map[uint32]fileRef{}
 	for i := range inos {
-		if len(oldBlocks[i]) == 0 {
-			continue
-		}
 		for idx, b := range newBlocks[i] {
 			if _, changed := inodeOf[b]; changed {
-				m[b] = fileRef{old: oldBlocks[i], idx: idx, n: len(newBlocks[i])}
+				m[b] = fileRef{old: oldBlocks[i], idx: idx, n: len(newBlocks[i]), file: i}
 			}
 		}
 	}

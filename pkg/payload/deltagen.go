@@ -30,7 +30,8 @@ import (
 //     to a file with an old version (same path): then it is diffed against
 //     that version (deltafiles.go).
 //  4. Runs of one class (but new data) become operations of at most
-//     2 MiB of dst.
+//     2 MiB of dst; the changed blocks of an added file (step 3) make an
+//     operation of their own.
 //  5. Workers (all cores) turn each changed run into the smallest of
 //     REPLACE_XZ, SOURCE_BSDIFF (BSDF2, bzip2) and BROTLI_BSDIFF. The
 //     bsdiff source is the old version of the blocks' files (step 3), and
@@ -209,6 +210,7 @@ type deltaJob struct {
 	class opClass
 	dst   []uint32
 	src   []uint32 // classCopy: the old block of each dst block
+	added bool     // the changed blocks of one added file (deltafiles.go)
 
 	op   *metadata.InstallOperation
 	data []byte
@@ -278,22 +280,7 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 		spec.MinorVersion = max(spec.MinorVersion, minorFor(j.op.GetType()))
 		return nil
 	}
-	// Changed runs that no diff shortened are new data after all: they
-	// join the new data's large operations (their xz dictionary then
-	// spans similar files far apart: on the 1 GiB bench pair, 1 286 KB
-	// of 2 MiB operations became 993 KB).
-	err = g.runJobs(ctx, jobs, workers, func(j *deltaJob) error {
-		if j.class == classDiff && isReplace(j.op.GetType()) {
-			novel = append(novel, j.dst...)
-			return nil
-		}
-		return emit(j)
-	})
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(novel)
-	if err := g.runJobs(ctx, cutNovel(novel), workers, emit); err != nil {
+	if err := g.runAll(ctx, jobs, novel, workers, emit); err != nil {
 		return nil, err
 	}
 	if spec.MinorVersion >= 4 {
@@ -304,6 +291,27 @@ func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*Genera
 		}
 	}
 	return sink.write(w, spec, res)
+}
+
+// runAll runs the jobs and emits their operations, then those of the new
+// data.
+func (g *deltaGen) runAll(ctx context.Context, jobs []*deltaJob, novel []uint32, workers int, emit func(*deltaJob) error) error {
+	// Changed runs that no diff shortened are new data after all: they
+	// join the new data's large operations (their xz dictionary then
+	// spans similar files far apart: on the 1 GiB bench pair, 1 286 KB
+	// of 2 MiB operations became 993 KB).
+	err := g.runJobs(ctx, jobs, workers, func(j *deltaJob) error {
+		if j.class == classDiff && isReplace(j.op.GetType()) {
+			novel = append(novel, j.dst...)
+			return nil
+		}
+		return emit(j)
+	})
+	if err != nil {
+		return err
+	}
+	slices.Sort(novel)
+	return g.runJobs(ctx, cutBlocks(novel, classNovel, novelBlk), workers, emit)
 }
 
 // minorFor is the lowest minor version that has op type t (with source
@@ -352,7 +360,7 @@ func (g *deltaGen) plan(ctx context.Context) ([]*deltaJob, []uint32, error) {
 	g.files, g.filesErr = g.fileMap(ctx, changed)
 	var novel []uint32
 	for _, b := range changed {
-		if _, ok := g.files[b]; ok {
+		if g.files[b].old != nil {
 			class[b] = classDiff
 		}
 		if class[b] == classNovel {
@@ -399,12 +407,12 @@ func isReplace(t metadata.InstallOperation_Type) bool {
 	return t == OpReplace || t == OpReplaceXZ
 }
 
-// cutNovel cuts the blocks of new data into jobs of novelBlk blocks.
-func cutNovel(blocks []uint32) []*deltaJob {
+// cutBlocks cuts blocks into jobs of class c of at most max blocks.
+func cutBlocks(blocks []uint32, c opClass, max int) []*deltaJob {
 	var jobs []*deltaJob
 	for len(blocks) > 0 {
-		n := min(len(blocks), novelBlk)
-		jobs = append(jobs, &deltaJob{class: classNovel, dst: blocks[:n:n], done: make(chan struct{})})
+		n := min(len(blocks), max)
+		jobs = append(jobs, &deltaJob{class: c, dst: blocks[:n:n], done: make(chan struct{})})
 		blocks = blocks[n:]
 	}
 	return jobs
@@ -503,19 +511,34 @@ func (g *deltaGen) markNovel(ctx context.Context, class []opClass) error {
 }
 
 // cutJobs groups the blocks of each class but new data, in block order,
-// into jobs of at most chunkBlk blocks.
+// into jobs of at most chunkBlk blocks. The changed blocks of each added
+// file (deltafiles.go) make a job of their own: diffed with other files,
+// an added file made bsdiff emit many short, useless matches, and a job
+// whose diff lost to xz took the rewritten files into the new data with
+// it. Alone, an added file is diffed against the old files like it, if
+// any, and joins the new data when that gains too little (addedDiffGain).
 func (g *deltaGen) cutJobs(class []opClass, src []uint32) []*deltaJob {
 	var jobs []*deltaJob
-	var cur [numClasses]*deltaJob
+	var cur [numClasses + 1]*deltaJob
 	for i := range g.newBlks {
 		c := class[i]
 		if c == classNovel {
 			continue
 		}
-		j := cur[c]
+		slot := int(c)
+		ref, ok := g.files[uint32(i)]
+		added := ok && ref.old == nil && c == classDiff
+		if added {
+			slot = int(numClasses) // one job per added file
+			if j := cur[slot]; j != nil && g.files[j.dst[0]].file != ref.file {
+				jobs = append(jobs, j)
+				cur[slot] = nil
+			}
+		}
+		j := cur[slot]
 		if j == nil {
-			j = &deltaJob{class: c, done: make(chan struct{})}
-			cur[c] = j
+			j = &deltaJob{class: c, added: added, done: make(chan struct{})}
+			cur[slot] = j
 		}
 		j.dst = append(j.dst, uint32(i))
 		if c == classCopy {
@@ -523,7 +546,7 @@ func (g *deltaGen) cutJobs(class []opClass, src []uint32) []*deltaJob {
 		}
 		if len(j.dst) == g.chunkBlk {
 			jobs = append(jobs, j)
-			cur[c] = nil
+			cur[slot] = nil
 		}
 	}
 	for _, j := range cur {
