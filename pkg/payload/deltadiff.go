@@ -128,7 +128,10 @@ func (c *deltaWorker) replace(ctx context.Context, nw []byte, op *metadata.Insta
 // bsdiff against old blocks when that is smaller.
 func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *metadata.InstallOperation, best []byte) (*metadata.InstallOperation, []byte, error) {
 	g := c.g
-	src := c.sourceBlocks(j, nw)
+	src := j.src
+	if src == nil {
+		src = c.sourceBlocks(j, nw)
+	}
 	if len(src) == 0 {
 		return op, bytes.Clone(best), nil
 	}

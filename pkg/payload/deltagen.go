@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"maps"
 	"runtime"
 	"slices"
 
@@ -209,7 +210,7 @@ const (
 type deltaJob struct {
 	class opClass
 	dst   []uint32
-	src   []uint32 // classCopy: the old block of each dst block
+	src   []uint32 // classCopy: the old block of each dst block; classDiff: the source, if chosen
 	added bool     // the changed blocks of one added file (deltafiles.go)
 
 	op   *metadata.InstallOperation
@@ -300,18 +301,77 @@ func (g *deltaGen) runAll(ctx context.Context, jobs []*deltaJob, novel []uint32,
 	// join the new data's large operations (their xz dictionary then
 	// spans similar files far apart: on the 1 GiB bench pair, 1 286 KB
 	// of 2 MiB operations became 993 KB).
-	err := g.runJobs(ctx, jobs, workers, func(j *deltaJob) error {
-		if j.class == classDiff && isReplace(j.op.GetType()) {
+	var kept []*deltaJob
+	sort := func(j *deltaJob) error {
+		switch {
+		case j.class == classDiff && isReplace(j.op.GetType()):
 			novel = append(novel, j.dst...)
-			return nil
+		case j.added:
+			kept = append(kept, &deltaJob{dst: j.dst, src: extentBlocks(j.op.GetSrcExtents())})
+		default:
+			return emit(j)
 		}
-		return emit(j)
-	})
-	if err != nil {
+		return nil
+	}
+	if err := g.runJobs(ctx, jobs, workers, sort); err != nil {
+		return err
+	}
+	if err := g.runJobs(ctx, g.joinAdded(kept), workers, sort); err != nil {
 		return err
 	}
 	slices.Sort(novel)
 	return g.runJobs(ctx, cutBlocks(novel, classNovel, novelBlk), workers, emit)
+}
+
+// joinAdded groups the added files whose diffs were kept (dst and src
+// blocks), in block order, into jobs of at most chunkBlk dst blocks
+// diffed against the union of their sources (at most deltaSrcBlocks):
+// one operation per file cost a manifest entry and a source hash each,
+// and the applier holds buffers for as many small operations as its
+// memory budget lets in flight.
+func (g *deltaGen) joinAdded(kept []*deltaJob) []*deltaJob {
+	var jobs []*deltaJob
+	var cur *deltaJob
+	src := map[uint32]bool{}
+	flush := func() {
+		if cur != nil {
+			cur.src = slices.Sorted(maps.Keys(src))
+			jobs = append(jobs, cur)
+			cur = nil
+			clear(src)
+		}
+	}
+	for _, k := range kept {
+		grown := len(src)
+		for _, b := range k.src {
+			if !src[b] {
+				grown++
+			}
+		}
+		if cur != nil && (len(cur.dst)+len(k.dst) > g.chunkBlk || grown > deltaSrcBlocks) {
+			flush()
+		}
+		if cur == nil {
+			cur = &deltaJob{class: classDiff, done: make(chan struct{})}
+		}
+		cur.dst = append(cur.dst, k.dst...)
+		for _, b := range k.src {
+			src[b] = true
+		}
+	}
+	flush()
+	return jobs
+}
+
+// extentBlocks lists the blocks of exts.
+func extentBlocks(exts []*metadata.Extent) []uint32 {
+	var bl []uint32
+	for _, e := range exts {
+		for b := e.GetStartBlock(); b < e.GetStartBlock()+e.GetNumBlocks(); b++ {
+			bl = append(bl, uint32(b))
+		}
+	}
+	return bl
 }
 
 // minorFor is the lowest minor version that has op type t (with source
