@@ -179,3 +179,16 @@ func TestCutJobsKeepsAddedFilesApart(t *testing.T) {
 		t.Fatalf("%d of %d blocks in jobs", len(seen), n)
 	}
 }
+
+// TestFillGaps: gaps of up to the given size between source blocks are
+// filled, larger ones kept.
+func TestFillGaps(t *testing.T) {
+	got := fillGaps([]uint32{3, 5, 6, 10, 30, 31}, 3)
+	want := []uint32{3, 4, 5, 6, 7, 8, 9, 10, 30, 31}
+	if !slices.Equal(got, want) {
+		t.Fatalf("fillGaps = %v, want %v", got, want)
+	}
+	if got := fillGaps(nil, 3); len(got) != 0 {
+		t.Fatalf("fillGaps(nil) = %v", got)
+	}
+}

@@ -132,6 +132,7 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 	if src == nil {
 		src = c.sourceBlocks(j, nw)
 	}
+	src = fillGaps(src, srcGapFill)
 	if len(src) == 0 {
 		return op, bytes.Clone(best), nil
 	}
@@ -189,6 +190,32 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 // addedDiffGain is the size, in percent of its xz, that an added file's
 // diff must stay under to be kept.
 var addedDiffGain = 80
+
+// srcGapFill: gaps of up to this many blocks between source blocks are
+// filled, so that an operation lists fewer source extents. The manifest
+// is not compressed, and an extent costs about 8 bytes in it; the filled
+// blocks cost the applier only reading and hashing them. On the upgrade
+// pair, 6 337 source extents became 1 617, the sources 30 209 blocks
+// 41 849.
+const srcGapFill = 8
+
+// fillGaps returns the sorted blocks src with the gaps of up to gap
+// blocks between them filled.
+func fillGaps(src []uint32, gap uint32) []uint32 {
+	if len(src) == 0 {
+		return src
+	}
+	out := []uint32{src[0]}
+	for _, b := range src[1:] {
+		if last := out[len(out)-1]; b > last+1 && b-last-1 <= gap {
+			for f := last + 1; f < b; f++ {
+				out = append(out, f)
+			}
+		}
+		out = append(out, b)
+	}
+	return out
+}
 
 const (
 	bsdiffBZ2    = 1
