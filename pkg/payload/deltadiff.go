@@ -256,8 +256,10 @@ func recompress(buf *bytes.Buffer, s [3][]byte, comp byte, newSize int) ([]byte,
 		if comp == bsdiffBZ2 {
 			w, _ = bzip2.NewWriterLevel(buf, bzLevel(data))
 		} else {
+			// Quality 11, not 9: on the upgrade pair 17 KB (0.3%) smaller,
+			// for 36 s more generation CPU (82 s, 0.26x zstd's).
 			lg := min(21, max(10, bits.Len(uint(len(data)))))
-			w = brotli.NewWriterOptions(buf, brotli.WriterOptions{Quality: 9, LGWin: lg})
+			w = brotli.NewWriterOptions(buf, brotli.WriterOptions{Quality: 11, LGWin: lg})
 		}
 		if _, err := w.Write(data); err != nil {
 			return nil, err
