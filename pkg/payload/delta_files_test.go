@@ -192,3 +192,33 @@ func TestFillGaps(t *testing.T) {
 		t.Fatalf("fillGaps(nil) = %v", got)
 	}
 }
+
+// TestAbsorbCopies: short runs of copied blocks between two changed
+// blocks become changed, their old blocks kept for the diff's source;
+// longer runs, runs at an edge or next to an added file's block or new
+// data stay copies.
+func TestAbsorbCopies(t *testing.T) {
+	D, C, N := classDiff, classCopy, classNovel
+	class := []opClass{D, C, C, D} // 1-2: absorbed
+	for range absorbRun + 1 {
+		class = append(class, C) // too long
+	}
+	x := len(class)
+	// x+1: next to an added file's block (x+2); x+3: next to new data;
+	// x+5: at the edge.
+	class = append(class, D, C, D, C, N, C)
+	g := &deltaGen{files: map[uint32]fileRef{uint32(x + 2): {n: 1}}}
+	src := make([]uint32, len(class))
+	for i := range src {
+		src[i] = uint32(1000 + i)
+	}
+	want := slices.Clone(class)
+	want[1], want[2] = D, D
+	g.absorbCopies(class, src)
+	if !slices.Equal(class, want) {
+		t.Fatalf("classes %v, want %v", class, want)
+	}
+	if len(g.copySrc) != 2 || g.copySrc[1] != 1001 || g.copySrc[2] != 1002 {
+		t.Fatalf("copySrc %v, want 1:1001 2:1002", g.copySrc)
+	}
+}

@@ -40,7 +40,8 @@ func (c *deltaWorker) readNew(j *deltaJob) ([]byte, error) {
 }
 
 // sourceBlocks picks the old blocks a changed job is diffed against:
-// first, for dst blocks of files with an old version, the matching part of
+// first the old blocks of the copied blocks it writes (absorbCopies),
+// then, for dst blocks of files with an old version, the matching part of
 // that version (deltafiles.go); then, for each run of consecutive dst
 // blocks, the old blocks hit by the run's anchors, most hits first, each
 // with up to hitRadius blocks of context, then the old blocks at the
@@ -49,6 +50,11 @@ func (c *deltaWorker) readNew(j *deltaJob) ([]byte, error) {
 func (c *deltaWorker) sourceBlocks(j *deltaJob, nw []byte) []uint32 {
 	g := c.g
 	chosen := map[uint32]bool{}
+	for _, b := range j.dst {
+		if ob, ok := g.copySrc[b]; ok {
+			chosen[ob] = true
+		}
+	}
 	for _, b := range j.dst {
 		if f, ok := g.files[b]; ok {
 			for _, ob := range f.oldAround() {

@@ -224,6 +224,7 @@ type deltaGen struct {
 	old, nw  *imageScan
 	files    map[uint32]fileRef // changed new blocks in files with an old version (deltafiles.go)
 	filesErr error              // why files is nil
+	copySrc  map[uint32]uint32  // copied blocks that diffs write: their old blocks (absorbCopies)
 	oldBlks  int
 	newBlks  int
 	chunkBlk int
@@ -427,7 +428,43 @@ func (g *deltaGen) plan(ctx context.Context) ([]*deltaJob, []uint32, error) {
 			novel = append(novel, b)
 		}
 	}
+	g.absorbCopies(class, src)
 	return g.cutJobs(class, src), novel, nil
+}
+
+// absorbRun is the longest run of copied blocks between two changed
+// blocks that the changed blocks' operation writes too (absorbCopies).
+const absorbRun = 8
+
+// absorbCopies makes short runs of copied blocks between two changed
+// blocks (not of added files) changed, their old blocks recorded in
+// g.copySrc to be part of the diff's source. A run of copies costs a
+// source and a destination extent in a SOURCE_COPY operation, and splits
+// the bsdiff operation's destination extent in two: ~24 bytes of
+// manifest, where bsdiff copies the blocks for a few bytes. On the
+// upgrade pair the directories rewritten in place (inode numbers moved)
+// are one or two blocks among unchanged ones; absorbing runs of up to 4,
+// 8 and 16 blocks made its delta 59, 67 and 71 KB smaller (6 393 KB
+// before).
+func (g *deltaGen) absorbCopies(class []opClass, src []uint32) {
+	diffable := func(b int) bool {
+		ref, ok := g.files[uint32(b)]
+		return class[b] == classDiff && !(ok && ref.old == nil)
+	}
+	g.copySrc = map[uint32]uint32{}
+	for i := 0; i < len(class); {
+		j := i
+		for j < len(class) && class[j] == class[i] {
+			j++
+		}
+		if class[i] == classCopy && j-i <= absorbRun && i > 0 && j < len(class) && diffable(i-1) && diffable(j) {
+			for k := i; k < j; k++ {
+				class[k] = classDiff
+				g.copySrc[uint32(k)] = src[k]
+			}
+		}
+		i = j
+	}
 }
 
 // runJobs runs jobs on workers and calls emit with each, in order.
