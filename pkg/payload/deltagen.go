@@ -30,9 +30,10 @@ import (
 //     the images are ext4 files that debugfs reads and the block belongs
 //     to a file with an old version (same path): then it is diffed against
 //     that version (deltafiles.go).
-//  4. Runs of one class (but new data) become operations of at most
-//     2 MiB of dst; the changed blocks of an added file (step 3) make an
-//     operation of their own.
+//  4. Short runs of copied blocks between changed blocks become changed
+//     (absorbCopies). Runs of one class (but new data) become operations
+//     of at most 2 MiB of dst; the changed blocks of an added file (no
+//     old version, step 3) make an operation of their own.
 //  5. Workers (all cores) turn each changed run into the smallest of
 //     REPLACE_XZ, SOURCE_BSDIFF (BSDF2, bzip2) and BROTLI_BSDIFF. The
 //     bsdiff source is the old version of the blocks' files (step 3), and
@@ -40,7 +41,10 @@ import (
 //     against its old version: the run's anchors are looked up
 //     in the old index, the old blocks they hit are ranked by hits, and up
 //     to 8 MiB of old blocks around the best ones (plus the old blocks at
-//     the same offset) become the operation's src extents, in old order.
+//     the same offset) become the operation's src extents, in old order,
+//     with gaps of up to srcGapFill blocks filled. An added file's diff is
+//     kept only if it beats xz by a margin (addedDiffGain); the kept ones
+//     are diffed again in groups (joinAdded).
 //  6. The runs that no diff shortened join the new data, and all of it,
 //     in block order, goes into REPLACE_XZ operations of up to 8 MiB (its
 //     xz dictionary then spans many added files; on the 1 GiB bench pair
@@ -51,7 +55,8 @@ import (
 //
 // Memory: the index (16 bytes per anchor, ~32 MiB per GiB of old image),
 // the block hashes (~84 bytes per block) and, per worker, one operation's
-// old (≤ 8 MiB) and new (≤ 2 MiB) data with bsdiff's suffix array, or
+// old (≤ 8 MiB, a little more with gaps filled) and new (≤ 2 MiB) data
+// with bsdiff's suffix array, or
 // 8 MiB of new data and the xz program compressing it (~100 MiB with its
 // 8 MiB dictionary). The output is deterministic: the workers'
 // results are assembled in order and every choice breaks ties by
