@@ -20,7 +20,9 @@ import (
 // miss many of these: on the 1 GiB bench pair, three 2 MiB operations of
 // small rewritten files took 282 561, 130 195 and 159 336 B with the
 // blocks the anchors chose and 14 267, 15 041 and 16 234 B against their
-// files' old blocks. Without debugfs, or when it cannot read an image,
+// files' old blocks. The changed blocks of an added file (a path the old
+// image lacks) are mapped too, to be diffed as one operation apart (see
+// cutJobs). Without debugfs, or when it cannot read an image,
 // the anchors alone choose (the map is only a hint: every source is
 // hashed into the operation, so a wrong map costs size, never
 // correctness).
