@@ -136,3 +136,89 @@ func isDeflateFile(p string) bool {
 	}
 	return false
 }
+
+// TestCutJobsKeepsAddedFilesApart: the changed blocks of each added file
+// (no old version) make jobs of their own, apart from the blocks of
+// rewritten files and metadata interleaved with them in the new image,
+// and every changed block is in exactly one job.
+func TestCutJobsKeepsAddedFilesApart(t *testing.T) {
+	const n = 3000
+	g := &deltaGen{newBlks: n, chunkBlk: deltaOpBlocks, files: map[uint32]fileRef{}}
+	class := make([]opClass, n)
+	for i := range n {
+		class[i] = classDiff
+		switch (i / 3) % 3 {
+		case 0: // runs of three blocks of a rewritten file
+			g.files[uint32(i)] = fileRef{old: []uint32{uint32(i)}, n: 3, file: i / 3}
+		case 1: // an added file of three blocks
+			g.files[uint32(i)] = fileRef{n: 3, file: i / 3}
+		} // else metadata
+	}
+	seen := map[uint32]bool{}
+	for _, j := range g.cutJobs(class, make([]uint32, n)) {
+		first, ok := g.files[j.dst[0]]
+		added := ok && first.old == nil
+		if j.added != added {
+			t.Fatalf("job from block %d: added %v, its first block's file %+v", j.dst[0], j.added, first)
+		}
+		for _, b := range j.dst {
+			f, ok := g.files[b]
+			if added && (!ok || f.file != first.file) || !added && ok && f.old == nil {
+				t.Fatalf("job of %d blocks from %d mixes an added file with other blocks (block %d)", len(j.dst), j.dst[0], b)
+			}
+			if seen[b] {
+				t.Fatalf("block %d in two jobs", b)
+			}
+			seen[b] = true
+		}
+		if len(j.dst) > deltaOpBlocks {
+			t.Fatalf("job of %d blocks", len(j.dst))
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d blocks in jobs", len(seen), n)
+	}
+}
+
+// TestFillGaps: gaps of up to the given size between source blocks are
+// filled, larger ones kept.
+func TestFillGaps(t *testing.T) {
+	got := fillGaps([]uint32{3, 5, 6, 10, 30, 31}, 3)
+	want := []uint32{3, 4, 5, 6, 7, 8, 9, 10, 30, 31}
+	if !slices.Equal(got, want) {
+		t.Fatalf("fillGaps = %v, want %v", got, want)
+	}
+	if got := fillGaps(nil, 3); len(got) != 0 {
+		t.Fatalf("fillGaps(nil) = %v", got)
+	}
+}
+
+// TestAbsorbCopies: short runs of copied blocks between two changed
+// blocks become changed, their old blocks kept for the diff's source;
+// longer runs, runs at an edge or next to an added file's block or new
+// data stay copies.
+func TestAbsorbCopies(t *testing.T) {
+	D, C, N := classDiff, classCopy, classNovel
+	class := []opClass{D, C, C, D} // 1-2: absorbed
+	for range absorbRun + 1 {
+		class = append(class, C) // too long
+	}
+	x := len(class)
+	// x+1: next to an added file's block (x+2); x+3: next to new data;
+	// x+5: at the edge.
+	class = append(class, D, C, D, C, N, C)
+	g := &deltaGen{files: map[uint32]fileRef{uint32(x + 2): {n: 1}}}
+	src := make([]uint32, len(class))
+	for i := range src {
+		src[i] = uint32(1000 + i)
+	}
+	want := slices.Clone(class)
+	want[1], want[2] = D, D
+	g.absorbCopies(class, src)
+	if !slices.Equal(class, want) {
+		t.Fatalf("classes %v, want %v", class, want)
+	}
+	if len(g.copySrc) != 2 || g.copySrc[1] != 1001 || g.copySrc[2] != 1002 {
+		t.Fatalf("copySrc %v, want 1:1001 2:1002", g.copySrc)
+	}
+}

@@ -20,16 +20,20 @@ import (
 // miss many of these: on the 1 GiB bench pair, three 2 MiB operations of
 // small rewritten files took 282 561, 130 195 and 159 336 B with the
 // blocks the anchors chose and 14 267, 15 041 and 16 234 B against their
-// files' old blocks. Without debugfs, or when it cannot read an image,
+// files' old blocks. The changed blocks of an added file (a path the old
+// image lacks) are mapped too, to be diffed as one operation apart (see
+// cutJobs). Without debugfs, or when it cannot read an image,
 // the anchors alone choose (the map is only a hint: every source is
 // hashed into the operation, so a wrong map costs size, never
 // correctness).
 
-// fileRef places a new block in its file: the old version's blocks, and
-// the block's index among the new version's n blocks.
+// fileRef places a new block in its file: the old version's blocks (nil
+// for an added file), the block's index among the new version's n
+// blocks, and the file's number in the map.
 type fileRef struct {
 	old    []uint32
 	idx, n int
+	file   int
 }
 
 // fileSlack is how many old blocks either side of the proportional
@@ -86,15 +90,12 @@ func buildFileMap(ctx context.Context, oldPath, newPath string, blocks []uint32)
 	if err != nil {
 		return nil, err
 	}
-	// Each changed block of a file with an old version, placed in its file.
+	// Each changed block of a file, placed in its file.
 	m := map[uint32]fileRef{}
 	for i := range inos {
-		if len(oldBlocks[i]) == 0 {
-			continue
-		}
 		for idx, b := range newBlocks[i] {
 			if _, changed := inodeOf[b]; changed {
-				m[b] = fileRef{old: oldBlocks[i], idx: idx, n: len(newBlocks[i])}
+				m[b] = fileRef{old: oldBlocks[i], idx: idx, n: len(newBlocks[i]), file: i}
 			}
 		}
 	}
