@@ -50,10 +50,10 @@ func TestBufPoolClasses(t *testing.T) {
 }
 
 // TestDefaultBudget: 16 MiB, or two of the largest operations' data and
-// output, at most 48 MiB; with zstd operations, at least their stream's
-// reserve (the largest output's window, or 8 MiB, and the pieces) and
-// 12 MiB of data, and a zstd operation's output counts there, not in its
-// own need.
+// output, at most 48 MiB; with zstd operations of more than 8 MiB, at
+// least their stream's reserve (the largest output's window and the
+// pieces) and 12 MiB of data, and such an operation's output counts
+// there, not in its own need.
 func TestDefaultBudget(t *testing.T) {
 	op := func(typ metadata.InstallOperation_Type) func(dst, data uint64) step {
 		return func(dst, data uint64) step {
@@ -71,7 +71,8 @@ func TestDefaultBudget(t *testing.T) {
 		{[]step{xzOp(2<<20, 1<<20)}, 16 << 20},
 		{[]step{xzOp(2<<20, 1<<20), xzOp(16<<20, 3<<20+1)}, 2 * (16 + 4) << 20},
 		{[]step{xzOp(64<<20, 20<<20)}, 48 << 20},
-		{[]step{zstdOp(2<<20, 1<<20)}, 8<<20 + room + pieces + 12<<20},
+		{[]step{zstdOp(8<<20, 1<<20)}, 18 << 20}, // not streamed: data and output
+		{[]step{zstdOp(9<<20, 1<<20)}, 9<<20 + room + pieces + 12<<20},
 		{[]step{zstdOp(24<<20, 7<<20), zstdOp(24<<20, 9<<20)}, 24<<20 + room + pieces + 12<<20},
 		{[]step{zstdOp(64<<20, 20<<20)}, 32<<20 + room + pieces + 12<<20},
 		{[]step{zstdOp(8<<20, 2<<20), xzOp(24<<20, 20<<20)}, 48 << 20},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/abupdate/update_engine/pkg/payload/internal/xzdec"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
+	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 )
 
@@ -35,9 +36,10 @@ type opKind struct {
 	// progressive: run reports its output's final prefix (decoder.progress),
 	// so the writer writes it (and finish hashes it) while the rest decodes.
 	progressive bool
-	// streamed: decoded by the run's one stream decoder, in pieces that
-	// are written and hashed while the rest decodes, with no buffer of the
-	// output's size (zstd.go); run is nil.
+	// streamed: an operation of more than streamAbove output bytes is
+	// decoded by the run's one stream decoder, in pieces that are written
+	// and hashed while the rest decodes, with no buffer of the output's
+	// size (zstd.go); smaller ones by run, into their output, side by side.
 	streamed bool
 	// run decodes the operation into out (len = dst bytes). data is the
 	// verified blob.
@@ -48,7 +50,7 @@ var opKinds = map[metadata.InstallOperation_Type]*opKind{
 	OpReplace:     {data: true, inPlace: true, run: runReplace},
 	OpReplaceBZ:   {data: true, run: runBZ},
 	OpReplaceXZ:   {data: true, progressive: true, run: runXZ},
-	OpReplaceZstd: {data: true, extension: true, streamed: true},
+	OpReplaceZstd: {data: true, extension: true, streamed: true, run: runZstd},
 	OpZero:        {noOutput: true},
 	OpDiscard:     {noOutput: true}, // written as zeros: deterministic partition hash
 	OpSourceCopy:  {source: true, run: runSourceCopy},
@@ -56,12 +58,19 @@ var opKinds = map[metadata.InstallOperation_Type]*opKind{
 
 // decoder is one worker's reusable decoding state; not shared.
 type decoder struct {
-	src io.ReaderAt
-	bs  uint64
-	xz  *xzdec.Decoder
+	src  io.ReaderAt
+	bs   uint64
+	zstd *zstd.Decoder
+	xz   *xzdec.Decoder
 	// progress, set while a progressive run decodes, takes the length of
 	// the output's final prefix.
 	progress func(n int)
+}
+
+func (d *decoder) close() {
+	if d.zstd != nil {
+		d.zstd.Close()
+	}
 }
 
 // fill checks a decoded length n against the output and zero-pads the last
@@ -119,6 +128,29 @@ func runXZ(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 		return fmt.Errorf("REPLACE_XZ: %w", err)
 	}
 	return readAllInto(r, out, "REPLACE_XZ")
+}
+
+// runZstd decodes an operation of at most streamAbove bytes whole, into
+// its output, which is also the window's history: a window no larger than
+// the operation costs no memory.
+func runZstd(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
+	if d.zstd == nil {
+		z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecodeAllCapLimit(true))
+		if err != nil {
+			return err
+		}
+		d.zstd = z
+	}
+	// Into out, never past it (the cap limit).
+	res, err := d.zstd.DecodeAll(data, out[:0:len(out)])
+	if err != nil {
+		return fmt.Errorf("REPLACE_ZSTD: %w", err)
+	}
+	if len(res) > len(out) || (len(res) > 0 && &res[0] != &out[0]) {
+		return fmt.Errorf("REPLACE_ZSTD decodes to more than %d bytes", len(out))
+	}
+	return fill(out, len(res), "REPLACE_ZSTD")
 }
 
 // readExtents reads the source extents of op into out and checks

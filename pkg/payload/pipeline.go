@@ -23,7 +23,7 @@ import (
 // partition hash (of what was written, so hashing overlaps the next
 // write), buffer release, progress and checkpoints. A job's buffers are
 // released by finish after the whole hasher closed job.hashed. A streamed
-// job (REPLACE_ZSTD) has no output buffer: its worker decodes it with the
+// job (a REPLACE_ZSTD of more than 8 MiB) has no output buffer: its worker decodes it with the
 // run's one stream decoder, in payload order, into pieces that the
 // writer writes and finish hashes and hands back (zstd.go).
 
@@ -140,6 +140,7 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 				a.o.WorkerInit()
 			}
 			d := &decoder{src: a.o.Source, bs: a.p.bs}
+			defer d.close()
 			for j := range jobs {
 				j.err = a.exec(ctx, d, j)
 				close(j.done)
@@ -216,11 +217,16 @@ func (p *plan) defaultBudget() int64 {
 func (p *plan) maxStreamDst() uint64 {
 	var most uint64
 	for i := range p.steps {
-		if s := &p.steps[i]; s.kind.streamed && s.emits() {
+		if s := &p.steps[i]; s.streams() {
 			most = max(most, s.dstBytes)
 		}
 	}
 	return most
+}
+
+// streams says whether the step is decoded by the run's stream (zstd.go).
+func (s *step) streams() bool {
+	return s.kind.streamed && s.emits() && s.dstBytes > streamAbove
 }
 
 // memNeed is the bytes a step holds in flight: its data and its output (a
@@ -228,7 +234,7 @@ func (p *plan) maxStreamDst() uint64 {
 func (s *step) memNeed() int64 {
 	dl := int64(s.op.GetDataLength())
 	need := dl
-	if s.emits() && !s.kind.noOutput && !s.kind.streamed {
+	if s.emits() && !s.kind.noOutput && !s.streams() {
 		if s.kind.inPlace {
 			need = max(dl, int64(s.dstBytes))
 		} else {
@@ -345,7 +351,7 @@ func (a *applier) readOp(ctx context.Context, r io.Reader, i int, bud budget, h 
 		a.off += dl
 	}
 	j.end = a.off
-	if s.kind.streamed && s.emits() {
+	if s.streams() {
 		j.pieces = make(chan piece, streamPieces)
 		j.turn, j.turnDone = a.turn, make(chan struct{})
 		a.turn = j.turnDone
@@ -428,7 +434,7 @@ func (a *applier) exec(ctx context.Context, d *decoder, j *job) error {
 	if !s.emits() || s.kind.noOutput {
 		return nil
 	}
-	if s.kind.streamed {
+	if s.streams() {
 		<-j.turn
 		if err := a.zs.decode(ctx, j.buf[:s.op.GetDataLength()], s.dstBytes, j.pieces); err != nil {
 			if ctx.Err() != nil {

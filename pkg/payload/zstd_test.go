@@ -127,12 +127,14 @@ func TestWritePieces(t *testing.T) {
 	}
 }
 
-// TestZstdApplyOrder applies a payload of many small REPLACE_ZSTD
+// TestZstdApplyOrder applies a payload of many streamed REPLACE_ZSTD
 // operations with several workers and budgets: the run's one stream
 // decoder takes them in order (under -race, two at once would be a race).
 // An operation with corrupt data among them fails the apply with the hash
 // error, which hands its turn on (the apply would hang otherwise).
 func TestZstdApplyOrder(t *testing.T) {
+	defer func(was uint64) { streamAbove = was }(streamAbove)
+	streamAbove = 32 << 10 // the 64 KiB operations below are streamed
 	k := keys(t, 1)
 	img := testImage(3<<20, 23)
 	p := generate(t, img, GenerateOptions{Keys: k[:1], Compression: CompressZstd, ChunkSize: 64 << 10})
