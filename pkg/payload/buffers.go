@@ -60,7 +60,11 @@ func (bp *bufPool) get(n int) []byte {
 func (bp *bufPool) take(k int) []byte {
 	bp.mu.Lock()
 	defer bp.mu.Unlock()
-	for top := min(k+1, poolClasses-1); k <= top; k++ {
+	top := k
+	if k > 0 { // a 1 MiB request (an operation's small data) never pins more
+		top = min(k+1, poolClasses-1)
+	}
+	for ; k <= top; k++ {
 		if l := bp.free[k]; len(l) > 0 {
 			bp.free[k] = l[:len(l)-1]
 			return l[len(l)-1]
@@ -75,8 +79,8 @@ func (bp *bufPool) put(b []byte) {
 		return // not one of ours
 	}
 	bp.mu.Lock()
+	defer bp.mu.Unlock()
 	bp.free[k] = append(bp.free[k], b[:0])
-	bp.mu.Unlock()
 }
 
 // budget bounds the bytes of operation data in flight, in 1 MiB tokens.
