@@ -50,19 +50,7 @@ func TestProgressiveWrite(t *testing.T) {
 	s := &step{op: op, kind: opKinds[OpReplaceXZ], write: true, file: -1, dstBytes: 6 * mib}
 	a := &applier{p: &plan{bs: 4096, newInfo: info(out)}, o: &Options{}, phash: sha256.New(), pstream: true}
 	j := &job{s: s, out: out, done: make(chan struct{}), prog: newProgress()}
-	target := &writeLog{writes: make(chan [2]int64, 16)}
-	fin := make(chan written, 16)
-	errc := make(chan error, 1)
-	go func() { errc <- a.writeJob(context.Background(), target, j, fin) }()
-
-	expect := func(want ...[2]int64) {
-		t.Helper()
-		for _, w := range want {
-			if got := target.next(t); got != w {
-				t.Fatalf("write [%d, %d), want [%d, %d)", got[0], got[1], w[0], w[1])
-			}
-		}
-	}
+	target, fin, errc, expect := runWriter(t, a, j)
 	j.prog.set(3*mib + 100) // a prefix of 3 MiB (rounded down to blocks)
 	expect([2]int64{0, 1.5 * mib}, [2]int64{1.5 * mib, 3 * mib})
 	j.prog.set(4 * mib) // 1 MiB more: not worth a write yet
@@ -107,10 +95,7 @@ func TestProgressiveWriteFailedDecode(t *testing.T) {
 		kind: opKinds[OpReplaceXZ], write: true, file: -1, dstBytes: 4 * mib}
 	a := &applier{p: &plan{bs: 4096}, o: &Options{}, phash: sha256.New(), pstream: true}
 	j := &job{s: s, out: out, done: make(chan struct{}), prog: newProgress()}
-	target := &writeLog{writes: make(chan [2]int64, 16)}
-	fin := make(chan written, 16)
-	errc := make(chan error, 1)
-	go func() { errc <- a.writeJob(context.Background(), target, j, fin) }()
+	target, fin, errc, _ := runWriter(t, a, j)
 	j.prog.set(2 * mib)
 	if got := target.next(t); got != [2]int64{0, 2 * mib} {
 		t.Fatalf("write %v, want [0, 2 MiB)", got)
@@ -126,6 +111,24 @@ func TestProgressiveWriteFailedDecode(t *testing.T) {
 	if len(fin) != 1 || (<-fin).last {
 		t.Fatal("finish got more than the written part, or the job's end")
 	}
+}
+
+// runWriter runs a.writeJob for j in a goroutine and returns its target,
+// what it hands to finish, its result, and a check of its next writes.
+func runWriter(t *testing.T, a *applier, j *job) (*writeLog, chan written, chan error, func(...[2]int64)) {
+	target := &writeLog{writes: make(chan [2]int64, 16)}
+	fin := make(chan written, 16)
+	errc := make(chan error, 1)
+	go func() { errc <- a.writeJob(context.Background(), target, j, fin) }()
+	expect := func(want ...[2]int64) {
+		t.Helper()
+		for _, w := range want {
+			if got := target.next(t); got != w {
+				t.Fatalf("write [%d, %d), want [%d, %d)", got[0], got[1], w[0], w[1])
+			}
+		}
+	}
+	return target, fin, errc, expect
 }
 
 // chanOf is a closed channel holding wr.

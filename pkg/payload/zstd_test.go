@@ -90,19 +90,7 @@ func TestWritePieces(t *testing.T) {
 	zs := &zstdStream{free: make(chan []byte, streamPieces)}
 	a := &applier{p: &plan{bs: 4096, newInfo: info(out)}, o: &Options{}, phash: sha256.New(), pstream: true, zs: zs}
 	j := &job{s: s, done: make(chan struct{}), pieces: make(chan piece, streamPieces)}
-	target := &writeLog{writes: make(chan [2]int64, 16)}
-	fin := make(chan written, 16)
-	errc := make(chan error, 1)
-	go func() { errc <- a.writeJob(context.Background(), target, j, fin) }()
-
-	expect := func(want ...[2]int64) {
-		t.Helper()
-		for _, w := range want {
-			if got := target.next(t); got != w {
-				t.Fatalf("write [%d, %d), want [%d, %d)", got[0], got[1], w[0], w[1])
-			}
-		}
-	}
+	target, fin, errc, expect := runWriter(t, a, j)
 	j.pieces <- piece{b: out[:2*mib], from: 0}
 	expect([2]int64{0, 1.5 * mib}, [2]int64{1.5 * mib, 2 * mib})
 	j.pieces <- piece{b: out[2*mib:], from: 2 * mib}
