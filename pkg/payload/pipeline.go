@@ -113,20 +113,11 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	mem := a.o.MemoryBudget
-	if mem <= 0 {
-		mem = a.p.defaultBudget()
+	bud, err := a.startBudget()
+	if err != nil {
+		return nil, err
 	}
-	if d := a.p.maxStreamDst(); d > 0 {
-		zs, err := newZstdStream(&a.pool)
-		if err != nil {
-			return nil, err
-		}
-		defer zs.close()
-		a.zs, a.turn = zs, closedChan
-		mem -= streamReserve(d)
-	}
-	bud := newBudget(max(budgetUnit, mem))
+	defer a.zs.close()
 	q := 2*workers + 2
 	order := make(chan *job, q)
 	jobs := make(chan *job, q)
@@ -184,6 +175,25 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 		return nil, t.err
 	}
 	return a.finish(target, t)
+}
+
+// startBudget makes the run's memory budget and, when the plan has
+// streamed operations, its stream, whose reserve comes out of the budget.
+func (a *applier) startBudget() (budget, error) {
+	mem := a.o.MemoryBudget
+	if mem <= 0 {
+		mem = a.p.defaultBudget()
+	}
+	a.zs = nil
+	if d := a.p.maxStreamDst(); d > 0 {
+		zs, err := newZstdStream(&a.pool)
+		if err != nil {
+			return nil, err
+		}
+		a.zs, a.turn = zs, closedChan
+		mem -= streamReserve(d)
+	}
+	return newBudget(max(budgetUnit, mem)), nil
 }
 
 // Default memory budget: 16 MiB, raised (up to maxAutoBudget) so that
