@@ -74,9 +74,9 @@ type Options struct {
 	// or up to 48 MiB when two of the payload's largest operations need
 	// more (so that two cores decode 16 MiB operations side by side; a
 	// 24 MiB one, XZChunkSize, with its data fits the largest budget).
-	// REPLACE_ZSTD operations are decoded by one stream whose window and
-	// pieces are reserved out of the budget (zstd.go); 0 then also
-	// leaves 12 MiB for the data.
+	// REPLACE_ZSTD operations of more than 8 MiB are decoded by one
+	// stream whose window and pieces are reserved out of the budget
+	// (zstd.go); 0 then also leaves 12 MiB for the data.
 	MemoryBudget int64
 	// Progress, if set, is called from one goroutine after each operation
 	// with the payload bytes consumed so far.

@@ -308,7 +308,7 @@ func (g *deltaGen) runAll(ctx context.Context, jobs []*deltaJob, novel []uint32,
 	// spans similar files far apart: on the 1 GiB bench pair, 1 286 KB
 	// of 2 MiB operations became 993 KB).
 	var kept []*deltaJob
-	sort := func(j *deltaJob) error {
+	route := func(j *deltaJob) error {
 		switch {
 		case j.class == classDiff && isReplace(j.op.GetType()):
 			novel = append(novel, j.dst...)
@@ -319,10 +319,10 @@ func (g *deltaGen) runAll(ctx context.Context, jobs []*deltaJob, novel []uint32,
 		}
 		return nil
 	}
-	if err := g.runJobs(ctx, jobs, workers, sort); err != nil {
+	if err := g.runJobs(ctx, jobs, workers, route); err != nil {
 		return err
 	}
-	if err := g.runJobs(ctx, g.joinAdded(kept), workers, sort); err != nil {
+	if err := g.runJobs(ctx, g.joinAdded(kept), workers, route); err != nil {
 		return err
 	}
 	slices.Sort(novel)

@@ -135,8 +135,7 @@ func runXZ(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 // the operation costs no memory.
 func runZstd(d *decoder, _ *metadata.InstallOperation, data, out []byte) error {
 	if d.zstd == nil {
-		z, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecodeAllCapLimit(true))
+		z, err := newZstdDecoder(zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			return err
 		}

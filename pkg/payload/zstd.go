@@ -47,11 +47,12 @@ type piece struct {
 	from uint64
 }
 
-// newZstdDecoder makes the decoder of REPLACE_ZSTD data: one goroutine
-// (the caller's), windows up to maxZstdWindow.
-func newZstdDecoder() (*zstd.Decoder, error) {
-	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(maxZstdWindow))
+// newZstdDecoder makes a decoder of REPLACE_ZSTD data, streamed or whole
+// (runZstd): one goroutine (the caller's), windows up to maxZstdWindow.
+func newZstdDecoder(more ...zstd.DOption) (*zstd.Decoder, error) {
+	o := []zstd.DOption{zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(maxZstdWindow)}
+	return zstd.NewReader(nil, append(o, more...)...)
 }
 
 func newZstdStream(pool *bufPool) (*zstdStream, error) {
