@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/abupdate/update_engine/internal/version"
@@ -40,13 +39,6 @@ func main() {
 		return
 	}
 	if len(os.Args) > 1 && (os.Args[1] == "apply" || os.Args[1] == "verify") {
-		// Keep the heap near what the applier holds (its budget, up to
-		// 48 MiB, or a zstd stream's window and the data of two
-		// operations) rather than letting garbage double it. A limit below
-		// that live heap makes the collector run without pause: at 40 MiB,
-		// 24 MiB xz and zstd operations took 26 and 57 collections a run
-		// instead of 1 and 16.
-		debug.SetMemoryLimit(64 << 20)
 		// A spare P: the O_DIRECT writer holds its P through each ~1 ms
 		// pwrite until sysmon takes it back, idling a core meanwhile. One
 		// more P than cores made 1 GiB REPLACE and zstd applies ~10% faster.

@@ -6,8 +6,10 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 
 	"github.com/abupdate/update_engine/internal/parts"
@@ -73,5 +75,51 @@ func TestPayloadApplierKeys(t *testing.T) {
 				t.Fatalf("slot has %d bytes", st.Size())
 			}
 		})
+	}
+}
+
+// limitReader records the process's memory limit at each read.
+type limitReader struct {
+	r      io.Reader
+	limits []int64
+}
+
+func (l *limitReader) Read(b []byte) (int, error) {
+	l.limits = append(l.limits, debug.SetMemoryLimit(-1))
+	return l.r.Read(b)
+}
+
+// TestPayloadApplierMemoryLimit: while the operations' data is read the
+// process has the apply's memory limit (payload.Options.MemoryLimit),
+// and afterwards the one it had.
+func TestPayloadApplierMemoryLimit(t *testing.T) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := bytes.Repeat([]byte("memory limit\n"), 100000)
+	var buf bytes.Buffer
+	if _, err := payload.Generate(t.Context(), &buf, payload.GenerateOptions{New: bytes.NewReader(img), NewSize: int64(len(img)),
+		Keys: []*rsa.PrivateKey{k}, Version: "2.0.0", TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	const had = 1 << 40
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(had))
+	f, err := os.Create(filepath.Join(t.TempDir(), "slot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := &limitReader{r: bytes.NewReader(buf.Bytes())}
+	a := parts.PayloadApplier{Keys: func() ([]*rsa.PublicKey, error) { return []*rsa.PublicKey{&k.PublicKey}, nil }}
+	if _, err := a.Apply(t.Context(), &Plan{Version: "2.0.0"}, r, nil, fileTarget{f, &fileSlots{}}, nil, nil, func(Checkpoint) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	last := r.limits[len(r.limits)-1] // the read that found the end
+	if last >= had || last < 16<<20 {
+		t.Fatalf("limit while reading the data: %d, want the apply's (tens of MiB)", last)
+	}
+	if now := debug.SetMemoryLimit(-1); now != had {
+		t.Fatalf("limit after the apply: %d, want %d back", now, had)
 	}
 }

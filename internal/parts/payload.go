@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"time"
 
 	"github.com/abupdate/update_engine/internal/status"
@@ -102,6 +103,16 @@ func (a PayloadApplier) Apply(ctx context.Context, plan *update.Plan, r io.Reade
 			return save(update.Checkpoint{Offset: cp.Offset, State: b})
 		},
 	}
+	// The apply's memory limit is the daemon's while it runs (it does
+	// little else meanwhile), then the one it had: without it, freed
+	// buffers stay until the heap doubles.
+	prev := int64(-1)
+	o.MemoryLimit = func(n int64) { prev = debug.SetMemoryLimit(n) }
+	defer func() {
+		if prev >= 0 {
+			debug.SetMemoryLimit(prev)
+		}
+	}()
 	if files != nil {
 		o.Files = func(name string) (payload.FileTarget, error) {
 			f, err := files(name)

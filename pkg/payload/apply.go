@@ -78,6 +78,14 @@ type Options struct {
 	// stream whose window and pieces are reserved out of the budget
 	// (zstd.go); 0 then also leaves 12 MiB for the data.
 	MemoryBudget int64
+	// MemoryLimit, if set, is called once before the first operation with
+	// a soft memory limit for the process that applies: what the run
+	// holds at most (its buffers within the budget, a zstd stream's
+	// window) and room for its decoders and the Go runtime. A process
+	// doing little else meanwhile passes it to debug.SetMemoryLimit:
+	// without a limit the runtime lets freed buffers stay until the heap
+	// doubles; with one above the run's needs, it keeps them up to it.
+	MemoryLimit func(bytes int64)
 	// Progress, if set, is called from one goroutine after each operation
 	// with the payload bytes consumed so far.
 	Progress func(consumed int64)

@@ -388,18 +388,25 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-// WorkerInit runs once on each decoding goroutine, before it decodes.
+// TestWorkerInit: WorkerInit runs once on each decoding goroutine, before
+// it decodes; MemoryLimit once, with the run's limit.
 func TestWorkerInit(t *testing.T) {
 	img := testImage(1<<20, 7)
 	p := generate(t, img, GenerateOptions{ChunkSize: 64 << 10})
 	var calls atomic.Int32
+	var limits []int64
 	tgt := targetFile(t, len(img))
-	_, err := Apply(t.Context(), bytes.NewReader(p), tgt, Options{Workers: 3, WorkerInit: func() { calls.Add(1) }})
+	_, err := Apply(t.Context(), bytes.NewReader(p), tgt, Options{Workers: 3, WorkerInit: func() { calls.Add(1) },
+		MemoryBudget: 5 << 20, MemoryLimit: func(n int64) { limits = append(limits, n) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := calls.Load(); got != 3 {
 		t.Fatalf("WorkerInit ran %d times, want once per worker (3)", got)
+	}
+	// The zeros (1 MiB), the budget and the process's room.
+	if want := int64(1<<20 + 5<<20 + processRoom); len(limits) != 1 || limits[0] != want {
+		t.Fatalf("MemoryLimit got %v, want once %d", limits, want)
 	}
 	if !bytes.Equal(readAll(t, tgt, len(img)), img) {
 		t.Fatal("target differs")

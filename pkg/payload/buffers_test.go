@@ -83,3 +83,59 @@ func TestDefaultBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestBufPoolLimit: with a limit, the pool holds no more than it: a
+// request past it takes a free buffer of any larger class, or drops the
+// free ones of other classes before allocating.
+func TestBufPoolLimit(t *testing.T) {
+	var bp bufPool
+	bp.allow(4 << 20)
+	a, b := bp.get(2<<20), bp.get(2<<20)
+	bp.put(a)
+	bp.put(b)
+	big := bp.get(8 << 20) // past the limit, nothing larger free: drop both
+	if n := len(bp.free[1]); n != 0 || bp.held != 8<<20 {
+		t.Fatalf("after an 8 MiB request: %d free 2 MiB buffers, %d MiB held; want 0 and 8", n, bp.held>>20)
+	}
+	bp.put(big)
+	small := bp.get(1 << 20) // at the limit: the free 8 MiB buffer, not a new one
+	if &small[0] != &big[0] || len(small) != 1<<20 || bp.held != 8<<20 {
+		t.Fatalf("1 MiB request at the limit: same buffer %v, len %d, %d MiB held", &small[0] == &big[0], len(small), bp.held>>20)
+	}
+	bp.put(small)
+
+	var free bufPool // no limit: classes keep their buffers
+	x := free.get(2 << 20)
+	free.put(x)
+	free.get(8 << 20)
+	if len(free.free[1]) != 1 {
+		t.Fatal("without a limit the free 2 MiB buffer was dropped")
+	}
+}
+
+// TestMemoryLimit: Options.MemoryLimit gets the pool's limit (what it
+// held when the budget was set, and the budget), a streamed plan's
+// window, and the process's room, once, before the first operation.
+func TestMemoryLimit(t *testing.T) {
+	zstdOp := func(dst, data uint64) step {
+		return step{op: &metadata.InstallOperation{Type: OpReplaceZstd.Enum(), DataLength: proto.Uint64(data)},
+			kind: opKinds[OpReplaceZstd], write: true, file: -1, dstBytes: dst}
+	}
+	for _, tc := range []struct {
+		steps []step
+		want  int64
+	}{
+		{[]step{zstdOp(8<<20, 1<<20)}, 1<<20 + 18<<20 + processRoom},
+		{[]step{zstdOp(24<<20, 7<<20)}, 1<<20 + streamPieces*streamPiece + 12<<20 + streamReserve(24<<20) - streamPieces*streamPiece + processRoom},
+	} {
+		a := &applier{p: &plan{steps: tc.steps}, o: &Options{}}
+		a.zeros = a.pool.get(1 << 20)
+		if _, err := a.startBudget(); err != nil {
+			t.Fatal(err)
+		}
+		if got := a.memoryLimit(); got != tc.want {
+			t.Errorf("limit %.2f MiB, want %.2f MiB", float64(got)/(1<<20), float64(tc.want)/(1<<20))
+		}
+		a.zs.close()
+	}
+}

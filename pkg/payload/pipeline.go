@@ -118,6 +118,9 @@ func (a *applier) run(ctx context.Context, r io.Reader, target io.WriterAt, star
 		return nil, err
 	}
 	defer a.zs.close()
+	if a.o.MemoryLimit != nil {
+		a.o.MemoryLimit(a.memoryLimit())
+	}
 	q := 2*workers + 2
 	order := make(chan *job, q)
 	jobs := make(chan *job, q)
@@ -193,7 +196,24 @@ func (a *applier) startBudget() (budget, error) {
 		a.zs, a.turn = zs, closedChan
 		mem -= streamReserve(d)
 	}
-	return newBudget(max(budgetUnit, mem)), nil
+	bud := newBudget(max(budgetUnit, mem))
+	a.pool.allow(int64(cap(bud)) * budgetUnit)
+	return bud, nil
+}
+
+// processRoom is what an apply's process needs besides the run's buffers:
+// the Go runtime, the decoders' state (a delta's bzip2 and brotli
+// streams, zstd's DecodeAll tables) and garbage between collections.
+const processRoom = 16 << 20
+
+// memoryLimit is Options.MemoryLimit's figure, once startBudget has set
+// the pool's limit: the pool, the stream's window and processRoom.
+func (a *applier) memoryLimit() int64 {
+	n := a.pool.limitBytes() + processRoom
+	if d := a.p.maxStreamDst(); d > 0 {
+		n += streamReserve(d) - streamPieces*streamPiece // the pieces are in the pool
+	}
+	return n
 }
 
 // Default memory budget: 16 MiB, raised (up to maxAutoBudget) so that
