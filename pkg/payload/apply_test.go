@@ -258,7 +258,7 @@ func TestValidation(t *testing.T) {
 	}{
 		{"ok", []*metadata.InstallOperation{rep(0, 1), rep(1, 1)}, [][]byte{blk, blk}, Options{}, nil},
 		{"unknown type", []*metadata.InstallOperation{{Type: metadata.InstallOperation_Type(99).Enum(), DstExtents: ext(0, 1)}}, nil, Options{}, ErrUnknownOperation},
-		{"unsupported type", []*metadata.InstallOperation{{Type: metadata.InstallOperation_PUFFDIFF.Enum(), DstExtents: ext(0, 1)}}, [][]byte{blk}, Options{}, ErrUnknownOperation},
+		{"unsupported type", []*metadata.InstallOperation{{Type: metadata.InstallOperation_ZUCCHINI.Enum(), DstExtents: ext(0, 1)}}, [][]byte{blk}, Options{}, ErrUnknownOperation},
 		{"out of partition", []*metadata.InstallOperation{rep(0, 1), rep(8, 1)}, [][]byte{blk, blk}, Options{TargetSize: 8 * 4096}, ErrInvalidManifest},
 		{"overlap", []*metadata.InstallOperation{rep(0, 2), rep(1, 1)}, [][]byte{append(blk, blk...), blk}, Options{}, ErrInvalidManifest},
 		{"not sequential", []*metadata.InstallOperation{rep(0, 1), {Type: OpReplace.Enum(), DstExtents: ext(1, 1), DataOffset: proto.Uint64(1)}}, [][]byte{blk, blk}, Options{}, ErrInvalidManifest},

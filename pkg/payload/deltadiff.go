@@ -131,67 +131,98 @@ func (c *deltaWorker) replace(ctx context.Context, nw []byte, op *metadata.Insta
 }
 
 // diff turns op, the replacement of a changed run (data best), into a
-// bsdiff against old blocks when that is smaller.
+// bsdiff against old blocks, or a PUFFDIFF when the run holds deflate
+// streams, when that is smaller.
 func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *metadata.InstallOperation, best []byte) (*metadata.InstallOperation, []byte, error) {
-	g := c.g
 	src := j.src
 	if src == nil {
 		src = c.sourceBlocks(j, nw)
 	}
 	src = fillGaps(src, srcGapFill)
-	if len(src) == 0 {
-		return op, bytes.Clone(best), nil
-	}
-	exts := blockExtents(src)
-	if cap(c.oldB) < len(src)*blockSize {
-		c.oldB = make([]byte, len(src)*blockSize)
-	}
-	old := c.oldB[:len(src)*blockSize]
-	var pos int
-	for _, e := range exts {
-		n := int(e.GetNumBlocks()) * blockSize
-		if k, err := g.o.Old.ReadAt(old[pos:pos+n], int64(e.GetStartBlock())*blockSize); k < n {
-			return nil, nil, fmt.Errorf("payload: read old image at block %d: %w", e.GetStartBlock(), err)
-		}
-		pos += n
-	}
-	c.raw.Reset()
-	if err := bsdiff.Diff(ctx, old, nw, &c.raw, bsdiff.Options{Format: bsdiff.BSDF2None}); err != nil {
-		return nil, nil, fmt.Errorf("payload: bsdiff of %d blocks from %d: %w", len(j.dst), j.dst[0], err)
-	}
-	streams, err := splitRawPatch(c.raw.Bytes())
+	old, err := c.readOld(src)
 	if err != nil {
 		return nil, nil, err
 	}
-	var patchType metadata.InstallOperation_Type
-	var patch []byte
-	limit := len(best)
+	limit, puffLimit := len(best), len(best)
 	if j.added {
 		// An added file's diff must beat xz by a margin: rejected, it
 		// joins the new data, where xz does better than on it alone.
 		limit = limit * addedDiffGain / 100
+		puffLimit = puffLimit * addedPuffGain / 100
 	}
-	if bz, err := recompress(&c.bz, streams, bsdiffBZ2, len(nw)); err != nil {
-		return nil, nil, err
-	} else if len(bz) < limit {
-		patchType, patch = OpSourceBsdiff, bz
+	var patchType metadata.InstallOperation_Type
+	var patch []byte
+	if len(old) > 0 {
+		if patchType, patch, err = c.bsdiff(ctx, j, old, nw, limit); err != nil {
+			return nil, nil, err
+		}
 	}
-	if br, err := recompress(&c.br, streams, bsdiffBrotli, len(nw)); err != nil {
+	pp, err := c.puffDiff(ctx, old, nw)
+	if err != nil {
 		return nil, nil, err
-	} else if len(br) < limit && (patch == nil || len(br) < len(patch)) {
-		patchType, patch = OpBrotliBsdiff, br
+	}
+	if pp != nil && len(pp) < puffLimit && (patch == nil || len(pp) < len(patch)) {
+		patchType, patch = OpPuffdiff, pp
 	}
 	if patch == nil {
 		return op, bytes.Clone(best), nil
 	}
 	s := sha256.Sum256(old)
 	op.Type = patchType.Enum()
-	op.SrcExtents = exts
+	op.SrcExtents = blockExtents(src)
 	op.SrcSha256Hash = s[:]
 	op.SrcLength = u64(uint64(len(old)))
 	op.DstLength = u64(uint64(len(nw)))
-	return op, bytes.Clone(patch), nil
+	return op, patch, nil
 }
+
+// readOld reads the old blocks src, concatenated, into the worker's
+// buffer.
+func (c *deltaWorker) readOld(src []uint32) ([]byte, error) {
+	if cap(c.oldB) < len(src)*blockSize {
+		c.oldB = make([]byte, len(src)*blockSize)
+	}
+	old := c.oldB[:len(src)*blockSize]
+	var pos int
+	for _, e := range blockExtents(src) {
+		n := int(e.GetNumBlocks()) * blockSize
+		if k, err := c.g.o.Old.ReadAt(old[pos:pos+n], int64(e.GetStartBlock())*blockSize); k < n {
+			return nil, fmt.Errorf("payload: read old image at block %d: %w", e.GetStartBlock(), err)
+		}
+		pos += n
+	}
+	return old, nil
+}
+
+// bsdiff returns the smaller of the bzip2 and brotli bsdiff patches from
+// old to nw (a copy), or nil when neither is under limit bytes.
+func (c *deltaWorker) bsdiff(ctx context.Context, j *deltaJob, old, nw []byte, limit int) (metadata.InstallOperation_Type, []byte, error) {
+	c.raw.Reset()
+	if err := bsdiff.Diff(ctx, old, nw, &c.raw, bsdiff.Options{Format: bsdiff.BSDF2None}); err != nil {
+		return 0, nil, fmt.Errorf("payload: bsdiff of %d blocks from %d: %w", len(j.dst), j.dst[0], err)
+	}
+	streams, err := splitRawPatch(c.raw.Bytes())
+	if err != nil {
+		return 0, nil, err
+	}
+	var patchType metadata.InstallOperation_Type
+	var patch []byte
+	if bz, err := recompress(&c.bz, streams, bsdiffBZ2, len(nw)); err != nil {
+		return 0, nil, err
+	} else if len(bz) < limit {
+		patchType, patch = OpSourceBsdiff, bz
+	}
+	if br, err := recompress(&c.br, streams, bsdiffBrotli, len(nw)); err != nil {
+		return 0, nil, err
+	} else if len(br) < limit && (patch == nil || len(br) < len(patch)) {
+		patchType, patch = OpBrotliBsdiff, br
+	}
+	return patchType, bytes.Clone(patch), nil
+}
+
+// addedPuffGain is addedDiffGain for an added file's PUFFDIFF: xz gains
+// little from joining deflate data with other files.
+var addedPuffGain = 95
 
 // addedDiffGain is the size, in percent of its xz, that an added file's
 // diff must stay under to be kept.

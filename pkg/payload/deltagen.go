@@ -386,6 +386,8 @@ func minorFor(t metadata.InstallOperation_Type) uint32 {
 	switch t {
 	case OpZero, OpDiscard, OpBrotliBsdiff:
 		return 4
+	case OpPuffdiff:
+		return 5
 	default:
 		return 3
 	}
@@ -424,6 +426,7 @@ func (g *deltaGen) plan(ctx context.Context) ([]*deltaJob, []uint32, error) {
 		}
 	}
 	g.files, g.filesErr = g.fileMap(ctx, changed)
+	g.markDeflateFiles(class)
 	var novel []uint32
 	for _, b := range changed {
 		if g.files[b].old != nil {

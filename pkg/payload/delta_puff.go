@@ -1,0 +1,170 @@
+package payload
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/abupdate/update_engine/pkg/bsdiff"
+	"github.com/abupdate/update_engine/pkg/payload/internal/puff"
+	"github.com/abupdate/update_engine/pkg/payload/metadata"
+)
+
+// OpPuffdiff is PUFFDIFF (minor version 5): a puffin patch (see package
+// puff) from the source extents to the destination, bsdiff between their
+// puff streams, where deflate streams are carried as puffs.
+const OpPuffdiff = metadata.InstallOperation_PUFFDIFF
+
+// puffMax bounds a PUFFDIFF's source bytes and each of its two puff
+// streams, which the applier holds whole (AOSP's applier streams them;
+// an AOSP payload puffing more than this is refused here).
+const puffMax = MaxOpBytes
+
+func init() {
+	opKinds[OpPuffdiff] = &opKind{data: true, source: true, run: runPuffdiff}
+}
+
+// runPuffdiff puffs the source extents, applies the bsdiff patch to their
+// puff stream and huffs the result into out. Only out is written.
+func runPuffdiff(d *decoder, op *metadata.InstallOperation, data, out []byte) error {
+	if d.src == nil {
+		return ErrNoSource
+	}
+	v, err := newExtentView(d.src, d.bs, op.SrcExtents)
+	if err != nil {
+		return err
+	}
+	if err := checkSourceHash(v, op.GetSrcSha256Hash()); err != nil {
+		return err
+	}
+	p, err := puff.Decode(data)
+	if err != nil {
+		return fmt.Errorf("PUFFDIFF: %w", err)
+	}
+	if v.size > puffMax || p.Src.PuffLength > puffMax || p.Dst.PuffLength > puffMax {
+		return fmt.Errorf("PUFFDIFF: %d source bytes, puff streams of %d and %d bytes: over %d", v.size, p.Src.PuffLength, p.Dst.PuffLength, puffMax)
+	}
+	srcPuff, err := puffSource(v, &p.Src)
+	if err != nil {
+		return err
+	}
+	r, err := bsdiff.NewReader(bytes.NewReader(p.Bsdiff), int64(len(p.Bsdiff)), bytes.NewReader(srcPuff), int64(len(srcPuff)))
+	if err != nil {
+		return fmt.Errorf("PUFFDIFF: %w", err)
+	}
+	if r.Size() != int64(p.Dst.PuffLength) {
+		return fmt.Errorf("PUFFDIFF: bsdiff makes %d bytes, the header says a %d byte puff stream", r.Size(), p.Dst.PuffLength)
+	}
+	dstPuff := make([]byte, r.Size())
+	if _, err := io.ReadFull(r, dstPuff); err != nil {
+		return fmt.Errorf("PUFFDIFF: bsdiff: %w", err)
+	}
+	if err := puff.Huff(dstPuff, p.Dst.Deflates, p.Dst.Puffs, out); err != nil {
+		return fmt.Errorf("PUFFDIFF: destination: %w", err)
+	}
+	return nil
+}
+
+// puffSource reads the source and puffs it as the patch header says; the
+// puff stream must lie where the header puts it.
+func puffSource(v *extentView, s *puff.StreamInfo) ([]byte, error) {
+	old := make([]byte, v.size)
+	if _, err := v.ReadAt(old, 0); err != nil {
+		return nil, fmt.Errorf("PUFFDIFF: %w", err)
+	}
+	srcPuff, puffs, err := puff.Puff(old, s.Deflates, int(s.PuffLength))
+	if err != nil {
+		return nil, fmt.Errorf("PUFFDIFF: source: %w", err)
+	}
+	if uint64(len(srcPuff)) != s.PuffLength || !slices.Equal(puffs, s.Puffs) {
+		return nil, fmt.Errorf("PUFFDIFF: source: %w: its puff stream is not the header's", puff.ErrCorrupt)
+	}
+	return srcPuff, nil
+}
+
+// puffOpLimit bounds the puff streams of the PUFFDIFF operations made
+// here (with the source and the output, the applier holds them).
+const puffOpLimit = 16 << 20
+
+// puffDiff returns the puffin patch turning old into nw, the smaller of its
+// bzip2 and brotli forms, or nil when nw has no deflate stream to puff.
+func (c *deltaWorker) puffDiff(ctx context.Context, old, nw []byte) ([]byte, error) {
+	var p puff.Patch
+	dstPuff, ok := puffSide(nw, &p.Dst)
+	if !ok {
+		return nil, nil
+	}
+	srcPuff, ok := puffSide(old, &p.Src)
+	if !ok {
+		srcPuff = old // no deflates in the source (or too large): as is
+		p.Src = puff.StreamInfo{PuffLength: uint64(len(old))}
+	}
+	c.raw.Reset()
+	if err := bsdiff.Diff(ctx, srcPuff, dstPuff, &c.raw, bsdiff.Options{Format: bsdiff.BSDF2None}); err != nil {
+		return nil, fmt.Errorf("payload: bsdiff of puff streams: %w", err)
+	}
+	streams, err := splitRawPatch(c.raw.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	bz, err := recompress(&c.bz, streams, bsdiffBZ2, len(dstPuff))
+	if err != nil {
+		return nil, err
+	}
+	br, err := recompress(&c.br, streams, bsdiffBrotli, len(dstPuff))
+	if err != nil {
+		return nil, err
+	}
+	p.Bsdiff = bz
+	if len(br) < len(bz) {
+		p.Bsdiff = br
+	}
+	return p.Encode(), nil
+}
+
+// puffSide puffs data's deflate streams into s and returns the puff
+// stream; false when it has none, or when its puff does not huff back to
+// data (a guard: the applier must rebuild it bit for bit).
+func puffSide(data []byte, s *puff.StreamInfo) ([]byte, bool) {
+	defl := puff.Locate(data, puffOpLimit)
+	if len(defl) == 0 {
+		return nil, false
+	}
+	pf, puffs, err := puff.Puff(data, defl, puffOpLimit)
+	if err != nil {
+		return nil, false
+	}
+	back := make([]byte, len(data))
+	if err := puff.Huff(pf, defl, puffs, back); err != nil || !bytes.Equal(back, data) {
+		return nil, false
+	}
+	*s = puff.StreamInfo{Deflates: defl, Puffs: puffs, PuffLength: uint64(len(pf))}
+	return pf, true
+}
+
+// markDeflateFiles makes the new data of the added files that start like
+// a gzip or zip file changed blocks again: each such file becomes an
+// added file's job (cutJobs), where a PUFFDIFF, which xz of the same
+// blocks rarely beats, is tried.
+func (g *deltaGen) markDeflateFiles(class []opClass) {
+	first := map[int]uint32{}
+	for b, ref := range g.files {
+		if ref.old == nil && ref.idx == 0 {
+			first[ref.file] = b
+		}
+	}
+	deflate := map[int]bool{}
+	for f, b := range first {
+		var head [4]byte
+		if _, err := g.o.New.ReadAt(head[:], int64(b)*blockSize); err == nil {
+			deflate[f] = bytes.HasPrefix(head[:], []byte{0x1F, 0x8B, 8}) || string(head[:]) == "PK\x03\x04"
+		}
+	}
+	for b, ref := range g.files {
+		if deflate[ref.file] && class[b] == classNovel {
+			class[b] = classDiff
+		}
+	}
+}
