@@ -27,7 +27,8 @@ func init() {
 }
 
 // runPuffdiff puffs the source extents, applies the bsdiff patch to their
-// puff stream and huffs the result into out. Only out is written.
+// puff stream and huffs the result into out, one deflate's puff at a time.
+// Only out is written.
 func runPuffdiff(d *decoder, op *metadata.InstallOperation, data, out []byte) error {
 	if d.src == nil {
 		return ErrNoSource
@@ -43,33 +44,39 @@ func runPuffdiff(d *decoder, op *metadata.InstallOperation, data, out []byte) er
 	if err != nil {
 		return fmt.Errorf("PUFFDIFF: %w", err)
 	}
-	if v.size > puffMax || p.Src.PuffLength > puffMax || p.Dst.PuffLength > puffMax {
-		return fmt.Errorf("PUFFDIFF: %d source bytes, puff streams of %d and %d bytes: over %d", v.size, p.Src.PuffLength, p.Dst.PuffLength, puffMax)
+	if p.Src.PuffLength > puffMax || p.Dst.PuffLength > puffMax {
+		return fmt.Errorf("PUFFDIFF: puff streams of %d and %d bytes: over %d", p.Src.PuffLength, p.Dst.PuffLength, puffMax)
 	}
-	srcPuff, err := puffSource(v, &p.Src)
+	src, err := puffSource(v, &p.Src)
 	if err != nil {
 		return err
 	}
-	r, err := bsdiff.NewReader(bytes.NewReader(p.Bsdiff), int64(len(p.Bsdiff)), bytes.NewReader(srcPuff), int64(len(srcPuff)))
+	r, err := bsdiff.NewReader(bytes.NewReader(p.Bsdiff), int64(len(p.Bsdiff)), src, int64(p.Src.PuffLength))
 	if err != nil {
 		return fmt.Errorf("PUFFDIFF: %w", err)
 	}
 	if r.Size() != int64(p.Dst.PuffLength) {
 		return fmt.Errorf("PUFFDIFF: bsdiff makes %d bytes, the header says a %d byte puff stream", r.Size(), p.Dst.PuffLength)
 	}
-	dstPuff := make([]byte, r.Size())
-	if _, err := io.ReadFull(r, dstPuff); err != nil {
-		return fmt.Errorf("PUFFDIFF: bsdiff: %w", err)
-	}
-	if err := puff.Huff(dstPuff, p.Dst.Deflates, p.Dst.Puffs, out); err != nil {
+	if err := puff.HuffFrom(r, p.Dst.PuffLength, p.Dst.Deflates, p.Dst.Puffs, out); err != nil {
 		return fmt.Errorf("PUFFDIFF: destination: %w", err)
 	}
 	return nil
 }
 
-// puffSource reads the source and puffs it as the patch header says; the
-// puff stream must lie where the header puts it.
-func puffSource(v *extentView, s *puff.StreamInfo) ([]byte, error) {
+// puffSource returns the source's puff stream as the patch header says it
+// is: the source itself when it has no deflates, else puffed in memory
+// (the puffs must lie where the header puts them).
+func puffSource(v *extentView, s *puff.StreamInfo) (io.ReaderAt, error) {
+	if len(s.Deflates) == 0 {
+		if s.PuffLength != uint64(v.size) {
+			return nil, fmt.Errorf("PUFFDIFF: source: %w: puff length %d for %d bytes without deflates", puff.ErrCorrupt, s.PuffLength, v.size)
+		}
+		return v, nil
+	}
+	if v.size > puffMax {
+		return nil, fmt.Errorf("PUFFDIFF: %d source bytes to puff: over %d", v.size, puffMax)
+	}
 	old := make([]byte, v.size)
 	if _, err := v.ReadAt(old, 0); err != nil {
 		return nil, fmt.Errorf("PUFFDIFF: %w", err)
@@ -81,12 +88,19 @@ func puffSource(v *extentView, s *puff.StreamInfo) ([]byte, error) {
 	if uint64(len(srcPuff)) != s.PuffLength || !slices.Equal(puffs, s.Puffs) {
 		return nil, fmt.Errorf("PUFFDIFF: source: %w: its puff stream is not the header's", puff.ErrCorrupt)
 	}
-	return srcPuff, nil
+	return bytes.NewReader(srcPuff), nil
 }
 
-// puffOpLimit bounds the puff streams of the PUFFDIFF operations made
-// here (with the source and the output, the applier holds them).
-const puffOpLimit = 16 << 20
+// puffOpLimit bounds the destination's puff stream of the PUFFDIFF
+// operations made here, and puffSrcLimit their source's: the applier
+// holds the source's whole (when it has deflates; when it has none,
+// bsdiff reads the source blocks) and one deflate's puff of the
+// destination at a time. With the memory the applier's budget counts
+// (data and output), they must stay within its 64 MiB.
+const (
+	puffOpLimit  = 16 << 20
+	puffSrcLimit = 4 << 20
+)
 
 // puffDiff returns the puffin patch turning old into nw, the smaller of its
 // bzip2 and brotli forms, or nil when nw has no deflate stream to puff.
@@ -97,7 +111,7 @@ func (c *deltaWorker) puffDiff(ctx context.Context, old, nw []byte) ([]byte, err
 		return nil, nil
 	}
 	srcPuff, ok := puffSide(old, &p.Src)
-	if !ok {
+	if !ok || len(srcPuff) > puffSrcLimit {
 		srcPuff = old // no deflates in the source (or too large): as is
 		p.Src = puff.StreamInfo{PuffLength: uint64(len(old))}
 	}

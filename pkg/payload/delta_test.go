@@ -175,6 +175,9 @@ func TestDeltaRoundTrip(t *testing.T) {
 }
 
 func wantMinor(c map[metadata.InstallOperation_Type]int) uint32 {
+	if c[OpPuffdiff] > 0 {
+		return 5
+	}
 	if c[OpZero]+c[OpBrotliBsdiff]+c[OpDiscard] > 0 {
 		return 4
 	}

@@ -157,7 +157,10 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 			return nil, nil, err
 		}
 	}
-	pp, err := c.puffDiff(ctx, old, nw)
+	var pp []byte
+	if tryPuffdiff {
+		pp, err = c.puffDiff(ctx, old, nw)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -223,6 +226,10 @@ func (c *deltaWorker) bsdiff(ctx context.Context, j *deltaJob, old, nw []byte, l
 // addedPuffGain is addedDiffGain for an added file's PUFFDIFF: xz gains
 // little from joining deflate data with other files.
 var addedPuffGain = 95
+
+// tryPuffdiff: runs holding deflate streams are tried as PUFFDIFF (tests
+// turn it off to compare).
+var tryPuffdiff = true
 
 // addedDiffGain is the size, in percent of its xz, that an added file's
 // diff must stay under to be kept.

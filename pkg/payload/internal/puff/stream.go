@@ -1,6 +1,10 @@
 package puff
 
-import "fmt"
+import (
+	"bytes"
+	"fmt"
+	"io"
+)
 
 // BitExtent is a range of bits; ByteExtent a range of bytes.
 type (
@@ -84,6 +88,12 @@ func appendRaw(out, data []byte, a, b uint64) []byte {
 // deflates and their puff extents (as Puff returned them). Bytes of out
 // past the data are zeroed; the data must fit in out.
 func Huff(puff []byte, deflates []BitExtent, puffs []ByteExtent, out []byte) error {
+	return HuffFrom(bytes.NewReader(puff), uint64(len(puff)), deflates, puffs, out)
+}
+
+// HuffFrom is Huff reading the puff stream, of size bytes, from r: it
+// holds one deflate's puff at a time.
+func HuffFrom(r io.Reader, size uint64, deflates []BitExtent, puffs []ByteExtent, out []byte) error {
 	if err := checkExtents(deflates, len(out)); err != nil {
 		return err
 	}
@@ -92,27 +102,30 @@ func Huff(puff []byte, deflates []BitExtent, puffs []ByteExtent, out []byte) err
 	}
 	clear(out)
 	h := &huffer{w: bitWriter{b: out}}
-	var pos, ppos uint64 // bit in out, byte in puff
+	var buf []byte
+	var pos, ppos uint64 // bit in out, byte in the puff stream
 	for i, d := range deflates {
 		pe := puffs[i]
 		n := rawBytes(pos, d.Offset)
-		if pe.Offset != ppos+n || pe.Offset+pe.Length < pe.Offset || pe.Offset+pe.Length > uint64(len(puff)) {
+		if pe.Offset != ppos+n || pe.Length > size || pe.Offset > size-pe.Length {
 			return fmt.Errorf("%w: puff extent %+v (expected at %d)", ErrCorrupt, pe, ppos+n)
 		}
-		putRaw(out, puff[ppos:pe.Offset], pos, d.Offset)
-		h.r = puffReader{b: puff[pe.Offset : pe.Offset+pe.Length]}
-		h.w.pos, h.w.end = d.Offset, d.Offset+d.Length
-		for h.r.pos < len(h.r.b) {
-			if err := h.block(); err != nil {
-				return fmt.Errorf("puff at %d: %w", pe.Offset, err)
-			}
+		if err := readRaw(r, out, pos, d.Offset, n); err != nil {
+			return err
 		}
-		if h.w.pos != h.w.end {
-			return fmt.Errorf("%w: puff at %d makes %d of %d deflate bits", ErrCorrupt, pe.Offset, h.w.pos-d.Offset, d.Length)
+		if uint64(cap(buf)) < pe.Length {
+			buf = make([]byte, pe.Length)
+		}
+		h.r = puffReader{b: buf[:pe.Length]}
+		if _, err := io.ReadFull(r, h.r.b); err != nil {
+			return fmt.Errorf("puff at %d: %w", pe.Offset, err)
+		}
+		if err := h.deflate(d); err != nil {
+			return fmt.Errorf("puff at %d: %w", pe.Offset, err)
 		}
 		pos, ppos = d.Offset+d.Length, pe.Offset+pe.Length
 	}
-	rest := uint64(len(puff)) - ppos
+	rest := size - ppos
 	if rest > 0 && rest > rawBytes(pos/8*8, uint64(len(out))*8) {
 		return fmt.Errorf("%w: puff stream makes more than %d bytes", ErrCorrupt, len(out))
 	}
@@ -120,20 +133,45 @@ func Huff(puff []byte, deflates []BitExtent, puffs []ByteExtent, out []byte) err
 	if rest > 0 {
 		end = pos/8*8 + rest*8
 	}
-	putRaw(out, puff[ppos:], pos, end)
+	return readRaw(r, out, pos, end, rest)
+}
+
+// deflate writes the deflate d from the puff in h.r.
+func (h *huffer) deflate(d BitExtent) error {
+	h.w.pos, h.w.end = d.Offset, d.Offset+d.Length
+	for h.r.pos < len(h.r.b) {
+		if err := h.block(); err != nil {
+			return err
+		}
+	}
+	if h.w.pos != h.w.end {
+		return fmt.Errorf("%w: puff makes %d of %d deflate bits", ErrCorrupt, h.w.pos-d.Offset, d.Length)
+	}
 	return nil
 }
 
-// putRaw ORs into out the bits [a, b) carried by the puff bytes raw (see
-// appendRaw).
-func putRaw(out, raw []byte, a, b uint64) {
-	if len(raw) == 0 {
-		return
+// readRaw reads the n puff stream bytes that carry out's bits [a, b)
+// (see appendRaw) and puts them in place: all but the first straight
+// into out, the last masked.
+func readRaw(r io.Reader, out []byte, a, b, n uint64) error {
+	if n == 0 {
+		return nil
 	}
-	w := bitWriter{b: out, pos: a, end: b}
-	first := min(b-a, 8-a&7)
-	w.bits(uint32(raw[0])&(1<<first-1), uint(first))
-	for _, c := range raw[1:] {
-		w.bits(uint32(c), uint(min(8, w.end-w.pos)))
+	var first [1]byte
+	if _, err := io.ReadFull(r, first[:]); err != nil {
+		return fmt.Errorf("puff stream: %w", err)
 	}
+	k := min(b-a, 8-a&7)
+	out[a/8] |= (first[0] & (byte(1)<<k - 1)) << (a & 7)
+	if n == 1 {
+		return nil
+	}
+	rest := out[a/8+1 : a/8+n]
+	if _, err := io.ReadFull(r, rest); err != nil {
+		return fmt.Errorf("puff stream: %w", err)
+	}
+	if b&7 != 0 {
+		rest[len(rest)-1] &= byte(1)<<(b&7) - 1
+	}
+	return nil
 }
