@@ -251,4 +251,3 @@ func readFile(t testing.TB, p string) []byte {
 	}
 	return b
 }
-
