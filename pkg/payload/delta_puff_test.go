@@ -165,39 +165,7 @@ func TestPuffdiffCorrupt(t *testing.T) {
 // gzip and zip files added: the rewritten one is carried by PUFFDIFF, the
 // delta is smaller than without it, and it applies.
 func TestDeltaPuffdiffExt4(t *testing.T) {
-	testenv.RequireTool(t, "mkfs.ext4", "debugfs")
-	dir := t.TempDir()
-	seed := uint64(11)
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 1))
-	oldTree, newTree := filepath.Join(dir, "old"), filepath.Join(dir, "new")
-	for i := range 20 {
-		name := filepath.Join("usr", "lib", "f"+strconv.Itoa(i))
-		b := testImage(8<<10+r.IntN(24<<10), uint64(i))
-		writeTreeFile(t, oldTree, name, b)
-		writeTreeFile(t, newTree, name, b)
-	}
-	// Documentation: Go's sources (richer text than puffText).
-	srcs, _ := filepath.Glob(filepath.Join(runtime.GOROOT(), "src", "net", "http", "*.go"))
-	if len(srcs) < 16 {
-		t.Skip("no Go sources to make documentation from")
-	}
-	doc := func(i int) []byte { return append(readFile(t, srcs[2*i]), readFile(t, srcs[2*i+1])...) }
-	log, news := doc(0), doc(1)
-	writeTreeFile(t, oldTree, "usr/share/doc/x/changelog.gz", gzipBytes(t, log))
-	writeTreeFile(t, newTree, "usr/share/doc/x/changelog.gz", gzipBytes(t, append(puffText(r, 3000), log...)))
-	writeTreeFile(t, oldTree, "usr/share/doc/pkg-1.0/NEWS.gz", gzipBytes(t, news))
-	edited := append(append(bytes.Clone(news[:len(news)/3]), puffText(r, 2000)...), news[len(news)/3:]...)
-	writeTreeFile(t, newTree, "usr/share/doc/pkg-1.1/NEWS.gz", gzipBytes(t, edited))
-	for i := range 4 {
-		writeTreeFile(t, newTree, "usr/share/doc/n"+strconv.Itoa(i)+"/README.gz", gzipBytes(t, doc(2+i)))
-	}
-	writeTreeFile(t, newTree, "usr/share/java/new.jar", zipBytes(t, r, 30))
-	oldImg, newImg := filepath.Join(dir, "old.img"), filepath.Join(dir, "new.img")
-	mkfsExt4(t, oldTree, oldImg, 32)
-	mkfsExt4(t, newTree, newImg, 32)
-	of, nf := openFile(t, oldImg), openFile(t, newImg)
-	o := GenerateOptions{Old: of, OldSize: 32 << 20, New: nf, NewSize: 32 << 20}
+	oldImg, newImg, o := puffImages(t)
 	delta := deltaOf(t, o)
 	counts, m := opCounts(t, delta)
 	t.Logf("ops %v, %d B", counts, len(delta))
@@ -231,6 +199,74 @@ func TestDeltaPuffdiffExt4(t *testing.T) {
 	if len(without) <= len(delta) {
 		t.Fatalf("PUFFDIFF did not shrink the delta: %d <= %d B", len(without), len(delta))
 	}
+}
+
+// TestDeltaPuffdiffLoopDevices applies the delta of puffImages from a
+// loop device holding the old image onto another.
+func TestDeltaPuffdiffLoopDevices(t *testing.T) {
+	testenv.RequireRoot(t)
+	oldImg, newImg, o := puffImages(t)
+	delta := deltaOf(t, o)
+	tgtImg := filepath.Join(t.TempDir(), "target.img")
+	if err := os.WriteFile(tgtImg, make([]byte, 32<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srcDev, tgtDev := testenv.LoopDevice(t, oldImg), testenv.LoopDevice(t, tgtImg)
+	src := openFile(t, srcDev)
+	tgt, err := os.OpenFile(tgtDev, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	if _, err := Apply(context.Background(), bytes.NewReader(delta), tgt, Options{Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 32<<20)
+	if _, err := tgt.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, readFile(t, newImg)) {
+		t.Fatal("target device differs from the new image")
+	}
+}
+
+// puffImages builds the images of TestDeltaPuffdiffExt4 and the options
+// that diff them (as files, with their file map).
+func puffImages(t *testing.T) (oldImg, newImg string, o GenerateOptions) {
+	t.Helper()
+	testenv.RequireTool(t, "mkfs.ext4", "debugfs")
+	dir := t.TempDir()
+	seed := uint64(11)
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	oldTree, newTree := filepath.Join(dir, "old"), filepath.Join(dir, "new")
+	for i := range 20 {
+		name := filepath.Join("usr", "lib", "f"+strconv.Itoa(i))
+		b := testImage(8<<10+r.IntN(24<<10), uint64(i))
+		writeTreeFile(t, oldTree, name, b)
+		writeTreeFile(t, newTree, name, b)
+	}
+	// Documentation: Go's sources (richer text than puffText).
+	srcs, _ := filepath.Glob(filepath.Join(runtime.GOROOT(), "src", "net", "http", "*.go"))
+	if len(srcs) < 16 {
+		t.Skip("no Go sources to make documentation from")
+	}
+	doc := func(i int) []byte { return append(readFile(t, srcs[2*i]), readFile(t, srcs[2*i+1])...) }
+	log, news := doc(0), doc(1)
+	writeTreeFile(t, oldTree, "usr/share/doc/x/changelog.gz", gzipBytes(t, log))
+	writeTreeFile(t, newTree, "usr/share/doc/x/changelog.gz", gzipBytes(t, append(puffText(r, 3000), log...)))
+	writeTreeFile(t, oldTree, "usr/share/doc/pkg-1.0/NEWS.gz", gzipBytes(t, news))
+	edited := append(append(bytes.Clone(news[:len(news)/3]), puffText(r, 2000)...), news[len(news)/3:]...)
+	writeTreeFile(t, newTree, "usr/share/doc/pkg-1.1/NEWS.gz", gzipBytes(t, edited))
+	for i := range 4 {
+		writeTreeFile(t, newTree, "usr/share/doc/n"+strconv.Itoa(i)+"/README.gz", gzipBytes(t, doc(2+i)))
+	}
+	writeTreeFile(t, newTree, "usr/share/java/new.jar", zipBytes(t, r, 30))
+	oldImg, newImg = filepath.Join(dir, "old.img"), filepath.Join(dir, "new.img")
+	mkfsExt4(t, oldTree, oldImg, 32)
+	mkfsExt4(t, newTree, newImg, 32)
+	of, nf := openFile(t, oldImg), openFile(t, newImg)
+	return oldImg, newImg, GenerateOptions{Old: of, OldSize: 32 << 20, New: nf, NewSize: 32 << 20}
 }
 
 func openFile(t testing.TB, p string) *os.File {
