@@ -97,14 +97,9 @@ func puffSource(v *extentView, s *puff.StreamInfo) (io.ReaderAt, error) {
 // bsdiff reads the source blocks) and one deflate's puff of the
 // destination at a time. With the memory the applier's budget counts
 // (data and output), they must stay within its 64 MiB.
-// A PUFFDIFF's brotli window is half a bsdiff's: its extra stream is
-// large (an added file's whole puff), and a window of its size would
-// hold 2 MiB more in the applier (on the upgrade pair the apply's peak
-// RSS reached 64.4 MiB with 2 MiB windows).
 const (
-	puffOpLimit   = 16 << 20
-	puffSrcLimit  = 4 << 20
-	puffBrotliWin = 20
+	puffOpLimit  = 16 << 20
+	puffSrcLimit = 4 << 20
 )
 
 // puffDiff returns the puffin patch turning old into nw, the smaller of its
@@ -128,11 +123,11 @@ func (c *deltaWorker) puffDiff(ctx context.Context, old, nw []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	bz, err := recompress(&c.bz, streams, bsdiffBZ2, len(dstPuff), puffBrotliWin)
+	bz, err := recompress(&c.bz, streams, bsdiffBZ2, len(dstPuff))
 	if err != nil {
 		return nil, err
 	}
-	br, err := recompress(&c.br, streams, bsdiffBrotli, len(dstPuff), puffBrotliWin)
+	br, err := recompress(&c.br, streams, bsdiffBrotli, len(dstPuff))
 	if err != nil {
 		return nil, err
 	}

@@ -210,12 +210,12 @@ func (c *deltaWorker) bsdiff(ctx context.Context, j *deltaJob, old, nw []byte, l
 	}
 	var patchType metadata.InstallOperation_Type
 	var patch []byte
-	if bz, err := recompress(&c.bz, streams, bsdiffBZ2, len(nw), maxBrotliWin); err != nil {
+	if bz, err := recompress(&c.bz, streams, bsdiffBZ2, len(nw)); err != nil {
 		return 0, nil, err
 	} else if len(bz) < limit {
 		patchType, patch = OpSourceBsdiff, bz
 	}
-	if br, err := recompress(&c.br, streams, bsdiffBrotli, len(nw), maxBrotliWin); err != nil {
+	if br, err := recompress(&c.br, streams, bsdiffBrotli, len(nw)); err != nil {
 		return 0, nil, err
 	} else if len(br) < limit && (patch == nil || len(br) < len(patch)) {
 		patchType, patch = OpBrotliBsdiff, br
@@ -285,14 +285,9 @@ func splitRawPatch(p []byte) ([3][]byte, error) {
 	return s, nil
 }
 
-// maxBrotliWin is the largest brotli window (log2) of bsdiff patches: the
-// applier's brotli reader holds one of that size per stream.
-const maxBrotliWin = 21
-
 // recompress writes a BSDF2 patch with all streams compressed by comp
-// (brotli windows of at most 2^maxWin bytes) into buf and returns its
-// bytes.
-func recompress(buf *bytes.Buffer, s [3][]byte, comp byte, newSize, maxWin int) ([]byte, error) {
+// into buf and returns its bytes.
+func recompress(buf *bytes.Buffer, s [3][]byte, comp byte, newSize int) ([]byte, error) {
 	buf.Reset()
 	var hdr [32]byte
 	copy(hdr[:], "BSDF2")
@@ -307,7 +302,7 @@ func recompress(buf *bytes.Buffer, s [3][]byte, comp byte, newSize, maxWin int) 
 		} else {
 			// Quality 11, not 9: on the upgrade pair 17 KB (0.3%) smaller,
 			// for 36 s more generation CPU (82 s, 0.26x zstd's).
-			lg := min(maxWin, max(10, bits.Len(uint(len(data)))))
+			lg := min(21, max(10, bits.Len(uint(len(data)))))
 			w = brotli.NewWriterOptions(buf, brotli.WriterOptions{Quality: 11, LGWin: lg})
 		}
 		if _, err := w.Write(data); err != nil {
