@@ -159,7 +159,7 @@ func puffSide(data []byte, s *puff.StreamInfo) ([]byte, bool) {
 }
 
 // markDeflateFiles makes the new data of the added files that start like
-// a gzip or zip file changed blocks again: each such file becomes an
+// a gzip, zip or PNG file changed blocks again: each such file becomes an
 // added file's job (cutJobs), where a PUFFDIFF, which xz of the same
 // blocks rarely beats, is tried.
 func (g *deltaGen) markDeflateFiles(class []opClass) {
@@ -173,7 +173,7 @@ func (g *deltaGen) markDeflateFiles(class []opClass) {
 	for f, b := range first {
 		var head [4]byte
 		if _, err := g.o.New.ReadAt(head[:], int64(b)*blockSize); err == nil {
-			deflate[f] = bytes.HasPrefix(head[:], []byte{0x1F, 0x8B, 8}) || string(head[:]) == "PK\x03\x04"
+			deflate[f] = bytes.HasPrefix(head[:], []byte{0x1F, 0x8B, 8}) || string(head[:]) == "PK\x03\x04" || string(head[:]) == "\x89PNG"
 		}
 	}
 	for b, ref := range g.files {

@@ -5,8 +5,9 @@ import (
 	"encoding/binary"
 )
 
-// Locate finds the deflate streams of gzip members and of zip entries
-// (method 8) in data, in order, and returns their bit extents; limit bounds
+// Locate finds the deflate streams of gzip members, of zip entries
+// (method 8) and of PNG IDAT chunks (zlib) in data, in order, and returns
+// their bit extents; limit bounds
 // each stream's puff (larger ones are left out, as are streams that
 // do not parse or that puffin's format cannot carry).
 func Locate(data []byte, limit int) []BitExtent {
@@ -41,6 +42,13 @@ func streamStart(data []byte, i int) (int, bool) {
 		}
 		s := i + 30 + int(binary.LittleEndian.Uint16(h[26:])) + int(binary.LittleEndian.Uint16(h[28:]))
 		return s, s < len(data)
+	case bytes.HasPrefix(data[i:], []byte("IDAT")) && i >= 4 && i+6 < len(data):
+		// A zlib stream (RFC 1950) without a preset dictionary. Its
+		// deflate stream runs on into the next IDAT chunk when the image
+		// has several; such a stream fails to parse here, or parses as
+		// other bits: either way it is puffed bit-exactly or not at all.
+		cmf, flg := data[i+4], data[i+5]
+		return i + 6, cmf&0x0F == 8 && cmf>>4 <= 7 && flg&0x20 == 0 && (uint(cmf)<<8|uint(flg))%31 == 0
 	}
 	return 0, false
 }

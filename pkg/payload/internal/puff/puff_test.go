@@ -5,6 +5,8 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"errors"
+	"image"
+	"image/png"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -203,6 +205,26 @@ func TestPatchHeaderRoundTrip(t *testing.T) {
 	for i := range len(enc) - len(p.Bsdiff) {
 		if _, err := Decode(enc[:i]); err == nil && i < 8 {
 			t.Fatalf("truncated patch of %d bytes accepted", i)
+		}
+	}
+}
+
+// TestRoundTripPNG puffs the zlib streams of PNG images: one IDAT chunk
+// (small image) and several (large: its stream is not located whole).
+func TestRoundTripPNG(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for _, side := range []int{40, 400} {
+		img := image.NewNRGBA(image.Rect(0, 0, side, side))
+		for i := range img.Pix {
+			img.Pix[i] = byte(i/97) ^ byte(rng.IntN(4))
+		}
+		var b bytes.Buffer
+		if err := png.Encode(&b, img); err != nil {
+			t.Fatal(err)
+		}
+		n := roundTrip(t, "png", b.Bytes())
+		if side == 40 && n != 1 {
+			t.Fatalf("%d streams in a one-IDAT PNG", n)
 		}
 	}
 }
