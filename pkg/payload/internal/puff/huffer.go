@@ -1,19 +1,31 @@
 package puff
 
-import "fmt"
+import (
+	"bufio"
+	"fmt"
+	"io"
+)
 
-// puffReader reads puff items from b.
+// puffReader reads the puff items of one deflate, left bytes, from r; a
+// literal run or a block's metadata is read into scratch.
 type puffReader struct {
-	b   []byte
-	pos int
+	r       *bufio.Reader
+	left    int
+	scratch []byte
 }
 
+var errPuffShort = fmt.Errorf("%w: puff ends early", ErrCorrupt)
+
 func (r *puffReader) byte() (byte, error) {
-	if r.pos >= len(r.b) {
-		return 0, fmt.Errorf("%w: puff stream ends early", ErrCorrupt)
+	if r.left == 0 {
+		return 0, errPuffShort
 	}
-	r.pos++
-	return r.b[r.pos-1], nil
+	r.left--
+	c, err := r.r.ReadByte()
+	if err != nil {
+		return 0, fmt.Errorf("puff stream: %w", err)
+	}
+	return c, nil
 }
 
 func (r *puffReader) u16() (int, error) {
@@ -25,12 +37,21 @@ func (r *puffReader) u16() (int, error) {
 	return int(hi)<<8 | int(lo), err
 }
 
+// take reads n (at most maxLitRun) bytes; they stay valid until the next
+// take.
 func (r *puffReader) take(n int) ([]byte, error) {
-	if n > len(r.b)-r.pos {
-		return nil, fmt.Errorf("%w: puff stream ends early", ErrCorrupt)
+	if n > r.left {
+		return nil, errPuffShort
 	}
-	r.pos += n
-	return r.b[r.pos-n : r.pos], nil
+	if r.scratch == nil {
+		r.scratch = make([]byte, maxLitRun)
+	}
+	r.left -= n
+	b := r.scratch[:n]
+	if _, err := io.ReadFull(r.r, b); err != nil {
+		return nil, fmt.Errorf("puff stream: %w", err)
+	}
+	return b, nil
 }
 
 // item kinds of a Huffman block's body.

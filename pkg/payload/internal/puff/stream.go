@@ -1,6 +1,7 @@
 package puff
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -91,8 +92,8 @@ func Huff(puff []byte, deflates []BitExtent, puffs []ByteExtent, out []byte) err
 	return HuffFrom(bytes.NewReader(puff), uint64(len(puff)), deflates, puffs, out)
 }
 
-// HuffFrom is Huff reading the puff stream, of size bytes, from r: it
-// holds one deflate's puff at a time.
+// HuffFrom is Huff reading the puff stream, of size bytes, from r, with
+// buffers of a fixed size.
 func HuffFrom(r io.Reader, size uint64, deflates []BitExtent, puffs []ByteExtent, out []byte) error {
 	if err := checkExtents(deflates, len(out)); err != nil {
 		return err
@@ -101,8 +102,8 @@ func HuffFrom(r io.Reader, size uint64, deflates []BitExtent, puffs []ByteExtent
 		return fmt.Errorf("%w: %d deflates, %d puffs", ErrCorrupt, len(deflates), len(puffs))
 	}
 	clear(out)
-	h := &huffer{w: bitWriter{b: out}}
-	var buf []byte
+	br := bufio.NewReaderSize(r, 32<<10)
+	h := &huffer{w: bitWriter{b: out}, r: puffReader{r: br}}
 	var pos, ppos uint64 // bit in out, byte in the puff stream
 	for i, d := range deflates {
 		pe := puffs[i]
@@ -110,16 +111,10 @@ func HuffFrom(r io.Reader, size uint64, deflates []BitExtent, puffs []ByteExtent
 		if pe.Offset != ppos+n || pe.Length > size || pe.Offset > size-pe.Length {
 			return fmt.Errorf("%w: puff extent %+v (expected at %d)", ErrCorrupt, pe, ppos+n)
 		}
-		if err := readRaw(r, out, pos, d.Offset, n); err != nil {
+		if err := readRaw(br, out, pos, d.Offset, n); err != nil {
 			return err
 		}
-		if uint64(cap(buf)) < pe.Length {
-			buf = make([]byte, pe.Length)
-		}
-		h.r = puffReader{b: buf[:pe.Length]}
-		if _, err := io.ReadFull(r, h.r.b); err != nil {
-			return fmt.Errorf("puff at %d: %w", pe.Offset, err)
-		}
+		h.r.left = int(pe.Length)
 		if err := h.deflate(d); err != nil {
 			return fmt.Errorf("puff at %d: %w", pe.Offset, err)
 		}
@@ -133,13 +128,13 @@ func HuffFrom(r io.Reader, size uint64, deflates []BitExtent, puffs []ByteExtent
 	if rest > 0 {
 		end = pos/8*8 + rest*8
 	}
-	return readRaw(r, out, pos, end, rest)
+	return readRaw(br, out, pos, end, rest)
 }
 
 // deflate writes the deflate d from the puff in h.r.
 func (h *huffer) deflate(d BitExtent) error {
 	h.w.pos, h.w.end = d.Offset, d.Offset+d.Length
-	for h.r.pos < len(h.r.b) {
+	for h.r.left > 0 {
 		if err := h.block(); err != nil {
 			return err
 		}
