@@ -12,7 +12,8 @@ import (
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
 )
 
-// Delta operation types (minor versions 2-4).
+// Delta operation types (minor versions 2-4; PUFFDIFF, minor 5, in
+// delta_puff.go).
 const (
 	OpSourceBsdiff = metadata.InstallOperation_SOURCE_BSDIFF
 	OpBrotliBsdiff = metadata.InstallOperation_BROTLI_BSDIFF

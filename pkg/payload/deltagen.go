@@ -29,13 +29,15 @@ import (
 //     data (added files): nothing in the old image shortens them. Unless
 //     the images are ext4 files that debugfs reads and the block belongs
 //     to a file with an old version (same path): then it is diffed against
-//     that version (deltafiles.go).
+//     that version (deltafiles.go). An added file that starts like a
+//     gzip, zip or PNG file is changed too (markDeflateFiles, step 5).
 //  4. Short runs of copied blocks between changed blocks become changed
 //     (absorbCopies). Runs of one class (but new data) become operations
 //     of at most 2 MiB of dst; the changed blocks of an added file (no
 //     old version, step 3) make an operation of their own.
 //  5. Workers (all cores) turn each changed run into the smallest of
-//     REPLACE_XZ, SOURCE_BSDIFF (BSDF2, bzip2) and BROTLI_BSDIFF. The
+//     REPLACE_XZ, SOURCE_BSDIFF (BSDF2, bzip2), BROTLI_BSDIFF and, when
+//     the run holds deflate streams, PUFFDIFF (delta_puff.go). The
 //     bsdiff source is the old version of the blocks' files (step 3), and
 //     is found by content too, so a file that moved and changed is diffed
 //     against its old version: the run's anchors are looked up
@@ -43,8 +45,8 @@ import (
 //     to 8 MiB of old blocks around the best ones (plus the old blocks at
 //     the same offset) become the operation's src extents, in old order,
 //     with gaps of up to srcGapFill blocks filled. An added file's diff is
-//     kept only if it beats xz by a margin (addedDiffGain); the kept ones
-//     are diffed again in groups (joinAdded).
+//     kept only if it beats xz by a margin (addedDiffGain, addedPuffGain);
+//     the kept ones are diffed again in groups (joinAdded).
 //  6. The runs that no diff shortened join the new data, and all of it,
 //     in block order, goes into REPLACE_XZ operations of up to 8 MiB (its
 //     xz dictionary then spans many added files; on the 1 GiB bench pair
@@ -238,7 +240,8 @@ type deltaGen struct {
 // GenerateDelta writes a delta payload turning o.Old into o.New (major
 // version 2; see the comment at the top of deltagen.go for the method).
 // The minor version is the lowest that covers the operations used (3 with
-// source hashes and REPLACE_XZ, 4 with ZERO or BROTLI_BSDIFF).
+// source hashes and REPLACE_XZ, 4 with ZERO or BROTLI_BSDIFF, 5 with
+// PUFFDIFF).
 func GenerateDelta(ctx context.Context, w io.Writer, o GenerateOptions) (*GenerateResult, error) {
 	if o.Old == nil || o.New == nil {
 		return nil, fmt.Errorf("%w: a delta needs an old and a new image", ErrGenerate)

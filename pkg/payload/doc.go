@@ -55,7 +55,9 @@
 //
 // Operation types: REPLACE, REPLACE_BZ, REPLACE_XZ, ZERO, DISCARD,
 // SOURCE_COPY, SOURCE_BSDIFF (a BSDIFF40 or BSDF2 patch), BROTLI_BSDIFF
-// (BSDF2, brotli streams), and the project extension REPLACE_ZSTD (type
+// (BSDF2, brotli streams), PUFFDIFF (a puffin patch: bsdiff between puff
+// streams, where deflate streams are kept as puffs; sources and puff
+// streams of at most 64 MiB), and the project extension REPLACE_ZSTD (type
 // 0x5a5a, a zstd frame), which readers told to be strict refuse.
 //
 // # Files
