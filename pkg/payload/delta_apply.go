@@ -112,16 +112,23 @@ func checkSourceHash(v *extentView, want []byte) error {
 	return nil
 }
 
-// runSourceBsdiff applies the patch data to the op's source extents.
-func runSourceBsdiff(d *decoder, op *metadata.InstallOperation, data, out []byte) error {
+// sourceView returns the view of op's source extents, checked against
+// its src_sha256_hash.
+func sourceView(d *decoder, op *metadata.InstallOperation) (*extentView, error) {
 	if d.src == nil {
-		return ErrNoSource
+		return nil, ErrNoSource
 	}
 	v, err := newExtentView(d.src, d.bs, op.SrcExtents)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := checkSourceHash(v, op.GetSrcSha256Hash()); err != nil {
+	return v, checkSourceHash(v, op.GetSrcSha256Hash())
+}
+
+// runSourceBsdiff applies the patch data to the op's source extents.
+func runSourceBsdiff(d *decoder, op *metadata.InstallOperation, data, out []byte) error {
+	v, err := sourceView(d, op)
+	if err != nil {
 		return err
 	}
 	r, err := bsdiff.NewReader(bytes.NewReader(data), int64(len(data)), v, v.size)

@@ -128,12 +128,7 @@ func TestDeltaExt4(t *testing.T) {
 // mislead content anchors; the file map must not make the delta larger
 // and the delta must apply exactly.
 func TestDeltaExt4Files(t *testing.T) {
-	testenv.RequireTool(t, "mkfs.ext4", "debugfs")
-	dir := t.TempDir()
-	seed := uint64(7)
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 1))
-	oldTree, newTree := filepath.Join(dir, "old"), filepath.Join(dir, "new")
+	dir, r, oldTree, newTree := ext4Trees(t, 7)
 	var rewritten []string
 	for i := range 240 {
 		name := filepath.Join("usr", "lib", "api"+strconv.Itoa(i%12), "v"+strconv.Itoa(i))
@@ -194,6 +189,17 @@ func TestDeltaExt4Files(t *testing.T) {
 	if !bytes.Equal(got, newData) {
 		t.Fatal("target differs from the new image")
 	}
+}
+
+// ext4Trees makes a temporary directory with the paths of an old and a
+// new tree in it, and a random source of seed (logged), for tests that
+// diff ext4 images with debugfs' file map.
+func ext4Trees(t *testing.T, seed uint64) (dir string, r *rand.Rand, oldTree, newTree string) {
+	t.Helper()
+	testenv.RequireTool(t, "mkfs.ext4", "debugfs")
+	dir = t.TempDir()
+	t.Logf("seed %d", seed)
+	return dir, rand.New(rand.NewPCG(seed, 1)), filepath.Join(dir, "old"), filepath.Join(dir, "new")
 }
 
 // blocksOf lists the blocks of the given files of img.

@@ -30,14 +30,8 @@ func init() {
 // puff stream and huffs the result into out, one deflate's puff at a time.
 // Only out is written.
 func runPuffdiff(d *decoder, op *metadata.InstallOperation, data, out []byte) error {
-	if d.src == nil {
-		return ErrNoSource
-	}
-	v, err := newExtentView(d.src, d.bs, op.SrcExtents)
+	v, err := sourceView(d, op)
 	if err != nil {
-		return err
-	}
-	if err := checkSourceHash(v, op.GetSrcSha256Hash()); err != nil {
 		return err
 	}
 	p, err := puff.Decode(data)

@@ -234,12 +234,7 @@ func TestDeltaPuffdiffLoopDevices(t *testing.T) {
 // that diff them (as files, with their file map).
 func puffImages(t *testing.T) (oldImg, newImg string, o GenerateOptions) {
 	t.Helper()
-	testenv.RequireTool(t, "mkfs.ext4", "debugfs")
-	dir := t.TempDir()
-	seed := uint64(11)
-	t.Logf("seed %d", seed)
-	r := rand.New(rand.NewPCG(seed, 1))
-	oldTree, newTree := filepath.Join(dir, "old"), filepath.Join(dir, "new")
+	dir, r, oldTree, newTree := ext4Trees(t, 11)
 	for i := range 20 {
 		name := filepath.Join("usr", "lib", "f"+strconv.Itoa(i))
 		b := testImage(8<<10+r.IntN(24<<10), uint64(i))
