@@ -164,6 +164,7 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 	if err != nil {
 		return nil, nil, err
 	}
+	j.puffs = pp != nil
 	if pp != nil && len(pp) < puffLimit && (patch == nil || len(pp) < len(patch)) {
 		patchType, patch = OpPuffdiff, pp
 	}

@@ -219,6 +219,7 @@ type deltaJob struct {
 	dst   []uint32
 	src   []uint32 // classCopy: the old block of each dst block; classDiff: the source, if chosen
 	added bool     // the changed blocks of one added file (deltafiles.go)
+	puffs bool     // set by the worker: the blocks hold deflate streams to puff
 
 	op   *metadata.InstallOperation
 	data []byte
@@ -310,10 +311,13 @@ func (g *deltaGen) runAll(ctx context.Context, jobs []*deltaJob, novel []uint32,
 	// join the new data's large operations (their xz dictionary then
 	// spans similar files far apart: on the 1 GiB bench pair, 1 286 KB
 	// of 2 MiB operations became 993 KB).
+	// An added file holding deflate streams is kept even when xz beat its
+	// PUFFDIFF: puff streams gain from being joined (on the upgrade pair,
+	// the small gzip, jar and PNG files' PUFFDIFFs lost alone).
 	var kept []*deltaJob
 	route := func(j *deltaJob) error {
 		switch {
-		case j.class == classDiff && isReplace(j.op.GetType()):
+		case j.class == classDiff && isReplace(j.op.GetType()) && !(j.added && j.puffs):
 			novel = append(novel, j.dst...)
 		case j.added:
 			kept = append(kept, &deltaJob{dst: j.dst, src: extentBlocks(j.op.GetSrcExtents())})
