@@ -154,8 +154,8 @@ func puffSide(data []byte, s *puff.StreamInfo) ([]byte, bool) {
 
 // markDeflateFiles makes the new data of the added files that start like
 // a gzip, zip or PNG file changed blocks again: each such file becomes an
-// added file's job (cutJobs), where a PUFFDIFF, which xz of the same
-// blocks rarely beats, is tried.
+// added file's job (cutJobs), joined with the others (joinAdded) in jobs
+// where PUFFDIFF is tried; xz of the same blocks rarely beats it there.
 func (g *deltaGen) markDeflateFiles(class []opClass) {
 	first := map[int]uint32{}
 	for b, ref := range g.files {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/abupdate/update_engine/pkg/bsdiff"
 	"github.com/abupdate/update_engine/pkg/bsdiff/bzip2"
+	"github.com/abupdate/update_engine/pkg/payload/internal/puff"
 	"github.com/abupdate/update_engine/pkg/payload/metadata"
 	"github.com/andybalholm/brotli"
 )
@@ -143,12 +144,11 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 	if err != nil {
 		return nil, nil, err
 	}
-	limit, puffLimit := len(best), len(best)
+	limit := len(best)
 	if j.added {
 		// An added file's diff must beat xz by a margin: rejected, it
 		// joins the new data, where xz does better than on it alone.
 		limit = limit * addedDiffGain / 100
-		puffLimit = puffLimit * addedPuffGain / 100
 	}
 	var patchType metadata.InstallOperation_Type
 	var patch []byte
@@ -158,14 +158,18 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 		}
 	}
 	var pp []byte
-	if tryPuffdiff {
-		pp, err = c.puffDiff(ctx, old, nw)
+	switch {
+	case !tryPuffdiff:
+	case j.added:
+		// Its PUFFDIFF is made with the other added files' (joinAdded):
+		// alone, the small ones lose to xz, joined they gain.
+		j.puffs = len(puff.Locate(nw, puffOpLimit)) > 0
+	default:
+		if pp, err = c.puffDiff(ctx, old, nw); err != nil {
+			return nil, nil, err
+		}
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	j.puffs = pp != nil
-	if pp != nil && len(pp) < puffLimit && (patch == nil || len(pp) < len(patch)) {
+	if pp != nil && len(pp) < len(best) && (patch == nil || len(pp) < len(patch)) {
 		patchType, patch = OpPuffdiff, pp
 	}
 	if patch == nil {
@@ -223,10 +227,6 @@ func (c *deltaWorker) bsdiff(ctx context.Context, j *deltaJob, old, nw []byte, l
 	}
 	return patchType, bytes.Clone(patch), nil
 }
-
-// addedPuffGain is addedDiffGain for an added file's PUFFDIFF: xz gains
-// little from joining deflate data with other files.
-var addedPuffGain = 95
 
 // tryPuffdiff: runs holding deflate streams are tried as PUFFDIFF (tests
 // turn it off to compare).

@@ -45,8 +45,9 @@ import (
 //     to 8 MiB of old blocks around the best ones (plus the old blocks at
 //     the same offset) become the operation's src extents, in old order,
 //     with gaps of up to srcGapFill blocks filled. An added file's diff is
-//     kept only if it beats xz by a margin (addedDiffGain, addedPuffGain);
-//     the kept ones are diffed again in groups (joinAdded).
+//     kept only if it beats xz by a margin (addedDiffGain), or if it holds
+//     deflate streams; the kept ones are diffed again in groups
+//     (joinAdded), where PUFFDIFF is tried.
 //  6. The runs that no diff shortened join the new data, and all of it,
 //     in block order, goes into REPLACE_XZ operations of up to 8 MiB (its
 //     xz dictionary then spans many added files; on the 1 GiB bench pair
@@ -312,8 +313,8 @@ func (g *deltaGen) runAll(ctx context.Context, jobs []*deltaJob, novel []uint32,
 	// spans similar files far apart: on the 1 GiB bench pair, 1 286 KB
 	// of 2 MiB operations became 993 KB).
 	// An added file holding deflate streams is kept even when xz beat its
-	// PUFFDIFF: puff streams gain from being joined (on the upgrade pair,
-	// the small gzip, jar and PNG files' PUFFDIFFs lost alone).
+	// diff: its PUFFDIFF is tried in the group (on the upgrade pair, most
+	// small gzip, jar and PNG files' PUFFDIFFs lost to xz alone).
 	var kept []*deltaJob
 	route := func(j *deltaJob) error {
 		switch {
