@@ -349,7 +349,10 @@ func (g *deltaGen) joinAdded(kept []*deltaJob) []*deltaJob {
 	src := map[uint32]bool{}
 	flush := func() {
 		if cur != nil {
-			cur.src = slices.Sorted(maps.Keys(src))
+			// Not nil when empty: a group of added files whose diffs
+			// all lost (kept for their deflate streams) has no source
+			// worth the anchors' (diff), and gets a PUFFDIFF from nothing.
+			cur.src = append([]uint32{}, slices.Sorted(maps.Keys(src))...)
 			jobs = append(jobs, cur)
 			cur = nil
 			clear(src)
