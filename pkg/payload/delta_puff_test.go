@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -281,4 +282,32 @@ func readFile(t testing.TB, p string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// FuzzPuffdiffOp applies a PUFFDIFF operation carrying arbitrary data
+// (seeded with real patches, from a gzip source and from nothing): it
+// must fail with an operation error or apply.
+func FuzzPuffdiffOp(f *testing.F) {
+	r := rand.New(rand.NewPCG(4, 4))
+	text := puffText(r, 30<<10)
+	src := padBlocks(gzipBytes(f, text))
+	nw := padBlocks(gzipBytes(f, append(puffText(r, 500), text...)))[:len(src)]
+	for _, s := range [][]byte{src, nil} {
+		_, patch := puffdiffOp(f, s, nw)
+		f.Add(patch, s != nil)
+	}
+	f.Fuzz(func(t *testing.T, patch []byte, withSrc bool) {
+		if len(patch) == 0 {
+			return
+		}
+		op := &metadata.InstallOperation{Type: OpPuffdiff.Enum(), DstExtents: ext(0, uint64(len(nw)/blockSize))}
+		if withSrc {
+			op.SrcExtents = ext(0, uint64(len(src)/blockSize))
+		}
+		p := writeOps(t, &Spec{MinorVersion: 5, Ops: []*metadata.InstallOperation{op}}, [][]byte{patch}, nil)
+		_, err := applyDelta(t, p, src, len(nw), len(nw), Options{Workers: 1})
+		if err != nil && !errors.Is(err, ErrOperationExecution) && !errors.Is(err, ErrInvalidManifest) {
+			t.Fatalf("unexpected error class: %v", err)
+		}
+	})
 }
