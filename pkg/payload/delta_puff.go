@@ -15,6 +15,14 @@ import (
 // OpPuffdiff is PUFFDIFF (minor version 5): a puffin patch (see package
 // puff) from the source extents to the destination, bsdiff between their
 // puff streams, where deflate streams are carried as puffs.
+//
+// What AOSP's applier (update_engine + puffin) should accept of the ones
+// made here, from their sources, not tested against it: each deflate
+// extent is a whole stream (puffin's generator lists each block; its
+// puffer parses all the blocks of an extent); an added file's PUFFDIFF
+// has no source extents (puffin's generator always has a source; its
+// applier reads an empty one); deflate streams of PNG IDAT chunks are
+// plain deflate extents.
 const OpPuffdiff = metadata.InstallOperation_PUFFDIFF
 
 // puffMax bounds a PUFFDIFF's source bytes and each of its two puff
