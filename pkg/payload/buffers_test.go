@@ -139,3 +139,20 @@ func TestMemoryLimit(t *testing.T) {
 		a.zs.close()
 	}
 }
+
+// TestDecoderRoom: a patch operation's decoder room counts in what it
+// takes from the budget, not in the default budget: two of them do not
+// run at once in a 16 MiB budget, and the budget does not grow for them.
+func TestDecoderRoom(t *testing.T) {
+	for _, typ := range []metadata.InstallOperation_Type{OpPuffdiff, OpBrotliBsdiff, OpSourceBsdiff} {
+		s := step{op: &metadata.InstallOperation{Type: typ.Enum(), DataLength: proto.Uint64(1 << 20)},
+			kind: opKinds[typ], write: true, file: -1, dstBytes: 2 << 20}
+		if got, want := s.memNeed(), 3<<20+opKinds[typ].room; got != want || opKinds[typ].room < patchRoom {
+			t.Errorf("%v: memNeed %d MiB, want %d (room %d MiB)", typ, got>>20, want>>20, opKinds[typ].room>>20)
+		}
+		p := &plan{steps: []step{s, s}}
+		if b := p.defaultBudget(); b != minAutoBudget || 2*s.memNeed() <= b {
+			t.Errorf("%v: default budget %d MiB; want %d, less than two such ops (%d)", typ, b>>20, minAutoBudget>>20, 2*s.memNeed()>>20)
+		}
+	}
+}

@@ -32,12 +32,18 @@ var ErrSourceMismatch = errors.New("payload: source partition does not match the
 func init() {
 	// SOURCE_BSDIFF carries a BSDIFF40 or BSDF2 patch, BROTLI_BSDIFF a
 	// BSDF2 patch (brotli streams); the reader accepts either in both.
-	opKinds[OpSourceBsdiff] = &opKind{data: true, source: true, run: runSourceBsdiff}
-	opKinds[OpBrotliBsdiff] = &opKind{data: true, source: true, run: runSourceBsdiff}
+	opKinds[OpSourceBsdiff] = &opKind{data: true, source: true, room: patchRoom, run: runSourceBsdiff}
+	opKinds[OpBrotliBsdiff] = &opKind{data: true, source: true, room: patchRoom, run: runSourceBsdiff}
 	preWriteChecks = append(preWriteChecks, func(ctx context.Context, p *plan, o *Options) error {
 		return verifySource(ctx, p, o.Source)
 	})
 }
+
+// patchRoom is what a bsdiff patch's three stream decoders hold: brotli
+// ring buffers of up to 2 MiB each as our generator writes them (a heap
+// profile of the upgrade pair's apply: 6.9 MB of them), bzip2's 900k
+// blocks ~3.6 MB each at their largest.
+const patchRoom = 6 << 20
 
 // extentView is the concatenation of source extents as one io.ReaderAt;
 // holes (start_block SparseHole) read as zeros.

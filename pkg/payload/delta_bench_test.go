@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -199,6 +201,11 @@ func deltaTryMeasured(b testing.TB, timeout time.Duration, name string, args ...
 	// On timeout kill the whole process group: time's child would
 	// otherwise survive (and keep the output pipe open).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if args[0] == "apply" {
+		// The apply runs as on a host, with all cores (its peak RSS
+		// grows with its workers), even in a GOMAXPROCS=1 bench run.
+		cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") })
+	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()

@@ -222,3 +222,40 @@ func TestAbsorbCopies(t *testing.T) {
 		t.Fatalf("copySrc %v, want 1:1001 2:1002", g.copySrc)
 	}
 }
+
+// TestCutJobsSizes: diffs are cut at the chunk size, copies and zeros at
+// copyScale and zeroScale times it, each job within one class and in
+// block order.
+func TestCutJobsSizes(t *testing.T) {
+	const copyBlk, zeroBlk = copyScale * deltaOpBlocks, zeroScale * deltaOpBlocks
+	runs := []struct {
+		c opClass
+		n int
+	}{{classZero, zeroBlk + 5}, {classCopy, copyBlk*2 + 7}, {classDiff, deltaOpBlocks + 3}, {classCopy, 10}}
+	var class []opClass
+	for _, r := range runs {
+		for range r.n {
+			class = append(class, r.c)
+		}
+	}
+	g := &deltaGen{newBlks: len(class), chunkBlk: deltaOpBlocks, files: map[uint32]fileRef{}}
+	want := map[opClass][]int{
+		classZero: {zeroBlk, 5},
+		classCopy: {copyBlk, copyBlk, 17}, // the last job takes both copy runs
+		classDiff: {deltaOpBlocks, 3},
+	}
+	got := map[opClass][]int{}
+	for _, j := range g.cutJobs(class, make([]uint32, len(class))) {
+		for _, b := range j.dst {
+			if class[b] != j.class {
+				t.Fatalf("job of class %d holds block %d of class %d", j.class, b, class[b])
+			}
+		}
+		got[j.class] = append(got[j.class], len(j.dst))
+	}
+	for c, w := range want {
+		if !slices.Equal(got[c], w) {
+			t.Errorf("class %d: jobs of %v blocks, want %v", c, got[c], w)
+		}
+	}
+}

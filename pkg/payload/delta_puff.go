@@ -30,8 +30,14 @@ const OpPuffdiff = metadata.InstallOperation_PUFFDIFF
 // an AOSP payload puffing more than this is refused here).
 const puffMax = MaxOpBytes
 
+// puffRoom is what a PUFFDIFF holds besides its data and output: its
+// patch's decoders (patchRoom) and its source's puff, which our generator
+// keeps within puffSrcLimit (held in a buffer grown by appending: up to
+// twice that).
+const puffRoom = patchRoom + 2*puffSrcLimit
+
 func init() {
-	opKinds[OpPuffdiff] = &opKind{data: true, source: true, run: runPuffdiff}
+	opKinds[OpPuffdiff] = &opKind{data: true, source: true, room: puffRoom, run: runPuffdiff}
 }
 
 // runPuffdiff puffs the source extents, applies the bsdiff patch to their

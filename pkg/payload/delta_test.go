@@ -95,10 +95,16 @@ func opCounts(t testing.TB, p []byte) (map[metadata.InstallOperation_Type]int, *
 			n += e.GetNumBlocks()
 		}
 		// A delta's ops: new data (REPLACE_XZ, REPLACE) in operations of
-		// up to novelBlk, the rest of up to deltaOpBlocks.
+		// up to novelBlk, copies and zeros of up to copyScale and
+		// zeroScale times deltaOpBlocks, the rest of up to deltaOpBlocks.
 		limit := uint64(deltaOpBlocks)
-		if t := op.GetType(); t == OpReplaceXZ || t == OpReplace {
+		switch op.GetType() {
+		case OpReplaceXZ, OpReplace:
 			limit = novelBlk
+		case OpSourceCopy:
+			limit = copyScale * deltaOpBlocks
+		case OpZero:
+			limit = zeroScale * deltaOpBlocks
 		}
 		if n > limit && m.MinorVersion != 0 {
 			t.Errorf("op %v has %d dst blocks (> %d)", op.GetType(), n, limit)

@@ -49,26 +49,28 @@ import (
 //     deflate streams; the kept ones are diffed again in groups
 //     (joinAdded), where PUFFDIFF is tried.
 //  6. The runs that no diff shortened join the new data, and all of it,
-//     in block order, goes into REPLACE_XZ operations of up to 8 MiB (its
-//     xz dictionary then spans many added files; on the 1 GiB bench pair
-//     the delta went from 2 752 582 to 2 492 148 B). These operations come
-//     last in the manifest. 8 MiB, not more, for the applier's memory
-//     (it grows by more than one operation's size): on that pair its peak
-//     RSS was 52 MiB with 8 MiB operations, 64 MiB with 10, 68 with 12.
+//     in block order, goes into REPLACE_XZ operations of up to 12 MiB
+//     (its xz dictionary then spans many added files; on the 1 GiB bench
+//     pair the delta went from 2 752 582 to 2 492 148 B with 8 MiB ones).
+//     These operations come last in the manifest. 12 MiB, not more, for
+//     the applier's memory (two of them and their data set its budget):
+//     on the upgrade pair 8 and 12 MiB made the delta 6 029 645 and
+//     6 023 731 B, and the apply's peak RSS (three workers) 43 and
+//     52–58 MiB; 16 MiB ones (absorbRun at 32) 66 MiB.
 //
 // Memory: the index (16 bytes per anchor, ~32 MiB per GiB of old image),
 // the block hashes (~84 bytes per block) and, per worker, one operation's
 // old (≤ 8 MiB, a little more with gaps filled) and new (≤ 2 MiB) data
 // with bsdiff's suffix array, or
-// 8 MiB of new data and the xz program compressing it (~100 MiB with its
-// 8 MiB dictionary). The output is deterministic: the workers'
+// 12 MiB of new data and the xz program compressing it (~140 MiB with its
+// 12 MiB dictionary). The output is deterministic: the workers'
 // results are assembled in order and every choice breaks ties by
 // position.
 
 const (
 	deltaOpBlocks  = 512  // dst blocks per operation (2 MiB)
 	deltaSrcBlocks = 2048 // source blocks per bsdiff operation (8 MiB)
-	novelBlk       = 2048 // dst blocks per operation of new data (8 MiB)
+	novelBlk       = 3072 // dst blocks per operation of new data (12 MiB)
 	anchorBits     = 9    // one anchor per 2^9 bytes on average
 	anchorMinGap   = 64   // bytes between anchors, against repetitive data
 	anchorMaxFreq  = 16   // anchors occurring more often in old are ignored
@@ -453,7 +455,7 @@ func (g *deltaGen) plan(ctx context.Context) ([]*deltaJob, []uint32, error) {
 
 // absorbRun is the longest run of copied blocks between two changed
 // blocks that the changed blocks' operation writes too (absorbCopies).
-const absorbRun = 8
+const absorbRun = 64
 
 // absorbCopies makes short runs of copied blocks between two changed
 // blocks (not of added files) changed, their old blocks recorded in
@@ -464,7 +466,10 @@ const absorbRun = 8
 // upgrade pair the directories rewritten in place (inode numbers moved)
 // are one or two blocks among unchanged ones; absorbing runs of up to 4,
 // 8 and 16 blocks made its delta 59, 67 and 71 KB smaller (6 393 KB
-// before).
+// before). With PUFFDIFF and larger copy operations (jobBlocks), runs
+// (and srcGapFill) of up to 32, 64 and 128 blocks made it 6 040 554,
+// 6 029 645 and 6 031 400 B (6 058 612 at 8), the last with 405 MiB of
+// generation RSS.
 func (g *deltaGen) absorbCopies(class []opClass, src []uint32) {
 	diffable := func(b int) bool {
 		ref, ok := g.files[uint32(b)]
@@ -660,7 +665,7 @@ func (g *deltaGen) cutJobs(class []opClass, src []uint32) []*deltaJob {
 		if c == classCopy {
 			j.src = append(j.src, src[i])
 		}
-		if len(j.dst) == g.chunkBlk {
+		if len(j.dst) == g.jobBlocks(c) {
 			jobs = append(jobs, j)
 			cur[slot] = nil
 		}
@@ -671,6 +676,29 @@ func (g *deltaGen) cutJobs(class []opClass, src []uint32) []*deltaJob {
 		}
 	}
 	return jobs
+}
+
+// Copies and zeros go into larger operations than diffs: an operation
+// costs ~40 bytes of manifest (its type, its source hash, and the extents
+// split at its ends), a SOURCE_COPY holds its size in the applier and a
+// ZERO nothing. At the default 2 MiB chunk, copies of 8 MiB (as the new
+// data's operations were) and zeros of 64 MiB (MaxOpBytes): on the upgrade
+// pair 174 SOURCE_COPY operations became 41, 44 ZERO 2, and the manifest
+// 63 KB 43 (with absorbRun and srcGapFill at 32).
+const (
+	copyScale = 4
+	zeroScale = 32
+)
+
+// jobBlocks is the largest number of dst blocks of a job of class c.
+func (g *deltaGen) jobBlocks(c opClass) int {
+	switch c {
+	case classCopy:
+		return copyScale * g.chunkBlk
+	case classZero:
+		return zeroScale * g.chunkBlk
+	}
+	return g.chunkBlk
 }
 
 func u64(v uint64) *uint64 { return proto.Uint64(v) }

@@ -41,6 +41,11 @@ type opKind struct {
 	// and hashed while the rest decodes, with no buffer of the output's
 	// size (zstd.go); smaller ones by run, into their output, side by side.
 	streamed bool
+	// room is memory run holds besides the data and the output: the
+	// decoders of a patch's streams, a source's puff. The budget counts
+	// it, so that workers do not run more such operations at once than
+	// it has room for.
+	room int64
 	// run decodes the operation into out (len = dst bytes). data is the
 	// verified blob.
 	run func(d *decoder, op *metadata.InstallOperation, data, out []byte) error

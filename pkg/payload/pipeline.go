@@ -233,7 +233,7 @@ func (p *plan) defaultBudget() int64 {
 	var most int64
 	for i := range p.steps {
 		s := &p.steps[i]
-		most = max(most, s.memNeed())
+		most = max(most, s.bufNeed())
 	}
 	b := min(maxAutoBudget, max(minAutoBudget, 2*most))
 	if d := p.maxStreamDst(); d > 0 {
@@ -259,9 +259,21 @@ func (s *step) streams() bool {
 	return s.kind.streamed && s.emits() && s.dstBytes > streamAbove
 }
 
-// memNeed is the bytes a step holds in flight: its data and its output (a
-// streamed op's output is in the run's stream reserve).
+// memNeed is the bytes a step holds in flight: its buffers (bufNeed) and
+// its decoder's room. The room is not in the default budget, which two
+// operations' buffers set: an operation with room leaves the others less
+// (one needing more than the budget runs alone).
 func (s *step) memNeed() int64 {
+	need := s.bufNeed()
+	if s.emits() {
+		need += s.kind.room
+	}
+	return units(need)
+}
+
+// bufNeed is a step's data and output (a streamed op's output is in the
+// run's stream reserve), in budget units.
+func (s *step) bufNeed() int64 {
 	dl := int64(s.op.GetDataLength())
 	need := dl
 	if s.emits() && !s.kind.noOutput && !s.streams() {
@@ -271,8 +283,12 @@ func (s *step) memNeed() int64 {
 			need += int64(s.dstBytes)
 		}
 	}
-	// In budget units, as acquire takes them.
-	return (need + budgetUnit - 1) / budgetUnit * budgetUnit
+	return units(need)
+}
+
+// units rounds n up to whole budget units, as acquire takes them.
+func units(n int64) int64 {
+	return (n + budgetUnit - 1) / budgetUnit * budgetUnit
 }
 
 // read is the reader goroutine: it reads each operation's data, hashes the
