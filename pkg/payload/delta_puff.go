@@ -19,10 +19,11 @@ import (
 // What AOSP's applier (update_engine + puffin) should accept of the ones
 // made here, from their sources, not tested against it: each deflate
 // extent is a whole stream (puffin's generator lists each block; its
-// puffer parses all the blocks of an extent); an added file's PUFFDIFF
-// has no source extents (puffin's generator always has a source; its
-// applier reads an empty one); deflate streams of PNG IDAT chunks are
-// plain deflate extents.
+// puffer parses all the blocks of an extent); deflate streams of PNG
+// IDAT chunks are plain deflate extents. Added files with no old version
+// get a PUFFDIFF from one source block, the old image's first (AOSP's
+// paycheck refuses a source operation without source blocks; this
+// applier accepts one, from nothing).
 const OpPuffdiff = metadata.InstallOperation_PUFFDIFF
 
 // puffMax bounds a PUFFDIFF's source bytes and each of its two puff

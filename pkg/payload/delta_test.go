@@ -109,6 +109,11 @@ func opCounts(t testing.TB, p []byte) (map[metadata.InstallOperation_Type]int, *
 		if n > limit && m.MinorVersion != 0 {
 			t.Errorf("op %v has %d dst blocks (> %d)", op.GetType(), n, limit)
 		}
+		// AOSP paycheck's rule: a source operation reads source blocks
+		// and carries their hash.
+		if k := opKinds[op.GetType()]; k != nil && k.source && (len(op.SrcExtents) == 0 || len(op.GetSrcSha256Hash()) != 32) {
+			t.Errorf("op %v has %d source extents, a %d-byte source hash", op.GetType(), len(op.SrcExtents), len(op.GetSrcSha256Hash()))
+		}
 	}
 	return c, m
 }

@@ -140,6 +140,13 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 		src = c.sourceBlocks(j, nw)
 	}
 	src = fillGaps(src, srcGapFill)
+	if len(src) == 0 {
+		// A group of added files with no source (joinAdded): its patch
+		// is made from one block, the old image's first. AOSP's paycheck
+		// refuses a source operation that reads no block (its generator
+		// makes none); 4 KiB of source cost the patch nothing.
+		src = []uint32{0}
+	}
 	old, err := c.readOld(src)
 	if err != nil {
 		return nil, nil, err
