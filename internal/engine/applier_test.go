@@ -22,17 +22,8 @@ import (
 // nothing written, unless the insecure switch is on and no key exists; the
 // plan's version must be the one signed in the payload (code 12).
 func TestPayloadApplierKeys(t *testing.T) {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
 	img := bytes.Repeat([]byte("update engine\n"), 20000)
-	var buf bytes.Buffer
-	if _, err := payload.Generate(t.Context(), &buf, payload.GenerateOptions{New: bytes.NewReader(img), NewSize: int64(len(img)),
-		Keys: []*rsa.PrivateKey{k}, Version: "2.0.0", TempDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
-	p := buf.Bytes()
+	p, k := signedPayload(t, img)
 	sum := sha256.Sum256(p)
 	calls := 0
 	key := func() ([]*rsa.PublicKey, error) { calls++; return []*rsa.PublicKey{&k.PublicKey}, nil }
@@ -93,16 +84,7 @@ func (l *limitReader) Read(b []byte) (int, error) {
 // process has the apply's memory limit (payload.Options.MemoryLimit),
 // and afterwards the one it had.
 func TestPayloadApplierMemoryLimit(t *testing.T) {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img := bytes.Repeat([]byte("memory limit\n"), 100000)
-	var buf bytes.Buffer
-	if _, err := payload.Generate(t.Context(), &buf, payload.GenerateOptions{New: bytes.NewReader(img), NewSize: int64(len(img)),
-		Keys: []*rsa.PrivateKey{k}, Version: "2.0.0", TempDir: t.TempDir()}); err != nil {
-		t.Fatal(err)
-	}
+	p, k := signedPayload(t, bytes.Repeat([]byte("memory limit\n"), 100000))
 	const had = 1 << 40
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(had))
 	f, err := os.Create(filepath.Join(t.TempDir(), "slot"))
@@ -110,7 +92,7 @@ func TestPayloadApplierMemoryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r := &limitReader{r: bytes.NewReader(buf.Bytes())}
+	r := &limitReader{r: bytes.NewReader(p)}
 	a := parts.PayloadApplier{Keys: func() ([]*rsa.PublicKey, error) { return []*rsa.PublicKey{&k.PublicKey}, nil }}
 	if _, err := a.Apply(t.Context(), &Plan{Version: "2.0.0"}, r, nil, fileTarget{f, &fileSlots{}}, nil, nil, func(Checkpoint) error { return nil }); err != nil {
 		t.Fatal(err)
@@ -122,4 +104,20 @@ func TestPayloadApplierMemoryLimit(t *testing.T) {
 	if now := debug.SetMemoryLimit(-1); now != had {
 		t.Fatalf("limit after the apply: %d, want %d back", now, had)
 	}
+}
+
+// signedPayload is a full payload of img, version 2.0.0, signed by a new
+// key.
+func signedPayload(t *testing.T, img []byte) ([]byte, *rsa.PrivateKey) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := payload.Generate(t.Context(), &buf, payload.GenerateOptions{New: bytes.NewReader(img), NewSize: int64(len(img)),
+		Keys: []*rsa.PrivateKey{k}, Version: "2.0.0", TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), k
 }
