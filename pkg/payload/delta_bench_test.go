@@ -73,9 +73,11 @@ func benchDeltaPair(b *testing.B, prefix, dir, oldImg, newImg string, withBsdiff
 	gen := deltaRunMeasured(b, 0, bin, "generate", "--old", oldImg, "--new", newImg, "--key", priv,
 		"--version", "2.0.0", "--source-version", "1.0.0", "-o", delta)
 	deltaSize := deltaFileSize(b, delta)
-	if p, err := os.ReadFile(delta); err == nil {
-		opCounts(b, p) // the operations' rules (AOSP paycheck's among them)
+	p, err := os.ReadFile(delta)
+	if err != nil {
+		b.Fatal(err)
 	}
+	opCounts(b, p) // the operations' rules (AOSP paycheck's among them)
 
 	target := filepath.Join(work, "target.img")
 	f, err := os.Create(target)

@@ -157,12 +157,9 @@ func (c *deltaWorker) diff(ctx context.Context, j *deltaJob, nw []byte, op *meta
 		// joins the new data, where xz does better than on it alone.
 		limit = limit * addedDiffGain / 100
 	}
-	var patchType metadata.InstallOperation_Type
-	var patch []byte
-	if len(old) > 0 {
-		if patchType, patch, err = c.bsdiff(ctx, j, old, nw, limit); err != nil {
-			return nil, nil, err
-		}
+	patchType, patch, err := c.bsdiff(ctx, j, old, nw, limit)
+	if err != nil {
+		return nil, nil, err
 	}
 	var pp []byte
 	switch {

@@ -23,9 +23,10 @@ import (
 // partition hash (of what was written, so hashing overlaps the next
 // write), buffer release, progress and checkpoints. A job's buffers are
 // released by finish after the whole hasher closed job.hashed. A streamed
-// job (a REPLACE_ZSTD of more than 8 MiB) has no output buffer: its worker decodes it with the
-// run's one stream decoder, in payload order, into pieces that the
-// writer writes and finish hashes and hands back (zstd.go).
+// job (a REPLACE_ZSTD of more than 8 MiB) has no output buffer: its
+// worker decodes it with the run's one stream decoder, in payload order,
+// into pieces that the writer writes and finish hashes and hands back
+// (zstd.go).
 
 // job is one operation in flight.
 type job struct {
